@@ -1,0 +1,7 @@
+"""Reconstruction: one parallel-beam projector (CPU or CUDA) and the algorithms built on it."""
+
+from aiax_bench.recon.device import default_device
+from aiax_bench.recon.fbp import FILTERS, fbp, filter_sinogram
+from aiax_bench.recon.projector import ParallelBeamProjector, operator_nbytes
+
+__all__ = ["FILTERS", "ParallelBeamProjector", "default_device", "fbp", "filter_sinogram", "operator_nbytes"]
