@@ -1,0 +1,227 @@
+"""Command-line interface: ``aiax-bench evaluate``, ``methods``, ``datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiax_bench.errors import AiaxError, InputError
+
+__all__ = ["main"]
+
+METRIC_LABELS = {"mse": "MSE (1/cm)²", "psnr": "PSNR (dB)", "ssim": "SSIM 3D", "ssim_slices": "SSIM slice-mean"}
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Plain-text table with aligned columns."""
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _parse_config(pairs: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    config = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError("--config", f"item {pair!r} is not KEY=VALUE", "write e.g. --config filter=hann")
+        config[key] = yaml.safe_load(value)
+    return config
+
+
+def metrics_table(result: dict[str, Any]) -> str:
+    rows = []
+    for metric, label in METRIC_LABELS.items():
+        row = [label]
+        for target in ("reference", "truth"):
+            agg = result["metrics"][f"{metric}/{target}"]
+            fmt = ".3e" if metric == "mse" else ".4f" if metric.startswith("ssim") else ".2f"
+            row.append(f"{agg['mean']:{fmt}} ± {agg['std']:{fmt}}")
+        rows.append(row)
+    n = result["metrics"]["psnr/reference"]["n"]
+    title = (f"{result['method']} on {result['dataset']}/{result['split']} "
+             f"({result['profile']} profile, {n} test volume{'s' if n != 1 else ''}, mean ± std)")
+    eff = result["efficiency"]
+    footer = (f"train {eff['train_seconds']:.1f} s, inference {eff['inference_seconds_per_volume']:.2f} s/volume, "
+              f"{eff['parameters']} parameters, peak memory {eff['peak_memory_mb']:.0f} MB")
+    return "\n".join([title, format_table(["metric", "vs reference", "vs truth"], rows), footer])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from aiax_bench.harness import EvaluationRequest, run_evaluation
+
+    request = EvaluationRequest(method=args.method, split=args.split, dataset=args.dataset,
+                                profile=args.profile, seed=args.seed, config=_parse_config(args.config),
+                                tracking_uri=args.tracking_uri, output_dir=Path(args.output))
+    result = run_evaluation(request)
+    print(metrics_table(result))
+    print(f"MLflow run {result['mlflow_run_id']}; result file {result['result_path']}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from aiax_bench.methods import available_methods, get_method
+
+    rows = []
+    for name in sorted(available_methods()):
+        cls = get_method(name)
+        rows.append([name, cls.task, ",".join(cls.inputs), "yes" if cls.trainable else "no", cls.describe()])
+    print(format_table(["method", "task", "inputs", "learns", "description"], rows))
+    return 0
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from aiax_bench.data.registry import list_datasets
+    from aiax_bench.data.store import store_path
+    from aiax_bench.paths import data_dir
+
+    rows = []
+    for spec in list_datasets():
+        cached = [p for p in spec.profiles if store_path(data_dir(), spec.name, spec.version, p).exists()]
+        rows.append([spec.ref, ", ".join(spec.splits), ", ".join(spec.profiles), spec.default_profile,
+                     ", ".join(cached) or "-", spec.title])
+    print(format_table(["dataset", "splits", "profiles", "default", "in cache", "title"], rows))
+    return 0
+
+
+def cmd_datasets_splits(args: argparse.Namespace) -> int:
+    from aiax_bench.data.registry import resolve
+
+    spec = resolve(args.name)
+    ref = spec.recipe["acquisition"]["reference_angles"]
+    rows = [[name, s.get("n_angles", ref), s.get("description", "")] for name, s in spec.splits.items()]
+    print(f"splits of {spec.ref} (reference: {ref} projections)")
+    print(format_table(["split", "projections", "description"], rows))
+    return 0
+
+
+def cmd_datasets_info(args: argparse.Namespace) -> int:
+    from aiax_bench.data.registry import resolve
+
+    spec = resolve(args.name)
+    recipe = spec.recipe
+    print(f"{spec.ref}: {spec.title}")
+    print(f"  recipe sha256   {spec.recipe_sha256}")
+    print(f"  voxel size      {recipe['voxel_size_um']} µm")
+    print(f"  reference scan  {recipe['acquisition']['reference_angles']} projections, "
+          f"{recipe['acquisition']['photons']:g} photons/pixel")
+    print(f"  evaluation      data_range {spec.evaluation['data_range']} 1/cm, mask {spec.evaluation['mask']}")
+    rows = [[name, f"{p['size']}³", ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items())]
+            for name, p in spec.profiles.items()]
+    print(format_table(["profile", "size", "samples"], rows))
+    return 0
+
+
+def cmd_datasets_build(args: argparse.Namespace) -> int:
+    from aiax_bench.data.build import build_store
+    from aiax_bench.data.loader import load
+    from aiax_bench.data.registry import resolve
+    from aiax_bench.data.store import store_path
+    from aiax_bench.paths import data_dir, ensure_writable
+
+    spec = resolve(args.name)
+    profile = args.profile or spec.default_profile
+    spec.check_profile(profile)
+    path = store_path(data_dir(), spec.name, spec.version, profile)
+    if path.exists() and not args.force:
+        load(spec.ref, profile=profile, build=False)
+        print(f"{spec.ref} ({profile}) is already built at {path} (use --force to rebuild)")
+        return 0
+    ensure_writable(data_dir())
+    attrs = build_store(spec, profile, path)
+    print(f"built {spec.ref} ({profile}) at {path} in {attrs['build_seconds']} s; "
+          f"sha256 {attrs['content_sha256']}")
+    return 0
+
+
+def cmd_datasets_path(args: argparse.Namespace) -> int:
+    from aiax_bench.data.registry import resolve
+    from aiax_bench.data.store import store_path
+    from aiax_bench.paths import data_dir
+
+    if args.name is None:
+        print(data_dir())
+        return 0
+    spec = resolve(args.name)
+    print(store_path(data_dir(), spec.name, spec.version, args.profile or spec.default_profile))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from aiax_bench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="aiax-bench",
+        description="Benchmark AI methods for X-ray tomography on versioned datasets: "
+                    "score them with image and porosity metrics, log to MLflow, compare on a leaderboard.",
+        epilog="example: aiax-bench evaluate --method fbp --split 100proj   "
+               "(datasets are built on first use into $AIAX_BENCH_DATA or the user cache directory)",
+    )
+    parser.add_argument("--version", action="version", version=f"aiax-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser("evaluate", help="run a method on a split's test volumes and score it",
+                        description="Train (if the method learns) and run METHOD on the test volumes of "
+                                    "SPLIT, score MSE, PSNR and SSIM, print a table, write a result JSON "
+                                    "and log the run to MLflow.")
+    ev.add_argument("--method", required=True, help="registered method (see `aiax-bench methods`) "
+                                                    "or path/to/file.py:ClassName")
+    ev.add_argument("--split", required=True, help="split name (see `aiax-bench datasets splits foam`)")
+    ev.add_argument("--dataset", default="foam", help="NAME or NAME@VERSION (default: foam, latest)")
+    ev.add_argument("--profile", default=None, help="dataset size profile: tiny, small (default) or large")
+    ev.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ev.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="method hyper-parameters, e.g. --config filter=hann")
+    ev.add_argument("--tracking-uri", default=None,
+                    help="MLflow tracking URI (default: sqlite:///mlflow.db in the current directory)")
+    ev.add_argument("--output", default="aiax-results", help="directory for result JSON (default aiax-results)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    me = sub.add_parser("methods", help="list the registered methods")
+    me.set_defaults(func=cmd_methods)
+
+    ds = sub.add_parser("datasets", help="list, inspect and build datasets")
+    dsub = ds.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
+    dsub.add_parser("list", help="registered datasets and what is in the cache").set_defaults(
+        func=cmd_datasets_list)
+    p = dsub.add_parser("splits", help="the splits of a dataset")
+    p.add_argument("name", help="NAME or NAME@VERSION")
+    p.set_defaults(func=cmd_datasets_splits)
+    p = dsub.add_parser("info", help="recipe, profiles and evaluation spec of a dataset")
+    p.add_argument("name", help="NAME or NAME@VERSION")
+    p.set_defaults(func=cmd_datasets_info)
+    p = dsub.add_parser("build", help="build a dataset version from its recipe")
+    p.add_argument("name", help="NAME or NAME@VERSION")
+    p.add_argument("--profile", default=None, help="tiny, small (default) or large")
+    p.add_argument("--force", action="store_true", help="rebuild even if the store exists")
+    p.set_defaults(func=cmd_datasets_build)
+    p = dsub.add_parser("path", help="the cache directory, or where a dataset's store lives")
+    p.add_argument("name", nargs="?", help="NAME or NAME@VERSION")
+    p.add_argument("--profile", default=None)
+    p.set_defaults(func=cmd_datasets_path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aiax-bench`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AiaxError as exc:
+        print(f"aiax-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aiax-bench: interrupted; nothing was left half-written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

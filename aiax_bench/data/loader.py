@@ -1,0 +1,187 @@
+"""Loader API: ``load("foam@1.0").split("100proj").test[0].low`` and friends.
+
+Arrays are zarr arrays, read lazily: slicing reads only the chunks needed and
+``np.asarray(sample.low)`` loads the whole volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiax_bench.data.registry import PARTS, DatasetVersion, resolve
+from aiax_bench.data.store import open_group, store_path
+from aiax_bench.errors import StoreError, UnknownNameError
+from aiax_bench.paths import data_dir, ensure_writable
+
+__all__ = ["Dataset", "Sample", "Split", "load"]
+
+
+@dataclass
+class Sample:
+    """One simulated sample, seen through one split."""
+
+    id: str
+    part: str
+    split: str
+    _group: Any = field(repr=False)
+    _store: Path = field(repr=False)
+
+    def _array(self, name: str):
+        try:
+            return self._group[name]
+        except Exception as exc:
+            raise StoreError(self._store / "samples" / self.id / name,
+                             f"array is missing or unreadable ({type(exc).__name__})",
+                             "rebuild the store with `aiax-bench datasets build --force`") from None
+
+    def read(self, name: str) -> np.ndarray:
+        """Load one array fully into memory (``low``, ``high``, ``truth``, ``labels``, ...)."""
+        arr = getattr(self, name.replace("-", "_"))
+        try:
+            return np.asarray(arr[...])
+        except Exception as exc:  # damaged chunk: decompression or decoding error
+            raise StoreError(self._store / "samples" / self.id / name,
+                             f"cannot read array ({type(exc).__name__}: {exc})",
+                             "the store is corrupted: rebuild it with `aiax-bench datasets build --force`"
+                             ) from None
+
+    @property
+    def low(self):
+        """Low-quality reconstruction of this split (1/cm), lazy."""
+        return self._array(f"splits/{self.split}/low")
+
+    @property
+    def sinogram(self):
+        """This split's projections as line integrals ``(Z, A, D)``, lazy."""
+        return self._array(f"splits/{self.split}/sinogram")
+
+    @property
+    def angles(self) -> np.ndarray:
+        """This split's projection angles (radians)."""
+        return np.asarray(self._array(f"splits/{self.split}/angles")[...])
+
+    @property
+    def high(self):
+        """Reference reconstruction: all angles at the reference dose (1/cm), lazy."""
+        return self._array("high")
+
+    @property
+    def truth(self):
+        """Exact phantom attenuation (1/cm, partial volume), lazy."""
+        return self._array("truth")
+
+    @property
+    def labels(self):
+        """Exact phase labels (uint8), lazy."""
+        return self._array("labels")
+
+    @property
+    def mask(self):
+        """Sample region (bool), lazy."""
+        return self._array("mask")
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Sample attributes: part, seed, voxel size (µm), phases, phantom parameters."""
+        return dict(self._group.attrs)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.high.shape)
+
+
+@dataclass
+class Split:
+    """A split (one degradation) of a dataset: samples by part."""
+
+    dataset: Dataset
+    name: str
+
+    def part(self, part: str) -> list[Sample]:
+        """Samples of ``part`` (``train``, ``val``, ``test``, ``ood-test``)."""
+        if part not in PARTS:
+            raise UnknownNameError("part", part, list(PARTS), "use one of the listed parts")
+        return [Sample(sid, part, self.name, self.dataset.group[f"samples/{sid}"], self.dataset.path)
+                for sid in self.dataset.sample_ids if sid.rsplit("-", 1)[0] == part]
+
+    @property
+    def train(self) -> list[Sample]:
+        return self.part("train")
+
+    @property
+    def val(self) -> list[Sample]:
+        return self.part("val")
+
+    @property
+    def test(self) -> list[Sample]:
+        return self.part("test")
+
+    @property
+    def ood_test(self) -> list[Sample]:
+        return self.part("ood-test")
+
+
+@dataclass
+class Dataset:
+    """An opened dataset version at one profile."""
+
+    spec: DatasetVersion
+    profile: str
+    path: Path
+    group: Any = field(repr=False)
+    source: str = "local"
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return list(self.attrs["samples"])
+
+    @property
+    def content_sha256(self) -> str:
+        return self.attrs["content_sha256"]
+
+    def split(self, name: str) -> Split:
+        """The samples of split ``name`` (see ``aiax-bench datasets splits``)."""
+        self.spec.check_split(name)
+        return Split(self, name)
+
+    def provenance(self) -> dict[str, Any]:
+        """What identifies this data in a result: name@version, profile, hash, origin."""
+        return {"dataset": self.spec.ref, "profile": self.profile, "dataset_sha256": self.content_sha256,
+                "recipe_sha256": self.spec.recipe_sha256, "dataset_source": self.source}
+
+
+def rebuild_hint(spec: DatasetVersion, profile: str) -> str:
+    return f"rebuild it with `aiax-bench datasets build {spec.ref} --profile {profile} --force`"
+
+
+def load(ref: str, *, profile: str | None = None, build: bool = True, root: Path | None = None) -> Dataset:
+    """Open ``ref`` at ``profile`` from the cache, building it from its recipe if absent."""
+    from aiax_bench.data.build import build_store
+
+    spec = resolve(ref)
+    profile = profile or spec.default_profile
+    spec.check_profile(profile)
+    root = root or data_dir()
+    path = store_path(root, spec.name, spec.version, profile)
+    source = "local"
+    if not path.exists():
+        if not build:
+            raise StoreError(path, f"{spec.ref} ({profile}) is not in the cache",
+                             f"build it with `aiax-bench datasets build {spec.ref} --profile {profile}`")
+        ensure_writable(root)
+        build_store(spec, profile, path)
+        source = "built"
+    expect = {"name": spec.name, "version": spec.version, "profile": profile,
+              "recipe_sha256": spec.recipe_sha256}
+    group = open_group(path, expect=expect, rebuild_hint=rebuild_hint(spec, profile))
+    if "content_sha256" not in group.attrs or "samples" not in group.attrs:
+        raise StoreError(path, "store is incomplete (no content hash)", rebuild_hint(spec, profile))
+    return Dataset(spec=spec, profile=profile, path=path, group=group, source=source)

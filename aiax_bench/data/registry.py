@@ -1,0 +1,185 @@
+"""The dataset registry: ``datasets/registry.yaml`` and the recipes it points to."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from aiax_bench.errors import InputError, UnknownNameError
+
+__all__ = ["REGISTRY_SCHEMA", "DatasetVersion", "list_datasets", "load_registry", "resolve"]
+
+PARTS = ("train", "val", "test", "ood-test")
+
+#: JSON Schema of registry.yaml (checked by the test suite and on load).
+REGISTRY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": {
+        "type": "object",
+        "required": ["title", "latest", "versions"],
+        "additionalProperties": False,
+        "properties": {
+            "title": {"type": "string"},
+            "latest": {"type": "string"},
+            "versions": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["recipe", "recipe_sha256", "default_profile", "evaluation"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "recipe": {"type": "string"},
+                        "recipe_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "default_profile": {"type": "string"},
+                        "evaluation": {
+                            "type": "object",
+                            "required": ["data_range", "mask"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "data_range": {"type": "number", "exclusiveMinimum": 0},
+                                "mask": {"enum": ["sample", "none"]},
+                                "mask_erosion": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+RECIPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["family", "phantom", "voxel_size_um", "acquisition", "reconstruction", "splits", "profiles"],
+    "properties": {
+        "family": {"type": "string"},
+        "voxel_size_um": {"type": "number", "exclusiveMinimum": 0},
+        "acquisition": {
+            "type": "object",
+            "required": ["reference_angles", "photons"],
+            "properties": {
+                "reference_angles": {"type": "integer", "minimum": 1},
+                "photons": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
+        "splits": {"type": "object", "minProperties": 1},
+        "profiles": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["size", "samples"],
+                "properties": {
+                    "size": {"type": "integer", "minimum": 8},
+                    "samples": {
+                        "type": "object",
+                        "required": list(PARTS),
+                        "additionalProperties": False,
+                        "properties": {p: {"type": "array", "items": {"type": "integer"}} for p in PARTS},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One registered dataset version and its recipe."""
+
+    name: str
+    version: str
+    title: str
+    recipe: dict[str, Any]
+    recipe_sha256: str
+    default_profile: str
+    evaluation: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def splits(self) -> dict[str, dict[str, Any]]:
+        return self.recipe["splits"]
+
+    @property
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        return self.recipe["profiles"]
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise UnknownNameError("split", split, list(self.splits),
+                                   f"see `aiax-bench datasets splits {self.name}`")
+
+    def check_profile(self, profile: str) -> None:
+        if profile not in self.profiles:
+            raise UnknownNameError("profile", profile, list(self.profiles),
+                                   f"profiles of {self.ref} are listed by `aiax-bench datasets info {self.ref}`")
+
+
+def _catalog():
+    return resources.files("aiax_bench.catalog")
+
+
+def _validate(document: Any, schema: dict[str, Any], where: str) -> None:
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(document), key=lambda e: e.path)
+    if errors:
+        err = errors[0]
+        field = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise InputError(f"{where}: field {field}", f"is invalid ({err.message})",
+                         "fix the file so it matches the registry schema")
+
+
+@cache
+def load_registry() -> dict[str, Any]:
+    """The parsed and schema-checked ``registry.yaml``."""
+    document = yaml.safe_load(_catalog().joinpath("registry.yaml").read_text())
+    _validate(document, REGISTRY_SCHEMA, "registry.yaml")
+    return document
+
+
+def recipe_bytes(path: str) -> bytes:
+    return _catalog().joinpath(path).read_bytes()
+
+
+def list_datasets() -> list[DatasetVersion]:
+    """Every registered dataset version, latest first within each name."""
+    return [resolve(f"{name}@{v}") for name, entry in load_registry().items()
+            for v in sorted(entry["versions"], reverse=True)]
+
+
+def resolve(ref: str) -> DatasetVersion:
+    """Look up ``name`` (latest version) or ``name@version`` in the registry."""
+    registry = load_registry()
+    name, _, version = ref.partition("@")
+    if name not in registry:
+        raise UnknownNameError("dataset", name, list(registry), "see `aiax-bench datasets list`")
+    entry = registry[name]
+    version = version or entry["latest"]
+    if version not in entry["versions"]:
+        raise UnknownNameError(f"version of {name}", version, list(entry["versions"]),
+                               "see `aiax-bench datasets list`")
+    spec = entry["versions"][version]
+    raw = recipe_bytes(spec["recipe"])
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != spec["recipe_sha256"]:
+        raise InputError(f"recipe {spec['recipe']} of {name}@{version}",
+                         f"has sha256 {digest}, registry says {spec['recipe_sha256']}",
+                         "a changed recipe needs a new version in registry.yaml")
+    recipe = yaml.safe_load(raw)
+    _validate(recipe, RECIPE_SCHEMA, spec["recipe"])
+    return DatasetVersion(name=name, version=version, title=entry["title"], recipe=recipe,
+                          recipe_sha256=digest, default_profile=spec["default_profile"],
+                          evaluation=spec["evaluation"])

@@ -1,0 +1,101 @@
+"""The method contract every reference and user method follows."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from aiax_bench.errors import InputError
+
+__all__ = ["Budget", "Method"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How much training a method may do: whichever limit comes first.
+
+    Attributes
+    ----------
+    seconds : float, optional
+        Wall-clock training time (s).
+    iterations : int, optional
+        Optimiser steps.
+    """
+
+    seconds: float | None = None
+    iterations: int | None = None
+
+
+class Method(ABC):
+    """A tomography enhancement or segmentation method.
+
+    Subclasses set ``name``, ``task`` and ``inputs``, declare their
+    hyper-parameters as a dataclass ``Config``, and implement :meth:`predict`
+    (and :meth:`fit` if they learn). They are registered under the entry-point
+    group ``aiax_bench.methods`` exactly like a user's own package would be.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``aiax-bench evaluate --method NAME``).
+    task : {'enhance', 'segment'}
+        What :meth:`predict` returns: a volume in 1/cm, or integer labels.
+    inputs : tuple of str
+        What the method reads from a sample: ``'reconstruction'`` and/or ``'sinogram'``.
+    trainable : bool
+        Whether :meth:`fit` learns anything.
+    """
+
+    name: ClassVar[str]
+    task: ClassVar[str] = "enhance"
+    inputs: ClassVar[tuple[str, ...]] = ("reconstruction",)
+    trainable: ClassVar[bool] = False
+
+    @dataclasses.dataclass
+    class Config:
+        """Hyper-parameters (none by default)."""
+
+    def __init__(self, config: Config | dict[str, Any] | None = None) -> None:
+        self.config = self.make_config(config)
+
+    @classmethod
+    def make_config(cls, config: Config | dict[str, Any] | None) -> Config:
+        """Build the typed config from a mapping, rejecting unknown keys by name."""
+        if config is None:
+            return cls.Config()
+        if isinstance(config, cls.Config):
+            return config
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise InputError(f"config of method {cls.name}", f"has unknown key(s) {unknown}",
+                             f"known keys: {sorted(known) or 'none'}")
+        return cls.Config(**config)
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
+            tracker: Any = None) -> None:
+        """Learn from training samples; methods that do not learn keep this no-op."""
+
+    @abstractmethod
+    def predict(self, sample: Any) -> np.ndarray:
+        """Return the enhanced volume (1/cm, same shape as ``sample.low``) or labels."""
+
+    def parameter_count(self) -> int:
+        """Number of learned parameters (0 for classical methods)."""
+        return 0
+
+    def save(self, directory: Path) -> None:
+        """Write a checkpoint directory; classical methods have nothing to save."""
+
+    @classmethod
+    def describe(cls) -> str:
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""

@@ -1,0 +1,33 @@
+"""Shared fixtures: a tiny foam dataset built once per test session in a temporary cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    """A cache directory holding foam@1.0 at the tiny profile (64³)."""
+    from aiax_bench.data.loader import load
+
+    root = tmp_path_factory.mktemp("aiax-data")
+    load("foam@1.0", profile="tiny", root=root)
+    return root
+
+
+@pytest.fixture
+def tiny_env(data_root, monkeypatch):
+    """Point AIAX_BENCH_DATA at the session's tiny dataset cache."""
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(data_root))
+    return data_root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(data_root):
+    from aiax_bench.data.loader import load
+
+    return load("foam@1.0", profile="tiny", root=data_root, build=False)

@@ -1,0 +1,155 @@
+"""End-to-end: the CLI on the tiny foam dataset, MLflow read back with MLflow's own client."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiax_bench.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aiax_bench.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def evaluate_args(tmp_path: Path, *extra: str) -> list[str]:
+    return ["evaluate", "--method", "fbp", "--split", "100proj", "--profile", "tiny",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output", str(tmp_path / "results"),
+            *extra]
+
+
+def test_evaluate_prints_table_writes_result_and_logs_mlflow(tiny_env, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    assert main(evaluate_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "fbp on foam@1.0/100proj" in out
+    for label in ("PSNR (dB)", "SSIM 3D", "MSE", "vs reference", "vs truth"):
+        assert label in out
+
+    [result_file] = list((tmp_path / "results").rglob("*.json"))
+    result = json.loads(result_file.read_text())
+    prov = result["provenance"]
+    assert prov["dataset"] == "foam@1.0" and len(prov["dataset_sha256"]) == 64
+    assert prov["evaluator_version"] and prov["package_version"] and "cpu" in prov["hardware"]
+    assert prov["seed"] == 0 and "git_commit" in prov
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["dataset"] == "foam@1.0"
+    assert run.data.params["seed"] == "0"
+    assert run.data.tags["split"] == "100proj"
+    psnr = result["metrics"]["psnr/reference"]["mean"]
+    assert run.data.metrics["psnr/reference"] == pytest.approx(psnr)
+    # FBP from 100 of 500 projections is clearly worse than the reference, but not garbage.
+    assert 10 < psnr < 40
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"provenance.json", "records.json", result_file.name} <= artifacts
+
+
+def test_seed_and_config_are_recorded(tiny_env, tmp_path):
+    assert main(evaluate_args(tmp_path, "--seed", "3", "--config", "filter=hann")) == 0
+    [result_file] = list((tmp_path / "results").rglob("*.json"))
+    result = json.loads(result_file.read_text())
+    assert result["config"] == {"filter": "hann"}
+    assert result["provenance"]["seed"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--method", "nosuch", "--split", "100proj"], "unknown method 'nosuch'"),
+        (["--method", "fbp", "--split", "7proj"], "unknown split '7proj'"),
+        (["--method", "fbp", "--split", "100proj", "--dataset", "nosuch"], "unknown dataset 'nosuch'"),
+        (["--method", "fbp", "--split", "100proj", "--config", "nosuch=1"], "unknown key(s) ['nosuch']"),
+    ],
+)
+def test_bad_names_fail_in_one_line(tiny_env, tmp_path, args, expected):
+    proc = run_cli("evaluate", *args, "--profile", "tiny", "--output", str(tmp_path / "r"),
+                   "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_cache_dir(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(blocker / "cache"))
+    assert main(evaluate_args(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "cache directory is not writable" in err and "AIAX_BENCH_DATA" in err and str(blocker) in err
+
+
+def _corrupt_copy(data_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "cache"
+    shutil.copytree(data_root, root)
+    return root / "foam" / "1.0" / "tiny.zarr"
+
+
+def test_corrupted_store_metadata(data_root, tmp_path, monkeypatch, capsys):
+    store = _corrupt_copy(data_root, tmp_path)
+    (store / "zarr.json").write_text("{ this is not json")
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(store.parents[2]))
+    assert main(evaluate_args(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "store is corrupted" in err and str(store) in err and "--force" in err
+
+
+def test_corrupted_chunk(data_root, tmp_path, monkeypatch, capsys):
+    store = _corrupt_copy(data_root, tmp_path)
+    chunks = sorted((store / "samples" / "test-000" / "splits" / "100proj" / "low" / "c").rglob("*"))
+    chunk = next(c for c in chunks if c.is_file())
+    chunk.write_bytes(b"\x00garbage" * 10)
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(store.parents[2]))
+    assert main(evaluate_args(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot read array" in err and "test-000" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_help_and_listings_are_readable(tiny_env):
+    help_text = run_cli("--help").stdout
+    for word in ("evaluate", "methods", "datasets"):
+        assert word in help_text
+    methods = run_cli("methods")
+    assert methods.returncode == 0 and "fbp" in methods.stdout and "enhance" in methods.stdout
+    listing = run_cli("datasets", "list")
+    assert listing.returncode == 0 and "foam@1.0" in listing.stdout and "100proj" in listing.stdout
+    assert "tiny" in listing.stdout  # the tiny profile is in this cache
+    splits = run_cli("datasets", "splits", "foam")
+    assert "100proj" in splits.stdout and "100" in splits.stdout
+    info = run_cli("datasets", "info", "foam@1.0")
+    assert "data_range" in info.stdout and "64³" in info.stdout
+
+
+def _readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    blocks = text.split("```bash\n")[1:3]
+    return [b.split("\n```")[0].strip() for b in blocks]
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
+    main_job, tests = _readme_commands()
+    assert "pip install torch==2.13.0" in main_job and "pip install torch==2.13.0" in tests
+    assert "aiax-bench evaluate --method fbp --split 100proj" in main_job
+    assert "pytest" in tests
+    assert tests in (REPO / ".ci" / "run").read_text()
+    # The README's evaluate call parses with the real CLI.
+    evaluate = main_job.split("aiax-bench ", 1)[1]
+    args = build_parser().parse_args(shlex.split(evaluate))
+    assert (args.method, args.split) == ("fbp", "100proj")

@@ -1,0 +1,97 @@
+"""Dataset registry, build, store atomicity and the loader API."""
+
+from __future__ import annotations
+
+import hashlib
+
+import jsonschema
+import numpy as np
+import pytest
+import yaml
+
+from aiax_bench.data import registry
+from aiax_bench.data.build import build_store
+from aiax_bench.data.loader import load
+from aiax_bench.errors import InputError, StoreError, UnknownNameError
+
+
+def test_registry_matches_schema_and_recipes():
+    document = yaml.safe_load(registry._catalog().joinpath("registry.yaml").read_text())
+    jsonschema.validate(document, registry.REGISTRY_SCHEMA)
+    for name, entry in document.items():
+        for version, spec in entry["versions"].items():
+            raw = registry.recipe_bytes(spec["recipe"])
+            assert hashlib.sha256(raw).hexdigest() == spec["recipe_sha256"], (
+                f"{name}@{version}: recipe changed without a new version")
+            recipe = yaml.safe_load(raw)
+            jsonschema.validate(recipe, registry.RECIPE_SCHEMA)
+            assert recipe["family"] == name
+            assert spec["default_profile"] in recipe["profiles"]
+
+
+def test_changed_recipe_is_refused(monkeypatch):
+    real = registry.recipe_bytes
+    monkeypatch.setattr(registry, "recipe_bytes", lambda path: real(path) + b"\n# edited\n")
+    with pytest.raises(InputError, match="a changed recipe needs a new version"):
+        registry.resolve("foam@1.0")
+
+
+def test_unknown_names():
+    with pytest.raises(UnknownNameError, match="unknown dataset 'wood'"):
+        registry.resolve("wood")
+    with pytest.raises(UnknownNameError, match=r"unknown version of foam '9\.9'"):
+        registry.resolve("foam@9.9")
+
+
+def test_loader_gives_lazy_arrays_with_consistent_shapes(tiny_dataset):
+    split = tiny_dataset.split("100proj")
+    assert [s.id for s in split.test] == ["test-000"]
+    assert len(split.train) == 1 and len(split.val) == 1 and len(split.ood_test) == 1
+    sample = split.test[0]
+    assert sample.low.shape == sample.high.shape == sample.truth.shape == (64, 64, 64)
+    assert sample.sinogram.shape == (64, 100, 64)
+    assert sample.angles.shape == (100,)
+    assert sample.read("labels").dtype == np.uint8
+    assert sample.meta["voxel_size_um"] == 20.0
+    # The sparse scan is a subset of the reference scan: same noise realisation.
+    full = np.asarray(sample._group["sinogram"][...])
+    ref_angles = np.asarray(sample._group["angles"][...])
+    idx = np.searchsorted(ref_angles, sample.angles)
+    np.testing.assert_array_equal(full[:, idx], sample.read("sinogram"))
+
+
+def test_reconstructions_are_physical(tiny_dataset):
+    sample = tiny_dataset.split("100proj").test[0]
+    labels, high = sample.read("labels"), sample.read("high")
+    mu_solid = sample.meta["attenuation_per_cm"][1]
+    solid = np.median(high[labels == 1])
+    pore = np.median(high[labels == 2])
+    assert solid == pytest.approx(mu_solid, rel=0.1)
+    assert abs(pore) < 0.15 * mu_solid
+    # Fewer projections: further from the reference than the reference is from itself.
+    low = sample.read("low")
+    assert np.mean((low - high) ** 2) > 0
+
+
+def test_rebuild_is_deterministic(tiny_dataset, tmp_path):
+    attrs = build_store(tiny_dataset.spec, "tiny", tmp_path / "again.zarr", quiet=True)
+    assert attrs["content_sha256"] == tiny_dataset.content_sha256
+
+
+def test_failed_build_leaves_nothing(tiny_dataset, tmp_path, monkeypatch):
+    import aiax_bench.data.build as build
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated crash mid-build")
+
+    monkeypatch.setattr(build, "poisson_noise", explode)
+    target = tmp_path / "foam" / "1.0" / "tiny.zarr"
+    with pytest.raises(RuntimeError):
+        build.build_store(tiny_dataset.spec, "tiny", target, quiet=True)
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_missing_store_without_build(tmp_path):
+    with pytest.raises(StoreError, match="not in the cache"):
+        load("foam@1.0", profile="tiny", root=tmp_path, build=False)
