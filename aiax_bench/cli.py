@@ -154,6 +154,41 @@ def cmd_datasets_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets_download(args: argparse.Namespace) -> int:
+    from aiax_bench.data.loader import load
+
+    ds = load(args.name, profile=args.profile)
+    print(f"{ds.spec.ref} ({ds.profile}) at {ds.path}: {ds.source}, sha256 {ds.content_sha256}")
+    return 0
+
+
+def cmd_datasets_verify(args: argparse.Namespace) -> int:
+    from aiax_bench.data.verify import verify_store
+
+    problems = verify_store(args.name, profile=args.profile)
+    if problems:
+        for line in problems:
+            print(line)
+        return 1
+    print("ok: every array reads back with its recorded content sha256 and fingerprint")
+    return 0
+
+
+def cmd_datasets_package(args: argparse.Namespace) -> int:
+    from aiax_bench.data.loader import load
+    from aiax_bench.data.package import package_store, registry_lines, write_fingerprint
+
+    ds = load(args.name, profile=args.profile, build=False)
+    info = package_store(ds.path, Path(args.out))
+    fingerprint = Path(args.out) / f"v{ds.spec.version}-{ds.profile}.fingerprint.json"
+    write_fingerprint(info, fingerprint)
+    print(f"archive {info['archive']} ({info['size']} bytes); fingerprint {fingerprint}")
+    print(f"# paste under {ds.spec.name} > versions > {ds.spec.version!r} > archives in datasets/registry.yaml,")
+    print(f"# and copy the fingerprint to datasets/{ds.spec.name}/{fingerprint.name}:")
+    print(registry_lines(info, urls=args.url, fingerprint_file=f"{ds.spec.name}/{fingerprint.name}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from aiax_bench import __version__
 
@@ -202,10 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help="tiny, small (default) or large")
     p.add_argument("--force", action="store_true", help="rebuild even if the store exists")
     p.set_defaults(func=cmd_datasets_build)
+    p = dsub.add_parser("download", help="fetch a published version (sha256-verified), or rebuild it")
+    p.add_argument("name", help="NAME or NAME@VERSION")
+    p.add_argument("--profile", default=None, help="tiny, small (default) or large")
+    p.set_defaults(func=cmd_datasets_download)
+    p = dsub.add_parser("verify", help="re-read a cached store and check its hashes and fingerprint")
+    p.add_argument("name", help="NAME or NAME@VERSION")
+    p.add_argument("--profile", default=None, help="tiny, small (default) or large")
+    p.set_defaults(func=cmd_datasets_verify)
+    p = dsub.add_parser("package", help="zip a built store for publication and print its registry lines")
+    p.add_argument("name", help="NAME or NAME@VERSION")
+    p.add_argument("--profile", default=None, help="tiny, small (default) or large")
+    p.add_argument("--out", default="dist", help="output directory (default dist)")
+    p.add_argument("--url", action="append", default=[], help="download URL of the archive (repeat: "
+                                                              "primary first, then mirrors)")
+    p.set_defaults(func=cmd_datasets_package)
     p = dsub.add_parser("path", help="the cache directory, or where a dataset's store lives")
     p.add_argument("name", nargs="?", help="NAME or NAME@VERSION")
     p.add_argument("--profile", default=None)
     p.set_defaults(func=cmd_datasets_path)
+    from aiax_bench.leaderboard.cli import add_subcommands  # submit, leaderboard
+
+    add_subcommands(sub)
     return parser
 
 

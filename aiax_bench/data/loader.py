@@ -6,6 +6,7 @@ Arrays are zarr arrays, read lazily: slicing reads only the chunks needed and
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,26 +163,84 @@ def rebuild_hint(spec: DatasetVersion, profile: str) -> str:
     return f"rebuild it with `aiax-bench datasets build {spec.ref} --profile {profile} --force`"
 
 
-def load(ref: str, *, profile: str | None = None, build: bool = True, root: Path | None = None) -> Dataset:
-    """Open ``ref`` at ``profile`` from the cache, building it from its recipe if absent."""
-    from aiax_bench.data.build import build_store
+def _expect(spec: DatasetVersion, profile: str) -> dict[str, Any]:
+    return {"name": spec.name, "version": spec.version, "profile": profile, "recipe_sha256": spec.recipe_sha256}
 
+
+def _download(spec: DatasetVersion, profile: str, root: Path, path: Path) -> bool:
+    """Fetch and install the published archive; False when no mirror delivered it."""
+    from aiax_bench.data.download import DownloadError, fetch_archive, install_archive
+
+    archive = spec.archives.get(profile)
+    if not archive or not archive["urls"]:
+        return False
+    downloads = root / "downloads"
+    try:
+        zip_path = fetch_archive(archive["urls"], sha256=archive["sha256"],
+                                 fname=f"{spec.name}-{spec.version}-{profile}.zip", directory=downloads)
+    except DownloadError as exc:
+        print(f"{spec.ref} ({profile}): {exc}; rebuilding it from its recipe instead", file=sys.stderr)
+        return False
+
+    def check(extracted: Path) -> None:
+        group = open_group(extracted, expect=_expect(spec, profile), rebuild_hint=rebuild_hint(spec, profile))
+        if group.attrs.get("content_sha256") != archive["content_sha256"]:
+            raise StoreError(zip_path, "archive holds a store with another content sha256 than the registry's",
+                             rebuild_hint(spec, profile))
+        import zarr
+
+        zarr.open_group(str(extracted), mode="r+").attrs["source"] = "downloaded"
+
+    try:
+        install_archive(zip_path, path, check=check)
+    finally:
+        zip_path.unlink(missing_ok=True)
+    return True
+
+
+def _rebuild(spec: DatasetVersion, profile: str, path: Path) -> None:
+    """Build from the recipe and check the result against the published fingerprint."""
+    import zarr
+
+    from aiax_bench.data.build import build_store
+    from aiax_bench.data.package import compare_fingerprints
+
+    expected = spec.fingerprint(profile)
+    build_store(spec, profile, path)
+    group = zarr.open_group(str(path), mode="r+")
+    if expected is not None:
+        problems = compare_fingerprints(dict(group.attrs)["fingerprint"], expected)
+        if problems:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+            raise StoreError(path, f"rebuilt {spec.ref} ({profile}) does not match the published fingerprint "
+                             f"({len(problems)} difference(s), first: {problems[0]})",
+                             "report this with your platform details; the rebuilt store was removed")
+    group.attrs["source"] = "rebuilt"
+
+
+def load(ref: str, *, profile: str | None = None, build: bool = True, root: Path | None = None) -> Dataset:
+    """Open ``ref`` at ``profile`` from the cache.
+
+    A store not in the cache yet is downloaded from the registry's mirrors
+    (sha256-verified), or, when none answers, rebuilt from its recipe and
+    checked against the published fingerprint.
+    """
     spec = resolve(ref)
     profile = profile or spec.default_profile
     spec.check_profile(profile)
     root = root or data_dir()
     path = store_path(root, spec.name, spec.version, profile)
-    source = "local"
     if not path.exists():
         if not build:
             raise StoreError(path, f"{spec.ref} ({profile}) is not in the cache",
-                             f"build it with `aiax-bench datasets build {spec.ref} --profile {profile}`")
+                             f"get it with `aiax-bench datasets download {spec.ref} --profile {profile}`")
         ensure_writable(root)
-        build_store(spec, profile, path)
-        source = "built"
-    expect = {"name": spec.name, "version": spec.version, "profile": profile,
-              "recipe_sha256": spec.recipe_sha256}
-    group = open_group(path, expect=expect, rebuild_hint=rebuild_hint(spec, profile))
+        if not _download(spec, profile, root, path):
+            _rebuild(spec, profile, path)
+    group = open_group(path, expect=_expect(spec, profile), rebuild_hint=rebuild_hint(spec, profile))
     if "content_sha256" not in group.attrs or "samples" not in group.attrs:
         raise StoreError(path, "store is incomplete (no content hash)", rebuild_hint(spec, profile))
-    return Dataset(spec=spec, profile=profile, path=path, group=group, source=source)
+    return Dataset(spec=spec, profile=profile, path=path, group=group,
+                   source=str(group.attrs.get("source", "rebuilt")))

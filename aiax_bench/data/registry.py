@@ -38,6 +38,22 @@ REGISTRY_SCHEMA: dict[str, Any] = {
                         "recipe": {"type": "string"},
                         "recipe_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                         "default_profile": {"type": "string"},
+                        "archives": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "object",
+                                "required": ["sha256", "size", "content_sha256", "fingerprint", "urls"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                    "size": {"type": "integer", "minimum": 1},
+                                    "content_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                    "fingerprint": {"type": "string"},
+                                    "urls": {"type": "array", "items": {"type": "string",
+                                                                         "pattern": "^https?://"}},
+                                },
+                            },
+                        },
                         "evaluation": {
                             "type": "object",
                             "required": ["data_range", "mask"],
@@ -102,6 +118,7 @@ class DatasetVersion:
     recipe_sha256: str
     default_profile: str
     evaluation: dict[str, Any]
+    archives: dict[str, dict[str, Any]]
 
     @property
     def ref(self) -> str:
@@ -115,6 +132,15 @@ class DatasetVersion:
     @property
     def profiles(self) -> dict[str, dict[str, Any]]:
         return self.recipe["profiles"]
+
+    def fingerprint(self, profile: str) -> dict[str, dict[str, float]] | None:
+        """Per-array summary statistics of the published store of ``profile``, if any."""
+        archive = self.archives.get(profile)
+        if archive is None:
+            return None
+        import json
+
+        return json.loads(recipe_bytes(archive["fingerprint"]))
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:
@@ -182,4 +208,4 @@ def resolve(ref: str) -> DatasetVersion:
     _validate(recipe, RECIPE_SCHEMA, spec["recipe"])
     return DatasetVersion(name=name, version=version, title=entry["title"], recipe=recipe,
                           recipe_sha256=digest, default_profile=spec["default_profile"],
-                          evaluation=spec["evaluation"])
+                          evaluation=spec["evaluation"], archives=spec.get("archives", {}))

@@ -1,0 +1,41 @@
+"""Re-read a cached store and check it against what was recorded when it was written."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aiax_bench.data.package import compare_fingerprints
+from aiax_bench.data.store import array_fingerprint, content_digest
+
+__all__ = ["verify_store"]
+
+
+def verify_store(ref: str, *, profile: str | None = None) -> list[str]:
+    """Problems found in the cached store of ``ref`` (empty: all is well).
+
+    Every array is read back; its statistics are compared with the stored
+    fingerprint and the whole content with the stored sha256, and, where the
+    registry publishes a fingerprint, with that one too.
+    """
+    from aiax_bench.data.loader import load
+
+    ds = load(ref, profile=profile, build=False)
+    attrs = ds.attrs
+    arrays, fingerprint, problems = {}, {}, []
+    for key in attrs["fingerprint"]:
+        sample_id, name = key.split("/", 1)
+        try:
+            data = np.asarray(ds.group[f"samples/{sample_id}/{name}"][...])
+        except Exception as exc:
+            problems.append(f"{ds.path}/samples/{key}: unreadable ({type(exc).__name__})")
+            continue
+        arrays[key] = data
+        fingerprint[key] = array_fingerprint(data)
+    problems += [f"{ds.path}: fingerprint {p}" for p in compare_fingerprints(fingerprint, attrs["fingerprint"],
+                                                                             rtol=0, atol=0)]
+    if not problems and content_digest(arrays) != attrs["content_sha256"]:
+        problems.append(f"{ds.path}: content sha256 differs from the recorded {attrs['content_sha256']}")
+    published = ds.spec.fingerprint(ds.profile)
+    if published is not None:
+        problems += [f"{ds.path}: published fingerprint {p}" for p in compare_fingerprints(fingerprint, published)]
+    return problems
