@@ -154,7 +154,7 @@ class DatasetVersion:
 
 
 def _catalog():
-    return resources.files("aiax_bench.catalog")
+    return resources.files("aiax_bench").joinpath("catalog")
 
 
 def _validate(document: Any, schema: dict[str, Any], where: str) -> None:

@@ -1,0 +1,56 @@
+"""Simulation: phantoms with exact labels, their projections, and acquisition models."""
+
+from aiax_bench.sim.acquire import (
+    Acquisition,
+    angle_subset,
+    bin_detector,
+    continuous_rotation,
+    detector_gains,
+    exposure_angles,
+    poisson_noise,
+    reference_angles,
+    ring_artefacts,
+    scan,
+)
+from aiax_bench.sim.phantoms import (
+    PHANTOMS,
+    Cylinders,
+    Ellipsoids,
+    Flakes,
+    Phantom,
+    Spheres,
+    am_metal_phantom,
+    composite_phantom,
+    cylinder_phantom,
+    foam_phantom,
+    make_phantom,
+    render_fractions,
+)
+from aiax_bench.sim.project import project_phantom, project_voxels
+
+__all__ = [
+    "PHANTOMS",
+    "Acquisition",
+    "Cylinders",
+    "Ellipsoids",
+    "Flakes",
+    "Phantom",
+    "Spheres",
+    "am_metal_phantom",
+    "angle_subset",
+    "bin_detector",
+    "composite_phantom",
+    "continuous_rotation",
+    "cylinder_phantom",
+    "detector_gains",
+    "exposure_angles",
+    "foam_phantom",
+    "make_phantom",
+    "poisson_noise",
+    "project_phantom",
+    "project_voxels",
+    "reference_angles",
+    "render_fractions",
+    "ring_artefacts",
+    "scan",
+]

@@ -1,0 +1,30 @@
+"""The leaderboard: submissions (one validated JSON file each), verification, ranking and rendering.
+
+Typical use goes through the CLI (``aiax-bench submit``, ``aiax-bench leaderboard``); the
+functions below are the same steps for scripts and tests.
+"""
+
+from aiax_bench.leaderboard.rank import DEFAULT_METRIC, acquisition_saving, bootstrap_intervals, rank_entries
+from aiax_bench.leaderboard.render import render_html, render_markdown, render_terminal, write_board
+from aiax_bench.leaderboard.schema import expected_dataset_sha256, load_schema, validate_entry
+from aiax_bench.leaderboard.submit import build_entry, load_entries, load_result, submit
+from aiax_bench.leaderboard.verify import verify_entry
+
+__all__ = [
+    "DEFAULT_METRIC",
+    "acquisition_saving",
+    "bootstrap_intervals",
+    "build_entry",
+    "expected_dataset_sha256",
+    "load_entries",
+    "load_result",
+    "load_schema",
+    "rank_entries",
+    "render_html",
+    "render_markdown",
+    "render_terminal",
+    "submit",
+    "validate_entry",
+    "verify_entry",
+    "write_board",
+]
