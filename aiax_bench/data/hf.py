@@ -35,7 +35,6 @@ def to_hf_dataset(samples: Sequence, *, arrays: Sequence[str] = ("low", "high"),
     """
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import datasets
-
     from aiax_bench.paths import data_dir
 
     if not samples:
@@ -45,7 +44,7 @@ def to_hf_dataset(samples: Sequence, *, arrays: Sequence[str] = ("low", "high"),
     features = {"sample_id": datasets.Value("string"), "z": datasets.Value("int32")}
     for name in arrays:
         dtype = np.dtype(first.read(name).dtype if name in ("labels", "mask") else "float32")
-        features[name] = datasets.Array2D(shape=shape, dtype="bool" if dtype == bool else dtype.name)
+        features[name] = datasets.Array2D(shape=shape, dtype="bool" if dtype.kind == "b" else dtype.name)
 
     def rows():
         for sample in samples:
