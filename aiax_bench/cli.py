@@ -95,10 +95,11 @@ def cmd_datasets_splits(args: argparse.Namespace) -> int:
     from aiax_bench.data.registry import resolve
 
     spec = resolve(args.name)
-    ref = spec.recipe["acquisition"]["reference_angles"]
-    rows = [[name, s.get("n_angles", ref), s.get("description", "")] for name, s in spec.splits.items()]
-    print(f"splits of {spec.ref} (reference: {ref} projections)")
-    print(format_table(["split", "projections", "description"], rows))
+    acq = spec.recipe["acquisition"]
+    rows = [[name, s["kind"], s["description"]] for name, s in spec.splits.items()]
+    print(f"splits of {spec.ref} (reference scan: {acq['reference_angles']} projections, "
+          f"{acq['photons']:g} photons/pixel)")
+    print(format_table(["split", "kind", "description"], rows))
     return 0
 
 

@@ -95,3 +95,37 @@ def test_failed_build_leaves_nothing(tiny_dataset, tmp_path, monkeypatch):
 def test_missing_store_without_build(tmp_path):
     with pytest.raises(StoreError, match="not in the cache"):
         load("foam@1.0", profile="tiny", root=tmp_path, build=False)
+
+
+def test_every_split_is_stored_with_its_degradation(tiny_dataset):
+    spec = tiny_dataset.spec
+    assert set(spec.splits) == {"50proj", "75proj", "100proj", "150proj", "250proj", "dose-1/4", "dose-1/16",
+                                "dose-1/64", "res-x2", "res-x4", "continuous"}
+    errors = {}
+    for name, params in spec.splits.items():
+        sample = tiny_dataset.split(name).test[0]
+        low, high = sample.read("low"), sample.read("high")
+        assert low.shape == high.shape == (64, 64, 64)
+        n = params.get("n_angles", 500)
+        rows = 64 // params.get("factor", 1)
+        assert sample.sinogram.shape == (rows, n, rows), name
+        assert sample.angles.shape == (n,)
+        mask = sample.read("mask")
+        errors[name] = float(np.mean((low - high)[mask] ** 2))
+    # Each degradation costs more the stronger it is.
+    assert errors["50proj"] > errors["100proj"] > errors["250proj"]
+    assert errors["dose-1/64"] > errors["dose-1/16"] > errors["dose-1/4"]
+    assert errors["res-x4"] > errors["res-x2"]
+    assert errors["continuous"] != errors["100proj"]
+
+
+def test_dose_noise_scales_with_photons(tiny_dataset):
+    sample = tiny_dataset.split("dose-1/4").test[0]
+    reference = np.asarray(sample._group["sinogram"][...])
+    clean_estimate = reference  # noise of the reference is 16x smaller than at 1/16: negligible here
+    var = {}
+    for name in ("dose-1/4", "dose-1/16"):
+        sino = tiny_dataset.split(name).test[0].read("sinogram")
+        air = clean_estimate < 0.01  # rays that miss the sample: pure counting noise
+        var[name] = float(np.var((sino - clean_estimate)[air]))
+    assert var["dose-1/16"] / var["dose-1/4"] == pytest.approx(4.0, rel=0.35)

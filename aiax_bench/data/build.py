@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,17 @@ import numpy as np
 from aiax_bench import __version__
 from aiax_bench.data.registry import PARTS, DatasetVersion
 from aiax_bench.data.store import STORE_FORMAT, array_fingerprint, atomic_store, content_digest, write_array
+from aiax_bench.errors import InputError
 from aiax_bench.recon import ParallelBeamProjector, fbp
-from aiax_bench.sim.acquire import angle_subset, poisson_noise, reference_angles
-from aiax_bench.sim.phantoms import make_phantom
+from aiax_bench.sim.acquire import (
+    angle_subset,
+    bin_detector,
+    continuous_rotation,
+    exposure_angles,
+    poisson_noise,
+    reference_angles,
+)
+from aiax_bench.sim.phantoms import Phantom, make_phantom
 from aiax_bench.sim.project import project_phantom
 
 __all__ = ["build_store", "sample_ids"]
@@ -32,6 +43,78 @@ def _phantom_params(recipe: dict[str, Any], part: str, size: int, seed: int) -> 
         params.update(recipe.get("ood_phantom", {}))
     params.update(size=size, seed=seed, voxel_size_um=recipe["voxel_size_um"])
     return params
+
+
+@dataclass
+class _SampleContext:
+    """What every split of one sample is made from."""
+
+    phantom: Phantom
+    clean: np.ndarray            # noise-free line integrals at the reference angles (Z, A, D)
+    noisy: np.ndarray            # the reference scan: clean + Poisson noise at the reference dose
+    angles: np.ndarray           # reference angles (radians)
+    photons: float               # reference photons per detector pixel per projection
+    seed: int
+    voxel_cm: float
+    recon_filter: str
+    projector: Callable[[int, np.ndarray], ParallelBeamProjector]
+    project: Callable[[np.ndarray], np.ndarray]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rng(self, split: str) -> np.random.Generator:
+        # One independent, reproducible noise stream per (sample, split).
+        return np.random.default_rng([self.seed, zlib.crc32(split.encode())])
+
+    def fbp(self, sinogram: np.ndarray, angles: np.ndarray, *, size: int | None = None,
+            voxel_cm: float | None = None) -> np.ndarray:
+        size = size or sinogram.shape[-1]
+        rec = fbp(sinogram, projector=self.projector(size, angles), filter=self.recon_filter)
+        return rec / (voxel_cm or self.voxel_cm)
+
+
+def _sparse(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """N of the reference projections, same exposure each: shares the reference's noise."""
+    idx = angle_subset(ctx.angles.size, params["n_angles"])
+    sino = np.ascontiguousarray(ctx.noisy[:, idx])
+    return ctx.fbp(sino, ctx.angles[idx]), sino, ctx.angles[idx]
+
+
+def _dose(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles at a fraction of the photons: a new noise realisation."""
+    sino = poisson_noise(ctx.clean, ctx.photons * float(params["dose_factor"]), rng=ctx.rng(name))
+    return ctx.fbp(sino, ctx.angles), sino, ctx.angles
+
+
+def _binning(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """Detector binned f×f at the same exposure (f² photons per coarse pixel), reconstructed
+    on the coarse grid and brought back to the reference grid by linear interpolation."""
+    from scipy import ndimage
+
+    f = int(params["factor"])
+    sino = poisson_noise(bin_detector(ctx.clean, f), ctx.photons * f * f, rng=ctx.rng(name))
+    coarse = ctx.fbp(sino, ctx.angles, voxel_cm=ctx.voxel_cm * f)
+    low = ndimage.zoom(coarse, f, order=1, mode="nearest", grid_mode=True).astype(np.float32)
+    return low, sino, ctx.angles
+
+
+def _continuous(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """N projections while the sample keeps rotating: each is blurred over its exposure arc."""
+    idx = angle_subset(ctx.angles.size, params["n_angles"])
+    angles = ctx.angles[idx]
+    steps = int(params.get("steps", 8))
+    sub = exposure_angles(angles, steps, arc=np.pi / angles.size)
+    blurred = continuous_rotation(ctx.project(sub), steps)
+    sino = poisson_noise(blurred, ctx.photons, rng=ctx.rng(name))
+    return ctx.fbp(sino, angles), sino, angles
+
+
+#: How each kind of split degrades the reference scan (recipe ``splits.<name>.kind``).
+SPLIT_KINDS: dict[str, Callable[[_SampleContext, str, dict[str, Any]], tuple]] = {
+    "sparse": _sparse,
+    "dose": _dose,
+    "binning": _binning,
+    "continuous": _continuous,
+}
 
 
 def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool = False) -> dict[str, Any]:
@@ -52,22 +135,23 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
     size = int(spec.profiles[profile]["size"])
     acq = recipe["acquisition"]
     ids = sample_ids(spec, profile)
-    voxel_cm = recipe["voxel_size_um"] * 1e-4
     ref_angles = reference_angles(acq["reference_angles"])
-    split_angles = {name: angle_subset(acq["reference_angles"], s["n_angles"])
-                    for name, s in spec.splits.items()}
-    rec_filter = recipe["reconstruction"]["filter"]
-    projectors: dict[int, ParallelBeamProjector] = {}
+    for name, params in spec.splits.items():
+        if params.get("kind") not in SPLIT_KINDS:
+            raise InputError(f"split {name} of {spec.ref}", f"has kind {params.get('kind')!r}",
+                             f"expected one of {sorted(SPLIT_KINDS)}")
+    projectors: dict[tuple[int, bytes], ParallelBeamProjector] = {}
 
-    def projector_for(idx: np.ndarray) -> ParallelBeamProjector:
-        # Built once per angle set: building costs more than one reconstruction.
-        if idx.size not in projectors:
-            projectors[idx.size] = ParallelBeamProjector(size, ref_angles[idx])
-        return projectors[idx.size]
+    def projector_for(n: int, angles: np.ndarray) -> ParallelBeamProjector:
+        # Built once per grid and angle set: building costs more than one reconstruction.
+        key = (n, np.asarray(angles).tobytes())
+        if key not in projectors:
+            projectors[key] = ParallelBeamProjector(n, angles)
+        return projectors[key]
 
     if not quiet:
         print(f"Building {spec.ref} ({profile} profile: {len(ids)} samples of {size}³, "
-              f"{len(spec.splits)} split(s)) into {target}", file=sys.stderr)
+              f"{len(spec.splits)} splits) into {target}", file=sys.stderr)
     started = time.time()
     fingerprint: dict[str, dict[str, float]] = {}
     digest_parts: dict[str, np.ndarray] = {}
@@ -80,35 +164,40 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             phantom = make_phantom(recipe["family"], **_phantom_params(recipe, part, size, seed))
             bar.update()
             bar.set_postfix_str(f"{sample_id}: projections")
-            clean = project_phantom(phantom, ref_angles, supersample_u=acq.get("supersample_u", 4),
-                                    supersample_z=acq.get("supersample_z", 2))
+
+            def project(angles: np.ndarray, phantom=phantom) -> np.ndarray:
+                return project_phantom(phantom, angles, supersample_u=acq.get("supersample_u", 4),
+                                       supersample_z=acq.get("supersample_z", 2))
+
+            clean = project(ref_angles)
             bar.update()
             bar.set_postfix_str(f"{sample_id}: reference reconstruction")
-            rng = np.random.default_rng([seed, 1])
-            noisy = poisson_noise(clean, acq["photons"], rng=rng)
-            all_idx = np.arange(ref_angles.size)
+            ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
+                                 noisy=poisson_noise(clean, acq["photons"], rng=np.random.default_rng([seed, 1])),
+                                 seed=seed, voxel_cm=recipe["voxel_size_um"] * 1e-4,
+                                 recon_filter=recipe["reconstruction"]["filter"], projector=projector_for,
+                                 project=project)
             arrays = {
                 "truth": phantom.attenuation_map(),
                 "labels": phantom.labels,
                 "mask": phantom.mask,
-                "high": fbp(noisy, projector=projector_for(all_idx), filter=rec_filter) / voxel_cm,
-                "sinogram": noisy,
+                "high": ctx.fbp(ctx.noisy, ref_angles),
+                "sinogram": ctx.noisy,
                 "angles": ref_angles,
             }
             bar.update()
-            for split, idx in split_angles.items():
+            for split, params in spec.splits.items():
                 bar.set_postfix_str(f"{sample_id}: {split}")
-                sino = noisy[:, idx]
-                arrays[f"splits/{split}/low"] = fbp(sino, projector=projector_for(idx),
-                                                    filter=rec_filter) / voxel_cm
+                low, sino, angles = SPLIT_KINDS[params["kind"]](ctx, split, params)
+                arrays[f"splits/{split}/low"] = low
                 arrays[f"splits/{split}/sinogram"] = sino
-                arrays[f"splits/{split}/angles"] = ref_angles[idx]
+                arrays[f"splits/{split}/angles"] = angles
                 bar.update()
             group = root.create_group(f"samples/{sample_id}")
             group.attrs.update({"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
                                 "phases": list(phantom.phases),
                                 "attenuation_per_cm": list(phantom.attenuation),
-                                "phantom": phantom.params, "photons": acq["photons"]})
+                                "phantom": _jsonable(phantom.params), "photons": acq["photons"]})
             for name, data in arrays.items():
                 write_array(group, name, data)
                 key = f"{sample_id}/{name}"
@@ -125,3 +214,13 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         # Written last: a store without these attributes is incomplete by construction.
         root.attrs.update(attrs)
     return attrs
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

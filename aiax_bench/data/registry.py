@@ -85,7 +85,22 @@ RECIPE_SCHEMA: dict[str, Any] = {
                 "photons": {"type": "number", "exclusiveMinimum": 0},
             },
         },
-        "splits": {"type": "object", "minProperties": 1},
+        "splits": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["kind", "description"],
+                "properties": {
+                    "kind": {"enum": ["sparse", "dose", "binning", "continuous"]},
+                    "n_angles": {"type": "integer", "minimum": 1},
+                    "dose_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                    "factor": {"type": "integer", "minimum": 2},
+                    "steps": {"type": "integer", "minimum": 1},
+                    "description": {"type": "string"},
+                },
+            },
+        },
         "profiles": {
             "type": "object",
             "minProperties": 1,
