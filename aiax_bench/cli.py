@@ -45,9 +45,12 @@ def metrics_table(result: dict[str, Any]) -> str:
             fmt = ".3e" if metric == "mse" else ".4f" if metric.startswith("ssim") else ".2f"
             row.append(f"{agg['mean']:{fmt}} ± {agg['std']:{fmt}}")
         rows.append(row)
-    n = result["metrics"]["psnr/reference"]["n"]
-    title = (f"{result['method']} on {result['dataset']}/{result['split']} "
-             f"({result['profile']} profile, {n} test volume{'s' if n != 1 else ''}, mean ± std)")
+    if "seeds" in result:
+        spread = f"{len(result['seeds'])} seeds {result['seeds']}, mean ± std over seeds"
+    else:
+        n = result["metrics"]["psnr/reference"]["n"]
+        spread = f"{n} test volume{'s' if n != 1 else ''}, mean ± std over volumes"
+    title = f"{result['method']} on {result['dataset']}/{result['split']} ({result['profile']} profile, {spread})"
     eff = result["efficiency"]
     footer = (f"train {eff['train_seconds']:.1f} s, inference {eff['inference_seconds_per_volume']:.2f} s/volume, "
               f"{eff['parameters']} parameters, peak memory {eff['peak_memory_mb']:.0f} MB")
@@ -55,14 +58,16 @@ def metrics_table(result: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from aiax_bench.harness import EvaluationRequest, run_evaluation
+    from aiax_bench.harness import EvaluationRequest, run_seeds
 
+    seeds = args.seeds if args.seeds else [args.seed]
     request = EvaluationRequest(method=args.method, split=args.split, dataset=args.dataset,
-                                profile=args.profile, seed=args.seed, config=_parse_config(args.config),
+                                profile=args.profile, seed=seeds[0], config=_parse_config(args.config),
                                 tracking_uri=args.tracking_uri, output_dir=Path(args.output))
-    result = run_evaluation(request)
+    result = run_seeds(request, seeds)
     print(metrics_table(result))
-    print(f"MLflow run {result['mlflow_run_id']}; result file {result['result_path']}")
+    runs = [r["mlflow_run_id"] for r in result["runs"]] if "runs" in result else [result["mlflow_run_id"]]
+    print(f"MLflow run(s) {', '.join(runs)}; result file {result['result_path']}")
     return 0
 
 
@@ -212,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", required=True, help="split name (see `aiax-bench datasets splits foam`)")
     ev.add_argument("--dataset", default="foam", help="NAME or NAME@VERSION (default: foam, latest)")
     ev.add_argument("--profile", default=None, help="dataset size profile: tiny, small (default) or large")
-    ev.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    seed = ev.add_mutually_exclusive_group()
+    seed.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    seed.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                      help="several seeds: one run each, reported as mean ± std over seeds")
     ev.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
                     help="method hyper-parameters, e.g. --config filter=hann")
     ev.add_argument("--tracking-uri", default=None,

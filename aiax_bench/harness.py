@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from aiax_bench.errors import StoreError
+from aiax_bench.errors import InputError, StoreError
 
 __all__ = ["RESULT_SCHEMA_VERSION", "EvaluationRequest", "run_evaluation", "write_json_atomic"]
 
@@ -79,7 +78,7 @@ def write_json_atomic(path: Path, document: Any) -> Path:
     return path
 
 
-def run_evaluation(request: EvaluationRequest, *, log=print) -> dict[str, Any]:
+def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[str, Any]:
     """Fit (if needed), predict every test volume, score it, log it to MLflow, write the result.
 
     Everything that can be checked cheaply (method, dataset, split, config,
@@ -149,11 +148,64 @@ def run_evaluation(request: EvaluationRequest, *, log=print) -> dict[str, Any]:
             mlflow.log_metric(f"efficiency/{key}", value)
         mlflow.log_dict(provenance, "provenance.json")
         mlflow.log_dict({"records": scores["records"]}, "records.json")
-        stamp = started.strftime("%Y%m%dT%H%M%S")
-        out = request.output_dir / spec.name / request.split / f"{method_cls.name}-seed{request.seed}-{stamp}.json"
         result["mlflow_run_id"] = mlflow.active_run().info.run_id
-        write_json_atomic(out, result)
-        mlflow.log_artifact(str(out))
-        result["result_path"] = str(out)
-    print(f"result written to {out}", file=sys.stderr)
+        if write:
+            out = result_path(request, method_cls.name, started, f"seed{request.seed}")
+            write_json_atomic(out, result)
+            mlflow.log_artifact(str(out))
+            result["result_path"] = str(out)
     return result
+
+
+def result_path(request: EvaluationRequest, method: str, started: datetime, tag: str) -> Path:
+    """``<output>/<dataset>/<split>/<method>-<tag>-<time>.json`` (split names may hold '/')."""
+    stamp = started.strftime("%Y%m%dT%H%M%S")
+    name = resolve_name(request.dataset)
+    split = request.split.replace("/", "_")
+    return request.output_dir / name / split / f"{method}-{tag}-{stamp}.json"
+
+
+def resolve_name(ref: str) -> str:
+    return ref.partition("@")[0]
+
+
+def run_seeds(request: EvaluationRequest, seeds: list[int]) -> dict[str, Any]:
+    """Evaluate once per seed (one MLflow run each) and write one result with mean ± std over seeds.
+
+    With a single seed the result is that seed's result. With several, per-seed
+    runs are kept under ``runs`` and ``metrics`` holds, for every metric, the
+    mean and standard deviation over seeds of the per-seed means.
+    """
+    from dataclasses import replace
+
+    if not seeds:
+        raise InputError("--seeds", "is empty", "pass at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise InputError("--seeds", f"repeats a seed ({seeds})", "pass distinct seeds")
+    if len(seeds) == 1:
+        return run_evaluation(replace(request, seed=seeds[0]))
+    started = datetime.now(UTC)
+    results = [run_evaluation(replace(request, seed=seed), write=False) for seed in seeds]
+    first = results[0]
+    metrics = {}
+    for key in first["metrics"]:
+        per_seed = np.array([r["metrics"][key]["mean"] for r in results], dtype=np.float64)
+        metrics[key] = {"mean": float(per_seed.mean()), "std": float(per_seed.std()), "n": len(seeds)}
+    efficiency = {key: float(np.mean([r["efficiency"][key] for r in results])) for key in first["efficiency"]}
+    provenance = {k: v for k, v in first["provenance"].items() if k != "seed"}
+    provenance["seeds"] = list(seeds)
+    combined = {
+        **{k: first[k] for k in ("schema_version", "method", "task", "config", "dataset", "profile", "split")},
+        "created": started.isoformat(timespec="seconds"),
+        "seeds": list(seeds),
+        "runs": [{"seed": r["provenance"]["seed"], "created": r["created"], "records": r["records"],
+                  "metrics": r["metrics"], "efficiency": r["efficiency"], "mlflow_run_id": r["mlflow_run_id"]}
+                 for r in results],
+        "metrics": metrics,
+        "efficiency": efficiency,
+        "provenance": provenance,
+    }
+    out = result_path(request, first["method"], started, "seeds" + "-".join(map(str, seeds)))
+    write_json_atomic(out, combined)
+    combined["result_path"] = str(out)
+    return combined

@@ -153,3 +153,26 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
     evaluate = main_job.split("aiax-bench ", 1)[1]
     args = build_parser().parse_args(shlex.split(evaluate))
     assert (args.method, args.split) == ("fbp", "100proj")
+
+
+def test_several_seeds_give_one_result_with_mean_and_std(tiny_env, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from aiax_bench.leaderboard.submit import load_result
+
+    args = evaluate_args(tmp_path)
+    args[args.index("100proj")] = "dose-1/4"
+    assert main([*args, "--seeds", "0", "1"]) == 0
+    assert "2 seeds [0, 1], mean ± std over seeds" in capsys.readouterr().out
+    [result_file] = list((tmp_path / "results").rglob("*.json"))
+    assert result_file.parent.name == "dose-1_4"
+    result = json.loads(result_file.read_text())
+    assert result["seeds"] == [0, 1] and [r["seed"] for r in result["runs"]] == [0, 1]
+    assert result["provenance"]["seeds"] == [0, 1]
+    per_seed = [r["metrics"]["psnr/reference"]["mean"] for r in result["runs"]]
+    assert result["metrics"]["psnr/reference"]["mean"] == pytest.approx(sum(per_seed) / 2)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for run in result["runs"]:
+        assert client.get_run(run["mlflow_run_id"]).info.status == "FINISHED"
+    _, runs = load_result(result_file)  # the leaderboard accepts it as it is
+    assert len(runs) == 2
