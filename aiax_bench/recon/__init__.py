@@ -2,6 +2,17 @@
 
 from aiax_bench.recon.device import default_device
 from aiax_bench.recon.fbp import FILTERS, fbp, filter_sinogram
+from aiax_bench.recon.iterative import cgls, sirt, tv_reconstruction
 from aiax_bench.recon.projector import ParallelBeamProjector, operator_nbytes
 
-__all__ = ["FILTERS", "ParallelBeamProjector", "default_device", "fbp", "filter_sinogram", "operator_nbytes"]
+__all__ = [
+    "FILTERS",
+    "ParallelBeamProjector",
+    "cgls",
+    "default_device",
+    "fbp",
+    "filter_sinogram",
+    "operator_nbytes",
+    "sirt",
+    "tv_reconstruction",
+]
