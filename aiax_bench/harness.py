@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -88,6 +89,7 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
     from aiax_bench.data.registry import resolve
     from aiax_bench.evaluation import Evaluator
     from aiax_bench.methods import get_method
+    from aiax_bench.paths import data_dir
     from aiax_bench.provenance import code_provenance, hardware, peak_memory_mb
     from aiax_bench.tracking import mlflow_run
 
@@ -115,7 +117,12 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
     with mlflow_run(request.tracking_uri, run_name=run_name, tags=tags, params=params) as mlflow:
         seed_everything(request.seed)
         t0 = time.perf_counter()
-        method.fit(split.train, split.val, seed=request.seed, tracker=mlflow)
+        fit_kwargs: dict[str, Any] = {"seed": request.seed, "tracker": mlflow}
+        if "context" in inspect.signature(method.fit).parameters:
+            fit_kwargs["context"] = {"dataset": spec.ref, "profile": profile, "split": request.split,
+                                     "dataset_sha256": dataset.content_sha256,
+                                     "checkpoint_root": data_dir() / "checkpoints"}
+        method.fit(split.train, split.val, **fit_kwargs)
         train_seconds = time.perf_counter() - t0
         predictions, infer_seconds = {}, []
         for sample in split.test:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,8 +81,15 @@ class Method(ABC):
         return dataclasses.asdict(self.config)
 
     def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
-            tracker: Any = None) -> None:
-        """Learn from training samples; methods that do not learn keep this no-op."""
+            tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
+        """Learn from training samples; methods that do not learn keep this no-op.
+
+        ``context`` tells a learning method what it trains on (``dataset``,
+        ``profile``, ``split``, ``dataset_sha256``) and where it may cache
+        checkpoints (``checkpoint_root``), so that a checkpoint is reused only
+        for the same data and config. Methods written before it existed may
+        leave it out of their signature: the harness then does not pass it.
+        """
 
     @abstractmethod
     def predict(self, sample: Any) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def _from_file(spec: str) -> type[Method]:
         raise InputError(f"method file {path}", "does not exist", "pass path/to/file.py:ClassName")
     module_spec = importlib.util.spec_from_file_location(f"aiax_user_method_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
+    # dataclasses (a method's Config) look their module up in sys.modules while the class is made.
+    sys.modules[module_spec.name] = module
     module_spec.loader.exec_module(module)
     if not hasattr(module, class_name):
         raise InputError(f"method file {path}", f"defines no {class_name!r}",
