@@ -13,7 +13,12 @@ from aiax_bench.errors import AiaxError, InputError
 
 __all__ = ["main"]
 
-METRIC_LABELS = {"mse": "MSE (1/cm)²", "psnr": "PSNR (dB)", "ssim": "SSIM 3D", "ssim_slices": "SSIM slice-mean"}
+METRIC_LABELS = {
+    "mse": "MSE (1/cm)²",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM 3D",
+    "ssim_slices": "SSIM slice-mean",
+}
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -37,25 +42,51 @@ def _parse_config(pairs: Sequence[str]) -> dict[str, Any]:
     return config
 
 
+POROSITY_LABELS = {
+    "porosity": "pore volume fraction",
+    "pore_density_per_mm3": "pores per mm³",
+    "mean_pore_diameter_mm": "mean pore diameter (mm)",
+    "specific_surface_per_mm": "specific surface (1/mm)",
+    "mean_local_thickness_mm": "mean local thickness (mm)",
+}
+
+
+def _mean_std(agg: dict[str, Any], fmt: str) -> str:
+    return f"{agg['mean']:{fmt}} ± {agg['std']:{fmt}}"
+
+
 def metrics_table(result: dict[str, Any]) -> str:
-    rows = []
-    for metric, label in METRIC_LABELS.items():
-        row = [label]
-        for target in ("reference", "truth"):
-            agg = result["metrics"][f"{metric}/{target}"]
-            fmt = ".3e" if metric == "mse" else ".4f" if metric.startswith("ssim") else ".2f"
-            row.append(f"{agg['mean']:{fmt}} ± {agg['std']:{fmt}}")
-        rows.append(row)
+    """The tables ``evaluate`` prints: image quality, porosity statistics, segmentation."""
+    metrics = result["metrics"]
     if "seeds" in result:
         spread = f"{len(result['seeds'])} seeds {result['seeds']}, mean ± std over seeds"
     else:
-        n = result["metrics"]["psnr/reference"]["n"]
+        n = next(iter(metrics.values()))["n"]
         spread = f"{n} test volume{'s' if n != 1 else ''}, mean ± std over volumes"
-    title = f"{result['method']} on {result['dataset']}/{result['split']} ({result['profile']} profile, {spread})"
+    parts = [f"{result['method']} on {result['dataset']}/{result['split']} ({result['profile']} profile, {spread})"]
+    rows = []
+    for metric, label in METRIC_LABELS.items():
+        if f"{metric}/reference" in metrics:
+            fmt = ".3e" if metric == "mse" else ".4f" if metric.startswith("ssim") else ".2f"
+            rows.append([label, *(_mean_std(metrics[f"{metric}/{t}"], fmt) for t in ("reference", "truth"))])
+    if rows:
+        parts.append(format_table(["image metric", "vs reference", "vs truth"], rows))
+    rows = []
+    for key, label in POROSITY_LABELS.items():
+        if f"{key}/method" in metrics:
+            values = [f"{metrics[f'{key}/{who}']['mean']:.4g}" for who in ("method", "reference", "truth")]
+            errors = [f"{100 * metrics[f'{key}/rel_error_{who}']['mean']:+.1f} %" for who in ("reference", "truth")]
+            rows.append([label, *values, *errors])
+    if rows:
+        parts.append(format_table(["porosity statistic", "method", "reference", "truth", "error vs ref",
+                                   "error vs truth"], rows))
+    seg = {k.split("/", 1)[1]: v["mean"] for k, v in metrics.items() if k.startswith("jaccard/")}
+    if seg:
+        parts.append("Jaccard " + ", ".join(f"{name} {value:.3f}" for name, value in seg.items()))
     eff = result["efficiency"]
-    footer = (f"train {eff['train_seconds']:.1f} s, inference {eff['inference_seconds_per_volume']:.2f} s/volume, "
-              f"{eff['parameters']} parameters, peak memory {eff['peak_memory_mb']:.0f} MB")
-    return "\n".join([title, format_table(["metric", "vs reference", "vs truth"], rows), footer])
+    parts.append(f"train {eff['train_seconds']:.1f} s, inference {eff['inference_seconds_per_volume']:.2f} s/volume, "
+                 f"{eff['parameters']:.0f} parameters, peak memory {eff['peak_memory_mb']:.0f} MB")
+    return "\n".join(parts)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -102,7 +102,7 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
 
     dataset = load(spec.ref, profile=profile)
     split = dataset.split(request.split)
-    evaluator = Evaluator(dataset, request.split)
+    evaluator = Evaluator(dataset, request.split, task=method_cls.task)
     started = datetime.now(UTC)
     provenance = {**dataset.provenance(), "split": request.split,
                   "evaluator_version": evaluator.version, **code_provenance(), "seed": request.seed,
@@ -155,6 +155,9 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
             mlflow.log_metric(f"efficiency/{key}", value)
         mlflow.log_dict(provenance, "provenance.json")
         mlflow.log_dict({"records": scores["records"]}, "records.json")
+        if scores.get("distributions"):
+            mlflow.log_dict(scores["distributions"], "distributions.json")
+        _log_figures(mlflow, evaluator, split.test[0], predictions[split.test[0].id], scores)
         result["mlflow_run_id"] = mlflow.active_run().info.run_id
         if write:
             out = result_path(request, method_cls.name, started, f"seed{request.seed}")
@@ -162,6 +165,20 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
             mlflow.log_artifact(str(out))
             result["result_path"] = str(out)
     return result
+
+
+def _log_figures(mlflow, evaluator, sample, prediction, scores) -> None:
+    """Slice comparison, pore-size overlay and 3D pore rendering of the first test volume, as run artifacts."""
+    from aiax_bench.evaluation.figures import write_figures
+
+    record = scores["records"][0]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_figures(sample, prediction, tmp, data_range=evaluator.data_range,
+                              mask=evaluator.mask(sample), threshold=record.get("segmentation_threshold"),
+                              distributions=(scores.get("distributions") or {}).get(sample.id),
+                              task=evaluator.task)
+        for path in paths.values():
+            mlflow.log_artifact(str(path), artifact_path=f"figures/{sample.id}")
 
 
 def result_path(request: EvaluationRequest, method: str, started: datetime, tag: str) -> Path:

@@ -33,7 +33,7 @@ def test_evaluate_prints_table_writes_result_and_logs_mlflow(tiny_env, tmp_path,
     assert main(evaluate_args(tmp_path)) == 0
     out = capsys.readouterr().out
     assert "fbp on foam@1.0/100proj" in out
-    for label in ("PSNR (dB)", "SSIM 3D", "MSE", "vs reference", "vs truth"):
+    for label in ("PSNR (dB)", "SSIM 3D", "MSE", "vs reference", "vs truth", "pore volume fraction", "pores per mm³"):
         assert label in out
 
     [result_file] = list((tmp_path / "results").rglob("*.json"))
@@ -54,7 +54,9 @@ def test_evaluate_prints_table_writes_result_and_logs_mlflow(tiny_env, tmp_path,
     # FBP from 100 of 500 projections is clearly worse than the reference, but not garbage.
     assert 10 < psnr < 40
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"provenance.json", "records.json", result_file.name} <= artifacts
+    assert {"provenance.json", "records.json", "distributions.json", "figures", result_file.name} <= artifacts
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures/test-000")}
+    assert {"figures/test-000/slice_comparison.png", "figures/test-000/pores_3d.png"} <= figures
 
 
 def test_seed_and_config_are_recorded(tiny_env, tmp_path):

@@ -1,5 +1,12 @@
-"""Evaluation: metrics and the Evaluator."""
+"""Evaluation: image metrics, porosity statistics, segmentation metrics, figures, and the Evaluator.
 
-from aiax_bench.evaluation.evaluator import EVALUATOR_VERSION, Evaluator
+Submodules: :mod:`.metrics` (MSE, PSNR, SSIM), :mod:`.porosity` (the
+versioned segmentation protocol and pore statistics), :mod:`.segmentation`
+(Jaccard, Dice, Dice by pore size), :mod:`.figures`, :mod:`.chunked`
+(volumes larger than memory, from zarr), :mod:`.synthetic` (foam-like test pairs of any size).
+"""
 
-__all__ = ["EVALUATOR_VERSION", "Evaluator"]
+from aiax_bench.evaluation.evaluator import DISTRIBUTIONS_KEY, EVALUATOR_VERSION, Evaluator, evaluate_arrays
+from aiax_bench.evaluation.porosity import SEGMENTATION_PROTOCOL
+
+__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "SEGMENTATION_PROTOCOL", "Evaluator", "evaluate_arrays"]

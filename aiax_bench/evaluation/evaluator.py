@@ -1,22 +1,61 @@
-"""The Evaluator: strict input checks, per-volume records, aggregates."""
+"""The Evaluator: strict input checks, per-volume records, aggregates.
+
+A record is flat, ``metric/target`` keys with float values (plus the sample
+id and the two version strings), so that the harness can log it to MLflow as
+it is. Per-pore sizes and histograms do not belong there: they travel in the
+nested ``"distributions"`` entry of :meth:`Evaluator.evaluate_volume`, which
+:meth:`Evaluator.evaluate` moves to its own ``"distributions"`` result
+(one entry per sample id), meant to be stored as an artifact.
+
+Record keys (``enhance`` task; ``segment`` has no image metrics)
+------------------------------------------------------------------
+- ``mse/T``, ``psnr/T`` (dB), ``ssim/T`` (3D), ``ssim_slices/T`` (mean of
+  2D), for ``T`` in ``reference`` and ``truth``;
+- ``segmentation_threshold`` (1/cm, Otsu on the reference, see
+  :mod:`~aiax_bench.evaluation.porosity`);
+- for each of ``porosity``, ``pore_count``, ``pore_density_per_mm3``,
+  ``mean_pore_diameter_mm``, ``specific_surface_per_mm``,
+  ``mean_local_thickness_mm``: ``S/method``, ``S/reference``, ``S/truth``,
+  ``S/rel_error_reference`` and ``S/rel_error_truth`` (method vs each);
+- ``wasserstein_log_diameter/reference`` and ``/truth`` (method's pore-size
+  distribution vs each);
+- ``jaccard/C`` and ``dice/C`` per class ``C`` against the exact labels, and
+  ``jaccard/mean``, ``dice/mean`` over the classes;
+- ``dice_small/pore``, ``dice_medium/pore``, ``dice_large/pore`` (Dice by
+  pore size, :mod:`~aiax_bench.evaluation.segmentation`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from aiax_bench.errors import InputError
+from aiax_bench.errors import InputError, StoreError
 from aiax_bench.evaluation import metrics
+from aiax_bench.evaluation import porosity as pz
+from aiax_bench.evaluation.segmentation import SIZE_STRATA, dice, dice_by_size, jaccard, size_strata
+from aiax_bench.evaluation.validation import check_label_volume, check_volume
 
-__all__ = ["EVALUATOR_VERSION", "Evaluator"]
+__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "TASKS", "Evaluator", "evaluate_arrays"]
 
 #: Changes whenever any number the Evaluator produces could change.
-EVALUATOR_VERSION = "1.0"
+EVALUATOR_VERSION = "2.0"
 
 TARGETS = ("reference", "truth")
+TASKS = ("enhance", "segment")
+#: Porosity statistics reported for the method, the reference and the truth.
+PORE_STATISTICS = ("porosity", "pore_count", "pore_density_per_mm3", "mean_pore_diameter_mm",
+                   "specific_surface_per_mm", "mean_local_thickness_mm")
+#: Where per-pore distributions go (nested in a record, a separate entry of ``evaluate``'s result).
+DISTRIBUTIONS_KEY = "distributions"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 class Evaluator:
@@ -30,54 +69,89 @@ class Evaluator:
         Split name, e.g. ``"100proj"``.
     part : str
         Which samples are scored: ``"test"`` (default) or ``"ood-test"``.
+    task : str
+        ``"enhance"``: predictions are volumes in 1/cm (image metrics, and
+        porosity after thresholding at the reference's Otsu threshold);
+        ``"segment"``: predictions are phase labels (porosity from them).
+    porosity : bool
+        Compute the porosity and segmentation metrics (the costly part).
+    workers : int, optional
+        Threads for SSIM and the distance transform; every core (at most 8) by default.
 
     Notes
     -----
     Every metric is taken inside the sample mask (the cylinder eroded by the
     dataset's ``mask_erosion``) with the dataset's fixed ``data_range``,
     against the reference reconstruction and against the exact phantom.
+    What does not depend on the prediction (mask, threshold, the reference's
+    and the truth's pore statistics) is computed once per sample and kept.
     """
 
     version = EVALUATOR_VERSION
+    protocol = pz.SEGMENTATION_PROTOCOL
 
-    def __init__(self, dataset, split: str, *, part: str = "test") -> None:
+    def __init__(self, dataset, split: str, *, part: str = "test", task: str = "enhance", porosity: bool = True,
+                 workers: int | None = None) -> None:
+        if task not in TASKS:
+            raise InputError("task", f"is {task!r}", f"expected one of {list(TASKS)}")
         self.dataset = dataset
         self.split = dataset.split(split)
         self.part = part
+        self.task = task
+        self.porosity = porosity
+        self.workers = metrics.default_workers() if workers is None else max(1, int(workers))
         self.samples = {s.id: s for s in self.split.part(part)}
         spec = dataset.spec.evaluation
         self.data_range = float(spec["data_range"])
         self.mask_kind = spec["mask"]
         self.mask_erosion = int(spec.get("mask_erosion", 0))
+        self._context: dict[str, dict[str, Any]] = {}
 
     @property
     def sample_ids(self) -> list[str]:
         return list(self.samples)
 
+    # ------------------------------------------------------------------ checks
+
     def check(self, sample_id: str, prediction: Any) -> np.ndarray:
-        """Validate one prediction and return it as a float array, or raise InputError."""
+        """Validate one prediction and return it unchanged, or raise InputError naming the fault."""
         if sample_id not in self.samples:
             raise InputError("sample id", f"{sample_id!r} is not a {self.part} sample of this split",
                              f"expected one of {self.sample_ids}")
-        if not isinstance(prediction, np.ndarray):
-            raise InputError(f"prediction for {sample_id}", f"is a {type(prediction).__name__}",
-                             "expected a numpy.ndarray")
-        expected = self.samples[sample_id].shape
-        if prediction.shape != expected:
-            raise InputError(f"prediction for {sample_id}", f"has shape {prediction.shape}",
-                             f"expected {expected} (z, y, x) like the sample's reconstruction")
-        if not np.issubdtype(prediction.dtype, np.floating):
-            raise InputError(f"prediction for {sample_id}", f"has dtype {prediction.dtype}",
-                             "expected a floating-point volume in 1/cm")
-        bad = ~np.isfinite(prediction)
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise InputError(f"prediction for {sample_id}",
-                             f"has {int(bad.sum())} NaN or infinite voxel(s), first at (z, y, x) = {first}",
-                             "expected finite values everywhere")
-        return prediction
+        sample = self.samples[sample_id]
+        name = f"prediction for {sample_id}"
+        if self.task == "enhance":
+            return check_volume(name, prediction, shape=sample.shape, like="the sample's reconstruction")
+        return check_label_volume(name, prediction, shape=sample.shape, n_classes=len(self._phases(sample)),
+                                  like="the sample's labels")
+
+    def check_sample(self, sample_id: str) -> None:
+        """Make sure every array and attribute the scoring needs exists, before anything is scored."""
+        sample = self.samples[sample_id]
+        needed = ["high", "truth"]
+        if self.mask_kind != "none":
+            needed.append("mask")
+        if self.porosity or self.task == "segment":
+            needed.append("labels")
+        for name in needed:
+            getattr(sample, name)  # raises StoreError naming the missing array
+        if self.porosity:
+            meta = sample.meta
+            if "voxel_size_um" not in meta:
+                raise StoreError(f"sample {sample_id}", "metadata lacks voxel_size_um",
+                                 "rebuild the store with `aiax-bench datasets build --force`")
+            if "pore" not in self._phases(sample):
+                raise InputError(f"sample {sample_id}", f"has phases {self._phases(sample)} without 'pore'",
+                                 "evaluate with porosity=False")
+
+    @staticmethod
+    def _phases(sample) -> list[str]:
+        return list(sample.meta.get("phases", ["air", "solid", "pore"]))
+
+    # ------------------------------------------------------------------ per-sample context
 
     def mask(self, sample) -> np.ndarray | None:
+        """The evaluation mask of a sample (cylinder eroded in-plane), or None."""
         if self.mask_kind == "none":
             return None
         mask = sample.read("mask").astype(bool)
@@ -88,37 +162,285 @@ class Evaluator:
             mask = ndimage.binary_erosion(mask, structure, iterations=self.mask_erosion)
         return mask
 
-    def evaluate_volume(self, sample_id: str, prediction: np.ndarray) -> dict[str, Any]:
-        """Metrics of one test volume as a flat record (``metric/target`` keys)."""
-        prediction = self.check(sample_id, prediction)
+    def context(self, sample_id: str) -> dict[str, Any]:
+        """What scoring a sample needs that does not depend on the prediction (computed once)."""
+        if sample_id in self._context:
+            return self._context[sample_id]
         sample = self.samples[sample_id]
-        mask = self.mask(sample)
-        record: dict[str, Any] = {"sample_id": sample_id}
-        for target in TARGETS:
-            ref = sample.read("high" if target == "reference" else "truth")
-            record[f"mse/{target}"] = metrics.mse(prediction, ref, mask=mask)
-            record[f"psnr/{target}"] = metrics.psnr(prediction, ref, data_range=self.data_range, mask=mask)
-            record[f"ssim/{target}"] = metrics.ssim(prediction, ref, data_range=self.data_range, mask=mask)
-            record[f"ssim_slices/{target}"] = metrics.ssim_slices(prediction, ref,
-                                                                  data_range=self.data_range, mask=mask)
+        ctx: dict[str, Any] = {"mask": self.mask(sample)}
+        if self.porosity:
+            mask = ctx["mask"]
+            phases = self._phases(sample)
+            ctx["pore_index"] = phases.index("pore")
+            ctx["voxel_size_um"] = float(sample.meta["voxel_size_um"])
+            ctx["rim"] = pz.mask_rim(mask, sample.shape)
+            high = sample.read("high")
+            ctx["threshold"] = pz.otsu_threshold(high, data_range=self.data_range, mask=mask)
+            ref_pores = pz.segment_pores(high, threshold=ctx["threshold"], mask=mask)
+            del high
+            ctx["reference"] = self._statistics(ref_pores, ctx, keep_labels=False)
+            truth_pores = sample.read("labels") == ctx["pore_index"]
+            ctx["truth"] = self._statistics(truth_pores, ctx, keep_labels=True)
+            ctx["strata"], ctx["strata_bounds"] = size_strata(ctx["truth"].all_volumes)
+        self._context[sample_id] = ctx
+        return ctx
+
+    def _statistics(self, pores: np.ndarray, ctx: dict[str, Any], *, keep_labels: bool) -> pz.PoreStatistics:
+        return pz.pore_statistics(pores, voxel_size_um=ctx["voxel_size_um"], mask=ctx["mask"], rim=ctx["rim"],
+                                  keep_labels=keep_labels, workers=self.workers)
+
+    def segment(self, sample_id: str, prediction: np.ndarray) -> np.ndarray:
+        """The method's pore phase under the protocol (before the speck floor), boolean."""
+        ctx = self.context(sample_id)
+        if self.task == "enhance":
+            return pz.segment_pores(prediction, threshold=ctx["threshold"], mask=ctx["mask"])
+        pores = prediction == ctx["pore_index"]
+        return pores if ctx["mask"] is None else pores & ctx["mask"]
+
+    # ------------------------------------------------------------------ scoring
+
+    def evaluate_volume(self, sample_id: str, prediction: np.ndarray) -> dict[str, Any]:
+        """Metrics of one test volume as a flat record, with per-pore data under ``"distributions"``."""
+        prediction = self.check(sample_id, prediction)
+        self.check_sample(sample_id)
+        sample = self.samples[sample_id]
+        ctx = self.context(sample_id)
+        mask = ctx["mask"]
+        record: dict[str, Any] = {"sample_id": sample_id, "evaluator_version": self.version}
+        if self.task == "enhance":
+            for target in TARGETS:
+                ref = sample.read("high" if target == "reference" else "truth")
+                record[f"mse/{target}"] = metrics.mse(prediction, ref, mask=mask)
+                record[f"psnr/{target}"] = metrics.psnr(prediction, ref, data_range=self.data_range, mask=mask)
+                record[f"ssim/{target}"] = metrics.ssim(prediction, ref, data_range=self.data_range, mask=mask,
+                                                        workers=self.workers)
+                record[f"ssim_slices/{target}"] = metrics.ssim_slices(prediction, ref, data_range=self.data_range,
+                                                                      mask=mask, workers=self.workers)
+        if self.porosity:
+            record.update(self._porosity_record(sample, prediction, ctx))
         return record
 
+    def _porosity_record(self, sample, prediction: np.ndarray, ctx: dict[str, Any]) -> dict[str, Any]:
+        pores = self.segment(sample.id, prediction)
+        stats = {"method": self._statistics(pores, ctx, keep_labels=True),
+                 "reference": ctx["reference"], "truth": ctx["truth"]}
+        out: dict[str, Any] = {"segmentation_protocol": self.protocol}
+        if self.task == "enhance":
+            out["segmentation_threshold"] = ctx["threshold"]
+        scalars = {who: s.scalars() for who, s in stats.items()}
+        for name in PORE_STATISTICS:
+            for who in stats:
+                out[f"{name}/{who}"] = scalars[who][name]
+            for target in TARGETS:
+                out[f"{name}/rel_error_{target}"] = pz.relative_error(scalars["method"][name],
+                                                                      scalars[target][name])
+        for target in TARGETS:
+            out[f"wasserstein_log_diameter/{target}"] = pz.wasserstein_log_diameter(
+                stats["method"].diameters_mm, stats[target].diameters_mm)
+        out.update(self._segmentation_metrics(sample, prediction, pores, stats, ctx))
+        voxel_mm = ctx["voxel_size_um"] / 1000
+        out[DISTRIBUTIONS_KEY] = {
+            **{who: s.distribution() for who, s in stats.items()},
+            "size_strata": list(SIZE_STRATA),
+            "size_strata_bounds_diameter_mm": pz.equivalent_diameter(ctx["strata_bounds"],
+                                                                     voxel_size=voxel_mm).tolist(),
+            "segmentation_protocol": self.protocol,
+        }
+        return out
+
+    def _segmentation_metrics(self, sample, prediction, pores, stats, ctx) -> dict[str, float]:
+        mask = ctx["mask"]
+        truth = sample.read("labels")
+        out: dict[str, float] = {}
+        if self.task == "enhance":
+            # Two classes from a threshold: pore, and everything else inside the mask ("solid").
+            names = ["solid", "pore"]
+            pred_cls = pores.astype(np.uint8)
+            true_cls = (truth == ctx["pore_index"]).astype(np.uint8)
+        else:
+            phases = self._phases(sample)
+            names = phases
+            pred_cls, true_cls = prediction, truth
+        j = jaccard(pred_cls, true_cls, n_classes=len(names), mask=mask)
+        d = dice(pred_cls, true_cls, n_classes=len(names), mask=mask)
+        classes = [i for i, n in enumerate(names) if n != "air"]
+        for i in classes:
+            out[f"jaccard/{names[i]}"] = float(j[i])
+            out[f"dice/{names[i]}"] = float(d[i])
+        out["jaccard/mean"] = float(np.nanmean(j[classes]))
+        out["dice/mean"] = float(np.nanmean(d[classes]))
+        by_size = dice_by_size(stats["method"].labels, stats["truth"].labels, ctx["strata"])
+        for name, value in zip(SIZE_STRATA, by_size, strict=True):
+            out[f"dice_{name}/pore"] = float(value)
+        return out
+
     def evaluate(self, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """Score a prediction for every sample: all are checked before any is scored."""
+        """Score a prediction for every sample: all are checked before any is scored.
+
+        Returns
+        -------
+        dict
+            ``records`` (flat, one per sample), ``aggregate`` (mean, std, n per
+            metric) and ``distributions`` (per sample id: per-pore sizes and
+            histograms; store it as an artifact, e.g. ``distributions.json``).
+        """
         missing = sorted(set(self.sample_ids) - set(predictions))
         if missing:
             raise InputError("predictions", f"lack sample(s) {missing}", f"expected all of {self.sample_ids}")
         for sid, pred in predictions.items():
             self.check(sid, pred)
-        records = [self.evaluate_volume(sid, predictions[sid]) for sid in self.sample_ids]
-        return {"records": records, "aggregate": self.aggregate(records)}
+        for sid in self.sample_ids:
+            self.check_sample(sid)
+        records, distributions = [], {}
+        for sid in self.sample_ids:
+            record = self.evaluate_volume(sid, predictions[sid])
+            distributions[sid] = record.pop(DISTRIBUTIONS_KEY, None)
+            records.append(record)
+        out = {"records": records, "aggregate": self.aggregate(records)}
+        if self.porosity:
+            out[DISTRIBUTIONS_KEY] = distributions
+        return out
+
+    def evaluate_volume_chunked(self, sample_id: str, prediction: Any, *, chunks: int | None = None,
+                                progress: bool = False) -> dict[str, Any]:
+        """Score a volume larger than memory block by block (see :mod:`~aiax_bench.evaluation.chunked`).
+
+        ``prediction`` is a zarr array (or its path) of the sample's shape. The
+        record has the keys of :meth:`evaluate_volume` but for local thickness
+        and Dice by pore size, and no ``distributions``.
+        """
+        from aiax_bench.evaluation.chunked import evaluate_chunked, open_volume
+
+        if self.task != "enhance":
+            raise InputError("task", f"is {self.task!r}", "expected 'enhance' for chunked evaluation")
+        if sample_id not in self.samples:
+            raise InputError("sample id", f"{sample_id!r} is not a {self.part} sample of this split",
+                             f"expected one of {self.sample_ids}")
+        name = f"prediction for {sample_id}"
+        prediction = open_volume(prediction, name)
+        sample = self.samples[sample_id]
+        if tuple(prediction.shape) != sample.shape:
+            raise InputError(name, f"has shape {tuple(prediction.shape)}",
+                             f"expected {sample.shape} (z, y, x) like the sample's reconstruction")
+        self.check_sample(sample_id)
+        meta = sample.meta
+        record: dict[str, Any] = {"sample_id": sample_id, "evaluator_version": self.version}
+        record.update(evaluate_chunked(
+            prediction, sample.high, data_range=self.data_range, voxel_size_um=float(meta["voxel_size_um"]),
+            mask=None if self.mask_kind == "none" else sample.mask, mask_erosion=self.mask_erosion,
+            truth=sample.truth, truth_labels=sample.labels, pore_index=self._phases(sample).index("pore"),
+            chunks=chunks, workers=self.workers, progress=progress))
+        return record
 
     @staticmethod
     def aggregate(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-        """Mean and standard deviation of every metric over the volumes."""
-        keys = [k for k in records[0] if k != "sample_id"]
+        """Mean and standard deviation of every numeric metric over the volumes.
+
+        NaN values (an undefined metric, e.g. a size stratum with no pore) are
+        left out; ``n`` says how many volumes the mean is over.
+        """
+        keys = [k for k, v in records[0].items() if k != "sample_id" and _is_number(v)]
         out = {}
         for key in keys:
-            values = np.array([r[key] for r in records], dtype=np.float64)
-            out[key] = {"mean": float(values.mean()), "std": float(values.std()), "n": int(values.size)}
+            values = np.array([r.get(key, np.nan) for r in records], dtype=np.float64)
+            defined = values[~np.isnan(values)]
+            mean = float(defined.mean()) if defined.size else float("nan")
+            std = float(defined.std()) if defined.size else float("nan")
+            out[key] = {"mean": mean, "std": std, "n": int(defined.size)}
         return out
+
+    # ------------------------------------------------------------------ figures
+
+    def write_figures(self, sample_id: str, prediction: np.ndarray, outdir: str | Path, *,
+                      distributions: Mapping[str, Any] | None = None) -> dict[str, Path]:
+        """Write the figures of one scored volume into ``outdir`` (see :func:`~.figures.write_figures`).
+
+        Pass the sample's entry of ``evaluate(...)["distributions"]`` to avoid
+        measuring the pores again.
+        """
+        from aiax_bench.evaluation.figures import write_figures
+
+        prediction = self.check(sample_id, prediction)
+        sample = self.samples[sample_id]
+        ctx = self.context(sample_id)
+        if distributions is None and self.porosity:
+            distributions = self.evaluate_volume(sample_id, prediction)[DISTRIBUTIONS_KEY]
+        return write_figures(sample, prediction, outdir, data_range=self.data_range, mask=ctx["mask"],
+                             threshold=ctx.get("threshold"), distributions=distributions, task=self.task,
+                             pore_index=ctx.get("pore_index", 2))
+
+
+class _ArraySample:
+    """A sample held as in-memory arrays, with the loader's ``Sample`` interface."""
+
+    part = "test"
+
+    def __init__(self, sample_id: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self.id, self._arrays, self.meta = sample_id, arrays, meta
+
+    def _get(self, name: str) -> np.ndarray:
+        if self._arrays.get(name) is None:
+            raise StoreError(f"{self.id}/{name}", "was not given", f"pass {name}= to evaluate_arrays")
+        return self._arrays[name]
+
+    high = property(lambda self: self._get("high"))
+    truth = property(lambda self: self._get("truth"))
+    labels = property(lambda self: self._get("labels"))
+    mask = property(lambda self: self._get("mask"))
+    low = property(lambda self: self._get("low"))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._get("high").shape)
+
+    def read(self, name: str) -> np.ndarray:
+        return np.asarray(self._get(name))
+
+
+class _ArrayDataset:
+    """One sample in one split, with a fixed evaluation spec: what the Evaluator reads from a dataset."""
+
+    def __init__(self, sample: _ArraySample, evaluation: dict[str, Any]) -> None:
+        self.sample = sample
+        self.spec = type("Spec", (), {"evaluation": evaluation})()
+
+    def split(self, name: str):
+        sample = self.sample
+        return type("Split", (), {"part": lambda _self, part: [sample]})()
+
+
+def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.ndarray, labels: np.ndarray,
+                    data_range: float, voxel_size_um: float, mask: np.ndarray | None = None, mask_erosion: int = 0,
+                    phases: tuple[str, ...] = ("air", "solid", "pore"), low: np.ndarray | None = None,
+                    task: str = "enhance", porosity: bool = True, workers: int | None = None,
+                    sample_id: str = "volume") -> dict[str, Any]:
+    """Score one prediction given as arrays, exactly as the :class:`Evaluator` scores a dataset sample.
+
+    Parameters
+    ----------
+    prediction : numpy.ndarray
+        Method output (1/cm) or labels (``task="segment"``).
+    reference, truth : numpy.ndarray
+        Reference reconstruction and exact attenuation (1/cm).
+    labels : numpy.ndarray
+        Exact phase labels (indices into ``phases``).
+    data_range : float
+        Fixed intensity range (1/cm).
+    voxel_size_um : float
+        Voxel edge (µm).
+    mask : numpy.ndarray, optional
+        Sample mask, eroded in-plane by ``mask_erosion`` voxels.
+    low : numpy.ndarray, optional
+        Low-quality input (only used by figures).
+
+    Returns
+    -------
+    dict
+        The record of :meth:`Evaluator.evaluate_volume` (with ``"distributions"``).
+    """
+    arrays = {"high": reference, "truth": truth, "labels": labels, "mask": mask, "low": low}
+    meta = {"voxel_size_um": float(voxel_size_um), "phases": list(phases)}
+    evaluation = {"data_range": data_range, "mask": "none" if mask is None else "sample", "mask_erosion": mask_erosion}
+    evaluator = Evaluator(_ArrayDataset(_ArraySample(sample_id, arrays, meta), evaluation), "arrays", task=task,
+                          porosity=porosity, workers=workers)
+    return evaluator.evaluate_volume(sample_id, prediction)

@@ -1,0 +1,420 @@
+"""TomoGAN: a U-Net generator on 3 adjacent slices trained adversarially against a convolutional critic.
+
+Written from Liu, Bicer, Kettimuthu, Gursoy, De Carlo & Foster, "TomoGAN:
+low-dose synchrotron x-ray tomography with generative adversarial networks",
+JOSA A 37(3):422-434, 2020, and the description of the public code in the
+project's design notes (no code copied). The adversarial loss is selectable:
+Jensen–Shannon (the paper's sigmoid cross-entropy) or Wasserstein with gradient
+penalty (Gulrajani et al., NeurIPS 2017).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from aiax_bench.baselines._nets import UNetwork
+from aiax_bench.errors import InputError
+from aiax_bench.methods.base import Budget
+from aiax_bench.recon.device import default_device
+from aiax_bench.training.losses import make_loss
+from aiax_bench.training.method import SliceConfig, SliceMethod
+from aiax_bench.training.trainer import TrainResult, TrainSettings, evaluate_loss
+
+__all__ = ["Discriminator", "PerceptualFeatures", "TomoGAN"]
+
+
+class Discriminator(nn.Module):
+    """Convolutional critic: per level a 3×3 convolution and a 3×3 stride-2 one, LeakyReLU(0.2), then a logit.
+
+    Global average pooling before the final linear layer makes it accept any
+    patch size. No batch normalisation: the gradient penalty of WGAN-GP is
+    defined per sample.
+
+    Parameters
+    ----------
+    channels : sequence of int
+        Channels of the levels (each halves the resolution).
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.LeakyReLU(0.2),
+                       nn.Conv2d(c, c, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(-2, -1)))[:, 0]
+
+
+class PerceptualFeatures(nn.Sequential):
+    """The feature extractor of the optional perceptual term (weights supplied by the user).
+
+    Architecture (its state-dict keys are ``0.weight`` ... ``6.bias``)::
+
+        Conv2d(1, 16, 3, padding=1), ReLU, Conv2d(16, 16, 3, padding=1), ReLU,
+        MaxPool2d(2), Conv2d(16, 32, 3, padding=1), ReLU
+
+    Input: one image channel in 0–1 (the 0–255 intensity divided by 255).
+    TomoGAN uses VGG-19 features pre-trained on ImageNet, which cannot be
+    downloaded here; train this extractor on anything you like (e.g. the
+    first layers of a VGG converted to one input channel, or an auto-encoder
+    of reconstructions) and pass ``torch.save(net.state_dict(), path)`` as
+    ``perceptual_weights``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU())
+
+
+class TomoGAN(SliceMethod):
+    """TomoGAN (Liu et al. 2020): supervised low → high with MSE + adversarial (+ perceptual) losses.
+
+    The generator is a U-Net (no batch normalisation) on 3 adjacent slices of
+    the low-quality reconstruction that predicts the centre slice of the
+    reference (``high``). A convolutional discriminator sees single slices
+    (reference or generated). Losses are weighted as in the public code on
+    0–255 intensities (``data_range`` of the training targets ↦ 255): MSE 0.5,
+    adversarial 20, perceptual 2; Adam 1e-4; 2 discriminator steps per
+    generator step.
+
+    The perceptual term is off by default. In every public version of
+    TomoGAN the VGG features go through NumPy, so that term passes no
+    gradient to the generator: training without it is faithful to the code.
+    To use one, supply weights of :class:`PerceptualFeatures`
+    (``perceptual_weights``; pre-trained VGG weights cannot be downloaded here).
+
+    Validation (best generator kept, early stopping) uses the MSE to ``high``
+    on the validation slices. The discriminator is not saved: only the
+    generator is needed to predict.
+
+    Presets (``config={"preset": name}``):
+
+    ``cpu`` (default)
+        Generator depth 3 with 16 channels at the finest level (half the
+        paper's width), 64 px patches, batch 8, generator Adam 1e-3, 800 steps.
+    ``mse``
+        The ``cpu`` preset without adversarial term (the generator alone).
+    ``wgan``
+        The ``cpu`` preset with the Wasserstein-GP adversarial loss.
+    ``paper``
+        Width 32, Adam 1e-4 for both networks, 256 px patches, batch 4,
+        100,000 steps: for a GPU.
+    """
+
+    name = "tomogan"
+    residual = False
+
+    @dataclasses.dataclass
+    class Config(SliceConfig):
+        """TomoGAN hyper-parameters (see :class:`aiax_bench.training.SliceConfig` for the shared ones).
+
+        ``learning_rate`` is the generator's; ``loss`` is the validation loss
+        (the training loss is the weighted sum below).
+
+        Attributes
+        ----------
+        depth : int
+            Generator U-Net down-samplings (TomoGAN: 3).
+        base_channels : int
+            Generator channels at the finest level (TomoGAN: 32).
+        residual : bool
+            Add the input's centre slice to the generator's output (not in the paper).
+        adversarial : {'js', 'wgan-gp'}
+            Jensen–Shannon (sigmoid cross-entropy, non-saturating generator
+            loss; the paper) or Wasserstein with gradient penalty.
+        mse_weight, adversarial_weight, perceptual_weight : float
+            Loss weights on 0–255 intensities (TomoGAN: 0.5, 20, 2).
+        disc_channels : tuple of int
+            Discriminator channels per level.
+        disc_learning_rate : float
+            Discriminator Adam learning rate (TomoGAN: 1e-4).
+        disc_steps : int
+            Discriminator steps per generator step (TomoGAN: 2).
+        gp_weight : float
+            Gradient-penalty weight of WGAN-GP (Gulrajani et al.: 10).
+        drift_weight : float
+            Penalty on the critic's squared output for real slices (WGAN-GP
+            only; Karras et al. 2018: 1e-3): keeps the critic loss bounded.
+        perceptual_weights : str, optional
+            Path of a :class:`PerceptualFeatures` state dict; no perceptual term if omitted.
+        """
+
+        slices: int = 3
+        depth: int = 3
+        base_channels: int = 16
+        batch_norm: bool = False
+        residual: bool = False
+        adversarial: str = "js"
+        mse_weight: float = 0.5
+        adversarial_weight: float = 20.0
+        perceptual_weight: float = 2.0
+        disc_channels: tuple[int, ...] = (16, 32, 64)
+        disc_learning_rate: float = 1e-4
+        disc_steps: int = 2
+        gp_weight: float = 10.0
+        drift_weight: float = 1e-3
+        perceptual_weights: str | None = None
+        max_steps: int = 800
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "cpu": {},
+        "mse": {"adversarial_weight": 0.0},
+        "wgan": {"adversarial": "wgan-gp"},
+        "paper": {"base_channels": 32, "learning_rate": 1e-4, "patch_size": 256, "batch_size": 4,
+                  "max_steps": 100_000, "max_seconds": None, "val_every": 1000, "val_slice_step": 1,
+                  "num_workers": 4},
+    }
+
+    def __init__(self, config: SliceConfig | dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self.residual = bool(self.config.residual)
+
+    def _check_config(self) -> None:
+        super()._check_config()
+        c = self.config
+        if c.adversarial not in ("js", "wgan-gp"):
+            raise InputError("adversarial", f"is {c.adversarial!r}", "expected 'js' or 'wgan-gp'")
+        if c.depth < 1 or c.base_channels < 1 or c.disc_steps < 1 or not c.disc_channels:
+            raise InputError("depth / base_channels / disc_steps / disc_channels",
+                             f"are {c.depth} / {c.base_channels} / {c.disc_steps} / {c.disc_channels}",
+                             "expected positive integers and at least one discriminator level")
+        weights = (c.mse_weight, c.adversarial_weight, c.perceptual_weight, c.gp_weight, c.drift_weight)
+        if min(weights) < 0 or not c.disc_learning_rate > 0:
+            raise InputError("loss weights / disc_learning_rate", f"are {weights} / {c.disc_learning_rate}",
+                             "expected non-negative weights and a positive learning rate")
+        if c.perceptual_weights is not None and not Path(c.perceptual_weights).is_file():
+            raise InputError("perceptual_weights", f"is {c.perceptual_weights!r}, not a file",
+                             "expected the path of a PerceptualFeatures state dict, or None")
+
+    def build_network(self) -> nn.Module:
+        c = self.config
+        return UNetwork(c.slices, 1, depth=c.depth, base_channels=c.base_channels, batch_norm=c.batch_norm)
+
+    def build_discriminator(self) -> Discriminator:
+        return Discriminator(tuple(self.config.disc_channels))
+
+    def _perceptual(self) -> PerceptualFeatures | None:
+        c = self.config
+        if c.perceptual_weights is None or c.perceptual_weight == 0:
+            return None
+        net = PerceptualFeatures()
+        try:
+            net.load_state_dict(torch.load(c.perceptual_weights, map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise InputError("perceptual_weights", f"cannot be loaded ({type(exc).__name__}: {exc})",
+                             "expected a state dict of aiax_bench.baselines.tomogan.PerceptualFeatures") from None
+        net.requires_grad_(False)
+        return net.eval()
+
+    # -- fit -------------------------------------------------------------------------------------
+
+    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
+            tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
+        """Train generator and discriminator, or reuse a matching checkpoint.
+
+        Same arguments and ``context`` keys as :meth:`SliceMethod.fit`, except
+        that an interrupted training is not resumed (``resume`` is ignored).
+        """
+        if not train or not val:
+            raise InputError(f"training data of method {self.name}",
+                             f"has {len(train)} training and {len(val)} validation sample(s)",
+                             "expected at least one of each")
+        ctx = dict(context or {})
+        settings = self.train_settings(budget)
+        identity = self.training_identity(train, val, seed=seed, settings=settings, context=ctx)
+        key = self.training_key(identity)
+        if ctx.get("checkpoint"):
+            self._adopt(Path(ctx["checkpoint"]), identity, tracker)
+            return
+        root = Path(ctx["checkpoint_root"]) / self.name if ctx.get("checkpoint_root") else None
+        if root is not None and (root / key).is_dir() and ctx.get("reuse", True):
+            self._adopt(root / key, identity, tracker, key=key)
+            return
+        stats = self.statistics(train)
+        generator = self._new_model(seed)
+        generator.set_statistics(**{k: v for k, v in stats.items() if k != "data_range"})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            disc = self.build_discriminator()
+        train_data, val_data = self.datasets(train, val, seed=seed)
+        result = self._train(generator, disc, stats, train_data, val_data, settings=settings, tracker=tracker,
+                             seed=seed)
+        self.model = generator.cpu().eval()
+        self.discriminator = disc.cpu().eval()
+        self.training_result = result
+        self.metadata = self._metadata(identity, key, stats, result)
+        if root is not None:
+            self.save(root / key)
+        if tracker is not None:
+            self._log_checkpoint(tracker)
+
+    def _train(self, generator: nn.Module, disc: Discriminator, stats: Mapping[str, float], train_data: Any,
+               val_data: Any, *, settings: TrainSettings, tracker: Any, seed: int) -> TrainResult:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        c = self.config
+        device = default_device()
+        generator.to(device).train()
+        disc.to(device).train()
+        perceptual = self._perceptual()
+        if perceptual is not None:
+            perceptual.to(device)
+        g_opt = torch.optim.Adam(generator.parameters(), lr=c.learning_rate)
+        d_opt = torch.optim.Adam(disc.parameters(), lr=c.disc_learning_rate)
+        # 0–255 intensities: the training targets' data_range spans 255, centred on their mean.
+        mean, std, data_range = stats["output_mean"], stats["output_std"], stats["data_range"]
+        to255 = 255.0 / data_range
+        val_loss_fn = make_loss(c.loss, scale=std, data_range=data_range)
+
+        def critic_input(v: torch.Tensor) -> torch.Tensor:
+            return (v - mean) / std  # the discriminator sees standardised slices
+
+        batches = _batches(train_data, settings.batch_size, device)
+        history: dict[str, list[float]] = {"step": [], "loss": [], "mse": [], "adversarial": [], "d_loss": [],
+                                           "val_step": [], "val_loss": [], "val_psnr": []}
+        best = {"loss": math.inf, "psnr": -math.inf, "step": 0, "weights": None}
+        stale, step, stopped_by = 0, 0, "steps"
+        running = np.zeros(4)
+        n_running = 0
+        start = time.monotonic()
+        gen = torch.Generator().manual_seed(seed)
+
+        def validate() -> bool:
+            nonlocal stale
+            loss, psnr = evaluate_loss(generator, val_loss_fn, val_data, device=device,
+                                       batch_size=max(1, settings.batch_size // 2))
+            history["val_step"].append(step)
+            history["val_loss"].append(loss)
+            history["val_psnr"].append(psnr)
+            _log(tracker, {"val/loss": loss, "val/psnr": psnr}, step)
+            bar.set_postfix_str(f"val loss {loss:.4g}, val PSNR {psnr:.2f} dB")
+            if loss < best["loss"]:
+                best.update(loss=loss, psnr=psnr, step=step,
+                            weights={k: v.detach().cpu().clone() for k, v in generator.state_dict().items()})
+                stale = 0
+            else:
+                stale += 1
+            return settings.patience is not None and stale >= settings.patience
+
+        bar = tqdm(total=settings.max_steps, desc=f"train {self.name}", unit="step", disable=not settings.progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        while step < settings.max_steps:
+            d_loss = torch.zeros((), device=device)
+            if c.adversarial_weight > 0:
+                for _ in range(c.disc_steps):
+                    x, y = next(batches)
+                    with torch.no_grad():
+                        fake = generator(x)
+                    d_loss = self._disc_loss(disc, critic_input(y), critic_input(fake), gen)
+                    _check_finite(d_loss, "discriminator loss", step)
+                    d_opt.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    d_opt.step()
+            x, y = next(batches)
+            pred = generator(x)
+            mse = F.mse_loss(pred * to255, y * to255)
+            loss = c.mse_weight * mse
+            adv = torch.zeros((), device=device)
+            if c.adversarial_weight > 0:
+                disc.requires_grad_(False)  # the generator step must not train the critic
+                logits = disc(critic_input(pred))
+                disc.requires_grad_(True)
+                if c.adversarial == "js":  # non-saturating: -log D(G(x))
+                    adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+                else:
+                    adv = -logits.mean()
+                loss = loss + c.adversarial_weight * adv
+            if perceptual is not None:
+                def features(v: torch.Tensor) -> torch.Tensor:
+                    return perceptual(((v - mean) * to255 + 127.5) / 255.0)
+                loss = loss + c.perceptual_weight * F.mse_loss(features(pred), features(y))
+            _check_finite(loss, "generator loss", step)
+            g_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            g_opt.step()
+            step += 1
+            bar.update()
+            running += [float(v.detach()) for v in (loss, mse, adv, d_loss)]
+            n_running += 1
+            if step % 10 == 0 or step == settings.max_steps:
+                avg = running / n_running
+                for name, value in zip(("loss", "mse", "adversarial", "d_loss"), avg, strict=True):
+                    history[name].append(float(value))
+                history["step"].append(step)
+                _log(tracker, {"train/loss": avg[0], "train/mse_255": avg[1], "train/adversarial": avg[2],
+                               "train/d_loss": avg[3]}, step)
+                running[:] = 0
+                n_running = 0
+            if step % settings.val_every == 0 and validate():
+                stopped_by = "early-stopping"
+                break
+            if settings.max_seconds is not None and time.monotonic() - start >= settings.max_seconds:
+                stopped_by = "seconds"
+                break
+        bar.close()
+        if not history["val_step"] or history["val_step"][-1] != step:
+            validate()
+        if best["weights"] is not None:
+            generator.load_state_dict(best["weights"])
+        generator.eval()
+        return TrainResult(steps=step, seconds=round(time.monotonic() - start, 3), best_step=int(best["step"]),
+                           best_val_loss=float(best["loss"]), best_val_psnr=float(best["psnr"]),
+                           stopped_by=stopped_by, history=copy.deepcopy(history))
+
+    def _disc_loss(self, disc: Discriminator, real: torch.Tensor, fake: torch.Tensor,
+                   gen: torch.Generator) -> torch.Tensor:
+        """Discriminator loss on standardised real and generated slices."""
+        c = self.config
+        real_logits, fake_logits = disc(real), disc(fake)
+        if c.adversarial == "js":
+            return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                    + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        # WGAN-GP: the critic's gradient norm is pushed to 1 on random interpolates.
+        eps = torch.rand((real.shape[0], 1, 1, 1), generator=gen).to(real.device)
+        mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(disc(mix).sum(), mix, create_graph=True)
+        penalty = (grad.flatten(1).norm(dim=1) - 1).square().mean()
+        return (fake_logits.mean() - real_logits.mean() + c.gp_weight * penalty
+                + c.drift_weight * real_logits.square().mean())
+
+
+def _log(tracker: Any, metrics: Mapping[str, float], step: int) -> None:
+    if tracker is not None:
+        tracker.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(v)}, step=step)
+
+
+def _check_finite(loss: torch.Tensor, what: str, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise InputError(f"{what} at step {step + 1}", f"is {float(loss)}",
+                         "lower the learning rates, or check the input data for NaN/inf")
+
+
+def _batches(data: Any, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches of the (seeded, per-epoch) patch stream."""
+    epoch = 0
+    while True:
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(epoch)
+        for x, y in DataLoader(data, batch_size=batch_size, shuffle=False, drop_last=True):
+            yield x.to(device), y.to(device)
+        epoch += 1
