@@ -129,18 +129,6 @@ class Threshold(Method):
         #: Thresholds fitted on the training volumes (``thresholds='train'``).
         self.fitted_thresholds: np.ndarray | None = None
 
-    @classmethod
-    def make_config(cls, config: Config | dict[str, Any] | None) -> Config:
-        """Build the config; a ``"preset"`` key starts from that named preset (see ``PRESETS``)."""
-        if isinstance(config, Mapping) and "preset" in config:
-            config = dict(config)
-            name = config.pop("preset")
-            if name not in cls.PRESETS:
-                raise InputError(f"preset of method {cls.name}", f"is {name!r}",
-                                 f"expected one of {sorted(cls.PRESETS)}")
-            config = {**cls.PRESETS[name], **config}
-        return super().make_config(config)
-
     # -- phases ----------------------------------------------------------------------------------
 
     @staticmethod

@@ -313,18 +313,6 @@ class UNetSeg(Method):
         self.history: dict[str, list[float]] = {}
         self.checkpoint_path: Path | None = None
 
-    @classmethod
-    def make_config(cls, config: Config | dict[str, Any] | None) -> Config:
-        """Build the config; a ``"preset"`` key starts from that named preset (see ``PRESETS``)."""
-        if isinstance(config, Mapping) and "preset" in config:
-            config = dict(config)
-            name = config.pop("preset")
-            if name not in cls.PRESETS:
-                raise InputError(f"preset of method {cls.name}", f"is {name!r}",
-                                 f"expected one of {sorted(cls.PRESETS)}")
-            config = {**cls.PRESETS[name], **config}
-        return super().make_config(config)
-
     def _check_config(self) -> None:
         c = self.config
         checks = [

@@ -8,9 +8,9 @@ block size, not on the volume:
   once with a 5-voxel halo and scored by the in-memory kernel; the SSIM is
   computed in valid mode, so each slab's sums are exactly its share of the
   whole (:func:`aiax_bench.evaluation.metrics.ssim_sums`). Why not
-  ``dask.array.map_overlap``: measured on a 512³ zarr pair with 128³ chunks,
-  it held 1.35 GB (dask keeps several layers of chunks alive, and the peak
-  grows with the layer), against about 1 GB here at any depth.
+  ``dask.array.map_overlap``: on a 512³ zarr pair with 128³ chunks it held
+  1.35 GB (dask keeps layers of chunks alive, so the peak grows with the
+  plane), where this path peaks at 1.3 GB for a whole 1024³ pair.
 - **Threshold**: the protocol's fixed-bin histogram adds up over blocks.
 - **Pores**: ``cc3d`` labels each block; labels that touch across block faces
   are merged by union-find, which reproduces the whole-volume components

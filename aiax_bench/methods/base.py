@@ -55,6 +55,8 @@ class Method(ABC):
     task: ClassVar[str] = "enhance"
     inputs: ClassVar[tuple[str, ...]] = ("reconstruction",)
     trainable: ClassVar[bool] = False
+    #: Named hyper-parameter sets (e.g. ``"paper"`` for a GPU), selected with ``{"preset": NAME}``.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @dataclasses.dataclass
     class Config:
@@ -65,11 +67,21 @@ class Method(ABC):
 
     @classmethod
     def make_config(cls, config: Config | dict[str, Any] | None) -> Config:
-        """Build the typed config from a mapping, rejecting unknown keys by name."""
+        """Build the typed config from a mapping, rejecting unknown keys by name.
+
+        A ``"preset"`` key starts from that entry of :attr:`PRESETS`; the other keys override it.
+        """
         if config is None:
             return cls.Config()
         if isinstance(config, cls.Config):
             return config
+        if "preset" in config:
+            config = dict(config)
+            name = config.pop("preset")
+            if name not in cls.PRESETS:
+                raise InputError(f"preset of method {cls.name}", f"is {name!r}",
+                                 f"expected one of {sorted(cls.PRESETS) or 'none'}")
+            config = {**cls.PRESETS[name], **config}
         known = {f.name for f in dataclasses.fields(cls.Config)}
         unknown = sorted(set(config) - known)
         if unknown:

@@ -185,18 +185,6 @@ class SliceMethod(Method):
     # -- configuration ---------------------------------------------------------------------------
 
     @classmethod
-    def make_config(cls, config: SliceConfig | dict[str, Any] | None) -> SliceConfig:
-        """Build the config; a ``"preset"`` key starts from that named preset (see ``PRESETS``)."""
-        if isinstance(config, Mapping) and "preset" in config:
-            config = dict(config)
-            name = config.pop("preset")
-            if name not in cls.PRESETS:
-                raise InputError(f"preset of method {cls.name}", f"is {name!r}",
-                                 f"expected one of {sorted(cls.PRESETS)}")
-            config = {**cls.PRESETS[name], **config}
-        return super().make_config(config)
-
-    @classmethod
     def preset(cls, name: str, **overrides: Any) -> SliceConfig:
         """The config of preset ``name`` with ``overrides`` applied."""
         return cls.make_config({"preset": name, **overrides})
