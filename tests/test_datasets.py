@@ -129,3 +129,19 @@ def test_dose_noise_scales_with_photons(tiny_dataset):
         air = clean_estimate < 0.01  # rays that miss the sample: pure counting noise
         var[name] = float(np.var((sino - clean_estimate)[air]))
     assert var["dose-1/16"] / var["dose-1/4"] == pytest.approx(4.0, rel=0.35)
+
+
+def test_verify_finds_a_damaged_store(data_root, tmp_path, monkeypatch):
+    import shutil
+
+    from aiax_bench.data.verify import verify_store
+
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(data_root))
+    assert verify_store("foam@1.0", profile="tiny") == []
+    root = tmp_path / "cache"
+    shutil.copytree(data_root, root)
+    chunk = next(p for p in (root / "foam/1.0/tiny.zarr/samples/val-000/high/c").rglob("*") if p.is_file())
+    chunk.write_bytes(b"\x00" * 16)
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(root))
+    problems = verify_store("foam@1.0", profile="tiny")
+    assert problems and "val-000/high" in problems[0]

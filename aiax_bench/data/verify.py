@@ -31,8 +31,9 @@ def verify_store(ref: str, *, profile: str | None = None) -> list[str]:
             continue
         arrays[key] = data
         fingerprint[key] = array_fingerprint(data)
+    # Same bytes, but statistics of a strided view may differ in the last bit from the contiguous copy.
     problems += [f"{ds.path}: fingerprint {p}" for p in compare_fingerprints(fingerprint, attrs["fingerprint"],
-                                                                             rtol=0, atol=0)]
+                                                                             rtol=1e-9, atol=0)]
     if not problems and content_digest(arrays) != attrs["content_sha256"]:
         problems.append(f"{ds.path}: content sha256 differs from the recorded {attrs['content_sha256']}")
     published = ds.spec.fingerprint(ds.profile)
