@@ -33,3 +33,14 @@ def tiny_dataset(data_root):
     from aiax_bench.data.loader import load
 
     return load("foam@1.0", profile="tiny", root=data_root, build=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a training test module: on shared cores two threads mostly wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,14 +25,7 @@ TEST_CONFIGS = {
 QUICK = {"patch_size": 32, "max_steps": 4, "val_every": 2, "val_slice_step": 32, "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two OpenMP threads on a machine that others load heavily spend most of
-    # their time waiting for each other; one thread keeps these tests fast.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from aiax_bench.baselines.noise2inverse import (
     CleanDataError,
@@ -27,13 +26,7 @@ CLEAN = ("high", "truth", "labels")
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Busy-waiting OpenMP threads crawl on shared cores: one thread keeps the tests fast.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

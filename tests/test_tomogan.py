@@ -21,13 +21,7 @@ QUICK = {**FAST, "max_steps": 4, "val_every": 2, "val_slice_step": 32}
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Busy-waiting OpenMP threads crawl on shared cores: one thread keeps the tests fast.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

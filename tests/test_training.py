@@ -22,15 +22,7 @@ from aiax_bench.training import (
     train,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads on a machine that others load heavily spend most of
-    # their time waiting for each other; one thread keeps these tests fast.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TinyNet(nn.Module):
