@@ -233,21 +233,10 @@ class TomoGAN(SliceMethod):
         Same arguments and ``context`` keys as :meth:`SliceMethod.fit`, except
         that an interrupted training is not resumed (``resume`` is ignored).
         """
-        if not train or not val:
-            raise InputError(f"training data of method {self.name}",
-                             f"has {len(train)} training and {len(val)} validation sample(s)",
-                             "expected at least one of each")
-        ctx = dict(context or {})
-        settings = self.train_settings(budget)
-        identity = self.training_identity(train, val, seed=seed, settings=settings, context=ctx)
-        key = self.training_key(identity)
-        if ctx.get("checkpoint"):
-            self._adopt(Path(ctx["checkpoint"]), identity, tracker)
+        plan = self._plan_training(train, val, seed=seed, budget=budget, tracker=tracker, context=context)
+        if plan is None:
             return
-        root = Path(ctx["checkpoint_root"]) / self.name if ctx.get("checkpoint_root") else None
-        if root is not None and (root / key).is_dir() and ctx.get("reuse", True):
-            self._adopt(root / key, identity, tracker, key=key)
-            return
+        _, settings, identity, key, root = plan
         stats = self.statistics(train)
         generator = self._new_model(seed)
         generator.set_statistics(**{k: v for k, v in stats.items() if k != "data_range"})

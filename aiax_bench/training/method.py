@@ -342,21 +342,10 @@ class SliceMethod(Method):
             ``checkpoint_root``, ``checkpoint``, ``dataset_sha256``, ``split``, ``reuse``,
             ``resume`` (see the module documentation).
         """
-        if not train or not val:
-            raise InputError(f"training data of method {self.name}",
-                             f"has {len(train)} training and {len(val)} validation sample(s)",
-                             "expected at least one of each")
-        ctx = dict(context or {})
-        settings = self.train_settings(budget)
-        identity = self.training_identity(train, val, seed=seed, settings=settings, context=ctx)
-        key = self.training_key(identity)
-        if ctx.get("checkpoint"):
-            self._adopt(Path(ctx["checkpoint"]), identity, tracker)
+        plan = self._plan_training(train, val, seed=seed, budget=budget, tracker=tracker, context=context)
+        if plan is None:
             return
-        root = Path(ctx["checkpoint_root"]) / self.name if ctx.get("checkpoint_root") else None
-        if root is not None and (root / key).is_dir() and ctx.get("reuse", True):
-            self._adopt(root / key, identity, tracker, key=key)
-            return
+        ctx, settings, identity, key, root = plan
         work_dir = root / f"{key}.partial" if root is not None else None
         if work_dir is not None and not ctx.get("resume", True):
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -376,6 +365,30 @@ class SliceMethod(Method):
             shutil.rmtree(work_dir, ignore_errors=True)
         if tracker is not None:
             self._log_checkpoint(tracker)
+
+    def _plan_training(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None,
+                       tracker: Any, context: Mapping[str, Any] | None):
+        """Check the data, identify the training, and adopt a matching checkpoint if there is one.
+
+        Returns ``None`` when a checkpoint was adopted (nothing to train), else
+        ``(context, settings, identity, key, checkpoint_root_or_None)``.
+        """
+        if not train or not val:
+            raise InputError(f"training data of method {self.name}",
+                             f"has {len(train)} training and {len(val)} validation sample(s)",
+                             "expected at least one of each")
+        ctx = dict(context or {})
+        settings = self.train_settings(budget)
+        identity = self.training_identity(train, val, seed=seed, settings=settings, context=ctx)
+        key = self.training_key(identity)
+        if ctx.get("checkpoint"):
+            self._adopt(Path(ctx["checkpoint"]), identity, tracker)
+            return None
+        root = Path(ctx["checkpoint_root"]) / self.name if ctx.get("checkpoint_root") else None
+        if root is not None and (root / key).is_dir() and ctx.get("reuse", True):
+            self._adopt(root / key, identity, tracker, key=key)
+            return None
+        return ctx, settings, identity, key, root
 
     def _adopt(self, path: Path, identity: Mapping[str, Any], tracker: Any, *, key: str | None = None) -> None:
         """Load a checkpoint for this training, refusing one made for anything else."""
