@@ -95,7 +95,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds else [args.seed]
     request = EvaluationRequest(method=args.method, split=args.split, dataset=args.dataset,
                                 profile=args.profile, seed=seeds[0], config=_parse_config(args.config),
-                                tracking_uri=args.tracking_uri, output_dir=Path(args.output))
+                                tracking_uri=args.tracking_uri, output_dir=Path(args.output),
+                                annotated_slices=args.annotated)
     result = run_seeds(request, seeds)
     print(metrics_table(result))
     runs = [r["mlflow_run_id"] for r in result["runs"]] if "runs" in result else [result["mlflow_run_id"]]
@@ -137,6 +138,8 @@ def cmd_datasets_splits(args: argparse.Namespace) -> int:
     print(f"splits of {spec.ref} (reference scan: {acq['reference_angles']} projections, "
           f"{acq['photons']:g} photons/pixel)")
     print(format_table(["split", "kind", "description"], rows))
+    print("segmentation methods also take split 'reference' (the reference scan as input) "
+          "and --annotated K (labels on K training slices per volume)")
     return 0
 
 
@@ -246,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and log the run to MLflow.")
     ev.add_argument("--method", required=True, help="registered method (see `aiax-bench methods`) "
                                                     "or path/to/file.py:ClassName")
-    ev.add_argument("--split", required=True, help="split name (see `aiax-bench datasets splits foam`)")
+    ev.add_argument("--split", required=True, help="split name (see `aiax-bench datasets splits foam`); "
+                                                   "segmentation methods also take 'reference' (the reference scan)")
     ev.add_argument("--dataset", default="foam", help="NAME or NAME@VERSION (default: foam, latest)")
     ev.add_argument("--profile", default=None, help="dataset size profile: tiny, small (default) or large")
     seed = ev.add_mutually_exclusive_group()
@@ -257,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="method hyper-parameters, e.g. --config filter=hann")
     ev.add_argument("--tracking-uri", default=None,
                     help="MLflow tracking URI (default: sqlite:///mlflow.db in the current directory)")
+    ev.add_argument("--annotated", type=int, default=None, metavar="K",
+                    help="segmentation protocol annotated-K: training labels on K slices per volume only")
     ev.add_argument("--output", default="aiax-results", help="directory for result JSON (default aiax-results)")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from aiax_bench.data.annotation import AnnotatedSample, check_annotated
 from aiax_bench.errors import InputError, StoreError
 
 __all__ = ["RESULT_SCHEMA_VERSION", "EvaluationRequest", "run_evaluation", "write_json_atomic"]
@@ -44,6 +45,9 @@ class EvaluationRequest:
         MLflow tracking URI; a sqlite store in the working directory by default.
     output_dir : Path
         Where the result JSON is written.
+    annotated_slices : int, optional
+        Segmentation protocol ``annotated-k``: training and validation volumes
+        carry labels on this many slices only (see :mod:`aiax_bench.data.annotation`).
     """
 
     method: str
@@ -54,6 +58,7 @@ class EvaluationRequest:
     config: dict[str, Any] = field(default_factory=dict)
     tracking_uri: str | None = None
     output_dir: Path = Path("aiax-results")
+    annotated_slices: int | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -95,34 +100,45 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
 
     method_cls = get_method(request.method)
     spec = resolve(request.dataset)
-    spec.check_split(request.split)
+    segment = method_cls.task == "segment"
+    spec.check_split(request.split, allow_reference=segment)
     profile = request.profile or spec.default_profile
     spec.check_profile(profile)
+    annotated = check_annotated(request.annotated_slices)
+    if annotated is not None and not segment:
+        raise InputError("annotated slices", f"were given for method {method_cls.name} (task {method_cls.task!r})",
+                         "the annotated-k protocol only for segmentation methods (task 'segment')")
     method = method_cls(request.config)
 
     dataset = load(spec.ref, profile=profile)
     split = dataset.split(request.split)
     evaluator = Evaluator(dataset, request.split, task=method_cls.task)
+    train, val = split.train, split.val
+    if annotated is not None:
+        train, val = ([AnnotatedSample(s, annotated) for s in part] for part in (train, val))
     started = datetime.now(UTC)
-    provenance = {**dataset.provenance(), "split": request.split,
+    provenance = {**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
                   "evaluator_version": evaluator.version, **code_provenance(), "seed": request.seed,
                   "hardware": hardware()}
     tags = {"method": method_cls.name, "dataset": spec.ref, "split": request.split, "profile": profile,
             "evaluator_version": evaluator.version, "git_commit": provenance["git_commit"]}
+    if annotated is not None:
+        tags["annotated_slices"] = str(annotated)
     params = {"method": method_cls.name, "config": method.config_dict(), "dataset": spec.ref,
-              "profile": profile, "split": request.split, "seed": request.seed,
+              "profile": profile, "split": request.split, "annotated_slices": annotated, "seed": request.seed,
               "dataset_sha256": dataset.content_sha256, "dataset_source": dataset.source,
               "package_version": provenance["package_version"], "git_dirty": provenance["git_dirty"]}
-    run_name = f"{method_cls.name}-{spec.ref}-{request.split}-seed{request.seed}"
+    run_name = f"{method_cls.name}-{spec.ref}-{split_label(request)}-seed{request.seed}"
     with mlflow_run(request.tracking_uri, run_name=run_name, tags=tags, params=params) as mlflow:
         seed_everything(request.seed)
         t0 = time.perf_counter()
         fit_kwargs: dict[str, Any] = {"seed": request.seed, "tracker": mlflow}
         if "context" in inspect.signature(method.fit).parameters:
             fit_kwargs["context"] = {"dataset": spec.ref, "profile": profile, "split": request.split,
+                                     "annotated_slices": annotated,
                                      "dataset_sha256": dataset.content_sha256,
                                      "checkpoint_root": data_dir() / "checkpoints"}
-        method.fit(split.train, split.val, **fit_kwargs)
+        method.fit(train, val, **fit_kwargs)
         train_seconds = time.perf_counter() - t0
         predictions, infer_seconds = {}, []
         for sample in split.test:
@@ -138,6 +154,7 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
             "dataset": spec.ref,
             "profile": profile,
             "split": request.split,
+            "annotated_slices": annotated,
             "created": started.isoformat(timespec="seconds"),
             "metrics": scores["aggregate"],
             "records": scores["records"],
@@ -185,8 +202,14 @@ def result_path(request: EvaluationRequest, method: str, started: datetime, tag:
     """``<output>/<dataset>/<split>/<method>-<tag>-<time>.json`` (split names may hold '/')."""
     stamp = started.strftime("%Y%m%dT%H%M%S")
     name = resolve_name(request.dataset)
-    split = request.split.replace("/", "_")
+    split = split_label(request).replace("/", "_")
     return request.output_dir / name / split / f"{method}-{tag}-{stamp}.json"
+
+
+def split_label(request: EvaluationRequest) -> str:
+    """The split with its segmentation protocol, e.g. ``reference+annotated-5``."""
+    k = request.annotated_slices
+    return request.split if k is None else f"{request.split}+annotated-{k}"
 
 
 def resolve_name(ref: str) -> str:
@@ -219,7 +242,8 @@ def run_seeds(request: EvaluationRequest, seeds: list[int]) -> dict[str, Any]:
     provenance = {k: v for k, v in first["provenance"].items() if k != "seed"}
     provenance["seeds"] = list(seeds)
     combined = {
-        **{k: first[k] for k in ("schema_version", "method", "task", "config", "dataset", "profile", "split")},
+        **{k: first[k] for k in ("schema_version", "method", "task", "config", "dataset", "profile", "split",
+                                 "annotated_slices")},
         "created": started.isoformat(timespec="seconds"),
         "seeds": list(seeds),
         "runs": [{"seed": r["provenance"]["seed"], "created": r["created"], "records": r["records"],

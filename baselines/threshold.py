@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from aiax_bench.data.annotation import UNLABELLED
 from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Budget, Method
 
@@ -84,8 +85,6 @@ class Threshold(Method):
 
         Attributes
         ----------
-        input : {'low', 'high'}
-            Reconstruction to threshold: the split's low-quality one or the reference.
         thresholds : {'sample', 'train', 'labels'}
             Otsu thresholds from each predicted volume (default), Otsu once on the
             training volumes, or the thresholds that best separate the training labels.
@@ -100,7 +99,6 @@ class Threshold(Method):
             relabelled to their most frequent neighbouring class; 0 keeps all.
         """
 
-        input: str = "low"
         thresholds: str = "sample"
         bins: int = 256
         opening: bool = False
@@ -116,8 +114,6 @@ class Threshold(Method):
     def __init__(self, config: Config | dict[str, Any] | None = None) -> None:
         super().__init__(config)
         c = self.config
-        if c.input not in ("low", "high"):
-            raise InputError("input", f"is {c.input!r}", "expected 'low' or 'high'")
         if c.thresholds not in ("sample", "train", "labels"):
             raise InputError("thresholds", f"is {c.thresholds!r}", "expected 'sample', 'train' or 'labels'")
         if c.bins < 2 or c.morphology_radius < 0 or c.min_object_size < 0:
@@ -143,7 +139,7 @@ class Threshold(Method):
         return sorted(inner, key=lambda i: (str(phases[i]).lower() not in _EMPTY_PHASES, inner.index(i)))
 
     def _input(self, sample: Any) -> np.ndarray:
-        return np.asarray(sample.read(self.config.input), dtype=np.float32)
+        return np.asarray(sample.read("low"), dtype=np.float32)
 
     @staticmethod
     def _mask(sample: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -164,10 +160,11 @@ class Threshold(Method):
             x = self._input(sample)
             mask = self._mask(sample, x.shape)
             labels = np.asarray(sample.read("labels"))
-            sums += np.bincount(labels[mask].ravel(), weights=x[mask].ravel(), minlength=len(phases))[:len(phases)]
-            counts += np.bincount(labels[mask].ravel(), minlength=len(phases))[:len(phases)]
+            known = mask & (labels != UNLABELLED)  # annotated-k: labels on some slices only
+            sums += np.bincount(labels[known], weights=x[known], minlength=len(phases))[:len(phases)]
+            counts += np.bincount(labels[known], minlength=len(phases))[:len(phases)]
             pooled.append(x[mask])
-            pooled_labels.append(labels[mask])
+            pooled_labels.append((x[known], labels[known]))
         present = [i for i in inner if counts[i] > 0]
         absent = [i for i in self.default_order(phases) if counts[i] == 0]
         self.phase_order = sorted(present, key=lambda i: sums[i] / counts[i]) + absent
@@ -175,7 +172,8 @@ class Threshold(Method):
             self.fitted_thresholds = otsu_thresholds(np.concatenate(pooled), len(self.phase_order),
                                                      bins=self.config.bins)
         elif self.config.thresholds == "labels":
-            values, labels = np.concatenate(pooled), np.concatenate(pooled_labels)
+            values = np.concatenate([v for v, _ in pooled_labels])
+            labels = np.concatenate([lab for _, lab in pooled_labels])
             self.fitted_thresholds = np.array([
                 _best_split(values[labels == lo], values[labels == hi])
                 for lo, hi in zip(self.phase_order[:-1], self.phase_order[1:], strict=True)])

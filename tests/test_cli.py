@@ -74,6 +74,9 @@ def test_seed_and_config_are_recorded(tiny_env, tmp_path):
         (["--method", "fbp", "--split", "7proj"], "unknown split '7proj'"),
         (["--method", "fbp", "--split", "100proj", "--dataset", "nosuch"], "unknown dataset 'nosuch'"),
         (["--method", "fbp", "--split", "100proj", "--config", "nosuch=1"], "unknown key(s) ['nosuch']"),
+        (["--method", "fbp", "--split", "reference"], "unknown split 'reference'"),
+        (["--method", "fbp", "--split", "100proj", "--annotated", "5"], "annotated slices were given for method fbp"),
+        (["--method", "threshold", "--split", "reference", "--annotated", "0"], "annotated slices is 0"),
     ],
 )
 def test_bad_names_fail_in_one_line(tiny_env, tmp_path, args, expected):
@@ -84,6 +87,23 @@ def test_bad_names_fail_in_one_line(tiny_env, tmp_path, args, expected):
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_segmentation_on_the_reference_scan_with_annotated_slices(tiny_env, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    args = evaluate_args(tmp_path, "--annotated", "5")
+    args[args.index("fbp")], args[args.index("100proj")] = "threshold", "reference"
+    assert main(args) == 0
+    assert "Jaccard" in capsys.readouterr().out
+    [result_file] = list((tmp_path / "results").rglob("*.json"))
+    assert result_file.parent.name == "reference+annotated-5"
+    result = json.loads(result_file.read_text())
+    assert (result["task"], result["split"], result["annotated_slices"]) == ("segment", "reference", 5)
+    assert result["provenance"]["annotated_slices"] == 5
+    assert 0 < result["metrics"]["jaccard/mean"]["mean"] <= 1
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(result["mlflow_run_id"])
+    assert run.data.params["annotated_slices"] == "5" and run.data.tags["annotated_slices"] == "5"
 
 
 def test_unwritable_cache_dir(tmp_path, monkeypatch, capsys):

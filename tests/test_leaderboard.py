@@ -32,6 +32,7 @@ from aiax_bench.leaderboard.submit import (
     build_entry,
     entry_path,
     load_entries,
+    load_entry,
     load_result,
     portable_command,
     runs_from_result,
@@ -593,3 +594,40 @@ def test_entry_copy_is_independent():
     snapshot = copy.deepcopy(result)
     entry["runs"][0]["records"][0]["psnr/reference"] = -1.0
     assert result == snapshot
+
+
+def test_segmentation_entries_compete_per_split_and_annotation_protocol(board, tmp_path):
+    def seg_result(k: int | None, jaccard: list[float]) -> dict:
+        result = fake_result(psnr=jaccard, profile="small", method="unet-seg")
+        for rec, j in zip(result["records"], jaccard, strict=True):
+            rec["jaccard/mean"] = j / 40
+        result.update(task="segment", split="reference", annotated_slices=k, metrics=aggregate(result["records"]))
+        result["provenance"].update(split="reference", annotated_slices=k)
+        return result
+
+    paths = [submit([write(tmp_path / f"r{k}.json", seg_result(k, [30.0 + (k or 20), 31.0 + (k or 20)]))],
+                    name=f"U-Net {k}", authors=["a"], code_url="https://e.org", board=board) for k in (1, 5, None)]
+    assert [p.stem for p in paths] == ["foam-1.0--small--reference-annotated-1--u-net-1",
+                                       "foam-1.0--small--reference-annotated-5--u-net-5",
+                                       "foam-1.0--small--reference--u-net-none"]
+    assert [load_entry(p).get("annotated_slices") for p in paths] == [1, 5, None]
+    # One group per protocol: a model trained on 5 labelled slices never ranks against one trained on all.
+    groups = rank_entries(load_entries(board), metric="jaccard/mean")
+    assert sorted(g.split for g in groups) == ["reference", "reference+annotated-1", "reference+annotated-5"]
+    only = rank_entries(load_entries(board), metric="jaccard/mean", split="reference+annotated-5")
+    assert [g.split for g in only] == ["reference+annotated-5"] and only[0].rows[0].entry["name"] == "U-Net 5"
+    assert len(rank_entries(load_entries(board), metric="jaccard/mean", split="reference")) == 3
+    calls = []
+
+    def runner(request):
+        calls.append(request)
+        return seg_result(request.annotated_slices, [35.0, 36.0])
+
+    assert verify_entry(paths[1].stem, board=board, runner=runner, log=lambda _: None)["status"] == "verified"
+    assert [(c.split, c.annotated_slices) for c in calls] == [("reference", 5)]
+    # The protocol belongs to segmentation: an enhancement entry on 'reference' or with annotations is refused.
+    for change in ({"split": "reference"}, {"annotated_slices": 5}):
+        doc = {**json.loads(paths[0].read_text()), "task": "enhance", **change}
+        with pytest.raises(InputError) as excinfo:
+            validate_entry(doc, where="x.json")
+        assert field_of(excinfo).endswith(("field split", "field annotated_slices"))

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from aiax_bench.baselines.threshold import Threshold, otsu_thresholds
-from aiax_bench.baselines.unet_seg import SegmentationUNetwork, UNetSeg, annotated_slice_indices, soft_jaccard_loss
+from aiax_bench.baselines.unet_seg import SegmentationUNetwork, UNetSeg, soft_jaccard_loss
+from aiax_bench.data.annotation import UNLABELLED, AnnotatedSample, annotated_slice_indices
 from aiax_bench.errors import InputError
 
 
@@ -102,9 +103,20 @@ def test_threshold_clean_up_removes_small_objects():
     assert opened.dtype == np.uint8 and opened[8, 5, 20] == 1
 
 
+def test_threshold_labels_mode_ignores_unlabelled_slices():
+    sample = _composite_like()
+    full = Threshold({"thresholds": "labels"})
+    full.fit([sample], [], seed=0)
+    partial = Threshold({"thresholds": "labels"})
+    partial.fit([AnnotatedSample(sample, 5)], [], seed=0)
+    assert partial.phase_order == full.phase_order == [3, 1, 2]
+    # The pore (z 5..11) is seen on annotated slices 8 and 11 only: thresholds stay between the same phase means.
+    assert 0.1 < partial.fitted_thresholds[0] < 1.0 < partial.fitted_thresholds[1] < 2.0
+
+
 def test_threshold_config_errors():
     with pytest.raises(InputError):
-        Threshold({"input": "truth"})
+        Threshold({"thresholds": "median"})
     with pytest.raises(InputError):
         Threshold({"preset": "nope"})
     with pytest.raises(InputError):
@@ -112,6 +124,23 @@ def test_threshold_config_errors():
 
 
 # -- unet-seg pieces -------------------------------------------------------------------------------
+
+
+def test_annotated_sample_hides_labels_off_the_annotated_slices():
+    sample = _composite_like()
+    view = AnnotatedSample(sample, 5)
+    labels = view.read("labels")
+    z = annotated_slice_indices(16, 5)
+    np.testing.assert_array_equal(z, [1, 4, 8, 11, 14])
+    np.testing.assert_array_equal(labels[z], sample.read("labels")[z])
+    off = np.setdiff1d(np.arange(16), z)
+    assert np.all(labels[off] == UNLABELLED)
+    np.testing.assert_array_equal(view.read("low"), sample.read("low"))  # inputs pass whole
+    assert view.meta == sample.meta and view.id == sample.id
+    np.testing.assert_array_equal(AnnotatedSample(sample, None).read("labels"), sample.read("labels"))
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InputError, match="annotated slices"):
+            AnnotatedSample(sample, bad)
 
 
 def test_annotated_slice_indices_evenly_spaced():
@@ -148,18 +177,41 @@ def test_segmentation_network_any_size(dim, shape):
 
 
 def test_unet_seg_config_errors():
-    for bad in ({"variant": "4d"}, {"slices": 4}, {"loss": "dice"}, {"input": "truth"}, {"annotated_slices": 0},
+    for bad in ({"variant": "4d"}, {"slices": 4}, {"loss": "dice"}, {"rare_crops": 1.5}, {"annotated_slices": 5},
                 {"preset": "nope"}, {"class_weights": "median"}):
         with pytest.raises(InputError):
             UNetSeg(bad)
 
 
-def test_class_weights_inverse_frequency():
+def test_class_weights_inverse_frequency_over_labelled_voxels():
     method = UNetSeg()
-    vols = [{"y": np.array([[[0, 0, 0, 1]]]), "valid_z": np.array([True])}]
-    w = method.class_weight_vector(vols, 3)
+    vols = [{"y": np.array([[[0, 0, 0, 1, 1]]]), "valid": np.array([[[True, True, True, True, False]]])}]
+    counts = method.label_counts(vols, 3)
+    np.testing.assert_array_equal(counts, [3, 1, 0])
+    w = method.class_weight_vector(counts)
     assert w[2] == 0 and w[1] == pytest.approx(3 * w[0]) and w[:2].mean() == pytest.approx(1.0)
-    assert np.all(UNetSeg({"class_weights": "none"}).class_weight_vector(vols, 3) == 1)
+    assert np.all(UNetSeg({"class_weights": "none"}).class_weight_vector(counts) == 1)
+
+
+@pytest.mark.parametrize("variant", ["2d", "3d"])
+def test_rare_phase_crops_hold_pores_and_only_labelled_voxels_count(variant):
+    sample = AnnotatedSample(_composite_like(), 5)
+
+    def pore_share(rare_crops: float) -> float:
+        method = UNetSeg({"variant": variant, "patch_size": 8, "patch_depth": 4, "rare_crops": rare_crops})
+        method.stats, method.phases = {"mean": 0.0, "std": 1.0}, sample.meta["phases"]
+        vols = method._volumes([sample])
+        method._rare_centres(vols, method.label_counts(vols, 4))
+        rng = np.random.default_rng(0)
+        shares = []
+        for _ in range(400):
+            x, y, valid = method._draw(vols[0], rng)
+            assert valid.any() and x.shape[-2:] == (8, 8)
+            shares.append(np.mean(y[valid] == 3))
+        return float(np.mean(shares))
+
+    # Pores are < 1 % of the labelled voxels; half the crops centred on fibre or pore voxels show them far more.
+    assert pore_share(0.5) > 4 * pore_share(0.0)
 
 
 # -- unet-seg on foam tiny -------------------------------------------------------------------------
@@ -170,10 +222,12 @@ def test_class_weights_inverse_frequency():
 def test_unet_seg_variants_train_and_predict(tiny_dataset, tmp_path, preset):
     split = tiny_dataset.split("100proj")
     config = {"preset": preset, "depth": 2, "base_channels": 4, "patch_size": 32, "patch_depth": 16,
-              "batch_size": 2, "max_steps": 3, "val_every": 3, "annotated_slices": 5}
+              "batch_size": 2, "max_steps": 3, "val_every": 3}
     method = UNetSeg(config)
     n_params = method.parameter_count(3)
-    method.fit(split.train, split.val, seed=0, context={"checkpoint_root": tmp_path})
+    train, val = ([AnnotatedSample(s, 5) for s in part] for part in (split.train, split.val))
+    method.fit(train, val, seed=0, context={"checkpoint_root": tmp_path})
+    assert method.metadata["training"]["labelled_slices"] == [5]
     assert method.parameter_count() == n_params > 0
     print(f"unet-seg {preset}: {n_params} parameters (depth 2, base 4); "
           f"default {UNetSeg({'preset': preset}).parameter_count(3)}")
@@ -184,7 +238,7 @@ def test_unet_seg_variants_train_and_predict(tiny_dataset, tmp_path, preset):
     assert pred.max() < len(sample.meta["phases"])
     assert np.all(pred[~sample.read("mask")] == 0)
     # The checkpoint written to the root predicts the same labels.
-    again = UNetSeg.load(tmp_path / "unet-seg" / method.training_key(split.train, seed=0))
+    again = UNetSeg.load(tmp_path / "unet-seg" / method.training_key(train, seed=0))
     np.testing.assert_array_equal(again.predict(sample), pred)
 
 

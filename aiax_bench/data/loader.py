@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from aiax_bench.data.registry import PARTS, DatasetVersion, resolve
+from aiax_bench.data.registry import PARTS, REFERENCE_SPLIT, DatasetVersion, resolve
 from aiax_bench.data.store import open_group, store_path
 from aiax_bench.errors import StoreError, UnknownNameError
 from aiax_bench.paths import data_dir, ensure_writable
@@ -50,20 +50,24 @@ class Sample:
                              "the store is corrupted: rebuild it with `aiax-bench datasets build --force`"
                              ) from None
 
+    def _split_array(self, name: str):
+        # The reference split's input is the reference scan itself.
+        return self._array(name if self.split == REFERENCE_SPLIT else f"splits/{self.split}/{name}")
+
     @property
     def low(self):
-        """Low-quality reconstruction of this split (1/cm), lazy."""
-        return self._array(f"splits/{self.split}/low")
+        """Low-quality reconstruction of this split (1/cm), lazy; the reference one in split ``reference``."""
+        return self._split_array("low" if self.split != REFERENCE_SPLIT else "high")
 
     @property
     def sinogram(self):
         """This split's projections as line integrals ``(Z, A, D)``, lazy."""
-        return self._array(f"splits/{self.split}/sinogram")
+        return self._split_array("sinogram")
 
     @property
     def angles(self) -> np.ndarray:
         """This split's projection angles (radians)."""
-        return np.asarray(self._array(f"splits/{self.split}/angles")[...])
+        return np.asarray(self._split_array("angles")[...])
 
     @property
     def high(self):
@@ -149,8 +153,12 @@ class Dataset:
         return self.attrs["content_sha256"]
 
     def split(self, name: str) -> Split:
-        """The samples of split ``name`` (see ``aiax-bench datasets splits``)."""
-        self.spec.check_split(name)
+        """The samples of split ``name`` (see ``aiax-bench datasets splits``).
+
+        ``reference`` is the reference scan itself as the input (``low`` is
+        ``high``): the segmentation task's high-quality input.
+        """
+        self.spec.check_split(name, allow_reference=True)
         return Split(self, name)
 
     def provenance(self) -> dict[str, Any]:

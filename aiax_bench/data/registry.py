@@ -12,9 +12,11 @@ import yaml
 
 from aiax_bench.errors import InputError, UnknownNameError
 
-__all__ = ["REGISTRY_SCHEMA", "DatasetVersion", "list_datasets", "load_registry", "resolve"]
+__all__ = ["REFERENCE_SPLIT", "REGISTRY_SCHEMA", "DatasetVersion", "list_datasets", "load_registry", "resolve"]
 
 PARTS = ("train", "val", "test", "ood-test")
+REFERENCE_SPLIT = "reference"
+"""Pseudo-split whose input is the reference scan (segmentation of high-quality data)."""
 
 #: JSON Schema of registry.yaml (checked by the test suite and on load).
 REGISTRY_SCHEMA: dict[str, Any] = {
@@ -157,10 +159,16 @@ class DatasetVersion:
 
         return json.loads(recipe_bytes(archive["fingerprint"]))
 
-    def check_split(self, split: str) -> None:
+    def check_split(self, split: str, *, allow_reference: bool = False) -> None:
+        """Refuse an unknown split; ``reference`` (the reference scan as input) only where allowed."""
+        if allow_reference and split == REFERENCE_SPLIT:
+            return
         if split not in self.splits:
-            raise UnknownNameError("split", split, list(self.splits),
-                                   f"see `aiax-bench datasets splits {self.name}`")
+            known = [*self.splits, *([REFERENCE_SPLIT] if allow_reference else [])]
+            hint = f"see `aiax-bench datasets splits {self.name}`"
+            if split == REFERENCE_SPLIT:
+                hint = "the reference split (reference scan as input) is for the segment task only"
+            raise UnknownNameError("split", split, known, hint)
 
     def check_profile(self, profile: str) -> None:
         if profile not in self.profiles:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from aiax_bench.data.registry import REFERENCE_SPLIT
 from aiax_bench.errors import InputError, StoreError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
@@ -94,6 +95,9 @@ class Evaluator:
                  workers: int | None = None) -> None:
         if task not in TASKS:
             raise InputError("task", f"is {task!r}", f"expected one of {list(TASKS)}")
+        if split == REFERENCE_SPLIT and task != "segment":
+            raise InputError("split", f"is {split!r} (the reference scan as input) for task {task!r}",
+                             "a degraded split (see `aiax-bench datasets splits`); 'reference' is for task 'segment'")
         self.dataset = dataset
         self.split = dataset.split(split)
         self.part = part

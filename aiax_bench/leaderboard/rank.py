@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from aiax_bench.errors import InputError
+from aiax_bench.leaderboard.schema import protocol_split
 
 __all__ = [
     "DEFAULT_METRIC",
@@ -61,7 +62,7 @@ def acquisition_saving(dataset: str, split: str) -> str:
     from aiax_bench.data.registry import resolve
 
     spec = resolve(dataset)
-    meta = spec.splits.get(split, {})
+    meta = spec.splits.get(split.partition("+")[0], {})
     reference = spec.recipe["acquisition"]["reference_angles"]
     parts = []
     n = meta.get("n_angles")
@@ -166,7 +167,9 @@ def _per_volume(entry: dict[str, Any], metric: str, ids: list[str]) -> np.ndarra
 def _matches(entry: dict[str, Any], dataset: str | None, split: str | None, profile: str | None) -> bool:
     if dataset and dataset not in (entry["dataset"], entry["dataset"].partition("@")[0]):
         return False
-    return (not split or entry["split"] == split) and (not profile or entry["profile"] == profile)
+    if split and split not in (entry["split"], protocol_split(entry)):
+        return False
+    return not profile or entry["profile"] == profile
 
 
 def _group_order(key: tuple[str, str, str]) -> tuple:
@@ -176,8 +179,9 @@ def _group_order(key: tuple[str, str, str]) -> tuple:
     dataset, profile, split = key
     spec = resolve(dataset)
     profiles, splits = list(spec.profiles), list(spec.splits)
+    base = split.partition("+")[0]
     return (dataset, profiles.index(profile) if profile in profiles else len(profiles),
-            splits.index(split) if split in splits else len(splits), split)
+            splits.index(base) if base in splits else len(splits), split)
 
 
 def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metric: str = DEFAULT_METRIC,
@@ -215,7 +219,7 @@ def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metri
     buckets: dict[tuple[str, str, str], list[tuple[Path | None, dict[str, Any]]]] = {}
     for path, entry in entries:
         if _matches(entry, dataset, split, profile):
-            buckets.setdefault((entry["dataset"], entry["profile"], entry["split"]), []).append((path, entry))
+            buckets.setdefault((entry["dataset"], entry["profile"], protocol_split(entry)), []).append((path, entry))
     better = higher_is_better(metric)
     groups = []
     for key in sorted(buckets, key=_group_order):

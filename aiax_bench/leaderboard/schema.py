@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from aiax_bench.data.registry import REFERENCE_SPLIT
 from aiax_bench.errors import InputError, UnknownNameError
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "check_entry",
     "expected_dataset_sha256",
     "load_schema",
+    "protocol_split",
     "published_dataset_sha256",
     "scored_sample_ids",
     "validate_entry",
@@ -101,10 +103,20 @@ def _resolve(entry: dict[str, Any], where: str):
     if entry["profile"] not in spec.profiles:
         raise InputError(f"{where}: field profile", f"{entry['profile']!r} is not a profile of {spec.ref}",
                          f"expected one of {sorted(spec.profiles)}")
-    if entry["split"] not in spec.splits:
+    segment = entry.get("task") == "segment"
+    if entry["split"] not in spec.splits and not (segment and entry["split"] == REFERENCE_SPLIT):
         raise InputError(f"{where}: field split", f"{entry['split']!r} is not a split of {spec.ref}",
-                         f"expected one of {sorted(spec.splits)}")
+                         f"expected one of {sorted(spec.splits)}" + (f" or {REFERENCE_SPLIT!r}" if segment else ""))
+    if entry.get("annotated_slices") and not segment:
+        raise InputError(f"{where}: field annotated_slices", f"is {entry['annotated_slices']} for task "
+                         f"{entry.get('task')!r}", "null: the annotated-k protocol is for segmentation entries only")
     return spec
+
+
+def protocol_split(doc: dict[str, Any]) -> str:
+    """The split an entry competes in: the split name, with ``+annotated-k`` under the annotated-k protocol."""
+    k = doc.get("annotated_slices")
+    return doc["split"] if not k else f"{doc['split']}+annotated-{k}"
 
 
 def scored_sample_ids(spec, profile: str) -> list[str]:

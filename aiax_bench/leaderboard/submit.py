@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from aiax_bench.errors import InputError, StoreError
-from aiax_bench.leaderboard.schema import SUBMISSION_SCHEMA_VERSION, aggregate_runs, validate_entry, validate_schema
+from aiax_bench.leaderboard.schema import (
+    SUBMISSION_SCHEMA_VERSION,
+    aggregate_runs,
+    protocol_split,
+    validate_entry,
+    validate_schema,
+)
 
 __all__ = [
     "DEFAULT_BOARD",
@@ -76,6 +82,7 @@ RESULT_SCHEMA: dict[str, Any] = {
         "dataset": {"type": "string"},
         "profile": {"type": "string"},
         "split": {"type": "string"},
+        "annotated_slices": {"type": ["integer", "null"], "minimum": 1},
         "created": {"type": "string"},
         "metrics": {"type": "object"},
         "records": _RECORDS,
@@ -105,7 +112,7 @@ RESULT_SCHEMA: dict[str, Any] = {
 
 _RESULT_HINT = "pass a result file written by `aiax-bench evaluate`"
 # Fields that must agree between result files combined into one entry.
-_SAME_ACROSS_SEEDS = ("method", "task", "config", "dataset", "profile", "split")
+_SAME_ACROSS_SEEDS = ("method", "task", "config", "dataset", "profile", "split", "annotated_slices")
 _SAME_PROVENANCE = ("dataset_sha256", "recipe_sha256", "evaluator_version", "package_version", "git_commit")
 
 
@@ -354,9 +361,10 @@ def build_entry(results: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]], 
     first, _ = results[0]
     for i, (doc, _) in enumerate(results[1:], start=2):
         for key in _SAME_ACROSS_SEEDS:
-            if doc[key] != first[key]:
-                raise InputError(f"result file {i}: field {key}", f"is {doc[key]!r}",
-                                 f"expected {first[key]!r} as in the first file: one entry is one method and config")
+            if doc.get(key) != first.get(key):
+                raise InputError(f"result file {i}: field {key}", f"is {doc.get(key)!r}",
+                                 f"expected {first.get(key)!r} as in the first file: one entry is one method, "
+                                 "config and protocol")
         for key in _SAME_PROVENANCE:
             if doc["provenance"].get(key) != first["provenance"].get(key):
                 raise InputError(f"result file {i}: field provenance.{key}", f"is {doc['provenance'].get(key)!r}",
@@ -381,7 +389,7 @@ def build_entry(results: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]], 
     peaks = [e["peak_memory_mb"] for e in efficiencies if e.get("peak_memory_mb") is not None]
     entry = {
         "submission_schema_version": SUBMISSION_SCHEMA_VERSION,
-        "id": entry_id(dataset=first["dataset"], profile=first["profile"], split=first["split"], name=name),
+        "id": entry_id(dataset=first["dataset"], profile=first["profile"], split=protocol_split(first), name=name),
         "name": name,
         "authors": authors,
         "code_url": _url(code_url, "--code-url"),
@@ -394,6 +402,7 @@ def build_entry(results: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]], 
         "dataset": first["dataset"],
         "profile": first["profile"],
         "split": first["split"],
+        **({"annotated_slices": first["annotated_slices"]} if first.get("annotated_slices") else {}),
         "evaluator_version": prov["evaluator_version"],
         "seeds": seeds,
         "metrics": aggregate_runs(runs),
@@ -574,7 +583,7 @@ def load_entry(path: Path, *, use_store: bool = False) -> dict[str, Any]:
     path = Path(path)
     entry = validate_entry(read_json(path), where=path.name, use_store=use_store)
     try:
-        expected = entry_id(dataset=entry["dataset"], profile=entry["profile"], split=entry["split"],
+        expected = entry_id(dataset=entry["dataset"], profile=entry["profile"], split=protocol_split(entry),
                             name=entry["name"])
     except InputError as exc:
         raise InputError(f"{path.name}: field name", exc.problem, exc.expected) from None

@@ -111,7 +111,8 @@ def verify_entry(ref: str | Path, *, board: Path, rtol: float = DEFAULT_RTOL, at
             request = EvaluationRequest(method=entry["method_ref"], split=entry["split"], dataset=entry["dataset"],
                                         profile=entry["profile"], seed=recorded["seed"], config=entry["config"],
                                         tracking_uri=tracking_uri or f"sqlite:///{Path(tmp) / 'mlflow.db'}",
-                                        output_dir=Path(tmp) / "results")
+                                        output_dir=Path(tmp) / "results",
+                                        annotated_slices=entry.get("annotated_slices"))
             last = runner(request)
             run_ok, diff, run_worst = compare_runs(recorded, last, metrics=metrics, rtol=rtol, atol=atol)
             ok, max_diff = ok and run_ok, max(max_diff, diff)
