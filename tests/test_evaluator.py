@@ -141,6 +141,16 @@ def test_segment_task_scores_labels(tiny_dataset):
         seg.check(sample.id, labels.astype(np.float32))
 
 
+def test_reference_split_feeds_the_reference_scan_to_segmentation_only(tiny_dataset):
+    sample = tiny_dataset.split("reference").test[0]
+    np.testing.assert_array_equal(sample.read("low"), sample.read("high"))
+    assert sample.sinogram.shape == sample.read("sinogram").shape and sample.angles.size == 500
+    record = Evaluator(tiny_dataset, "reference", task="segment").evaluate_volume(sample.id, sample.read("labels"))
+    assert record["jaccard/mean"] == 1.0
+    with pytest.raises(InputError, match="'reference' is for task 'segment'"):
+        Evaluator(tiny_dataset, "reference")
+
+
 def test_infinite_values_are_rejected(evaluator, tiny_dataset):
     low = tiny_dataset.split("100proj").test[0].read("low").copy()
     low[3, 4, 5] = np.inf

@@ -612,8 +612,14 @@ def test_segmentation_entries_compete_per_split_and_annotation_protocol(board, t
                                        "foam-1.0--small--reference--u-net-none"]
     assert [load_entry(p).get("annotated_slices") for p in paths] == [1, 5, None]
     # One group per protocol: a model trained on 5 labelled slices never ranks against one trained on all.
-    groups = rank_entries(load_entries(board), metric="jaccard/mean")
+    groups = rank_entries(load_entries(board))  # segmentation ranks on jaccard/mean by default
     assert sorted(g.split for g in groups) == ["reference", "reference+annotated-1", "reference+annotated-5"]
+    assert {g.metric for g in groups} == {"jaccard/mean"} and all("segmentation" in g.title for g in groups)
+    # Segmentation and enhancement on the same split never share a group.
+    seg_100 = {**seg_result(None, [30.0, 31.0]), "split": "100proj"}
+    mixed = [(None, entry_of(seg_100, name="Seg")), (None, entry_of(fake_result(profile="small", psnr=[30.0, 31.0])))]
+    assert sorted((g.task, g.metric, len(g.rows)) for g in rank_entries(mixed)) == \
+        [("enhance", "psnr/reference", 1), ("segment", "jaccard/mean", 1)]
     only = rank_entries(load_entries(board), metric="jaccard/mean", split="reference+annotated-5")
     assert [g.split for g in only] == ["reference+annotated-5"] and only[0].rows[0].entry["name"] == "U-Net 5"
     assert len(rank_entries(load_entries(board), metric="jaccard/mean", split="reference")) == 3

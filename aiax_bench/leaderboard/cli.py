@@ -103,7 +103,7 @@ def check_board(board: Path) -> list[str]:
 
 def add_subcommands(subparsers) -> None:
     """Register ``submit`` and ``leaderboard`` on the ``aiax-bench`` subparsers (each with ``func=``)."""
-    from aiax_bench.leaderboard.rank import DEFAULT_METRIC
+    from aiax_bench.leaderboard.rank import DEFAULT_METRIC, DEFAULT_METRICS
     from aiax_bench.leaderboard.verify import DEFAULT_ATOL, DEFAULT_RTOL
 
     p = subparsers.add_parser(
@@ -144,8 +144,9 @@ def add_subcommands(subparsers) -> None:
     lb.add_argument("--dataset", default=None, help="only this dataset (NAME or NAME@VERSION)")
     lb.add_argument("--split", default=None, help="only this split, e.g. 100proj")
     lb.add_argument("--profile", default=None, help="only this dataset profile, e.g. small")
-    lb.add_argument("--metric", default=DEFAULT_METRIC,
-                    help=f"ranking metric, FAMILY/TARGET (default {DEFAULT_METRIC}; e.g. ssim/truth)")
+    lb.add_argument("--metric", default=None,
+                    help=f"ranking metric, FAMILY/TARGET (default {DEFAULT_METRIC} for enhancement, "
+                         f"{DEFAULT_METRICS['segment']} for segmentation; e.g. ssim/truth)")
     lb.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
     lb.add_argument("--board", default="leaderboard", help=_BOARD_HELP)
     lb.add_argument("--write", action="store_true", help="rewrite BOARD/README.md and BOARD/index.html")

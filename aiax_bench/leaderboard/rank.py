@@ -14,6 +14,7 @@ from aiax_bench.leaderboard.schema import protocol_split
 
 __all__ = [
     "DEFAULT_METRIC",
+    "DEFAULT_METRICS",
     "Group",
     "Row",
     "acquisition_saving",
@@ -27,8 +28,11 @@ __all__ = [
 #: The metric entries are ranked on unless ``--metric`` says otherwise: the
 #: reference (full-data) scan is the target every enhancement method aims at.
 DEFAULT_METRIC = "psnr/reference"
+#: The default per task: segmentations rank on the mean class Jaccard index against the exact labels.
+DEFAULT_METRICS = {"enhance": DEFAULT_METRIC, "segment": "jaccard/mean"}
 
-_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM 3D", "ssim_slices": "SSIM slice-mean", "mse": "MSE (1/cm)²"}
+_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM 3D", "ssim_slices": "SSIM slice-mean", "mse": "MSE (1/cm)²",
+           "jaccard": "Jaccard", "dice": "Dice"}
 # Metric families where smaller is better; anything else (PSNR, SSIM, Dice, ...) is larger-is-better.
 _LOWER_IS_BETTER = ("mse", "rmse", "mae", "error", "distance", "wasserstein")
 
@@ -144,6 +148,7 @@ class Group:
     dataset: str
     profile: str
     split: str
+    task: str
     metric: str
     higher_better: bool
     saving: str
@@ -155,7 +160,8 @@ class Group:
 
     @property
     def title(self) -> str:
-        return f"{self.dataset} · {self.split} · {self.profile} profile"
+        task = " · segmentation" if self.task == "segment" else ""
+        return f"{self.dataset} · {self.split} · {self.profile} profile{task}"
 
 
 def _per_volume(entry: dict[str, Any], metric: str, ids: list[str]) -> np.ndarray:
@@ -172,19 +178,19 @@ def _matches(entry: dict[str, Any], dataset: str | None, split: str | None, prof
     return not profile or entry["profile"] == profile
 
 
-def _group_order(key: tuple[str, str, str]) -> tuple:
-    """Datasets by name, then profiles and splits in the recipe's order."""
+def _group_order(key: tuple[str, str, str, str]) -> tuple:
+    """Datasets by name, then tasks, then profiles and splits in the recipe's order."""
     from aiax_bench.data.registry import resolve
 
-    dataset, profile, split = key
+    dataset, profile, split, task = key
     spec = resolve(dataset)
     profiles, splits = list(spec.profiles), list(spec.splits)
     base = split.partition("+")[0]
-    return (dataset, profiles.index(profile) if profile in profiles else len(profiles),
+    return (dataset, task != "enhance", profiles.index(profile) if profile in profiles else len(profiles),
             splits.index(base) if base in splits else len(splits), split)
 
 
-def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metric: str = DEFAULT_METRIC,
+def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metric: str | None = None,
                  dataset: str | None = None, split: str | None = None, profile: str | None = None,
                  n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> list[Group]:
     """Rank validated entries per dataset, profile and split.
@@ -197,8 +203,9 @@ def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metri
     ----------
     entries : sequence of (Path or None, dict)
         ``load_entries(board)``.
-    metric : str
-        ``family/target`` key of the records, e.g. ``psnr/reference``.
+    metric : str, optional
+        ``family/target`` key of the records, e.g. ``psnr/reference``; by default
+        the task's (:data:`DEFAULT_METRICS`).
     dataset, split, profile : str, optional
         Keep only these (``dataset`` as ``name`` or ``name@version``).
     n_boot, level, seed
@@ -208,7 +215,7 @@ def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metri
     -------
     list of Group
     """
-    if "/" not in metric:
+    if metric is not None and "/" not in metric:
         raise InputError("--metric", f"{metric!r} has no target", "expected e.g. psnr/reference or ssim/truth")
     if not 0 < level < 1:
         raise InputError("level", f"is {level}", "expected a coverage between 0 and 1, e.g. 0.95")
@@ -216,24 +223,27 @@ def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metri
         raise InputError("--bootstrap", f"is {n_boot}", "expected a positive number of resamples")
     from aiax_bench.evaluation.evaluator import EVALUATOR_VERSION
 
-    buckets: dict[tuple[str, str, str], list[tuple[Path | None, dict[str, Any]]]] = {}
+    buckets: dict[tuple[str, str, str, str], list[tuple[Path | None, dict[str, Any]]]] = {}
     for path, entry in entries:
         if _matches(entry, dataset, split, profile):
-            buckets.setdefault((entry["dataset"], entry["profile"], protocol_split(entry)), []).append((path, entry))
-    better = higher_is_better(metric)
+            key = (entry["dataset"], entry["profile"], protocol_split(entry), entry["task"])
+            buckets.setdefault(key, []).append((path, entry))
     groups = []
     for key in sorted(buckets, key=_group_order):
         members = buckets[key]
-        ranked = [(p, e) for p, e in members if metric in e["metrics"]]
-        group = Group(dataset=key[0], profile=key[1], split=key[2], metric=metric, higher_better=better,
+        group_metric = metric or DEFAULT_METRICS.get(key[3], DEFAULT_METRIC)
+        better = higher_is_better(group_metric)
+        ranked = [(p, e) for p, e in members if group_metric in e["metrics"]]
+        group = Group(dataset=key[0], profile=key[1], split=key[2], task=key[3], metric=group_metric,
+                      higher_better=better,
                       saving=acquisition_saving(key[0], key[2]), n_volumes=0, level=level, n_boot=n_boot,
-                      missing=[e for _, e in members if metric not in e["metrics"]])
+                      missing=[e for _, e in members if group_metric not in e["metrics"]])
         groups.append(group)
         if not ranked:
             continue
         ids = sorted(r["sample_id"] for r in ranked[0][1]["runs"][0]["records"])
         group.n_volumes = len(ids)
-        values = np.stack([_per_volume(e, metric, ids) for _, e in ranked])
+        values = np.stack([_per_volume(e, group_metric, ids) for _, e in ranked])
         low, high = bootstrap_intervals(values, n_boot=n_boot, level=level, seed=seed)
         means = values.mean(axis=1)
         sign = -1.0 if better else 1.0

@@ -37,7 +37,7 @@ def _fmt_metric(metric: str, value: float | None) -> str:
     family = metric.split("/", 1)[0]
     if family == "mse":
         return f"{value:.3e}"
-    if family.startswith("ssim"):
+    if family.startswith(("ssim", "jaccard", "dice")):
         return f"{value:.4f}"
     if family == "psnr":
         return f"{value:.2f}"
@@ -54,9 +54,13 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+_SECONDARY = {"psnr": "ssim", "jaccard": "dice", "dice": "jaccard"}
+
+
 def _secondary(metric: str) -> str:
+    """The second metric shown next to the ranking one: SSIM beside PSNR, Dice beside Jaccard, else PSNR."""
     family, _, target = metric.partition("/")
-    return f"{'ssim' if family == 'psnr' else 'psnr'}/{target}"
+    return f"{_SECONDARY.get(family, 'psnr')}/{target}"
 
 
 def _rank_text(row: Row) -> str:
