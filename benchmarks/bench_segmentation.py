@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     from aiax_bench.provenance import code_provenance, hardware
 
+    code = {k: v for k, v in code_provenance().items() if k != "command"}  # the command holds local paths
     doc = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "dataset": args.dataset,
-           "profile": args.profile, "hardware": hardware(), **code_provenance(), "rows": rows}
+           "profile": args.profile, "hardware": hardware(), **code, "rows": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.output}", file=sys.stderr)

@@ -44,7 +44,11 @@ class Method(ABC):
     name : str
         Registry name (``aiax-bench evaluate --method NAME``).
     task : {'enhance', 'segment'}
-        What :meth:`predict` returns: a volume in 1/cm, or integer labels.
+        What :meth:`predict` returns: a volume in 1/cm, or integer labels (the
+        dataset's phase indices). A segmentation method reads its input as
+        ``sample.read("low")`` (the split decides which reconstruction that is)
+        and must treat the label value
+        :data:`~aiax_bench.data.annotation.UNLABELLED` as "not annotated".
     inputs : tuple of str
         What the method reads from a sample: ``'reconstruction'`` and/or ``'sinogram'``.
     trainable : bool
