@@ -615,6 +615,9 @@ def test_segmentation_entries_compete_per_split_and_annotation_protocol(board, t
     groups = rank_entries(load_entries(board))  # segmentation ranks on jaccard/mean by default
     assert sorted(g.split for g in groups) == ["reference", "reference+annotated-1", "reference+annotated-5"]
     assert {g.metric for g in groups} == {"jaccard/mean"} and all("segmentation" in g.title for g in groups)
+    savings = {g.split: g.saving for g in groups}
+    assert savings["reference"] == "same acquisition as the reference scan"
+    assert savings["reference+annotated-5"] == savings["reference"] + "; training labels on 5 slices per volume"
     # Segmentation and enhancement on the same split never share a group.
     seg_100 = {**seg_result(None, [30.0, 31.0]), "split": "100proj"}
     mixed = [(None, entry_of(seg_100, name="Seg")), (None, entry_of(fake_result(profile="small", psnr=[30.0, 31.0])))]

@@ -61,7 +61,8 @@ def acquisition_saving(dataset: str, split: str) -> str:
 
     ``100proj`` of 500 reference projections reads "100 of 500 projections:
     5× less scan time, dose and data". Dose (``dose_factor``) and detector
-    binning (``binning``) splits are described when their recipes say so.
+    binning (``binning``) splits are described when their recipes say so, and
+    the annotated-k protocol of segmentation entries (``reference+annotated-5``).
     """
     from aiax_bench.data.registry import resolve
 
@@ -78,7 +79,11 @@ def acquisition_saving(dataset: str, split: str) -> str:
     binning = meta.get("binning")
     if isinstance(binning, int) and binning > 1:
         parts.append(f"detector binned {binning}×: {_times(binning ** 2)} fewer detector pixels to read and store")
-    return "; ".join(parts) or "same acquisition as the reference scan"
+    saving = "; ".join(parts) or "same acquisition as the reference scan"
+    _, _, protocol = split.partition("+annotated-")
+    if protocol:  # the annotation effort is part of what a segmentation entry saves
+        saving += f"; training labels on {protocol} slices per volume"
+    return saving
 
 
 def status_of(entry: dict[str, Any], *, evaluator_version: str | None = None) -> str:
