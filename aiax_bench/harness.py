@@ -107,7 +107,7 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
     annotated = check_annotated(request.annotated_slices)
     if annotated is not None and not segment:
         raise InputError("annotated slices", f"were given for method {method_cls.name} (task {method_cls.task!r})",
-                         "the annotated-k protocol only for segmentation methods (task 'segment')")
+                         "no --annotated: the annotated-k protocol is for segmentation methods (task 'segment')")
     method = method_cls(request.config)
 
     dataset = load(spec.ref, profile=profile)

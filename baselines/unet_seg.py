@@ -566,6 +566,7 @@ class UNetSeg(Method):
         ctx = dict(context or {})
         doc = _json_ready({"method": self.name, "config": self.config_dict(), "seed": int(seed),
                            "dataset_sha256": ctx.get("dataset_sha256"), "split": ctx.get("split"),
+                           "annotated_slices": ctx.get("annotated_slices"),
                            "train_ids": [getattr(s, "id", None) for s in train]})
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 

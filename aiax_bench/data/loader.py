@@ -51,13 +51,13 @@ class Sample:
                              ) from None
 
     def _split_array(self, name: str):
-        # The reference split's input is the reference scan itself.
+        # The reference split's projections are the reference scan's, stored at the sample's top level.
         return self._array(name if self.split == REFERENCE_SPLIT else f"splits/{self.split}/{name}")
 
     @property
     def low(self):
         """Low-quality reconstruction of this split (1/cm), lazy; the reference one in split ``reference``."""
-        return self._split_array("low" if self.split != REFERENCE_SPLIT else "high")
+        return self.high if self.split == REFERENCE_SPLIT else self._split_array("low")
 
     @property
     def sinogram(self):
