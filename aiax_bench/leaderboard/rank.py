@@ -47,9 +47,12 @@ def higher_is_better(metric: str) -> bool:
 
 
 def metric_label(metric: str) -> str:
-    """``PSNR (dB) vs reference`` for ``psnr/reference``."""
+    """``PSNR (dB) vs reference`` for ``psnr/reference``, ``Jaccard (mean over phases)`` for ``jaccard/mean``."""
     family, _, target = metric.partition("/")
-    return f"{_LABELS.get(family, family)} vs {target}" if target else _LABELS.get(family, family)
+    name = _LABELS.get(family, family)
+    if family in ("jaccard", "dice"):  # segmentation metrics are per phase, against the exact labels
+        return f"{name} ({'mean over phases' if target == 'mean' else target})"
+    return f"{name} vs {target}" if target else name
 
 
 def _times(factor: float) -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiax_bench.leaderboard.schema import validate_schema
+from aiax_bench.leaderboard.schema import protocol_split, validate_schema
 from aiax_bench.leaderboard.submit import dump_json, find_entry, load_entry, write_replacing
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "compare_runs", "verify_entry"]
@@ -106,7 +106,7 @@ def verify_entry(ref: str | Path, *, board: Path, rtol: float = DEFAULT_RTOL, at
     ok, max_diff, worst, last = True, 0.0, None, None
     with tempfile.TemporaryDirectory(prefix="aiax-verify-") as tmp:
         for recorded in entry["runs"]:
-            log(f"{entry['id']}: re-running {entry['method_ref']} on {entry['dataset']}/{entry['split']} "
+            log(f"{entry['id']}: re-running {entry['method_ref']} on {entry['dataset']}/{protocol_split(entry)} "
                 f"({entry['profile']}), seed {recorded['seed']}")
             request = EvaluationRequest(method=entry["method_ref"], split=entry["split"], dataset=entry["dataset"],
                                         profile=entry["profile"], seed=recorded["seed"], config=entry["config"],
