@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from aiax_bench.evaluation.evaluator import EVALUATOR_VERSION
-from aiax_bench.leaderboard import DEFAULT_METRIC, build_entry, rank_entries, write_board
+from aiax_bench.leaderboard import DEFAULT_METRICS, build_entry, rank_entries, write_board
 from aiax_bench.leaderboard.schema import expected_dataset_sha256
 from aiax_bench.leaderboard.submit import load_entries, runs_from_result
 
@@ -268,5 +268,5 @@ def test_committed_board_page_loads(browser):
     browser.open(index.as_uri())
     assert browser.js("document.documentElement.dataset.sortable") == "ready"
     rows = browser.js("document.querySelectorAll('table.board tbody tr').length")
-    ranked = [e for _, e in load_entries(REPO / "leaderboard") if DEFAULT_METRIC in e["metrics"]]
+    ranked = [e for _, e in load_entries(REPO / "leaderboard") if DEFAULT_METRICS[e["task"]] in e["metrics"]]
     assert rows == len(ranked) > 0

@@ -4,7 +4,13 @@ Typical use goes through the CLI (``aiax-bench submit``, ``aiax-bench leaderboar
 functions below are the same steps for scripts and tests.
 """
 
-from aiax_bench.leaderboard.rank import DEFAULT_METRIC, acquisition_saving, bootstrap_intervals, rank_entries
+from aiax_bench.leaderboard.rank import (
+    DEFAULT_METRIC,
+    DEFAULT_METRICS,
+    acquisition_saving,
+    bootstrap_intervals,
+    rank_entries,
+)
 from aiax_bench.leaderboard.render import render_html, render_markdown, render_terminal, write_board
 from aiax_bench.leaderboard.schema import expected_dataset_sha256, load_schema, validate_entry
 from aiax_bench.leaderboard.submit import build_entry, load_entries, load_result, submit
@@ -12,6 +18,7 @@ from aiax_bench.leaderboard.verify import verify_entry
 
 __all__ = [
     "DEFAULT_METRIC",
+    "DEFAULT_METRICS",
     "acquisition_saving",
     "bootstrap_intervals",
     "build_entry",
