@@ -30,7 +30,7 @@ from aiax_bench.methods.base import Budget
 from aiax_bench.recon.device import default_device
 from aiax_bench.training.losses import make_loss
 from aiax_bench.training.method import SliceConfig, SliceMethod
-from aiax_bench.training.trainer import TrainResult, TrainSettings, evaluate_loss
+from aiax_bench.training.trainer import TrainResult, TrainSettings, log_metrics, record_validation
 
 __all__ = ["Discriminator", "PerceptualFeatures", "TomoGAN"]
 
@@ -290,19 +290,11 @@ class TomoGAN(SliceMethod):
 
         def validate() -> bool:
             nonlocal stale
-            loss, psnr = evaluate_loss(generator, val_loss_fn, val_data, device=device,
-                                       batch_size=max(1, settings.batch_size // 2))
-            history["val_step"].append(step)
-            history["val_loss"].append(loss)
-            history["val_psnr"].append(psnr)
-            _log(tracker, {"val/loss": loss, "val/psnr": psnr}, step)
+            loss, psnr, improved = record_validation(
+                generator, val_loss_fn, val_data, step=step, history=history, best=best, device=device,
+                batch_size=max(1, settings.batch_size // 2), tracker=tracker)
             bar.set_postfix_str(f"val loss {loss:.4g}, val PSNR {psnr:.2f} dB")
-            if loss < best["loss"]:
-                best.update(loss=loss, psnr=psnr, step=step,
-                            weights={k: v.detach().cpu().clone() for k, v in generator.state_dict().items()})
-                stale = 0
-            else:
-                stale += 1
+            stale = 0 if improved else stale + 1
             return settings.patience is not None and stale >= settings.patience
 
         bar = tqdm(total=settings.max_steps, desc=f"train {self.name}", unit="step", disable=not settings.progress,
@@ -350,7 +342,7 @@ class TomoGAN(SliceMethod):
                 for name, value in zip(("loss", "mse", "adversarial", "d_loss"), avg, strict=True):
                     history[name].append(float(value))
                 history["step"].append(step)
-                _log(tracker, {"train/loss": avg[0], "train/mse_255": avg[1], "train/adversarial": avg[2],
+                log_metrics(tracker, {"train/loss": avg[0], "train/mse_255": avg[1], "train/adversarial": avg[2],
                                "train/d_loss": avg[3]}, step)
                 running[:] = 0
                 n_running = 0
@@ -385,11 +377,6 @@ class TomoGAN(SliceMethod):
         penalty = (grad.flatten(1).norm(dim=1) - 1).square().mean()
         return (fake_logits.mean() - real_logits.mean() + c.gp_weight * penalty
                 + c.drift_weight * real_logits.square().mean())
-
-
-def _log(tracker: Any, metrics: Mapping[str, float], step: int) -> None:
-    if tracker is not None:
-        tracker.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(v)}, step=step)
 
 
 def _check_finite(loss: torch.Tensor, what: str, step: int) -> None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aiax_bench.data.annotation import UNLABELLED
+from aiax_bench.data.torch_adapter import reflect_indices
 from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Budget, Method
 
@@ -406,8 +407,6 @@ class UNetSeg(Method):
         if c.variant == "3d":
             xi, yi, vi = x[window][None], y[window], valid[window]
         else:
-            from aiax_bench.data.torch_adapter import reflect_indices
-
             h = self.in_channels // 2
             xi = x[reflect_indices(z0 - h, z0 + h + 1, nz), window[1], window[2]]
             yi, vi = y[z0, window[1], window[2]], valid[z0, window[1], window[2]]
@@ -600,8 +599,6 @@ class UNetSeg(Method):
                 acc[:, z0:z0 + d] += torch.softmax(model(block), 1)[0].numpy()
                 hits[z0:z0 + d] += 1
             return acc / hits[None, :, None, None]
-        from aiax_bench.data.torch_adapter import reflect_indices
-
         h = self.in_channels // 2
         out = np.empty((self.n_classes, *x.shape), dtype=np.float32)
         for z0 in range(0, nz, c.inference_batch_size):

@@ -37,7 +37,7 @@ import torch
 from aiax_bench.errors import InputError
 from aiax_bench.recon.device import default_device
 
-__all__ = ["ParallelBeamProjector", "operator_nbytes"]
+__all__ = ["ParallelBeamProjector", "check_angles", "operator_nbytes"]
 
 #: Bytes per stored non-zero: a float32 value and an int32 index, in two matrices.
 _BYTES_PER_NNZ = 2 * 8
@@ -83,7 +83,8 @@ def _positive_int(value, name: str, what: str) -> int:
     return int(value)
 
 
-def _check_angles(angles) -> np.ndarray:
+def check_angles(angles) -> np.ndarray:
+    """Projection angles (radians) as a flat float64 array, refusing an empty or non-finite set."""
     angles = np.asarray(angles, dtype=np.float64).ravel()
     if angles.size == 0:
         raise InputError("angles", "got zero projection angles", "pass at least one angle (radians)")
@@ -266,7 +267,7 @@ class ParallelBeamProjector:
 
     def __post_init__(self) -> None:
         self.n_pixels = _positive_int(self.n_pixels, "n_pixels", "slice size in voxels")
-        self.angles = _check_angles(self.angles)
+        self.angles = check_angles(self.angles)
         self.n_detector = (self.n_pixels if self.n_detector is None
                            else _positive_int(self.n_detector, "n_detector", "detector width in pixels"))
         if not (isinstance(self.det_spacing, numbers.Real) and math.isfinite(self.det_spacing)

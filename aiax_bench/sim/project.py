@@ -16,19 +16,10 @@ import numpy as np
 import torch
 
 from aiax_bench.errors import InputError
-from aiax_bench.recon.projector import ParallelBeamProjector
+from aiax_bench.recon.projector import ParallelBeamProjector, check_angles
 from aiax_bench.sim.phantoms import Phantom, render_fractions
 
 __all__ = ["project_phantom", "project_voxels"]
-
-
-def _check_angles(angles) -> np.ndarray:
-    angles = np.asarray(angles, dtype=np.float64).ravel()
-    if angles.size == 0:
-        raise InputError("angles", "are empty", "expected at least one projection angle (radians)")
-    if not np.all(np.isfinite(angles)):
-        raise InputError("angles", "contain NaN or infinite values", "expected finite angles (radians)")
-    return angles
 
 
 def _check_count(name: str, value) -> int:
@@ -75,7 +66,7 @@ def project_phantom(
         ``float32`` line integrals ``-log(I / I0)`` (dimensionless), shape ``(Z, A, D)``
         with ``D`` the volume width; detector row ``z`` sees slice ``z``.
     """
-    angles = _check_angles(angles)
+    angles = check_angles(angles)
     su, sz = _check_count("supersample_u", supersample_u), _check_count("supersample_z", supersample_z)
     row_batch = _check_count("row_batch", row_batch)
     if phantom.spheres is None:
@@ -181,7 +172,7 @@ def project_voxels(
     of angles, so the cost is dominated by building them (a few seconds per 64
     angles for a 256-pixel fine grid on a CPU).
     """
-    angles = _check_angles(angles)
+    angles = check_angles(angles)
     s = _check_count("supersample", supersample)
     su = s if supersample_u is None else _check_count("supersample_u", supersample_u)
     pv = _check_count("partial_volume", partial_volume)

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from aiax_bench.errors import InputError, StoreError
 from aiax_bench.recon.device import default_device
 
-__all__ = ["TrainResult", "TrainSettings", "evaluate_loss", "train"]
+__all__ = ["TrainResult", "TrainSettings", "evaluate_loss", "log_metrics", "record_validation", "train"]
 
 STATE_FILE = "training_state.pt"
 
@@ -213,6 +213,27 @@ def evaluate_loss(model: nn.Module, loss_fn: nn.Module, data: Dataset, *, device
     return total_loss / max(n_items, 1), psnr
 
 
+def record_validation(model: nn.Module, loss_fn: nn.Module, val_data: Dataset, *, step: int,
+                      history: dict[str, list], best: dict[str, Any], device: torch.device, batch_size: int,
+                      tracker: Any = None, metric_prefix: str = "") -> tuple[float, float, bool]:
+    """Validate ``model``, append to ``history``, log the curves and keep the best weights in ``best``.
+
+    ``best`` holds ``loss``, ``psnr``, ``step`` and ``weights`` (a CPU copy of
+    the state dict), replaced when the validation loss improves. Returns the
+    validation loss, PSNR (dB) and whether it improved.
+    """
+    val_loss, val_psnr = evaluate_loss(model, loss_fn, val_data, device=device, batch_size=batch_size)
+    history["val_step"].append(step)
+    history["val_loss"].append(val_loss)
+    history["val_psnr"].append(val_psnr)
+    log_metrics(tracker, {f"{metric_prefix}val/loss": val_loss, f"{metric_prefix}val/psnr": val_psnr}, step)
+    improved = val_loss < best["loss"]
+    if improved:
+        best.update(loss=val_loss, psnr=val_psnr, step=step,
+                    weights={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    return val_loss, val_psnr, improved
+
+
 class _IndexRange(torch.utils.data.Sampler[int]):
     """Indices ``start..stop-1`` in order: the rest of an epoch after a resume."""
 
@@ -252,7 +273,8 @@ def _load_state(work_dir: Path, resume_key: str) -> dict[str, Any] | None:
     return state
 
 
-def _log(tracker: Any, metrics: dict[str, float], step: int) -> None:
+def log_metrics(tracker: Any, metrics: Mapping[str, float], step: int) -> None:
+    """Log the finite ``metrics`` at ``step`` to ``tracker`` (``mlflow`` with an active run), if any."""
     if tracker is not None:
         tracker.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(v)}, step=step)
 
@@ -343,18 +365,10 @@ def train(model: nn.Module, loss_fn: nn.Module, train_data: Dataset, val_data: D
     def validate() -> bool:
         """Validate, keep the best weights; True when patience is exhausted."""
         nonlocal stale
-        val_loss, val_psnr = evaluate_loss(model, loss_fn, val_data, device=device,
-                                           batch_size=max(1, settings.batch_size // 2))
-        history["val_step"].append(step)
-        history["val_loss"].append(val_loss)
-        history["val_psnr"].append(val_psnr)
-        _log(tracker, {f"{metric_prefix}val/loss": val_loss, f"{metric_prefix}val/psnr": val_psnr}, step)
-        if val_loss < best["loss"]:
-            best.update(loss=val_loss, psnr=val_psnr, step=step,
-                        weights={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-            stale = 0
-        else:
-            stale += 1
+        val_loss, val_psnr, improved = record_validation(
+            model, loss_fn, val_data, step=step, history=history, best=best, device=device,
+            batch_size=max(1, settings.batch_size // 2), tracker=tracker, metric_prefix=metric_prefix)
+        stale = 0 if improved else stale + 1
         bar.set_postfix_str(f"val loss {val_loss:.4g}, val PSNR {val_psnr:.2f} dB")
         if work_dir is not None:
             _save_state(work_dir, snapshot())
@@ -400,7 +414,7 @@ def train(model: nn.Module, loss_fn: nn.Module, train_data: Dataset, val_data: D
                     history["step"].append(step)
                     history["loss"].append(running / n_running)
                     history["lr"].append(lr)
-                    _log(tracker, {f"{metric_prefix}train/loss": running / n_running,
+                    log_metrics(tracker, {f"{metric_prefix}train/loss": running / n_running,
                                    f"{metric_prefix}train/lr": lr}, step)
                     running, n_running = 0.0, 0
                 if step % settings.val_every == 0 and validate():
