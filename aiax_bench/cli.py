@@ -65,21 +65,24 @@ def metrics_table(result: dict[str, Any]) -> str:
         spread = f"{n} test volume{'s' if n != 1 else ''}, mean ± std over volumes"
     parts = [f"{result['method']} on {result['dataset']}/{result['split']} ({result['profile']} profile, {spread})"]
     rows = []
+    # The truth ranks, so it comes first; clean (noise-free FBP) only exists from dataset version 2.0 on.
+    targets = [t for t in ("truth", "clean", "reference") if f"psnr/{t}" in metrics]
     for metric, label in METRIC_LABELS.items():
         if f"{metric}/reference" in metrics:
             fmt = ".3e" if metric == "mse" else ".4f" if metric.startswith("ssim") else ".2f"
-            rows.append([label, *(_mean_std(metrics[f"{metric}/{t}"], fmt) for t in ("reference", "truth"))])
+            rows.append([label, *(_mean_std(metrics[f"{metric}/{t}"], fmt) for t in targets)])
     if rows:
-        parts.append(format_table(["image metric", "vs reference", "vs truth"], rows))
+        parts.append(format_table(["image metric", *(f"vs {t}" for t in targets)], rows))
     rows = []
     for key, label in POROSITY_LABELS.items():
         if f"{key}/method" in metrics:
             values = [f"{metrics[f'{key}/{who}']['mean']:.4g}" for who in ("method", "reference", "truth")]
             errors = [f"{100 * metrics[f'{key}/rel_error_{who}']['mean']:+.1f} %" for who in ("reference", "truth")]
-            rows.append([label, *values, *errors])
+            floor = metrics.get(f"{key}/floor_rel_error_truth")
+            rows.append([label, *values, *errors, "–" if floor is None else f"{100 * floor['mean']:+.1f} %"])
     if rows:
         parts.append(format_table(["porosity statistic", "method", "reference", "truth", "error vs ref",
-                                   "error vs truth"], rows))
+                                   "error vs truth", "floor (reference vs truth)"], rows))
     seg = {k.split("/", 1)[1]: v["mean"] for k, v in metrics.items() if k.startswith("jaccard/")}
     if seg:
         parts.append("Jaccard " + ", ".join(f"{name} {value:.3f}" for name, value in seg.items()))
@@ -153,7 +156,22 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
     print(f"  voxel size      {recipe['voxel_size_um']} µm")
     print(f"  reference scan  {recipe['acquisition']['reference_angles']} projections, "
           f"{recipe['acquisition']['photons']:g} photons/pixel")
-    print(f"  evaluation      data_range {spec.evaluation['data_range']} 1/cm, mask {spec.evaluation['mask']}")
+    independent = recipe["acquisition"].get("independent_noise", False)
+    print("  noise           " + ("every low-quality scan has its own noise, independent of the reference scan"
+                                  if independent else "sparse splits reuse the reference scan's noise"))
+    phantom = ", ".join(f"{k} {v}" for k, v in recipe["phantom"].items())
+    print(f"  phantom         {phantom}")
+    evaluation = spec.evaluation
+    print(f"  evaluation      data_range {evaluation['data_range']} 1/cm, mask {evaluation['mask']} "
+          f"eroded {evaluation.get('mask_erosion', 0)} voxels")
+    targets = "truth (exact phantom), clean (noise-free FBP), reference scan" if recipe["reconstruction"].get(
+        "store_clean") else "reference scan, truth (exact phantom)"
+    print(f"  scored against  {targets}; ranks on {evaluation.get('rank_metric', 'psnr/reference')}")
+    if "pore_threshold" in evaluation:
+        print(f"  porosity        protocol 2.0: pore below {evaluation['pore_threshold']} 1/cm (fixed by the recipe, "
+              "the same for method, reference and phantom)")
+    else:
+        print("  porosity        protocol 1.0: Otsu threshold of the reference scan")
     rows = [[name, f"{p['size']}³", ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items())]
             for name, p in spec.profiles.items()]
     print(format_table(["profile", "size", "samples"], rows))

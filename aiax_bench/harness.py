@@ -16,11 +16,14 @@ from typing import Any
 import numpy as np
 
 from aiax_bench.data.annotation import AnnotatedSample, check_annotated
+from aiax_bench.data.sealed import seal
 from aiax_bench.errors import InputError, StoreError
 
 __all__ = ["RESULT_SCHEMA_VERSION", "EvaluationRequest", "run_evaluation", "write_json_atomic"]
 
 RESULT_SCHEMA_VERSION = 1
+#: Supervision protocols whose training and validation samples are sealed like the test ones.
+SEALED_SUPERVISION = ("self", "none")
 
 
 @dataclass
@@ -114,13 +117,19 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
     split = dataset.split(request.split)
     evaluator = Evaluator(dataset, request.split, task=method_cls.task)
     train, val = split.train, split.val
+    supervision = method.supervision
+    if supervision in SEALED_SUPERVISION:
+        # A method that claims to learn without clean data is held to it: its training data is sealed too.
+        train, val = seal(train), seal(val)
     if annotated is not None:
         train, val = ([AnnotatedSample(s, annotated) for s in part] for part in (train, val))
     started = datetime.now(UTC)
     provenance = {**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
+                  "supervision": supervision,
                   "evaluator_version": evaluator.version, **code_provenance(), "seed": request.seed,
                   "hardware": hardware()}
     tags = {"method": method_cls.name, "dataset": spec.ref, "split": request.split, "profile": profile,
+            "supervision": supervision,
             "evaluator_version": evaluator.version, "git_commit": provenance["git_commit"]}
     if annotated is not None:
         tags["annotated_slices"] = str(annotated)
@@ -141,7 +150,8 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
         method.fit(train, val, **fit_kwargs)
         train_seconds = time.perf_counter() - t0
         predictions, infer_seconds = {}, []
-        for sample in split.test:
+        for sample in seal(split.test):
+            # The sealed view: reading the truth raises, the run fails (exit status 2) and nothing is written.
             t0 = time.perf_counter()
             predictions[sample.id] = method.predict(sample)
             infer_seconds.append(time.perf_counter() - t0)
@@ -155,6 +165,7 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
             "profile": profile,
             "split": request.split,
             "annotated_slices": annotated,
+            "supervision": supervision,
             "created": started.isoformat(timespec="seconds"),
             "metrics": scores["aggregate"],
             "records": scores["records"],

@@ -5,8 +5,8 @@ convolutional denoising for tomography", IEEE TCI 6:1320-1335, 2020 (no code
 copied).
 
 No clean data is used anywhere: the method sees its training and validation
-samples through :class:`SelfSupervisedSample`, whose clean arrays (``high``,
-``truth``, ``labels``) raise :class:`CleanDataError`.
+samples through :class:`~aiax_bench.data.sealed.SealedSample`, whose clean arrays (``high``,
+``clean``, ``truth``, ``labels``) raise :class:`~aiax_bench.data.sealed.SealedFieldError`.
 """
 
 from __future__ import annotations
@@ -19,56 +19,17 @@ import numpy as np
 from torch import nn
 
 from aiax_bench.baselines._nets import MSDNetwork, UNetwork
+from aiax_bench.data.sealed import SEALED_ARRAYS, SealedFieldError, SealedSample, seal
 from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Budget
 from aiax_bench.training.method import SliceConfig, SliceMethod
 
 __all__ = ["CLEAN_ARRAYS", "CleanDataError", "Noise2Inverse", "SelfSupervisedSample", "sub_reconstructions"]
 
-#: Arrays a self-supervised method must never read.
-CLEAN_ARRAYS = frozenset({"high", "truth", "labels"})
-
-
-class CleanDataError(InputError):
-    """A self-supervised method tried to read a clean (reference) array."""
-
-    def __init__(self, name: str, sample_id: str) -> None:
-        super().__init__(f"array {name!r} of sample {sample_id}", "was read by a self-supervised method",
-                         "train from the split's own projections only (no clean target)")
-
-
-class SelfSupervisedSample:
-    """A view of a :class:`~aiax_bench.data.loader.Sample` without its clean arrays.
-
-    ``low``, ``sinogram``, ``angles``, ``mask``, ``meta``, ``shape`` and
-    ``read`` of the other arrays pass through; ``high``, ``truth`` and
-    ``labels`` (as attributes or through ``read``) raise :class:`CleanDataError`.
-    """
-
-    def __init__(self, sample: Any) -> None:
-        # The wrapped sample is private: reaching it means deliberately going around the guard.
-        object.__setattr__(self, "_sample", sample)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_sample":  # not yet set (copy, unpickling): no recursion
-            raise AttributeError(name)
-        if name in CLEAN_ARRAYS:
-            raise CleanDataError(name, getattr(self._sample, "id", "?"))
-        return getattr(self._sample, name)
-
-    def read(self, name: str) -> np.ndarray:
-        """Load one array (not a clean one) fully into memory."""
-        if name.replace("-", "_") in CLEAN_ARRAYS:
-            raise CleanDataError(name, getattr(self._sample, "id", "?"))
-        return self._sample.read(name)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        # Sample.shape reads ``high``'s shape: take the low-quality reconstruction's instead.
-        return tuple(int(s) for s in self._sample.low.shape)
-
-    def __repr__(self) -> str:
-        return f"SelfSupervisedSample({getattr(self._sample, 'id', '?')!r})"
+# The shared sealed view (aiax_bench.data.sealed) is the guard; these names stay for existing callers.
+CLEAN_ARRAYS = SEALED_ARRAYS
+CleanDataError = SealedFieldError
+SelfSupervisedSample = SealedSample
 
 
 def sub_reconstructions(sample: Any, splits: int) -> np.ndarray:
@@ -76,7 +37,7 @@ def sub_reconstructions(sample: Any, splits: int) -> np.ndarray:
 
     Parameters
     ----------
-    sample : Sample or SelfSupervisedSample
+    sample : Sample or SealedSample
         Supplies ``sinogram`` (line integrals ``(Z, A, D)``), ``angles``
         (radians), ``meta['voxel_size_um']`` and the shape of ``low``.
     splits : int
@@ -139,6 +100,7 @@ class Noise2Inverse(SliceMethod):
     """
 
     name = "noise2inverse"
+    supervision = "self"
     inputs = ("sinogram",)
     input_array = "input"
     #: Default for the U-Net backbone; set per instance from ``backbone``.
@@ -251,8 +213,7 @@ class Noise2Inverse(SliceMethod):
         Training and validation samples are wrapped in
         :class:`SelfSupervisedSample`: reading a clean array raises :class:`CleanDataError`.
         """
-        guard = [s if isinstance(s, SelfSupervisedSample) else SelfSupervisedSample(s) for s in train]
-        guard_val = [s if isinstance(s, SelfSupervisedSample) else SelfSupervisedSample(s) for s in val]
+        guard, guard_val = seal(train), seal(val)
         self._pair_cache: dict[int, list[dict[str, np.ndarray]]] = {}
         try:
             super().fit(guard, guard_val, seed=seed, budget=budget, tracker=tracker, context=context)

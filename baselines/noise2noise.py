@@ -45,6 +45,7 @@ class Noise2Noise(Noise2Inverse):
     """
 
     name = "noise2noise"
+    supervision = "self"
 
     @dataclasses.dataclass
     class Config(Noise2Inverse.Config):

@@ -75,6 +75,7 @@ class Threshold(Method):
     """
 
     name = "threshold"
+    supervision = "labels"  # fit orders the phases by their labelled mean attenuation
     task = "segment"
     inputs = ("reconstruction",)
     trainable = False

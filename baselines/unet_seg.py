@@ -213,6 +213,7 @@ class UNetSeg(Method):
     """
 
     name = "unet-seg"
+    supervision = "labels"
     task = "segment"
     inputs = ("reconstruction",)
     trainable = True

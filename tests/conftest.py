@@ -13,12 +13,21 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
-    """A cache directory holding foam@1.0 at the tiny profile (64³)."""
+    """A cache directory holding foam@1.0 and foam@2.0 (the default) at the tiny profile (64³)."""
     from aiax_bench.data.loader import load
 
     root = tmp_path_factory.mktemp("aiax-data")
-    load("foam@1.0", profile="tiny", root=root)
+    for ref in ("foam@1.0", "foam@2.0"):
+        load(ref, profile="tiny", root=root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_v2(data_root):
+    """foam@2.0 (the default version: independent noise, ``clean``) at the tiny profile."""
+    from aiax_bench.data.loader import load
+
+    return load("foam@2.0", profile="tiny", root=data_root, build=False)
 
 
 @pytest.fixture

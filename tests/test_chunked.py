@@ -61,7 +61,20 @@ def test_chunked_equals_in_memory(foam, chunks):
     assert expected["pore_count/method"] > 20  # pores cross block faces: the merge is exercised
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
-    assert 0 < got["dice/pore"] < 1 and got["segmentation_protocol"] == pz.SEGMENTATION_PROTOCOL
+    # No fixed threshold given: Otsu on the reference, the protocol of datasets of version 1.0.
+    assert 0 < got["dice/pore"] < 1 and got["segmentation_protocol"] == pz.LEGACY_PROTOCOL
+
+
+def test_chunked_fixed_threshold_segments_the_truth_like_the_method(foam):
+    """Protocol 2.0 block by block: the phantom's attenuation passed as the prediction is its own truth."""
+    foam, paths = foam
+    got = evaluate_chunked(paths["truth"], paths["reference"], data_range=DATA_RANGE, voxel_size_um=VOXEL_UM,
+                           mask=paths["mask"], mask_erosion=EROSION, truth=paths["truth"],
+                           truth_labels=paths["labels"], threshold=DATA_RANGE / 2, truth_by_threshold=True,
+                           chunks=24, workers=2)
+    assert got["segmentation_protocol"] == pz.SEGMENTATION_PROTOCOL
+    assert got["porosity/rel_error_truth"] == 0 and got["pore_count/rel_error_truth"] == 0
+    assert got["jaccard/pore"] == 1.0 and got["porosity/truth"] > 0
 
 
 def test_label_merge_across_faces_reproduces_whole_volume_components():

@@ -32,25 +32,26 @@ def test_evaluate_prints_table_writes_result_and_logs_mlflow(tiny_env, tmp_path,
 
     assert main(evaluate_args(tmp_path)) == 0
     out = capsys.readouterr().out
-    assert "fbp on foam@1.0/100proj" in out
-    for label in ("PSNR (dB)", "SSIM 3D", "MSE", "vs reference", "vs truth", "pore volume fraction", "pores per mm³"):
+    assert "fbp on foam@2.0/100proj" in out
+    for label in ("PSNR (dB)", "SSIM 3D", "MSE", "vs reference", "vs truth", "vs clean", "pore volume fraction",
+                  "pores per mm³"):
         assert label in out
 
     [result_file] = list((tmp_path / "results").rglob("*.json"))
     result = json.loads(result_file.read_text())
     prov = result["provenance"]
-    assert prov["dataset"] == "foam@1.0" and len(prov["dataset_sha256"]) == 64
+    assert prov["dataset"] == "foam@2.0" and len(prov["dataset_sha256"]) == 64
     assert prov["evaluator_version"] and prov["package_version"] and "cpu" in prov["hardware"]
     assert prov["seed"] == 0 and "git_commit" in prov
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.get_run(result["mlflow_run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.params["dataset"] == "foam@1.0"
+    assert run.data.params["dataset"] == "foam@2.0"
     assert run.data.params["seed"] == "0"
     assert run.data.tags["split"] == "100proj"
-    psnr = result["metrics"]["psnr/reference"]["mean"]
-    assert run.data.metrics["psnr/reference"] == pytest.approx(psnr)
+    psnr = result["metrics"]["psnr/truth"]["mean"]
+    assert run.data.metrics["psnr/truth"] == pytest.approx(psnr)
     # FBP from 100 of 500 projections is clearly worse than the reference, but not garbage.
     assert 10 < psnr < 40
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -119,7 +120,7 @@ def test_unwritable_cache_dir(tmp_path, monkeypatch, capsys):
 def _corrupt_copy(data_root: Path, tmp_path: Path) -> Path:
     root = tmp_path / "cache"
     shutil.copytree(data_root, root)
-    return root / "foam" / "1.0" / "tiny.zarr"
+    return root / "foam" / "2.0" / "tiny.zarr"
 
 
 def test_corrupted_store_metadata(data_root, tmp_path, monkeypatch, capsys):
@@ -140,7 +141,7 @@ def test_corrupted_chunk(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AIAX_BENCH_DATA", str(store.parents[2]))
     assert main(evaluate_args(tmp_path)) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cannot read array" in err and "test-000" in err
+    assert len(err.splitlines()) == 1 and "cannot be read" in err and "samples/test-000/splits/100proj/low" in err
     assert not (tmp_path / "results").exists()
 
 
@@ -151,12 +152,16 @@ def test_help_and_listings_are_readable(tiny_env):
     methods = run_cli("methods")
     assert methods.returncode == 0 and "fbp" in methods.stdout and "enhance" in methods.stdout
     listing = run_cli("datasets", "list")
-    assert listing.returncode == 0 and "foam@1.0" in listing.stdout and "100proj" in listing.stdout
+    assert listing.returncode == 0 and "foam@2.0" in listing.stdout and "foam@1.0" in listing.stdout
+    assert "100proj" in listing.stdout
     assert "tiny" in listing.stdout  # the tiny profile is in this cache
     splits = run_cli("datasets", "splits", "foam")
     assert "100proj" in splits.stdout and "100" in splits.stdout
     info = run_cli("datasets", "info", "foam@1.0")
-    assert "data_range" in info.stdout and "64³" in info.stdout
+    assert "data_range" in info.stdout and "64³" in info.stdout and "protocol 1.0" in info.stdout
+    info = run_cli("datasets", "info", "foam")
+    assert "foam@2.0" in info.stdout and "pore below 2.1 1/cm" in info.stdout and "test: 8" in info.stdout
+    assert "ranks on psnr/truth" in info.stdout and "independent of the reference" in info.stdout
 
 
 def _readme_commands() -> list[str]:

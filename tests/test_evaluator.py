@@ -84,16 +84,19 @@ def test_missing_and_unknown_sample_ids(evaluator, tiny_dataset):
 def test_record_is_flat_json_and_versioned(evaluator, tiny_dataset):
     import json
 
-    from aiax_bench.evaluation import EVALUATOR_VERSION, SEGMENTATION_PROTOCOL
+    from aiax_bench.evaluation import EVALUATOR_VERSION
+    from aiax_bench.evaluation.porosity import LEGACY_PROTOCOL
 
     sample = tiny_dataset.split("100proj").test[0]
     result = evaluator.evaluate({sample.id: sample.read("low")})
     record = result["records"][0]
-    assert record["evaluator_version"] == EVALUATOR_VERSION == "2.0"
-    assert record["segmentation_protocol"] == SEGMENTATION_PROTOCOL
+    assert record["evaluator_version"] == EVALUATOR_VERSION == "3.0"
+    # foam@1.0 has no fixed threshold in the registry: Otsu on the reference, as its entries were scored.
+    assert record["segmentation_protocol"] == LEGACY_PROTOCOL
     for stat in ("porosity", "pore_count", "pore_density_per_mm3", "mean_pore_diameter_mm",
                  "specific_surface_per_mm", "mean_local_thickness_mm"):
-        for suffix in ("method", "reference", "truth", "rel_error_reference", "rel_error_truth"):
+        for suffix in ("method", "reference", "truth", "rel_error_reference", "rel_error_truth",
+                       "floor_rel_error_truth"):
             assert isinstance(record[f"{stat}/{suffix}"], float), (stat, suffix)
     for key in ("wasserstein_log_diameter/reference", "jaccard/pore", "dice/pore", "jaccard/solid",
                 "dice_small/pore", "dice_medium/pore", "dice_large/pore", "segmentation_threshold"):

@@ -14,7 +14,14 @@ import numpy as np
 
 from aiax_bench import __version__
 from aiax_bench.data.registry import PARTS, DatasetVersion
-from aiax_bench.data.store import STORE_FORMAT, array_fingerprint, atomic_store, content_digest, write_array
+from aiax_bench.data.store import (
+    STORE_FORMAT,
+    array_fingerprint,
+    array_sha256,
+    atomic_store,
+    digest_of_hashes,
+    write_array,
+)
 from aiax_bench.errors import InputError
 from aiax_bench.recon import ParallelBeamProjector, fbp
 from aiax_bench.sim.acquire import (
@@ -37,12 +44,19 @@ def sample_ids(spec: DatasetVersion, profile: str) -> list[tuple[str, str, int]]
     return [(f"{part}-{k:03d}", part, int(seed)) for part in PARTS for k, seed in enumerate(samples[part])]
 
 
-def _phantom_params(recipe: dict[str, Any], part: str, size: int, seed: int) -> dict[str, Any]:
+def _phantom_params(recipe: dict[str, Any], part: str, size: int, seed: int) -> tuple[str, dict[str, Any]]:
+    """The generator (recipe ``phantom.generator``, else the family) and its parameters."""
     params = dict(recipe["phantom"])
     if part == "ood-test":
         params.update(recipe.get("ood_phantom", {}))
     params.update(size=size, seed=seed, voxel_size_um=recipe["voxel_size_um"])
-    return params
+    return params.pop("generator", recipe["family"]), params
+
+
+def _reference_rng(seed: int, independent: bool) -> np.random.Generator:
+    # Version 1.0's stream is kept so that its stores rebuild bit for bit; from 2.0 on the
+    # reference scan's stream is named like every split's, so no two scans share one.
+    return np.random.default_rng([seed, zlib.crc32(b"reference")] if independent else [seed, 1])
 
 
 @dataclass
@@ -52,6 +66,7 @@ class _SampleContext:
     phantom: Phantom
     clean: np.ndarray            # noise-free line integrals at the reference angles (Z, A, D)
     noisy: np.ndarray            # the reference scan: clean + Poisson noise at the reference dose
+    independent_noise: bool      # sparse splits are scans of their own (recipe acquisition.independent_noise)
     angles: np.ndarray           # reference angles (radians)
     photons: float               # reference photons per detector pixel per projection
     seed: int
@@ -73,9 +88,17 @@ class _SampleContext:
 
 
 def _sparse(ctx: _SampleContext, name: str, params: dict[str, Any]):
-    """N of the reference projections, same exposure each: shares the reference's noise."""
+    """N of the reference angles, same exposure each.
+
+    With independent noise (recipes from 2.0 on) the N projections are a scan
+    of their own, so a method cannot score by reproducing the reference's
+    noise; version 1.0 took them from the reference scan itself.
+    """
     idx = angle_subset(ctx.angles.size, params["n_angles"])
-    sino = np.ascontiguousarray(ctx.noisy[:, idx])
+    if ctx.independent_noise:
+        sino = poisson_noise(np.ascontiguousarray(ctx.clean[:, idx]), ctx.photons, rng=ctx.rng(name))
+    else:
+        sino = np.ascontiguousarray(ctx.noisy[:, idx])
     return ctx.fbp(sino, ctx.angles[idx]), sino, ctx.angles[idx]
 
 
@@ -154,14 +177,15 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
               f"{len(spec.splits)} splits) into {target}", file=sys.stderr)
     started = time.time()
     fingerprint: dict[str, dict[str, float]] = {}
-    digest_parts: dict[str, np.ndarray] = {}
+    hashes: dict[str, str] = {}
     steps = len(ids) * (3 + len(spec.splits))
     with atomic_store(target) as tmp, tqdm(total=steps, desc=f"build {spec.ref}", unit="step",
                                            disable=quiet, file=sys.stderr) as bar:
         root = zarr.open_group(str(tmp), mode="w")
         for sample_id, part, seed in ids:
             bar.set_postfix_str(f"{sample_id}: phantom")
-            phantom = make_phantom(recipe["family"], **_phantom_params(recipe, part, size, seed))
+            generator, phantom_params = _phantom_params(recipe, part, size, seed)
+            phantom = make_phantom(generator, **phantom_params)
             bar.update()
             bar.set_postfix_str(f"{sample_id}: projections")
 
@@ -172,9 +196,10 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             clean = project(ref_angles)
             bar.update()
             bar.set_postfix_str(f"{sample_id}: reference reconstruction")
+            independent = bool(acq.get("independent_noise", False))
             ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
-                                 noisy=poisson_noise(clean, acq["photons"], rng=np.random.default_rng([seed, 1])),
-                                 seed=seed, voxel_cm=recipe["voxel_size_um"] * 1e-4,
+                                 noisy=poisson_noise(clean, acq["photons"], rng=_reference_rng(seed, independent)),
+                                 independent_noise=independent, seed=seed, voxel_cm=recipe["voxel_size_um"] * 1e-4,
                                  recon_filter=recipe["reconstruction"]["filter"], projector=projector_for,
                                  project=project)
             arrays = {
@@ -185,6 +210,9 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                 "sinogram": ctx.noisy,
                 "angles": ref_angles,
             }
+            if recipe["reconstruction"].get("store_clean", False):
+                # The ceiling of any method trained on independent noise: the same FBP without noise.
+                arrays["clean"] = ctx.fbp(clean, ref_angles)
             bar.update()
             for split, params in spec.splits.items():
                 bar.set_postfix_str(f"{sample_id}: {split}")
@@ -194,7 +222,8 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                 arrays[f"splits/{split}/angles"] = angles
                 bar.update()
             group = root.create_group(f"samples/{sample_id}")
-            group.attrs.update({"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
+            sha256 = {name: array_sha256(data) for name, data in arrays.items()}
+            group.attrs.update({"sha256": sha256, "part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
                                 "phases": list(phantom.phases),
                                 "attenuation_per_cm": list(phantom.attenuation),
                                 "phantom": _jsonable(phantom.params), "photons": acq["photons"]})
@@ -202,13 +231,14 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                 write_array(group, name, data)
                 key = f"{sample_id}/{name}"
                 fingerprint[key] = array_fingerprint(data)
-                digest_parts[key] = np.asarray(data)
+                hashes[key] = sha256[name]
+            del arrays, ctx
         attrs = {
             "name": spec.name, "version": spec.version, "profile": profile,
             "recipe_sha256": spec.recipe_sha256, "store_format": STORE_FORMAT,
             "generator_version": __version__, "samples": [s[0] for s in ids],
             "splits": sorted(spec.splits), "fingerprint": fingerprint,
-            "content_sha256": content_digest(digest_parts),
+            "content_sha256": digest_of_hashes(hashes),
             "build_seconds": round(time.time() - started, 1),
         }
         # Written last: a store without these attributes is incomplete by construction.

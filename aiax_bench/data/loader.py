@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from aiax_bench.data.registry import PARTS, REFERENCE_SPLIT, DatasetVersion, resolve
-from aiax_bench.data.store import open_group, store_path
+from aiax_bench.data.store import open_group, store_path, verify_array
 from aiax_bench.errors import StoreError, UnknownNameError
 from aiax_bench.paths import data_dir, ensure_writable
 
@@ -30,14 +30,26 @@ class Sample:
     split: str
     _group: Any = field(repr=False)
     _store: Path = field(repr=False)
+    _root_fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def _array(self, name: str):
         try:
-            return self._group[name]
+            array = self._group[name]
         except Exception as exc:
             raise StoreError(self._store / "samples" / self.id / name,
                              f"array is missing or unreadable ({type(exc).__name__})",
                              "rebuild the store with `aiax-bench datasets build --force`") from None
+        # The first use of an array in a process checks it whole against its build-time hash.
+        attrs = self._group.attrs
+        verify_array(array, store=self._store, path=f"samples/{self.id}/{name}",
+                     sha256=attrs.get("sha256", {}).get(name), fingerprint=self._fingerprint(name))
+        return array
+
+    def _fingerprint(self, name: str) -> dict[str, float] | None:
+        # Stores of format 1 carry no per-array sha256: their root fingerprint still catches a lost chunk.
+        if "sha256" in self._group.attrs:
+            return None
+        return self._root_fingerprint.get(f"{self.id}/{name}")
 
     def read(self, name: str) -> np.ndarray:
         """Load one array fully into memory (``low``, ``high``, ``truth``, ``labels``, ...)."""
@@ -75,6 +87,12 @@ class Sample:
         return self._array("high")
 
     @property
+    def clean(self):
+        """FBP of the noise-free reference projections (1/cm), lazy: the ceiling for methods
+        trained on independent noise (datasets from version 2.0 on)."""
+        return self._array("clean")
+
+    @property
     def truth(self):
         """Exact phantom attenuation (1/cm, partial volume), lazy."""
         return self._array("truth")
@@ -96,7 +114,8 @@ class Sample:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.high.shape)
+        """``(Z, Y, X)`` of the volumes (read from the array metadata only)."""
+        return tuple(self._group["high"].shape)
 
 
 @dataclass
@@ -110,7 +129,8 @@ class Split:
         """Samples of ``part`` (``train``, ``val``, ``test``, ``ood-test``)."""
         if part not in PARTS:
             raise UnknownNameError("part", part, list(PARTS), "use one of the listed parts")
-        return [Sample(sid, part, self.name, self.dataset.group[f"samples/{sid}"], self.dataset.path)
+        fingerprint = self.dataset.legacy_fingerprint
+        return [Sample(sid, part, self.name, self.dataset.group[f"samples/{sid}"], self.dataset.path, fingerprint)
                 for sid in self.dataset.sample_ids if sid.rsplit("-", 1)[0] == part]
 
     @property
@@ -143,6 +163,12 @@ class Dataset:
     @property
     def attrs(self) -> dict[str, Any]:
         return dict(self.group.attrs)
+
+    @property
+    def legacy_fingerprint(self) -> dict[str, Any]:
+        """Per-array fingerprint of a format-1 store (no per-array sha256), else empty."""
+        attrs = self.group.attrs
+        return {} if attrs.get("store_format", 1) >= 2 else dict(attrs.get("fingerprint", {}))
 
     @property
     def sample_ids(self) -> list[str]:

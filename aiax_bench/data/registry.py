@@ -64,6 +64,9 @@ REGISTRY_SCHEMA: dict[str, Any] = {
                                 "data_range": {"type": "number", "exclusiveMinimum": 0},
                                 "mask": {"enum": ["sample", "none"]},
                                 "mask_erosion": {"type": "integer", "minimum": 0},
+                                "pore_threshold": {"type": "number", "exclusiveMinimum": 0},
+                                "pore_phases": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                                "rank_metric": {"type": "string", "pattern": "^[a-z0-9_]+/[a-z0-9_]+$"},
                             },
                         },
                     },
@@ -85,6 +88,14 @@ RECIPE_SCHEMA: dict[str, Any] = {
             "properties": {
                 "reference_angles": {"type": "integer", "minimum": 1},
                 "photons": {"type": "number", "exclusiveMinimum": 0},
+                "independent_noise": {"type": "boolean"},
+            },
+        },
+        "reconstruction": {
+            "type": "object",
+            "properties": {
+                "filter": {"type": "string"},
+                "store_clean": {"type": "boolean"},
             },
         },
         "splits": {

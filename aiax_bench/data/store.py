@@ -4,11 +4,13 @@ Layout::
 
     <name>/<version>/<profile>.zarr/
         attrs: name, version, profile, recipe_sha256, store_format, fingerprint, content_sha256
-        samples/<part>-<k>/                 attrs: part, seed, voxel_size_um, phantom params
+        samples/<part>-<k>/                 attrs: part, seed, voxel_size_um, phantom params,
+                                                   sha256 (one per array, checked on first read)
             truth      float32 (Z, Y, X)    exact attenuation (1/cm), partial volume
             labels     uint8   (Z, Y, X)    exact phase labels
             mask       bool    (Z, Y, X)    sample region used for metrics
             high       float32 (Z, Y, X)    reference reconstruction (all angles, reference dose)
+            clean      float32 (Z, Y, X)    FBP of the noise-free reference projections (version 2 on)
             sinogram   float32 (Z, A, D)    reference projections (line integrals)
             angles     float64 (A,)         reference angles (radians)
             splits/<split>/low       float32 (Z, Y, X)
@@ -32,9 +34,14 @@ import numpy as np
 
 from aiax_bench.errors import StoreError
 
-__all__ = ["STORE_FORMAT", "array_fingerprint", "atomic_store", "open_group", "store_path", "write_array"]
+__all__ = ["STORE_FORMAT", "array_fingerprint", "array_sha256", "atomic_store", "content_digest",
+           "digest_of_hashes", "open_group", "store_path",
+           "verify_array", "write_array"]
 
-STORE_FORMAT = 1
+#: 1: fingerprints only; 2: a sha256 per array in each sample's attributes.
+STORE_FORMAT = 2
+#: Formats this version still reads.
+READABLE_FORMATS = (1, 2)
 CHUNK = 64
 
 
@@ -61,12 +68,82 @@ def array_fingerprint(data: np.ndarray) -> dict[str, float]:
 
 
 def content_digest(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over the arrays' names, shapes, dtypes and bytes, in name order."""
+    """sha256 over the arrays' names, shapes, dtypes and bytes, in name order (store format 1)."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{arr.shape}:{arr.dtype.str}\n".encode())
         digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def array_sha256(data: np.ndarray) -> str:
+    """sha256 of an array's shape, dtype and C-order bytes: what a reader checks it against."""
+    arr = np.ascontiguousarray(data)
+    digest = hashlib.sha256(f"{arr.shape}:{arr.dtype.str}\n".encode())
+    digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+#: Arrays already checked in this process: ``(store, array path, expected) -> True``.
+_VERIFIED: set[tuple[str, str, str]] = set()
+
+
+def verify_array(array, *, store: Path, path: str, sha256: str | None = None,
+                 fingerprint: dict[str, float] | None = None) -> None:
+    """Check a stored array against its build-time sha256 (or fingerprint) once per process.
+
+    zarr reads a missing chunk as the fill value without a word, so a deleted,
+    truncated or swapped chunk would otherwise be scored as data. The first
+    read in a process loads the whole array and compares; later reads trust
+    that check (stores are immutable once built, replaced only whole).
+
+    Parameters
+    ----------
+    array : zarr.Array
+        The stored array.
+    store, path : Path, str
+        Where it is (for the message and the cache key).
+    sha256 : str, optional
+        Expected :func:`array_sha256`; stores of format 1 only have ``fingerprint``.
+    fingerprint : dict, optional
+        Expected :func:`array_fingerprint`, compared exactly (same data, same arithmetic).
+
+    Raises
+    ------
+    StoreError
+        Naming the array and the store, when it cannot be read or differs.
+    """
+    expected = sha256 or repr(sorted((fingerprint or {}).items()))
+    key = (str(store), path, expected)
+    if key in _VERIFIED or (sha256 is None and fingerprint is None):
+        return
+    fix = "run `aiax-bench datasets verify` on it, or rebuild it with `aiax-bench datasets build --force`"
+    try:
+        data = np.asarray(array[...])
+    except Exception as exc:  # damaged chunk: decompression or decoding error
+        raise StoreError(store, f"array {path} cannot be read ({type(exc).__name__})", fix) from None
+    if sha256 is not None:
+        ok = array_sha256(data) == sha256
+    else:
+        # A strided source and its contiguous copy may differ in the last bit of a sum.
+        actual = array_fingerprint(data)
+        ok = all(np.isclose(actual[k], v, rtol=1e-9, atol=0) for k, v in fingerprint.items())
+    if not ok:
+        raise StoreError(store, f"array {path} does not match its build-time "
+                         f"{'sha256' if sha256 else 'fingerprint'} (missing, swapped or damaged chunk)", fix)
+    _VERIFIED.add(key)
+
+
+def digest_of_hashes(hashes: dict[str, str]) -> str:
+    """Content sha256 of a store of format 2: over ``key:array_sha256`` lines in key order.
+
+    Equal to hashing every array's bytes in a fixed order, but computable one
+    sample at a time, so a build never holds more than one sample in memory.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(hashes):
+        digest.update(f"{key}:{hashes[key]}\n".encode())
     return digest.hexdigest()
 
 
@@ -117,8 +194,8 @@ def open_group(path: Path, *, expect: dict[str, Any], rebuild_hint: str):
         attrs = dict(group.attrs)
     except Exception as exc:  # zarr raises many types for damaged metadata
         raise StoreError(path, f"store is corrupted ({type(exc).__name__}: {exc})", rebuild_hint) from None
-    if attrs.get("store_format") != STORE_FORMAT:
-        raise StoreError(path, f"store format is {attrs.get('store_format')!r}, expected {STORE_FORMAT}",
+    if attrs.get("store_format") not in READABLE_FORMATS:
+        raise StoreError(path, f"store format is {attrs.get('store_format')!r}, expected one of {READABLE_FORMATS}",
                          rebuild_hint)
     for key, value in expect.items():
         if attrs.get(key) != value:

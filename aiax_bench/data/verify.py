@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from aiax_bench.data.package import compare_fingerprints
-from aiax_bench.data.store import array_fingerprint, content_digest
+from aiax_bench.data.store import array_fingerprint, array_sha256, content_digest, digest_of_hashes
 
 __all__ = ["verify_store"]
 
@@ -21,20 +21,30 @@ def verify_store(ref: str, *, profile: str | None = None) -> list[str]:
 
     ds = load(ref, profile=profile, build=False)
     attrs = ds.attrs
-    arrays, fingerprint, problems = {}, {}, []
+    per_array = attrs.get("store_format", 1) >= 2
+    arrays, hashes, fingerprint, problems = {}, {}, {}, []
     for key in attrs["fingerprint"]:
         sample_id, name = key.split("/", 1)
+        group = ds.group[f"samples/{sample_id}"]
         try:
-            data = np.asarray(ds.group[f"samples/{sample_id}/{name}"][...])
+            data = np.asarray(group[name][...])
         except Exception as exc:
             problems.append(f"{ds.path}/samples/{key}: unreadable ({type(exc).__name__})")
             continue
-        arrays[key] = data
         fingerprint[key] = array_fingerprint(data)
+        if per_array:  # one array in memory at a time
+            hashes[key] = array_sha256(data)
+            recorded = dict(group.attrs).get("sha256", {}).get(name)
+            if hashes[key] != recorded:
+                problems.append(f"{ds.path}/samples/{key}: sha256 {hashes[key][:12]}… differs from the "
+                                f"recorded {str(recorded)[:12]}… (missing, swapped or damaged chunk)")
+        else:
+            arrays[key] = data
     # Same bytes, but statistics of a strided view may differ in the last bit from the contiguous copy.
     problems += [f"{ds.path}: fingerprint {p}" for p in compare_fingerprints(fingerprint, attrs["fingerprint"],
                                                                              rtol=1e-9, atol=0)]
-    if not problems and content_digest(arrays) != attrs["content_sha256"]:
+    content = digest_of_hashes(hashes) if per_array else content_digest(arrays)
+    if not problems and content != attrs["content_sha256"]:
         problems.append(f"{ds.path}: content sha256 differs from the recorded {attrs['content_sha256']}")
     published = ds.spec.fingerprint(ds.profile)
     if published is not None:

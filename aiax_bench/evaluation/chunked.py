@@ -405,7 +405,8 @@ def _image_pass(prediction, targets: dict[str, Any], mask: _MaskSource, *, data_
 
 def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxel_size_um: float,
                      mask: Any = None, mask_erosion: int = 0, truth: Any = None, truth_labels: Any = None,
-                     pore_index: int = 2, threshold: float | None = None, chunks: int | tuple[int, ...] | None = None,
+                     pore_index: int = 2, threshold: float | None = None, truth_by_threshold: bool = False,
+                     chunks: int | tuple[int, ...] | None = None,
                      min_voxels: int = pz.MIN_PORE_VOXELS, workers: int | None = None,
                      slab_bytes: int = 256 * 2**20, progress: bool = False) -> dict[str, Any]:
     """Evaluate a prediction against a reference block by block (volumes that do not fit in memory).
@@ -431,7 +432,11 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     pore_index : int
         Label of the pore phase in ``truth_labels``.
     threshold : float, optional
-        The protocol's threshold; Otsu of the reference's histogram inside the mask by default.
+        The protocol's threshold (protocol 2.0: fixed by the recipe); Otsu of the reference's
+        histogram inside the mask by default (protocol 1.0).
+    truth_by_threshold : bool
+        Segment the truth's attenuation with ``threshold`` like the method (protocol 2.0)
+        instead of taking ``truth_labels == pore_index`` (1.0); needs ``truth``.
     chunks : int or tuple of int, optional
         Block shape; the prediction's zarr chunks, else 128³, by default.
     min_voxels : int
@@ -482,13 +487,14 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
             record[f"{key}/{name}"] = float(value)
 
     # Threshold: the fixed-bin histogram of the reference inside the mask, summed over blocks.
+    protocol = pz.SEGMENTATION_PROTOCOL if threshold is not None else pz.LEGACY_PROTOCOL
     if threshold is None:
         def histogram(region: Region) -> np.ndarray:
             return pz.intensity_histogram(_read(reference, region), data_range=data_range,
                                           mask=masks.read(region))[0]
         counts = sum(_ordered(histogram, blocks, workers))
         threshold = pz.otsu_from_histogram(counts, pz.intensity_histogram(np.zeros(1), data_range=data_range)[1])
-    record["segmentation_protocol"] = pz.SEGMENTATION_PROTOCOL
+    record["segmentation_protocol"] = protocol
     record["segmentation_threshold"] = float(threshold)
 
     def rim(region: Region) -> np.ndarray:
@@ -515,8 +521,12 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     if truth_labels is not None:
         labels_src = open_volume(truth_labels, "truth_labels")
 
+        truth_src = open_volume(truth, "truth") if truth_by_threshold else None
+
         def truth_phase(r: Region) -> np.ndarray:
             m = masks.read(r)
+            if truth_src is not None:
+                return pz.segment_pores(_read(truth_src, r), threshold=threshold, mask=m)
             p = _read(labels_src, r) == pore_index
             return p if m is None else p & m
         phases["truth"] = truth_phase

@@ -10,13 +10,18 @@ nested ``"distributions"`` entry of :meth:`Evaluator.evaluate_volume`, which
 Record keys (``enhance`` task; ``segment`` has no image metrics)
 ------------------------------------------------------------------
 - ``mse/T``, ``psnr/T`` (dB), ``ssim/T`` (3D), ``ssim_slices/T`` (mean of
-  2D), for ``T`` in ``reference`` and ``truth``;
-- ``segmentation_threshold`` (1/cm, Otsu on the reference, see
-  :mod:`~aiax_bench.evaluation.porosity`);
+  2D), for ``T`` in :attr:`Evaluator.targets`: ``truth`` (the exact
+  phantom: what ranks), ``clean`` (FBP of the noise-free projections, the
+  ceiling of methods trained on noisy data; datasets from 2.0 on) and
+  ``reference`` (the reference scan, itself noisy);
+- ``segmentation_threshold`` (1/cm: fixed by the recipe, or Otsu on the
+  reference for datasets without one, see :mod:`~aiax_bench.evaluation.porosity`);
 - for each of ``porosity``, ``pore_count``, ``pore_density_per_mm3``,
   ``mean_pore_diameter_mm``, ``specific_surface_per_mm``,
   ``mean_local_thickness_mm``: ``S/method``, ``S/reference``, ``S/truth``,
-  ``S/rel_error_reference`` and ``S/rel_error_truth`` (method vs each);
+  ``S/rel_error_reference`` and ``S/rel_error_truth`` (method vs each), and
+  ``S/floor_rel_error_truth``: the reference's own error against the truth,
+  the protocol's floor;
 - ``wasserstein_log_diameter/reference`` and ``/truth`` (method's pore-size
   distribution vs each);
 - ``jaccard/C`` and ``dice/C`` per class ``C`` against the exact labels, and
@@ -44,8 +49,11 @@ from aiax_bench.evaluation.validation import check_label_volume, check_volume
 __all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "TASKS", "Evaluator", "evaluate_arrays"]
 
 #: Changes whenever any number the Evaluator produces could change.
-EVALUATOR_VERSION = "2.0"
+EVALUATOR_VERSION = "3.0"
 
+#: Image-metric targets and the array each is read from, in report order: the first ranks.
+TARGET_ARRAYS = {"truth": "truth", "clean": "clean", "reference": "high"}
+#: Targets of the porosity statistics' relative errors.
 TARGETS = ("reference", "truth")
 TASKS = ("enhance", "segment")
 #: Porosity statistics reported for the method, the reference and the truth.
@@ -89,7 +97,6 @@ class Evaluator:
     """
 
     version = EVALUATOR_VERSION
-    protocol = pz.SEGMENTATION_PROTOCOL
 
     def __init__(self, dataset, split: str, *, part: str = "test", task: str = "enhance", porosity: bool = True,
                  workers: int | None = None) -> None:
@@ -109,7 +116,24 @@ class Evaluator:
         self.data_range = float(spec["data_range"])
         self.mask_kind = spec["mask"]
         self.mask_erosion = int(spec.get("mask_erosion", 0))
+        #: Phases that are voids (pores of every kind) for the porosity statistics.
+        self.pore_phases = list(spec.get("pore_phases", ["pore"]))
+        fixed = spec.get("pore_threshold")
+        self.pore_threshold = None if fixed is None else float(fixed)
+        self.protocol = pz.LEGACY_PROTOCOL if fixed is None else pz.SEGMENTATION_PROTOCOL
+        self.targets = self._available_targets()
         self._context: dict[str, dict[str, Any]] = {}
+
+    def _available_targets(self) -> tuple[str, ...]:
+        """``truth``, ``clean`` where the dataset stores it (2.0 on), ``reference``."""
+        first = next(iter(self.samples.values()), None)
+        if first is None:
+            return ("truth", "reference")
+        try:
+            first.clean  # noqa: B018 - probing whether the store has it
+        except (StoreError, AttributeError):
+            return ("truth", "reference")
+        return tuple(TARGET_ARRAYS)
 
     @property
     def sample_ids(self) -> list[str]:
@@ -132,7 +156,7 @@ class Evaluator:
     def check_sample(self, sample_id: str) -> None:
         """Make sure every array and attribute the scoring needs exists, before anything is scored."""
         sample = self.samples[sample_id]
-        needed = ["high", "truth"]
+        needed = sorted({"high", "truth", *(TARGET_ARRAYS[t] for t in self.targets)})
         if self.mask_kind != "none":
             needed.append("mask")
         if self.porosity or self.task == "segment":
@@ -144,9 +168,11 @@ class Evaluator:
             if "voxel_size_um" not in meta:
                 raise StoreError(f"sample {sample_id}", "metadata lacks voxel_size_um",
                                  "rebuild the store with `aiax-bench datasets build --force`")
-            if "pore" not in self._phases(sample):
-                raise InputError(f"sample {sample_id}", f"has phases {self._phases(sample)} without 'pore'",
-                                 "evaluate with porosity=False")
+            missing = [p for p in self.pore_phases if p not in self._phases(sample)]
+            if missing:
+                raise InputError(f"sample {sample_id}", f"has phases {self._phases(sample)} without {missing}",
+                                 "evaluate with porosity=False, or list its void phases in the registry's "
+                                 "evaluation.pore_phases")
 
     @staticmethod
     def _phases(sample) -> list[str]:
@@ -175,15 +201,25 @@ class Evaluator:
         if self.porosity:
             mask = ctx["mask"]
             phases = self._phases(sample)
-            ctx["pore_index"] = phases.index("pore")
+            ctx["pore_indices"] = [phases.index(p) for p in self.pore_phases]
+            ctx["pore_index"] = ctx["pore_indices"][0]
             ctx["voxel_size_um"] = float(sample.meta["voxel_size_um"])
             ctx["rim"] = pz.mask_rim(mask, sample.shape)
             high = sample.read("high")
-            ctx["threshold"] = pz.otsu_threshold(high, data_range=self.data_range, mask=mask)
+            if self.pore_threshold is not None:
+                ctx["threshold"] = self.pore_threshold
+            else:
+                ctx["threshold"] = pz.otsu_threshold(high, data_range=self.data_range, mask=mask)
             ref_pores = pz.segment_pores(high, threshold=ctx["threshold"], mask=mask)
             del high
             ctx["reference"] = self._statistics(ref_pores, ctx, keep_labels=False)
-            truth_pores = sample.read("labels") == ctx["pore_index"]
+            if self.pore_threshold is not None and self.task == "enhance":
+                # Protocol 2.0: the phantom goes through the same threshold as everything it judges.
+                truth_pores = pz.segment_pores(sample.read("truth"), threshold=ctx["threshold"], mask=mask)
+            else:
+                truth_pores = np.isin(sample.read("labels"), ctx["pore_indices"])
+                truth_pores = truth_pores if mask is None else truth_pores & mask
+            ctx["truth_pores"] = truth_pores
             ctx["truth"] = self._statistics(truth_pores, ctx, keep_labels=True)
             ctx["strata"], ctx["strata_bounds"] = size_strata(ctx["truth"].all_volumes)
         self._context[sample_id] = ctx
@@ -198,7 +234,7 @@ class Evaluator:
         ctx = self.context(sample_id)
         if self.task == "enhance":
             return pz.segment_pores(prediction, threshold=ctx["threshold"], mask=ctx["mask"])
-        pores = prediction == ctx["pore_index"]
+        pores = np.isin(prediction, ctx["pore_indices"])
         return pores if ctx["mask"] is None else pores & ctx["mask"]
 
     # ------------------------------------------------------------------ scoring
@@ -212,8 +248,8 @@ class Evaluator:
         mask = ctx["mask"]
         record: dict[str, Any] = {"sample_id": sample_id, "evaluator_version": self.version}
         if self.task == "enhance":
-            for target in TARGETS:
-                ref = sample.read("high" if target == "reference" else "truth")
+            for target in self.targets:
+                ref = sample.read(TARGET_ARRAYS[target])
                 record[f"mse/{target}"] = metrics.mse(prediction, ref, mask=mask)
                 record[f"psnr/{target}"] = metrics.psnr(prediction, ref, data_range=self.data_range, mask=mask)
                 record[f"ssim/{target}"] = metrics.ssim(prediction, ref, data_range=self.data_range, mask=mask,
@@ -238,6 +274,8 @@ class Evaluator:
             for target in TARGETS:
                 out[f"{name}/rel_error_{target}"] = pz.relative_error(scalars["method"][name],
                                                                       scalars[target][name])
+            out[f"{name}/floor_rel_error_truth"] = pz.relative_error(scalars["reference"][name],
+                                                                     scalars["truth"][name])
         for target in TARGETS:
             out[f"wasserstein_log_diameter/{target}"] = pz.wasserstein_log_diameter(
                 stats["method"].diameters_mm, stats[target].diameters_mm)
@@ -254,17 +292,16 @@ class Evaluator:
 
     def _segmentation_metrics(self, sample, prediction, pores, stats, ctx) -> dict[str, float]:
         mask = ctx["mask"]
-        truth = sample.read("labels")
         out: dict[str, float] = {}
         if self.task == "enhance":
             # Two classes from a threshold: pore, and everything else inside the mask ("solid").
             names = ["solid", "pore"]
             pred_cls = pores.astype(np.uint8)
-            true_cls = (truth == ctx["pore_index"]).astype(np.uint8)
+            true_cls = ctx["truth_pores"].astype(np.uint8)
         else:
             phases = self._phases(sample)
             names = phases
-            pred_cls, true_cls = prediction, truth
+            pred_cls, true_cls = prediction, sample.read("labels")
         j = jaccard(pred_cls, true_cls, n_classes=len(names), mask=mask)
         d = dice(pred_cls, true_cls, n_classes=len(names), mask=mask)
         classes = [i for i, n in enumerate(names) if n != "air"]
@@ -332,7 +369,9 @@ class Evaluator:
         record.update(evaluate_chunked(
             prediction, sample.high, data_range=self.data_range, voxel_size_um=float(meta["voxel_size_um"]),
             mask=None if self.mask_kind == "none" else sample.mask, mask_erosion=self.mask_erosion,
-            truth=sample.truth, truth_labels=sample.labels, pore_index=self._phases(sample).index("pore"),
+            truth=sample.truth, truth_labels=sample.labels,
+            pore_index=self._phases(sample).index(self.pore_phases[0]),
+            threshold=self.pore_threshold, truth_by_threshold=self.pore_threshold is not None,
             chunks=chunks, workers=self.workers, progress=progress))
         return record
 
@@ -348,8 +387,9 @@ class Evaluator:
         for key in keys:
             values = np.array([r.get(key, np.nan) for r in records], dtype=np.float64)
             defined = values[~np.isnan(values)]
-            mean = float(defined.mean()) if defined.size else float("nan")
-            std = float(defined.std()) if defined.size else float("nan")
+            with np.errstate(invalid="ignore"):  # an exact match scores PSNR ∞, whose spread is undefined
+                mean = float(defined.mean()) if defined.size else float("nan")
+                std = float(defined.std()) if defined.size else float("nan")
             out[key] = {"mean": mean, "std": std, "n": int(defined.size)}
         return out
 
@@ -388,6 +428,7 @@ class _ArraySample:
         return self._arrays[name]
 
     high = property(lambda self: self._get("high"))
+    clean = property(lambda self: self._get("clean"))
     truth = property(lambda self: self._get("truth"))
     labels = property(lambda self: self._get("labels"))
     mask = property(lambda self: self._get("mask"))
@@ -417,6 +458,7 @@ def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.
                     data_range: float, voxel_size_um: float, mask: np.ndarray | None = None, mask_erosion: int = 0,
                     phases: tuple[str, ...] = ("air", "solid", "pore"), low: np.ndarray | None = None,
                     task: str = "enhance", porosity: bool = True, workers: int | None = None,
+                    clean: np.ndarray | None = None, pore_threshold: float | None = None,
                     sample_id: str = "volume") -> dict[str, Any]:
     """Score one prediction given as arrays, exactly as the :class:`Evaluator` scores a dataset sample.
 
@@ -436,15 +478,21 @@ def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.
         Sample mask, eroded in-plane by ``mask_erosion`` voxels.
     low : numpy.ndarray, optional
         Low-quality input (only used by figures).
+    clean : numpy.ndarray, optional
+        FBP of noise-free projections: adds the ``clean`` image-metric target.
+    pore_threshold : float, optional
+        Fixed pore threshold (1/cm, protocol 2.0); Otsu on ``reference`` (protocol 1.0) if omitted.
 
     Returns
     -------
     dict
         The record of :meth:`Evaluator.evaluate_volume` (with ``"distributions"``).
     """
-    arrays = {"high": reference, "truth": truth, "labels": labels, "mask": mask, "low": low}
+    arrays = {"high": reference, "truth": truth, "labels": labels, "mask": mask, "low": low, "clean": clean}
     meta = {"voxel_size_um": float(voxel_size_um), "phases": list(phases)}
     evaluation = {"data_range": data_range, "mask": "none" if mask is None else "sample", "mask_erosion": mask_erosion}
+    if pore_threshold is not None:
+        evaluation["pore_threshold"] = float(pore_threshold)
     evaluator = Evaluator(_ArrayDataset(_ArraySample(sample_id, arrays, meta), evaluation), "arrays", task=task,
                           porosity=porosity, workers=workers)
     return evaluator.evaluate_volume(sample_id, prediction)

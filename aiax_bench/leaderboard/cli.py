@@ -145,8 +145,9 @@ def add_subcommands(subparsers) -> None:
     lb.add_argument("--split", default=None, help="only this split, e.g. 100proj")
     lb.add_argument("--profile", default=None, help="only this dataset profile, e.g. small")
     lb.add_argument("--metric", default=None,
-                    help=f"ranking metric, FAMILY/TARGET (default {DEFAULT_METRIC} for enhancement, "
-                         f"{DEFAULT_METRICS['segment']} for segmentation; e.g. ssim/truth)")
+                    help=f"ranking metric, FAMILY/TARGET (default: the dataset's rank_metric, psnr/truth from "
+                         f"2.0 on, {DEFAULT_METRIC} on 1.0, {DEFAULT_METRICS['segment']} for segmentation; "
+                         "e.g. ssim/truth)")
     lb.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
     lb.add_argument("--board", default="leaderboard", help=_BOARD_HELP)
     lb.add_argument("--write", action="store_true", help="rewrite BOARD/README.md and BOARD/index.html")

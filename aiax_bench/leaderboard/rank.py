@@ -19,14 +19,16 @@ __all__ = [
     "Row",
     "acquisition_saving",
     "bootstrap_intervals",
+    "default_metric",
     "higher_is_better",
     "metric_label",
     "rank_entries",
     "status_of",
 ]
 
-#: The metric entries are ranked on unless ``--metric`` says otherwise: the
-#: reference (full-data) scan is the target every enhancement method aims at.
+#: The metric entries are ranked on unless ``--metric`` or the dataset's registry entry
+#: (``evaluation.rank_metric``: ``psnr/truth`` from version 2.0 on) says otherwise.
+#: Version 1.0 datasets keep ranking against their reference scan, as their entries were made.
 DEFAULT_METRIC = "psnr/reference"
 #: The default per task: segmentations rank on the mean class Jaccard index against the exact labels.
 DEFAULT_METRICS = {"enhance": DEFAULT_METRIC, "segment": "jaccard/mean"}
@@ -44,6 +46,19 @@ def higher_is_better(metric: str) -> bool:
     rank lower-is-better; everything else (PSNR, SSIM, Dice, Jaccard) higher-is-better.
     """
     return not any(word in part for part in metric.lower().split("/") for word in _LOWER_IS_BETTER)
+
+
+def default_metric(dataset: str, task: str) -> str:
+    """The metric a group of ``dataset`` (``name@version``) and ``task`` ranks on by default."""
+    if task != "enhance":
+        return DEFAULT_METRICS.get(task, DEFAULT_METRIC)
+    from aiax_bench.data.registry import resolve
+    from aiax_bench.errors import AiaxError
+
+    try:
+        return resolve(dataset).evaluation.get("rank_metric", DEFAULT_METRIC)
+    except AiaxError:  # an entry of a dataset this version does not know: the historical default
+        return DEFAULT_METRIC
 
 
 def metric_label(metric: str) -> str:
@@ -239,7 +254,7 @@ def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metri
     groups = []
     for key in sorted(buckets, key=_group_order):
         members = buckets[key]
-        group_metric = metric or DEFAULT_METRICS.get(key[3], DEFAULT_METRIC)
+        group_metric = metric or default_metric(key[0], key[3])
         better = higher_is_better(group_metric)
         ranked = [(p, e) for p, e in members if group_metric in e["metrics"]]
         group = Group(dataset=key[0], profile=key[1], split=key[2], task=key[3], metric=group_metric,

@@ -53,12 +53,19 @@ class Method(ABC):
         What the method reads from a sample: ``'reconstruction'`` and/or ``'sinogram'``.
     trainable : bool
         Whether :meth:`fit` learns anything.
+    supervision : {'reference', 'truth', 'labels', 'self', 'none'}
+        What the method learns from: the reference scan, the exact phantom,
+        phase labels, its own projections only (self-supervised), or nothing.
+        ``'self'`` and ``'none'`` methods get sealed training and validation
+        samples (:class:`~aiax_bench.data.sealed.SealedSample`), like every
+        method at test time; results are grouped by it.
     """
 
     name: ClassVar[str]
     task: ClassVar[str] = "enhance"
     inputs: ClassVar[tuple[str, ...]] = ("reconstruction",)
     trainable: ClassVar[bool] = False
+    supervision: ClassVar[str] = "none"
     #: Named hyper-parameter sets (e.g. ``"paper"`` for a GPU), selected with ``{"preset": NAME}``.
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 

@@ -165,6 +165,11 @@ class SliceMethod(Method):
     task = "enhance"
     inputs = ("reconstruction",)
     trainable = True
+
+    @property
+    def supervision(self) -> str:  # type: ignore[override]
+        """``'truth'`` or ``'reference'``, after the training target (self-supervised subclasses override)."""
+        return "truth" if self.config.target == "truth" else "reference"
     #: Array the network reads.
     input_array: ClassVar[str] = "low"
     #: Whether the network predicts the residual target − input (FBPConvNet) or the target itself (MS-D).
