@@ -156,6 +156,13 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
             predictions[sample.id] = method.predict(sample)
             infer_seconds.append(time.perf_counter() - t0)
         scores = evaluator.evaluate(predictions)
+        # Out-of-distribution samples (another porosity or pore size) are scored in a group of their own:
+        # they say whether a method generalises, not how it ranks.
+        ood = split.ood_test
+        ood_scores = None
+        if ood:
+            ood_evaluator = Evaluator(dataset, request.split, part="ood-test", task=method_cls.task)
+            ood_scores = ood_evaluator.evaluate({s.id: method.predict(s) for s in seal(ood)})
         result = {
             "schema_version": RESULT_SCHEMA_VERSION,
             "method": method_cls.name,
@@ -169,6 +176,8 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
             "created": started.isoformat(timespec="seconds"),
             "metrics": scores["aggregate"],
             "records": scores["records"],
+            "ood": None if ood_scores is None else {"metrics": ood_scores["aggregate"],
+                                                    "records": ood_scores["records"]},
             "efficiency": {
                 "train_seconds": round(train_seconds, 3),
                 "inference_seconds_per_volume": round(float(np.mean(infer_seconds)), 3),
@@ -179,6 +188,8 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
         }
         for key, agg in scores["aggregate"].items():
             mlflow.log_metric(key, agg["mean"])
+        for key, agg in (ood_scores or {}).get("aggregate", {}).items():
+            mlflow.log_metric(f"ood/{key}", agg["mean"])
         for key, value in result["efficiency"].items():
             mlflow.log_metric(f"efficiency/{key}", value)
         mlflow.log_dict(provenance, "provenance.json")
@@ -258,7 +269,8 @@ def run_seeds(request: EvaluationRequest, seeds: list[int]) -> dict[str, Any]:
         "created": started.isoformat(timespec="seconds"),
         "seeds": list(seeds),
         "runs": [{"seed": r["provenance"]["seed"], "created": r["created"], "records": r["records"],
-                  "metrics": r["metrics"], "efficiency": r["efficiency"], "mlflow_run_id": r["mlflow_run_id"]}
+                  "metrics": r["metrics"], "ood": r["ood"], "efficiency": r["efficiency"],
+                  "mlflow_run_id": r["mlflow_run_id"]}
                  for r in results],
         "metrics": metrics,
         "efficiency": efficiency,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -67,15 +65,13 @@ def _cheat_file(tmp_path: Path, field: str, body: str, *, supervision: str = "no
     return path
 
 
-def _evaluate(path: Path, tmp_path: Path, env_root: Path) -> subprocess.CompletedProcess:
-    import os
+def _evaluate(path: Path, tmp_path: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """``aiax-bench evaluate`` in this process (the CLI's own entry point): exit status and stderr."""
+    from aiax_bench.cli import main
 
-    env = {**os.environ, "AIAX_BENCH_DATA": str(env_root)}
-    return subprocess.run(
-        [sys.executable, "-m", "aiax_bench.cli", "evaluate", "--method", f"{path}:Cheat", "--split", "100proj",
-         "--profile", "tiny", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--output", str(tmp_path / "results")],
-        capture_output=True, text=True, timeout=300, env=env)
+    code = main(["evaluate", "--method", f"{path}:Cheat", "--split", "100proj", "--profile", "tiny",
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output", str(tmp_path / "results")])
+    return code, capsys.readouterr().err
 
 
 def _runs(tmp_path: Path):
@@ -86,28 +82,31 @@ def _runs(tmp_path: Path):
 
 
 @pytest.mark.parametrize("field", list(CHEATS))
-def test_a_method_reading_the_truth_is_refused(field, data_root, tmp_path):
-    proc = _evaluate(_cheat_file(tmp_path, field, CHEATS[field]), tmp_path, data_root)
-    assert proc.returncode == 2, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert "is sealed" in last and field.split("[")[0] in last and "Traceback" not in proc.stderr
+def test_a_method_reading_the_truth_is_refused(field, tiny_env, tmp_path, monkeypatch, capsys):
+    code, err = _evaluate(_cheat_file(tmp_path, field, CHEATS[field]), tmp_path, monkeypatch, capsys)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert "is sealed" in line and field.split("[")[0] in line
     assert not list((tmp_path / "results").rglob("*.json")), "a refused run left a result"
     runs = _runs(tmp_path)
     assert runs and all(r.info.status == "FAILED" for r in runs)
 
 
-def test_self_supervised_training_is_sealed_too(data_root, tmp_path):
+def test_self_supervised_training_is_sealed_too(tiny_env, tmp_path, monkeypatch, capsys):
     path = _cheat_file(tmp_path, "high in fit", 'return sample.read("low")', supervision="self",
                        fit="train[0].read('high')")
-    proc = _evaluate(path, tmp_path, data_root)
-    assert proc.returncode == 2 and "field 'high' of sample train-000 is sealed" in proc.stderr
+    code, err = _evaluate(path, tmp_path, monkeypatch, capsys)
+    assert code == 2 and "field 'high' of sample train-000 is sealed" in err
 
 
-def test_an_honest_method_is_scored(data_root, tmp_path):
-    proc = _evaluate(_cheat_file(tmp_path, "low", 'return sample.read("low")'), tmp_path, data_root)
-    assert proc.returncode == 0, proc.stderr
+def test_an_honest_method_is_scored(tiny_env, tmp_path, monkeypatch, capsys):
+    code, err = _evaluate(_cheat_file(tmp_path, "low", 'return sample.read("low")'), tmp_path, monkeypatch, capsys)
+    assert code == 0, err
     (result,) = (tmp_path / "results").rglob("*.json")
     doc = json.loads(result.read_text())
     assert doc["dataset"] == "foam@2.0" and doc["supervision"] == "none"
     assert {"psnr/truth", "psnr/clean", "psnr/reference"} <= set(doc["metrics"])
+    # The out-of-distribution sample is scored too, in a group of its own.
+    assert [r["sample_id"] for r in doc["ood"]["records"]] == ["ood-test-000"]
+    assert "psnr/truth" in doc["ood"]["metrics"]
     assert [r.info.status for r in _runs(tmp_path)] == ["FINISHED"]
