@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from aiax_bench.data import registry
-from aiax_bench.data.build import build_store
 from aiax_bench.data.loader import load
 from aiax_bench.errors import InputError, StoreError, UnknownNameError
 
@@ -73,9 +72,38 @@ def test_reconstructions_are_physical(tiny_dataset):
     assert np.mean((low - high) ** 2) > 0
 
 
-def test_rebuild_is_deterministic(tiny_dataset, tmp_path):
-    attrs = build_store(tiny_dataset.spec, "tiny", tmp_path / "again.zarr", quiet=True)
-    assert attrs["content_sha256"] == tiny_dataset.content_sha256
+_REBUILD_ONE_SAMPLE = """
+import copy, dataclasses, json, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+import zarr
+from aiax_bench.data.build import build_store
+from aiax_bench.data.registry import resolve
+spec = resolve("foam@2.0")
+recipe = copy.deepcopy(spec.recipe)
+first_test = recipe["profiles"]["tiny"]["samples"]["test"][0]
+recipe["profiles"]["tiny"]["samples"] = {"train": [], "val": [], "test": [first_test], "ood-test": []}
+recipe["splits"] = {k: recipe["splits"][k] for k in ("100proj", "dose-1/16", "res-x2")}
+build_store(dataclasses.replace(spec, recipe=recipe), "tiny", __import__("pathlib").Path(sys.argv[2]), quiet=True)
+print(json.dumps(dict(zarr.open_group(sys.argv[2], mode="r")["samples/test-000"].attrs)["sha256"]))
+"""
+
+
+def test_rebuild_gives_the_same_bytes_whatever_the_thread_count(tiny_v2, tmp_path):
+    """One sample of foam@2.0 rebuilt with 1 and 4 threads equals the session's store (built with the default)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    stored = tiny_v2.split("100proj").test[0].meta["sha256"]
+    for threads in (1, 4):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        proc = subprocess.run([sys.executable, "-c", _REBUILD_ONE_SAMPLE, str(threads), str(tmp_path / f"t{threads}")],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        rebuilt = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert rebuilt == {k: v for k, v in stored.items() if k in rebuilt}, threads
+        assert {"truth", "high", "clean", "splits/100proj/low", "splits/res-x2/low"} <= set(rebuilt)
 
 
 def test_failed_build_leaves_nothing(tiny_dataset, tmp_path, monkeypatch):

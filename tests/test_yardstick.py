@@ -89,3 +89,11 @@ def test_default_versions_score_on_the_truth_with_enough_volumes(name):
     small = spec.profiles["small"]["samples"]
     assert len(small["test"]) >= 8 and len(small["val"]) >= 2 and len(small["ood-test"]) >= 1
     assert spec.recipe["acquisition"]["independent_noise"] and spec.recipe["reconstruction"]["store_clean"]
+
+
+def test_pore_count_responds_to_the_number_of_projections(known):
+    """50 → 250 projections moves the FBP pore-count error against the truth at least 3×, above the floor."""
+    error = {s: known[f"fbp:{s}"]["aggregate"]["pore_count/rel_error_truth"]["mean"] for s in ("50proj", "250proj")}
+    floor = known["reference"]["aggregate"]["pore_count/rel_error_truth"]["mean"]
+    assert abs(error["50proj"]) >= 3 * abs(error["250proj"]), error
+    assert abs(error["50proj"]) > 3 * abs(floor), (error, floor)

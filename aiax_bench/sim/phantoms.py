@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from aiax_bench.errors import InputError
 
@@ -28,9 +30,12 @@ __all__ = [
     "Phantom",
     "Spheres",
     "am_metal_phantom",
+    "am_metal_um_phantom",
     "composite_phantom",
+    "composite_um_phantom",
     "cylinder_phantom",
     "foam_phantom",
+    "foam_um_phantom",
     "make_phantom",
     "render_fractions",
 ]
@@ -1083,12 +1088,585 @@ def am_metal_phantom(
     return ph
 
 
-#: Phantom generators by family name.
+# --- Generators in physical units (µm) -----------------------------------------------------------
+#
+# The generators above take lengths in voxels or in fractions of the volume, so
+# one recipe makes a different material at each volume size. Those below take
+# every length of the material in µm and convert it with ``voxel_size_um``; only
+# the sample boundary (the cylinder) scales with the field of view, so a larger
+# profile is a larger sample of the same material.
+
+#: Relative width of the radius band placed per round by :func:`_pack_voids_pelt`. Measured
+#: at 128³: 0.01 gives the void sizes of 0.001 (within the 1.5 % noise), 0.03 2 % smaller ones.
+_PELT_BAND = 0.01
+#: Least edge of the packing domain, in largest void radii (see :func:`_pack_voids_pelt`).
+_MIN_BLOCK = 16.0
+#: Period given to the k-d trees along axes that are not periodic: no distance reaches it.
+_NO_PERIOD = 1.0e9
+_SURFACES = ("cut", "closed")
+
+
+def _periodic_delta(d: np.ndarray, box: tuple[float, float, float]) -> np.ndarray:
+    period = np.asarray(box)
+    return d - period * np.round(d / period)
+
+
+def _pairs_within(tree: cKDTree, points: np.ndarray, reach: float,
+                  box: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs closer than ``reach``: index into ``points``, index into ``tree``, periodic distance."""
+    # query_ball_point is far faster than sparse_distance_matrix when one side holds few points.
+    found = tree.query_ball_point(points, reach, return_sorted=False) if len(points) else []
+    counts = np.fromiter(map(len, found), dtype=np.intp, count=len(found))
+    j = np.fromiter(chain.from_iterable(found), dtype=np.intp, count=int(counts.sum()))
+    i = np.repeat(np.arange(len(found)), counts)
+    return i, j, np.linalg.norm(_periodic_delta(points[i] - tree.data[j], box), axis=1)
+
+
+class _VoidIndex:
+    """Placed voids in a periodic k-d tree that is rebuilt only now and then.
+
+    The voids added since the last rebuild sit in a small tree of their own, so
+    adding voids costs little however many there are.
+    """
+
+    def __init__(self, box: tuple[float, float, float]) -> None:
+        self.box = box
+        self.centres, self.radii = np.empty((0, 3)), np.empty(0)
+        self._static, self._recent, self._n_static = None, None, 0
+
+    def add(self, centres: np.ndarray, radii: np.ndarray) -> None:
+        # New arrays, never changed in place: the trees keep references to them.
+        self.centres = np.concatenate([self.centres, centres])
+        self.radii = np.concatenate([self.radii, radii])
+        if self.radii.size - self._n_static > max(4096, self._n_static // 4):
+            self._static, self._recent, self._n_static = cKDTree(self.centres, boxsize=self.box), None, self.radii.size
+        else:
+            self._recent = cKDTree(self.centres[self._n_static :], boxsize=self.box)
+
+    def lower_room(self, points: np.ndarray, room: np.ndarray, reach: float, wall: float) -> np.ndarray:
+        """Lower ``room`` to each point's distance to the nearest void surface, minus ``wall``.
+
+        Only voids centred within ``reach`` are seen: the result is exact where
+        it ends below ``reach - max(radii) - wall``.
+        """
+        for voids, first in ((self._static, 0), (self._recent, self._n_static)):
+            if voids is not None:
+                i, j, d = _pairs_within(voids, points, reach, self.box)
+                np.minimum.at(room, i, d - self.radii[first + j] - wall)
+        return room
+
+
+class _CandidatePool:
+    """Candidate centres in a periodic k-d tree of a snapshot, rebuilt only now and then.
+
+    Redrawn candidates are marked as moved: the snapshot's pairs for them are
+    dropped and their new positions looked up in a small tree instead.
+    """
+
+    def __init__(self, positions: np.ndarray, box: tuple[float, float, float]) -> None:
+        self.box = box
+        self.positions = positions
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        # The tree keeps a reference to its data: give it a copy, as positions change in place.
+        self._tree = cKDTree(self.positions.copy(), boxsize=self.box)
+        self._moved = np.zeros(self.positions.shape[0], dtype=bool)
+
+    def move(self, index: np.ndarray, positions: np.ndarray) -> None:
+        self.positions[index] = positions
+        self._moved[index] = True
+        if self._moved.sum() > max(1024, self._moved.size // 8):
+            self._rebuild()
+
+    def lower_room(self, room: np.ndarray, centres: np.ndarray, radii: np.ndarray, reach: float,
+                   wall: float) -> None:
+        """Lower the candidates' ``room`` for new voids (``centres``, ``radii``) within ``reach``."""
+        i, j, d = _pairs_within(self._tree, centres, reach, self.box)
+        fresh = ~self._moved[j]
+        np.minimum.at(room, j[fresh], d[fresh] - radii[i[fresh]] - wall)
+        moved = np.flatnonzero(self._moved)
+        if moved.size:
+            i, j, d = _pairs_within(cKDTree(self.positions[moved], boxsize=self.box), centres, reach, self.box)
+            np.minimum.at(room, moved[j], d - radii[i] - wall)
+
+
+def _pack_voids_pelt(
+    rng: np.random.Generator,
+    *,
+    height: int,
+    sample_radius: float,
+    max_radius: float,
+    min_radius: float,
+    min_wall: float,
+    density: float,
+    porosity: float | None,
+    n_voids: int | None,
+    surface: str,
+    replenish: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Void packing of Pelt, Hendriksen & Batenburg (J. Synchrotron Rad. 29:254, 2022).
+
+    All lengths are in voxels and ``density`` is in candidates per voxel³. A pool
+    of ``density × volume`` candidate centres is drawn uniformly in the packing
+    domain; each candidate knows the largest void it can host: its distance to
+    the nearest void surface (and, for a ``"closed"`` surface, to the sample
+    wall) less ``min_wall``, capped at ``max_radius``. The candidate hosting the
+    largest void is placed (ties at the cap go to a random one), the candidates
+    it leaves without room are redrawn uniformly where a void could still grow,
+    so the pool keeps its size, and the process repeats until the voids fill
+    ``porosity`` of the domain, ``n_voids`` voids are centred in the sample, or
+    no candidate can host ``min_radius``.
+
+    The domain is periodic along ``z`` and ``max_radius + min_wall`` longer than
+    the scan at each end, so no void meets its own periodic image inside the
+    scan. With ``surface="closed"`` it is the sample cylinder itself (voids stay
+    inside it); with ``"cut"`` it is a box periodic in all three axes around the
+    cylinder, a foam block out of which the sample is cut. Every rule is local
+    and the candidate density is per unit volume, so the statistics do not
+    depend on the size of the domain, provided it holds enough voids: the
+    porosity stop sets the smallest radius, which scatters from one small block
+    to the next. Each periodic edge is therefore at least :data:`_MIN_BLOCK`
+    largest radii long (a small sample is cut from a larger block).
+
+    For speed, voids are placed in rounds rather than one at a time: a round
+    takes the candidates whose room lies within :data:`_PELT_BAND` (relative) of
+    the current level and places each one that no higher-ranked candidate of
+    the round could shrink. This is the one-at-a-time order, except that
+    candidates redrawn during a round join the ranking at the next one.
+
+    ``replenish=False`` drops the swallowed candidates instead of redrawing
+    them (the pool shrinks), for comparison only.
+
+    Returns
+    -------
+    centres : numpy.ndarray
+        ``(n, 3)`` void centres ``(z, y, x)`` in voxel-index coordinates of the
+        scanned volume (axis of the cylinder at ``(height - 1) / 2``), for the
+        voids that meet the sample.
+    radii : numpy.ndarray
+        ``(n,)`` void radii (voxels).
+    info : dict
+        ``pool`` (candidates, constant), ``redrawn`` (replenishments), ``rounds``,
+        ``stop`` (``"porosity"``, ``"n_voids"`` or ``"min_radius"``),
+        ``porosity_packing`` (void volume over the domain volume, exact),
+        ``n_voids_packing`` (voids in the domain) and ``inside`` (a mask of the
+        returned voids whose centre lies in the sample).
+    """
+    w = float(min_wall)
+    margin = max_radius + w
+    block = _MIN_BLOCK * max_radius
+    lz = max(height + 2 * margin, block)
+    if surface == "closed":
+        span = 2 * sample_radius
+        box = (lz, _NO_PERIOD, _NO_PERIOD)
+        volume = np.pi * sample_radius**2 * lz
+    else:
+        span = max(2 * (sample_radius + margin), block)
+        box = (lz, span, span)
+        volume = span**2 * lz
+    axis = span / 2
+    n_pool = max(1, round(density * volume))
+    voids = _VoidIndex(box)
+
+    def base_room(p: np.ndarray) -> np.ndarray:
+        if surface == "closed":
+            return np.minimum(sample_radius - np.hypot(p[:, 1] - axis, p[:, 2] - axis) - w, max_radius)
+        return np.full(p.shape[0], float(max_radius))
+
+    def periodic(values: np.ndarray, period: float) -> np.ndarray:
+        # The k-d trees refuse a coordinate equal to its period, which rounding can produce.
+        return np.minimum(values, np.nextafter(period, 0.0))
+
+    def draw(k: int) -> np.ndarray:
+        z = periodic(rng.uniform(0.0, lz, k), lz)
+        if surface == "closed":
+            rho = sample_radius * np.sqrt(rng.uniform(0.0, 1.0, k))
+            phi = rng.uniform(0.0, 2 * np.pi, k)
+            return np.stack([z, axis + rho * np.sin(phi), axis + rho * np.cos(phi)], axis=1)
+        return np.stack([z, periodic(rng.uniform(0.0, span, k), span), periodic(rng.uniform(0.0, span, k), span)],
+                        axis=1)
+
+    def draw_free(k: int, top: float) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``k`` points uniform where a void could still grow (room >= 0), with their room.
+
+        The rooms are exact up to ``top``, which bounds every room in the pool;
+        the rare point beyond it gets its room recomputed with the full reach.
+        Fewer than ``k`` come back only when walls leave almost no such space.
+        """
+        got_p, got_r, have, tries = [], [], 0, 0
+        while have < k and tries < 1000 * k + 100_000:
+            p = draw(int(1.3 * (k - have)) + 8)
+            tries += p.shape[0]
+            big = voids.radii.max() if voids.radii.size else 0.0
+            room = voids.lower_room(p, base_room(p), top + big + w, w)
+            far = np.flatnonzero(room >= top)
+            if far.size and voids.radii.size:
+                room[far] = voids.lower_room(p[far], base_room(p[far]), max_radius + big + w, w)
+            keep = room >= 0
+            got_p.append(p[keep])
+            got_r.append(room[keep])
+            have += int(keep.sum())
+        return np.concatenate(got_p)[:k], np.concatenate(got_r)[:k]
+
+    def in_sample(c: np.ndarray) -> np.ndarray:
+        z = c[:, 0] - margin
+        inside = (z >= 0) & (z < height)
+        if surface == "cut":
+            inside &= np.hypot(c[:, 1] - axis, c[:, 2] - axis) < sample_radius
+        return inside
+
+    positions, room = draw_free(n_pool, max_radius)
+    pool = _CandidatePool(positions, box)
+    key = rng.uniform(0.0, 1.0, n_pool)
+    target_volume = np.inf if porosity is None else porosity * volume
+    target_count = np.inf if n_voids is None else n_voids
+    placed_volume, placed_count = 0.0, 0
+    rounds = redrawn = 0
+    level = max_radius
+    stop = "min_radius"
+    while True:
+        top = float(room.max())
+        if top < min_radius:
+            break
+        # A level ends when no candidate is left in its band; the next starts at the largest room left.
+        if top < (1 - _PELT_BAND) * level:
+            level = top
+        rounds += 1
+        batch = np.flatnonzero(room >= max(min_radius, (1 - _PELT_BAND) * level))
+        batch = batch[np.lexsort((-key[batch], -room[batch]))]
+        # A dense pool has many candidates at the cap: a prefix of the ranking keeps the round small.
+        batch = batch[: max(256, int(2 * volume / (2 * top + w) ** 3))]
+        blocked = np.zeros(batch.size, dtype=bool)
+        at = pool.positions[batch]
+        pairs = cKDTree(at, boxsize=box).query_pairs(2 * top + w, output_type="ndarray")
+        if len(pairs):
+            a, b = pairs[:, 0], pairs[:, 1]
+            d = np.linalg.norm(_periodic_delta(at[a] - at[b], box), axis=1)
+            # Placing one would shrink the other: only the higher-ranked may go this round.
+            clash = d < room[batch[a]] + room[batch[b]] + w
+            blocked[np.maximum(a, b)[clash]] = True
+        hosts = batch[~blocked]
+        new_c, new_r = pool.positions[hosts].copy(), room[hosts].copy()
+        cum_volume = placed_volume + np.cumsum(4 / 3 * np.pi * new_r**3)
+        cum_count = placed_count + np.cumsum(in_sample(new_c))
+        done = (cum_volume >= target_volume) | (cum_count >= target_count)
+        if done.any():
+            k = int(np.argmax(done)) + 1
+            stop = "porosity" if cum_volume[k - 1] >= target_volume else "n_voids"
+            hosts, new_c, new_r = hosts[:k], new_c[:k], new_r[:k]
+        placed_volume = float(cum_volume[new_r.size - 1])
+        placed_count = int(cum_count[new_r.size - 1])
+        voids.add(new_c, new_r)
+        if done.any():
+            break
+        pool.lower_room(room, new_c, new_r, top + new_r.max() + w, w)
+        room[hosts] = -1.0
+        gone = np.flatnonzero(room < 0)
+        if not replenish:
+            room[gone] = -np.inf
+            continue
+        fresh, fresh_room = draw_free(gone.size, top)
+        # With no free space left the unfilled slots stay empty: the pool shrinks only then.
+        room[gone] = -np.inf
+        gone = gone[: fresh_room.size]
+        room[gone] = fresh_room
+        pool.move(gone, fresh)
+        key[gone] = rng.uniform(0.0, 1.0, gone.size)
+        redrawn += gone.size
+
+    centres, radii = voids.centres, voids.radii
+    z = centres[:, 0] - margin - 0.5
+    meets = (z + radii > -0.5) & (z - radii < height - 0.5)
+    if surface == "cut":
+        meets &= np.hypot(centres[:, 1] - axis, centres[:, 2] - axis) - radii < sample_radius
+    inside = in_sample(centres)[meets]
+    out = centres[meets] - np.array([margin + 0.5, axis - (height - 1) / 2, axis - (height - 1) / 2])
+    info = {"pool": n_pool, "redrawn": redrawn, "rounds": rounds, "stop": stop,
+            "porosity_packing": placed_volume / volume, "n_voids_packing": int(radii.size), "inside": inside}
+    return out, radii[meets], info
+
+
+def _um_to_voxels(name: str, value: float, voxel_size_um: float, *, zero_ok: bool = False) -> float:
+    ok = np.isfinite(value) and (value >= 0 if zero_ok else value > 0)
+    if not ok:
+        kind = "non-negative" if zero_ok else "positive"
+        raise InputError(name, f"is {value}", f"expected a {kind} length (µm)")
+    return float(value) / voxel_size_um
+
+
+def _um_pair_to_voxels(name: str, pair, voxel_size_um: float) -> tuple[float, float]:
+    lo, hi = _check_interval(name, pair, "µm")
+    return lo / voxel_size_um, hi / voxel_size_um
+
+
+def foam_um_phantom(
+    size: int = 128,
+    *,
+    seed: int = 0,
+    voxel_size_um: float = 20.0,
+    porosity: float | None = 0.45,
+    n_voids: int | None = None,
+    max_void_radius_um: float = 160.0,
+    min_void_radius_um: float = 20.0,
+    min_wall_um: float = 0.0,
+    candidates_per_mm3: float = 125.0,
+    surface: str = "cut",
+    cylinder_radius: float = 0.45,
+    mu_solid: float = 4.2,
+    supersample: int = 2,
+) -> Phantom:
+    """Polymer foam with every length in µm: the same material at any volume size.
+
+    Spherical voids are packed as by Pelt, Hendriksen & Batenburg (J. Synchrotron
+    Rad. 29:254, 2022; see :func:`_pack_voids_pelt`): a pool of candidate centres
+    of fixed density per mm³, the largest void any candidate can host placed
+    first, and the candidates it swallows redrawn in the free space so the pool
+    never shrinks. Voids touch (no wall) unless ``min_wall_um`` is set. Radii run
+    from ``max_void_radius_um`` down to where the packing stops, with many more
+    small voids than large ones.
+
+    The material does not depend on ``size``: the candidate density, the radii
+    and the stop are per unit volume or in µm, and the packing domain is
+    periodic along ``z`` and never smaller than 16 largest radii along an axis.
+    Only the sample boundary scales with the field of view: the cylinder's
+    radius is ``cylinder_radius × size`` voxels, a larger piece of the same foam
+    seen through a larger field of view, so that every profile scans its whole
+    sample (a fixed sample would be a speck at 512³ or overflow 64³).
+
+    With ``surface="cut"`` the cylinder is cut out of a foam block, as a
+    machined specimen is: voids crossing its surface are open, and inside the
+    cylinder they are pore. The sample's porosity and void sizes are then those
+    of the block at every size. With ``"closed"`` the voids stay inside the
+    cylinder (a moulded rod), which the analytic projector needs
+    (:attr:`Phantom.spheres` is set); but voids cannot fill the layer along the
+    surface, whose share of the sample grows as the sample shrinks: the sample
+    is less porous at 64³ than at 512³, and a porosity stop drives a small
+    sample to smaller voids or ends at ``min_void_radius_um`` short of its
+    target (with the defaults: 0.40 at 64³, 0.435 at 128³, 0.45 from 256³ on).
+
+    Parameters
+    ----------
+    size : int
+        Edge of the cubic volume (voxels).
+    seed : int
+        Seed of the packing.
+    voxel_size_um : float
+        Voxel edge (µm); converts every length below to voxels.
+    porosity : float or None
+        Stop when the voids fill this fraction of the packing domain (the foam
+        block, or the closed cylinder), as in a foam of known density.
+    n_voids : int or None
+        Stop when this many voids are centred in the scanned sample. A count is
+        not intensive: the same count in a larger volume is a sparser foam.
+        Either stop may be set, or both (the first reached ends the packing);
+        with neither, packing runs until no void of ``min_void_radius_um`` fits.
+    max_void_radius_um : float
+        Largest void radius (µm); the cap of Pelt et al.
+    min_void_radius_um : float
+        Smallest void radius (µm): packing ends when nothing this large fits.
+    min_wall_um : float
+        Least solid between two voids (and, for a closed surface, between a void
+        and the surface) (µm); 0 lets voids touch, as in Pelt et al.
+    candidates_per_mm3 : float
+        Density of the candidate pool (per mm³ of the packing domain). A sparse
+        pool finds fewer of the large holes left between voids, so porosity
+        grows more slowly as radii shrink: it sets how far down the size
+        distribution reaches at a given porosity.
+    surface : {"cut", "closed"}
+        Whether voids may cross the sample surface (see above).
+    cylinder_radius : float
+        Radius of the sample cylinder as a fraction of ``size``: the sample
+        boundary, not a length of the material.
+    mu_solid : float
+        Attenuation of the polymer (1/cm); 4.2 is ABS near 8 keV (see :func:`foam_phantom`).
+    supersample : int
+        Sub-samples per voxel edge for the partial-volume fractions.
+
+    Returns
+    -------
+    Phantom
+        Phases air, solid, pore. ``inclusions`` holds the voids that meet the
+        sample; ``spheres`` holds them too (voxels) for a closed surface, and is
+        ``None`` for a cut one, whose projections come from the rendered voids
+        (see :func:`aiax_bench.sim.project.project_phantom`).
+        ``params`` holds the arguments and the measured ``porosity`` (partial-volume
+        fractions in the cylinder), ``porosity_packing`` (exact, over the packing
+        domain), ``n_voids`` (voids centred in the sample), the radii of those
+        voids in µm (``void_radius_mean_um`` and quantiles ``void_radius_q10_um``,
+        ``_q50_um``, ``_q90_um``), and the packing's ``pool``, ``redrawn``,
+        ``rounds`` and ``stop``.
+    """
+    n = _check_common(size, cylinder_radius, voxel_size_um, supersample)
+    if surface not in _SURFACES:
+        raise InputError("surface", f"is {surface!r}", f"expected one of {', '.join(_SURFACES)}")
+    if porosity is not None and not (np.isfinite(porosity) and 0 < porosity < 0.7):
+        raise InputError("porosity", f"is {porosity}", "expected a volume fraction in (0, 0.7) or None")
+    if n_voids is not None and (int(n_voids) != n_voids or int(n_voids) < 1):
+        raise InputError("n_voids", f"is {n_voids}", "expected a positive integer or None")
+    r_max = _um_to_voxels("max_void_radius_um", max_void_radius_um, voxel_size_um)
+    r_min = _um_to_voxels("min_void_radius_um", min_void_radius_um, voxel_size_um)
+    wall = _um_to_voxels("min_wall_um", min_wall_um, voxel_size_um, zero_ok=True)
+    _check_positive("candidates_per_mm3", candidates_per_mm3, "candidates per mm³")
+    _check_positive("mu_solid", mu_solid, "1/cm")
+    radius = cylinder_radius * n
+    if r_min > r_max:
+        raise InputError("min_void_radius_um", f"is {min_void_radius_um}",
+                         f"expected at most max_void_radius_um ({max_void_radius_um})")
+    _check_fits("max_void_radius_um", max_void_radius_um, r_max + wall, "the largest void with its wall", radius)
+    density = candidates_per_mm3 * (voxel_size_um * 1e-3) ** 3
+
+    rng = np.random.default_rng(seed)
+    centres, radii, info = _pack_voids_pelt(
+        rng, height=n, sample_radius=radius, max_radius=r_max, min_radius=r_min, min_wall=wall,
+        density=density, porosity=porosity, n_voids=None if n_voids is None else int(n_voids), surface=surface)
+    inside_um = radii[info.pop("inside")] * voxel_size_um
+    q10, q50, q90 = (np.quantile(inside_um, [0.1, 0.5, 0.9]) if inside_um.size else (np.nan,) * 3)
+    params = {
+        "generator": "foam-um", "size": n, "seed": seed, "voxel_size_um": float(voxel_size_um),
+        "porosity_target": porosity, "n_voids_target": n_voids, "max_void_radius_um": max_void_radius_um,
+        "min_void_radius_um": min_void_radius_um, "min_wall_um": min_wall_um,
+        "candidates_per_mm3": candidates_per_mm3, "surface": surface, "cylinder_radius": cylinder_radius,
+        **info, "n_voids": int(inside_um.size),
+        "void_radius_mean_um": float(inside_um.mean()) if inside_um.size else float("nan"),
+        "void_radius_q10_um": float(q10), "void_radius_q50_um": float(q50), "void_radius_q90_um": float(q90),
+    }
+    voids = Spheres(centres, radii, label=2)
+    ph = _finish(n, radius, (voids,), ("air", "solid", "pore"), (0.0, float(mu_solid), 0.0), voxel_size_um,
+                 supersample, params)
+    ph.params["porosity"] = ph.params.pop("pore_fraction")
+    if surface == "closed":
+        ph.spheres = np.column_stack([centres, radii])
+    return ph
+
+
+def composite_um_phantom(
+    size: int = 128,
+    *,
+    seed: int = 0,
+    voxel_size_um: float = 4.0,
+    fibre_radius_um: float = 10.0,
+    fibre_length_um: float | None = 192.0,
+    pore_radius_um: tuple[float, float] = (6.0, 16.0),
+    min_gap_um: float = 2.0,
+    **options,
+) -> Phantom:
+    """:func:`composite_phantom` with its lengths in µm, converted with ``voxel_size_um``.
+
+    Parameters
+    ----------
+    size, seed : int
+        As in :func:`composite_phantom`.
+    voxel_size_um : float
+        Voxel edge (µm).
+    fibre_radius_um : float
+        Fibre radius (µm).
+    fibre_length_um : float or None
+        Fibre length (µm); ``None`` for fibres crossing the whole sample.
+    pore_radius_um : tuple of float
+        Range of the short semi-axes of pores (µm).
+    min_gap_um : float
+        Least matrix between fibres and between pores and anything else (µm).
+    **options
+        Other keywords of :func:`composite_phantom` (dimensionless or in 1/cm);
+        ``cylinder_radius`` stays a fraction of ``size``: it is the sample
+        boundary, which scales with the field of view.
+
+    Returns
+    -------
+    Phantom
+        As :func:`composite_phantom`, with ``params["generator"]`` ``"composite-um"``
+        and the µm arguments added. At the same voxel size the phantom equals
+        :func:`composite_phantom` given the same lengths in voxels.
+    """
+    _check_positive("voxel_size_um", voxel_size_um, "µm")
+    _reject_voxel_lengths(options, ("fibre_radius", "fibre_length", "pore_radius", "min_gap"))
+    length = np.inf if fibre_length_um is None else _um_to_voxels("fibre_length_um", fibre_length_um, voxel_size_um)
+    ph = composite_phantom(
+        size, seed=seed, voxel_size_um=voxel_size_um,
+        fibre_radius=_um_to_voxels("fibre_radius_um", fibre_radius_um, voxel_size_um),
+        fibre_length=length, pore_radius=_um_pair_to_voxels("pore_radius_um", pore_radius_um, voxel_size_um),
+        min_gap=_um_to_voxels("min_gap_um", min_gap_um, voxel_size_um, zero_ok=True), **options)
+    ph.params.update(generator="composite-um", voxel_size_um=float(voxel_size_um), fibre_radius_um=fibre_radius_um,
+                     fibre_length_um=fibre_length_um, pore_radius_um=list(pore_radius_um), min_gap_um=min_gap_um)
+    return ph
+
+
+def am_metal_um_phantom(
+    size: int = 128,
+    *,
+    seed: int = 0,
+    voxel_size_um: float = 10.0,
+    gas_pore_radius_um: tuple[float, float] = (10.0, 30.0),
+    lof_radius_um: tuple[float, float] = (50.0, 120.0),
+    lof_thickness_um: tuple[float, float] = (20.0, 40.0),
+    layer_thickness_um: float = 30.0,
+    min_gap_um: float = 10.0,
+    **options,
+) -> Phantom:
+    """:func:`am_metal_phantom` with its lengths in µm, converted with ``voxel_size_um``.
+
+    Parameters
+    ----------
+    size, seed : int
+        As in :func:`am_metal_phantom`.
+    voxel_size_um : float
+        Voxel edge (µm).
+    gas_pore_radius_um : tuple of float
+        Range of gas pore radii (µm).
+    lof_radius_um : tuple of float
+        Range of the in-plane semi-axes of lack-of-fusion envelopes (µm).
+    lof_thickness_um : tuple of float
+        Range of the envelope thickness along ``z`` (µm).
+    layer_thickness_um : float
+        Powder layer thickness (µm); defects lie on layer boundaries.
+    min_gap_um : float
+        Least metal between any two defects and between a defect and the surface (µm).
+    **options
+        Other keywords of :func:`am_metal_phantom` (dimensionless or in 1/cm);
+        ``cylinder_radius`` stays a fraction of ``size``: it is the sample
+        boundary, which scales with the field of view.
+
+    Returns
+    -------
+    Phantom
+        As :func:`am_metal_phantom`, with ``params["generator"]`` ``"am-metal-um"``
+        and the µm arguments added. At the same voxel size the phantom equals
+        :func:`am_metal_phantom` given the same lengths in voxels.
+    """
+    _check_positive("voxel_size_um", voxel_size_um, "µm")
+    _reject_voxel_lengths(options, ("gas_pore_radius", "lof_radius", "lof_thickness", "layer_thickness", "min_gap"))
+    ph = am_metal_phantom(
+        size, seed=seed, voxel_size_um=voxel_size_um,
+        gas_pore_radius=_um_pair_to_voxels("gas_pore_radius_um", gas_pore_radius_um, voxel_size_um),
+        lof_radius=_um_pair_to_voxels("lof_radius_um", lof_radius_um, voxel_size_um),
+        lof_thickness=_um_pair_to_voxels("lof_thickness_um", lof_thickness_um, voxel_size_um),
+        layer_thickness=_um_to_voxels("layer_thickness_um", layer_thickness_um, voxel_size_um),
+        min_gap=_um_to_voxels("min_gap_um", min_gap_um, voxel_size_um, zero_ok=True), **options)
+    ph.params.update(generator="am-metal-um", voxel_size_um=float(voxel_size_um),
+                     gas_pore_radius_um=list(gas_pore_radius_um), lof_radius_um=list(lof_radius_um),
+                     lof_thickness_um=list(lof_thickness_um), layer_thickness_um=layer_thickness_um,
+                     min_gap_um=min_gap_um)
+    return ph
+
+
+def _reject_voxel_lengths(options: dict, names: tuple[str, ...]) -> None:
+    # A length in voxels next to µm ones would silently change with the voxel size.
+    for name in names:
+        if name in options:
+            raise InputError(name, "is a length in voxels", f"expected {name}_um (µm) instead")
+
+
+#: Phantom generators by name: the families of version 1.0, and the generators in µm
+#: that later recipes name in their ``phantom.generator``.
 PHANTOMS: dict[str, Callable[..., Phantom]] = {
     "foam": foam_phantom,
     "composite": composite_phantom,
     "am-metal": am_metal_phantom,
     "cylinder": cylinder_phantom,
+    "foam-um": foam_um_phantom,
+    "composite-um": composite_um_phantom,
+    "am-metal-um": am_metal_um_phantom,
 }
 
 
