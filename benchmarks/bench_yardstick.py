@@ -84,7 +84,7 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"| {row['metric']} | {fmt(row['truth'])} | {other['name']} {fmt(other['value'])} | "
                      f"{'yes' if row['truth_first'] else 'NO'} |")
     ratio = report["pore_count_error_ratio"]
-    lines += ["", f"FBP pore-count error against the truth: "
+    lines += ["", "FBP pore-count error against the truth: "
               + ", ".join(f"{s} {v:+.1%}" for s, v in report["fbp_pore_count_rel_error_truth"].items())
               + f"; reference scan (floor) {report['reference_pore_count_rel_error_truth']:+.1%}; "
               f"{ratio['from']} → {ratio['to']} moves it {ratio['ratio']:.1f}×."]

@@ -169,7 +169,8 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         # Built once per grid and angle set: building costs more than one reconstruction.
         key = (n, np.asarray(angles).tobytes())
         if key not in projectors:
-            projectors[key] = ParallelBeamProjector(n, angles)
+            # On the CPU even where a GPU is present: a published store's bytes must not depend on the device.
+            projectors[key] = ParallelBeamProjector(n, angles, device="cpu")
         return projectors[key]
 
     if not quiet:
@@ -191,7 +192,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
 
             def project(angles: np.ndarray, phantom=phantom) -> np.ndarray:
                 return project_phantom(phantom, angles, supersample_u=acq.get("supersample_u", 4),
-                                       supersample_z=acq.get("supersample_z", 2))
+                                       supersample_z=acq.get("supersample_z", 2), device="cpu")
 
             clean = project(ref_angles)
             bar.update()

@@ -1,4 +1,11 @@
-"""Filtered back-projection for parallel-beam sinograms."""
+"""Filtered back-projection for parallel-beam sinograms.
+
+On CPUs the filter is applied by FFT with scipy's pocketfft, which does each
+detector row's transform on one thread with code that is the same on every
+x86-64 CPU: the filtered sinogram is the same bytes whatever the number of
+threads or the CPU. A BLAS matrix product (MKL, OpenBLAS) would pick its
+kernel, and with it the rounding, from the CPU it runs on.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import scipy.fft
 import torch
 
 from aiax_bench.errors import InputError
@@ -14,19 +22,19 @@ from aiax_bench.recon.projector import ParallelBeamProjector, _positive_int
 __all__ = ["FILTERS", "fbp", "filter_sinogram"]
 
 
-def _ram_lak_response(n_fft: int, device: torch.device) -> torch.Tensor:
-    """Frequency response of the spatially sampled ramp (Kak & Slaney, eq. 61).
+def _ram_lak_response(n_fft: int) -> np.ndarray:
+    """Frequency response (float64, ``n_fft // 2 + 1`` values) of the spatially sampled ramp.
 
     Sampling the ramp in space rather than |f| in frequency avoids the DC
-    offset that makes naive FBP reconstructions drift.
+    offset that makes naive FBP reconstructions drift (Kak & Slaney, eq. 61).
     """
-    n = torch.arange(n_fft, device=device, dtype=torch.float64)
-    n = torch.where(n <= n_fft // 2, n, n - n_fft)
-    h = torch.zeros(n_fft, dtype=torch.float64, device=device)
+    n = np.arange(n_fft)
+    n = np.where(n <= n_fft // 2, n, n - n_fft)
+    h = np.zeros(n_fft)
     h[0] = 0.25
-    odd = (n.remainder(2) == 1)
+    odd = n % 2 == 1
     h[odd] = -1.0 / (math.pi * n[odd]) ** 2
-    return torch.fft.rfft(h).real
+    return scipy.fft.rfft(h).real
 
 
 def _shepp_logan(freq: torch.Tensor) -> torch.Tensor:
@@ -52,8 +60,41 @@ FILTERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-#: Widest detector filtered by a direct matrix product rather than by FFT.
+#: Widest detector filtered by a direct matrix product rather than by FFT on a GPU.
 _DIRECT_MAX_WIDTH = 512
+
+
+def _response(n_fft: int, filter: str) -> np.ndarray:
+    """The filter's frequency response, float64, computed on the CPU whatever the data's device."""
+    freq = torch.fft.rfftfreq(n_fft, dtype=torch.float64)
+    return _ram_lak_response(n_fft) * FILTERS[filter](freq).numpy()
+
+
+def _filter_cpu(sinogram: torch.Tensor, response: np.ndarray, n_fft: int) -> torch.Tensor:
+    d = sinogram.shape[-1]
+    data = sinogram.detach().to(torch.float32).contiguous().numpy()
+    # Any number of workers gives the same bytes: each row's transform runs on one thread.
+    workers = max(1, torch.get_num_threads())
+    spectrum = scipy.fft.rfft(data, n=n_fft, axis=-1, workers=workers)
+    # Real times complex as two real products on the interleaved parts: no complex multiply,
+    # whose form (and the sign of a zero) may vary with the CPU's vector code.
+    spectrum.view(np.float32)[...] *= np.repeat(response.astype(np.float32), 2)
+    out = scipy.fft.irfft(spectrum, n=n_fft, axis=-1, workers=workers, overwrite_x=True)
+    return torch.from_numpy(out[..., :d])  # a strided view: the back projection copies it anyway
+
+
+def _filter_torch(sinogram: torch.Tensor, response: np.ndarray, n_fft: int) -> torch.Tensor:
+    d = sinogram.shape[-1]
+    if d <= _DIRECT_MAX_WIDTH:
+        # The same (zero-padded or circular) convolution as a D x D matrix product: on a GPU
+        # one GEMM beats two FFTs of twice the length.
+        kernel = torch.from_numpy(scipy.fft.irfft(response, n=n_fft)).to(sinogram.device)
+        idx = torch.arange(d, device=sinogram.device)
+        matrix = kernel[(idx[None, :] - idx[:, None]) % n_fft].to(torch.float32)
+        return sinogram.to(torch.float32) @ matrix
+    spectrum = torch.fft.rfft(sinogram.to(torch.float32), n=n_fft, dim=-1)
+    gain = torch.from_numpy(response).to(device=sinogram.device, dtype=torch.float32)
+    return torch.fft.irfft(spectrum * gain, n=n_fft, dim=-1)[..., :d]
 
 
 def filter_sinogram(sinogram: torch.Tensor, *, filter: str = "ramp", padding: bool = True) -> torch.Tensor:
@@ -75,23 +116,22 @@ def filter_sinogram(sinogram: torch.Tensor, *, filter: str = "ramp", padding: bo
         Filtered sinograms, float32, same shape and device. The ramp is the
         spatially sampled one, scaled for unit detector pixels; the projector's
         back projection accounts for other spacings.
+
+    Notes
+    -----
+    On CPUs (for a tensor that does not require gradients) the result is the
+    same bytes whatever the number of threads and the x86-64 CPU, see the
+    module's notes. On a GPU, or to keep gradients, torch filters it (a matrix
+    product up to 512 detector pixels, else FFTs), equal to float32 rounding.
     """
     if filter not in FILTERS:
         raise InputError("filter", f"is {filter!r}", f"expected one of {sorted(FILTERS)}")
     d = sinogram.shape[-1]
     n_fft = 2 ** math.ceil(math.log2(2 * d)) if padding else d
-    response = _ram_lak_response(n_fft, sinogram.device)
-    freq = torch.fft.rfftfreq(n_fft, device=sinogram.device, dtype=torch.float64)
-    response = response * FILTERS[filter](freq)
-    if d <= _DIRECT_MAX_WIDTH:
-        # The same (zero-padded or circular) convolution as a D x D matrix product: one
-        # GEMM beats two FFTs of twice the length (2-4x on CPUs up to D = 512).
-        kernel = torch.fft.irfft(response.to(torch.complex128), n=n_fft)
-        idx = torch.arange(d, device=sinogram.device)
-        matrix = kernel[(idx[None, :] - idx[:, None]) % n_fft].to(torch.float32)
-        return sinogram.to(torch.float32) @ matrix
-    spectrum = torch.fft.rfft(sinogram, n=n_fft, dim=-1)
-    return torch.fft.irfft(spectrum * response.to(torch.float32), n=n_fft, dim=-1)[..., :d]
+    response = _response(n_fft, filter)
+    if sinogram.device.type == "cpu" and not sinogram.requires_grad:
+        return _filter_cpu(sinogram, response, n_fft)
+    return _filter_torch(sinogram, response, n_fft)
 
 
 def fbp(

@@ -88,8 +88,13 @@ class Phantom:
 
     def attenuation_map(self) -> np.ndarray:
         """Partial-volume attenuation per voxel (1/cm), ``float32``."""
-        mu = np.asarray(self.attenuation, dtype=np.float32)
-        return np.tensordot(mu, self.fractions, axes=1).astype(np.float32)
+        # A sum in phase order, not a BLAS product: BLAS kernels group the terms per CPU, and the
+        # truth's bytes must not depend on the machine.
+        out = np.zeros(self.fractions.shape[1:], dtype=np.float32)
+        for mu, fraction in zip(self.attenuation, self.fractions, strict=True):
+            if mu:
+                out += np.float32(mu) * fraction
+        return out
 
 
 # --- Continuous shapes ---------------------------------------------------------------------------

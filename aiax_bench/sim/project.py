@@ -8,6 +8,11 @@ grid finer than the reconstruction grid and projected there
 times across and along the rotation axis, and the detector averages transmitted
 *intensity* over each pixel, as a real one does (this is what makes
 partial-volume edges non-linear in the line integral).
+
+The projections are the same bytes whatever the number of threads: every sum
+over sub-rays or phases is written out in a fixed order (torch's reductions
+and BLAS group terms by thread count and CPU), and the projector's products
+do not depend on threads either (see :mod:`aiax_bench.recon.projector`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,37 @@ def _chords(radius_sq: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     return 2.0 * torch.sqrt(torch.clamp(radius_sq - offset * offset, min=0.0))
 
 
+def _detector_average(line_integrals: torch.Tensor, sz: int, su: int) -> np.ndarray:
+    """``-log`` of the mean transmitted intensity over each pixel's ``sz x su`` sub-rays.
+
+    Parameters
+    ----------
+    line_integrals : torch.Tensor
+        Sub-ray line integrals ``(rows * sz, A, D * su)``, float64 (float32 is widened).
+    sz, su : int
+        Sub-rays per detector pixel along and across the rotation axis.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` line integrals ``(rows, A, D)``.
+
+    Notes
+    -----
+    The sum runs over the sub-rays one at a time in a fixed order, with
+    elementwise additions only: ``Tensor.mean`` would group the terms by
+    thread count and vector width, and the bytes would follow the machine.
+    Computing in float64 keeps the last float32 bit away from the few-ulp
+    differences of ``exp`` and ``log`` between CPUs.
+    """
+    rows_sub, n_angles, cols_sub = line_integrals.shape
+    t = torch.exp(-line_integrals.to(torch.float64)).reshape(rows_sub // sz, sz, n_angles, cols_sub // su, su)
+    total = t[:, 0, :, :, 0].clone()
+    for k in range(1, sz * su):
+        total += t[:, k // su, :, :, k % su]
+    return (-torch.log(total / (sz * su))).to(torch.float32).numpy()
+
+
 def project_phantom(
     phantom: Phantom,
     angles,
@@ -40,6 +76,7 @@ def project_phantom(
     supersample_z: int = 2,
     row_batch: int = 16,
     progress=None,
+    device=None,
 ) -> np.ndarray:
     """Line integrals of the phantom's attenuation, as a detector measures them.
 
@@ -59,6 +96,8 @@ def project_phantom(
         Detector rows computed together (bounds memory).
     progress : callable, optional
         Called with the number of rows finished after each batch.
+    device : str or torch.device, optional
+        Where voxel phantoms are projected (see :func:`project_voxels`); analytic projection runs on the CPU.
 
     Returns
     -------
@@ -71,7 +110,7 @@ def project_phantom(
     row_batch = _check_count("row_batch", row_batch)
     if phantom.spheres is None:
         return project_voxels(phantom, angles, supersample=sz, supersample_u=su, row_batch=row_batch,
-                              progress=progress)
+                              progress=progress, device=device)
     n_z, n, _ = phantom.shape
     mu_solid = phantom.attenuation[1] * phantom.voxel_size_um * 1e-4  # 1/voxel
     radius = float(phantom.params["cylinder_radius"]) * n
@@ -104,10 +143,7 @@ def project_phantom(
             sub = path[rows]
             sub.scatter_add_(2, cols[None].expand_as(chord), -chord)
             path[rows] = sub
-        transmitted = torch.exp(-mu_solid * path.clamp(min=0.0))
-        shape = (z1 - z0, sz, angles.size, n, su)
-        mean = transmitted.reshape(z1 - z0, sz, angles.size, n * su).reshape(shape).mean(dim=(1, 4))
-        out[z0:z1] = (-torch.log(mean)).numpy()
+        out[z0:z1] = _detector_average(mu_solid * path.clamp(min=0.0), sz, su)
         if progress is not None:
             progress(z1 - z0)
     return out
@@ -185,7 +221,11 @@ def project_voxels(
     for z0 in range(0, n_z, row_batch):
         z1 = min(z0 + row_batch, n_z)
         fractions = render_fractions(phantom, scale=s, supersample=pv, rows=(z0, z1))
-        fine[z0 * s : z1 * s] = np.tensordot(mu, fractions, axes=1)
+        # Phase by phase in a fixed order, not np.tensordot: BLAS picks its kernel (and rounding) by CPU.
+        part = fine[z0 * s : z1 * s]
+        np.multiply(mu[0], fractions[0], out=part)
+        for mu_k, fraction in zip(mu[1:], fractions[1:], strict=True):
+            part += mu_k * fraction
     del fractions
     out = np.empty((n_z, angles.size, n), dtype=np.float32)
     for a0 in range(0, angles.size, angle_batch):
@@ -195,9 +235,8 @@ def project_voxels(
                                      device=device)
         for z0 in range(0, n_z, row_batch):
             z1 = min(z0 + row_batch, n_z)
-            sino = proj.forward(torch.from_numpy(fine[z0 * s : z1 * s])).cpu().contiguous()
-            mean = torch.exp(sino.neg_()).reshape(z1 - z0, s, a1 - a0, n, su).mean(dim=(1, 4))
-            out[z0:z1, a0:a1] = mean.log_().neg_().numpy()
+            sino = proj.forward(torch.from_numpy(fine[z0 * s : z1 * s])).cpu()
+            out[z0:z1, a0:a1] = _detector_average(sino, s, su)
             if progress is not None and last:
                 progress(z1 - z0)
         del proj
