@@ -166,10 +166,6 @@ class SliceMethod(Method):
     inputs = ("reconstruction",)
     trainable = True
 
-    @property
-    def supervision(self) -> str:  # type: ignore[override]
-        """``'truth'`` or ``'reference'``, after the training target (self-supervised subclasses override)."""
-        return "truth" if self.config.target == "truth" else "reference"
     #: Array the network reads.
     input_array: ClassVar[str] = "low"
     #: Whether the network predicts the residual target − input (FBPConvNet) or the target itself (MS-D).
@@ -178,6 +174,11 @@ class SliceMethod(Method):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {}}
 
     Config = SliceConfig
+
+    @property
+    def supervision(self) -> str:  # type: ignore[override]
+        """``'truth'`` or ``'reference'``, after the training target (self-supervised subclasses override)."""
+        return "truth" if self.config.target == "truth" else "reference"
 
     def __init__(self, config: SliceConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
