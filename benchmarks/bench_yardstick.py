@@ -50,6 +50,7 @@ def measure(dataset: str, profile: str, splits: list[str]) -> dict[str, Any]:
     first, last = splits[0], splits[-1]
     return {
         "dataset": ds.spec.ref, "profile": profile, "dataset_sha256": ds.content_sha256,
+        "dataset_build_seconds": ds.attrs.get("build_seconds"),
         "n_test_volumes": len(scores["truth"]["records"]),
         "evaluator_version": scores["truth"]["records"][0]["evaluator_version"],
         "segmentation_protocol": scores["truth"]["records"][0]["segmentation_protocol"],
