@@ -14,11 +14,17 @@ from typing import Any
 import numpy as np
 
 from aiax_bench.data.registry import PARTS, REFERENCE_SPLIT, DatasetVersion, resolve
-from aiax_bench.data.store import open_group, store_path, verify_array
+from aiax_bench.data.store import open_group, read_verified, store_path, verify_array
 from aiax_bench.errors import StoreError, UnknownNameError
 from aiax_bench.paths import data_dir, ensure_writable
 
 __all__ = ["Dataset", "Sample", "Split", "load"]
+
+
+#: Arrays of a split (stored per split, or the reference scan's in split ``reference``).
+_SPLIT_ARRAYS = ("low", "sinogram", "angles")
+#: Every array a sample can hold (``clean`` from dataset version 2.0 on).
+_ARRAYS = (*_SPLIT_ARRAYS, "high", "clean", "truth", "labels", "mask")
 
 
 @dataclass
@@ -32,18 +38,37 @@ class Sample:
     _store: Path = field(repr=False)
     _root_fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def _array(self, name: str):
+    def _path(self, name: str) -> str:
+        """Where array ``name`` (``low``, ``sinogram``, ``angles`` of this split, or a sample array) is stored."""
+        if name not in _SPLIT_ARRAYS:
+            return name
+        # The reference split's input is the reference scan, stored at the sample's top level.
+        if self.split == REFERENCE_SPLIT:
+            return "high" if name == "low" else name
+        return f"splits/{self.split}/{name}"
+
+    def _open(self, path: str):
         try:
-            array = self._group[name]
+            return self._group[path]
         except Exception as exc:
-            raise StoreError(self._store / "samples" / self.id / name,
+            raise StoreError(self._store / "samples" / self.id / path,
                              f"array is missing or unreadable ({type(exc).__name__})",
                              "rebuild the store with `aiax-bench datasets build --force`") from None
-        # The first use of an array in a process checks it whole against its build-time hash.
-        attrs = self._group.attrs
-        verify_array(array, store=self._store, path=f"samples/{self.id}/{name}",
-                     sha256=attrs.get("sha256", {}).get(name), fingerprint=self._fingerprint(name))
+
+    def _check(self, path: str) -> dict[str, Any]:
+        return {"store": self._store, "path": f"samples/{self.id}/{path}",
+                "sha256": self._group.attrs.get("sha256", {}).get(path), "fingerprint": self._fingerprint(path)}
+
+    def _array(self, name: str):
+        # Handed out lazily: the first use of an array in a process checks it whole against its build-time hash.
+        path = self._path(name)
+        array = self._open(path)
+        verify_array(array, **self._check(path))
         return array
+
+    def has(self, name: str) -> bool:
+        """Whether the store holds array ``name`` for this sample (metadata only, nothing is read)."""
+        return self._path(name) in self._group
 
     def _fingerprint(self, name: str) -> dict[str, float] | None:
         # Stores of format 1 carry no per-array sha256: their root fingerprint still catches a lost chunk.
@@ -52,34 +77,27 @@ class Sample:
         return self._root_fingerprint.get(f"{self.id}/{name}")
 
     def read(self, name: str) -> np.ndarray:
-        """Load one array fully into memory (``low``, ``high``, ``truth``, ``labels``, ...)."""
-        arr = getattr(self, name.replace("-", "_"))
-        try:
-            return np.asarray(arr[...])
-        except Exception as exc:  # damaged chunk: decompression or decoding error
-            raise StoreError(self._store / "samples" / self.id / name,
-                             f"cannot read array ({type(exc).__name__}: {exc})",
-                             "the store is corrupted: rebuild it with `aiax-bench datasets build --force`"
-                             ) from None
-
-    def _split_array(self, name: str):
-        # The reference split's projections are the reference scan's, stored at the sample's top level.
-        return self._array(name if self.split == REFERENCE_SPLIT else f"splits/{self.split}/{name}")
+        """Load one array fully into memory (``low``, ``high``, ``truth``, ``labels``, ...), checked on first read."""
+        name = name.replace("-", "_")
+        if name not in _ARRAYS:
+            raise UnknownNameError("array", name, list(_ARRAYS), "read one of the listed arrays")
+        path = self._path(name)
+        return read_verified(self._open(path), **self._check(path))
 
     @property
     def low(self):
         """Low-quality reconstruction of this split (1/cm), lazy; the reference one in split ``reference``."""
-        return self.high if self.split == REFERENCE_SPLIT else self._split_array("low")
+        return self._array("low")
 
     @property
     def sinogram(self):
         """This split's projections as line integrals ``(Z, A, D)``, lazy."""
-        return self._split_array("sinogram")
+        return self._array("sinogram")
 
     @property
     def angles(self) -> np.ndarray:
         """This split's projection angles (radians)."""
-        return np.asarray(self._split_array("angles")[...])
+        return self.read("angles")
 
     @property
     def high(self):

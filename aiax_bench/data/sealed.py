@@ -85,21 +85,19 @@ class SealedSample:
         A loader sample (or another sealed view).
     """
 
-    __slots__ = ("_arrays", "_meta", "_shape", "id", "part", "split")
+    __slots__ = ("_arrays", "_meta", "_read", "_shape", "id", "part", "split")
 
     def __init__(self, sample: Any) -> None:
-        arrays = {}
-        for name in INSTRUMENT_ARRAYS:
-            try:
-                arrays[name] = getattr(sample, name)
-            except AttributeError:  # e.g. a dataset without a mask
-                continue
-        object.__setattr__(self, "_arrays", arrays)
+        # Getters, not arrays: sealing reads nothing, and an array is opened (and checked) only when used.
+        getters = {name: (lambda name=name: getattr(sample, name)) for name in INSTRUMENT_ARRAYS}
+        object.__setattr__(self, "_arrays", getters)
+        # The sample's own reader: one read, checked on first use, instead of a lazy open plus a read.
+        object.__setattr__(self, "_read", sample.read)
         object.__setattr__(self, "id", str(sample.id))
         object.__setattr__(self, "part", getattr(sample, "part", "test"))
         object.__setattr__(self, "split", getattr(sample, "split", None))
         object.__setattr__(self, "_meta", SealedMeta(sample.meta, self.id))
-        object.__setattr__(self, "_shape", tuple(int(s) for s in arrays["low"].shape))
+        object.__setattr__(self, "_shape", tuple(int(s) for s in sample.shape))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"SealedSample is read-only ({name})")
@@ -113,7 +111,7 @@ class SealedSample:
 
     def _get(self, name: str) -> Any:
         if name in self._arrays:
-            return self._arrays[name]
+            return self._arrays[name]()
         raise SealedFieldError(name, self.id)
 
     @property
@@ -155,9 +153,9 @@ class SealedSample:
     def read(self, name: str) -> np.ndarray:
         """Load one instrument array fully into memory."""
         name = name.replace("-", "_")
-        if name == "angles":
-            return self.angles
-        return np.asarray(self._get(name)[...])
+        if name not in self._arrays:
+            raise SealedFieldError(name, self.id)
+        return np.asarray(self._read(name))
 
     def __repr__(self) -> str:
         return f"SealedSample({self.id!r}, split={self.split!r})"

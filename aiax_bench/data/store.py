@@ -35,7 +35,7 @@ import numpy as np
 from aiax_bench.errors import StoreError
 
 __all__ = ["STORE_FORMAT", "array_fingerprint", "array_sha256", "atomic_store", "content_digest",
-           "digest_of_hashes", "open_group", "store_path",
+           "digest_of_hashes", "open_group", "read_verified", "store_path",
            "verify_array", "write_array"]
 
 #: 1: fingerprints only; 2: a sha256 per array in each sample's attributes.
@@ -89,14 +89,14 @@ def array_sha256(data: np.ndarray) -> str:
 _VERIFIED: set[tuple[str, str, str]] = set()
 
 
-def verify_array(array, *, store: Path, path: str, sha256: str | None = None,
-                 fingerprint: dict[str, float] | None = None) -> None:
-    """Check a stored array against its build-time sha256 (or fingerprint) once per process.
+def read_verified(array, *, store: Path, path: str, sha256: str | None = None,
+                  fingerprint: dict[str, float] | None = None) -> np.ndarray:
+    """Read a stored array whole; the first read in a process checks it against its build-time hash.
 
     zarr reads a missing chunk as the fill value without a word, so a deleted,
-    truncated or swapped chunk would otherwise be scored as data. The first
-    read in a process loads the whole array and compares; later reads trust
-    that check (stores are immutable once built, replaced only whole).
+    truncated or swapped chunk would otherwise be scored as data. The check
+    uses the data just read (no second read); later reads trust it (stores are
+    immutable once built, replaced only whole).
 
     Parameters
     ----------
@@ -107,22 +107,20 @@ def verify_array(array, *, store: Path, path: str, sha256: str | None = None,
     sha256 : str, optional
         Expected :func:`array_sha256`; stores of format 1 only have ``fingerprint``.
     fingerprint : dict, optional
-        Expected :func:`array_fingerprint`, compared exactly (same data, same arithmetic).
+        Expected :func:`array_fingerprint` (compared to 1e-9, see below).
 
     Raises
     ------
     StoreError
         Naming the array and the store, when it cannot be read or differs.
     """
-    expected = sha256 or repr(sorted((fingerprint or {}).items()))
-    key = (str(store), path, expected)
-    if key in _VERIFIED or (sha256 is None and fingerprint is None):
-        return
-    fix = "run `aiax-bench datasets verify` on it, or rebuild it with `aiax-bench datasets build --force`"
     try:
         data = np.asarray(array[...])
     except Exception as exc:  # damaged chunk: decompression or decoding error
-        raise StoreError(store, f"array {path} cannot be read ({type(exc).__name__})", fix) from None
+        raise StoreError(store, f"array {path} cannot be read ({type(exc).__name__})", _VERIFY_FIX) from None
+    key = _verify_key(store, path, sha256, fingerprint)
+    if key is None or key in _VERIFIED:
+        return data
     if sha256 is not None:
         ok = array_sha256(data) == sha256
     else:
@@ -131,8 +129,28 @@ def verify_array(array, *, store: Path, path: str, sha256: str | None = None,
         ok = all(np.isclose(actual[k], v, rtol=1e-9, atol=0) for k, v in fingerprint.items())
     if not ok:
         raise StoreError(store, f"array {path} does not match its build-time "
-                         f"{'sha256' if sha256 else 'fingerprint'} (missing, swapped or damaged chunk)", fix)
+                         f"{'sha256' if sha256 else 'fingerprint'} (missing, swapped or damaged chunk)", _VERIFY_FIX)
     _VERIFIED.add(key)
+    return data
+
+
+def verify_array(array, *, store: Path, path: str, sha256: str | None = None,
+                 fingerprint: dict[str, float] | None = None) -> None:
+    """:func:`read_verified` for an array handed out lazily: reads it only if not yet checked."""
+    key = _verify_key(store, path, sha256, fingerprint)
+    if key is not None and key not in _VERIFIED:
+        read_verified(array, store=store, path=path, sha256=sha256, fingerprint=fingerprint)
+
+
+_VERIFY_FIX = "run `aiax-bench datasets verify` on it, or rebuild it with `aiax-bench datasets build --force`"
+
+
+def _verify_key(store: Path, path: str, sha256: str | None,
+                fingerprint: dict[str, float] | None) -> tuple[str, str, str] | None:
+    """Cache key of a check, or None when there is nothing to check against."""
+    if sha256 is None and fingerprint is None:
+        return None
+    return (str(store), path, sha256 or repr(sorted(fingerprint.items())))
 
 
 def digest_of_hashes(hashes: dict[str, str]) -> str:

@@ -125,13 +125,13 @@ class Evaluator:
         self._context: dict[str, dict[str, Any]] = {}
 
     def _available_targets(self) -> tuple[str, ...]:
-        """``truth``, ``clean`` where the dataset stores it (2.0 on), ``reference``."""
+        """``truth``, ``clean`` where the dataset stores it (2.0 on), ``reference``.
+
+        Asked of the store's metadata (``Sample.has``), nothing is read; a sample
+        object that cannot say is scored against the truth and the reference.
+        """
         first = next(iter(self.samples.values()), None)
-        if first is None:
-            return ("truth", "reference")
-        try:
-            first.clean  # noqa: B018 - probing whether the store has it
-        except (StoreError, AttributeError):
+        if first is None or not getattr(first, "has", lambda name: False)("clean"):
             return ("truth", "reference")
         return tuple(TARGET_ARRAYS)
 
@@ -440,6 +440,9 @@ class _ArraySample:
 
     def read(self, name: str) -> np.ndarray:
         return np.asarray(self._get(name))
+
+    def has(self, name: str) -> bool:
+        return self._arrays.get(name) is not None
 
 
 class _ArrayDataset:
