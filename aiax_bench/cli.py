@@ -13,12 +13,8 @@ from aiax_bench.errors import AiaxError, InputError
 
 __all__ = ["main"]
 
-METRIC_LABELS = {
-    "mse": "MSE (1/cm)²",
-    "psnr": "PSNR (dB)",
-    "ssim": "SSIM 3D",
-    "ssim_slices": "SSIM slice-mean",
-}
+#: The image metrics ``evaluate`` prints, in this order (labels, units and formats from the catalog).
+TABLE_IMAGE_METRICS = ("mse", "psnr", "ssim", "ssim_slices")
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -38,57 +34,75 @@ def _parse_config(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InputError("--config", f"item {pair!r} is not KEY=VALUE", "write e.g. --config filter=hann")
-        config[key] = yaml.safe_load(value)
+        try:
+            config[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            config[key] = value  # plain text; the method's Config types decide whether it is valid
     return config
 
 
-POROSITY_LABELS = {
-    "porosity": "pore volume fraction",
-    "pore_density_per_mm3": "pores per mm³",
-    "mean_pore_diameter_mm": "mean pore diameter (mm)",
-    "specific_surface_per_mm": "specific surface (1/mm)",
-    "mean_local_thickness_mm": "mean local thickness (mm)",
-}
+def _spread(agg: dict[str, Any]) -> float | None:
+    """Standard deviation over seeds when there are several, else over test volumes."""
+    return agg["std_over_seeds"] if agg["n_seeds"] > 1 else agg["std_over_volumes"]
 
 
-def _mean_std(agg: dict[str, Any], fmt: str) -> str:
-    return f"{agg['mean']:{fmt}} ± {agg['std']:{fmt}}"
+def _mean_std(key: str, agg: dict[str, Any]) -> str:
+    from aiax_bench.evaluation.catalog import format_value
+
+    std = _spread(agg)
+    return format_value(key, agg["mean"]) + ("" if std is None else f" ± {format_value(key, std).lstrip('+')}")
 
 
 def metrics_table(result: dict[str, Any]) -> str:
-    """The tables ``evaluate`` prints: image quality, porosity statistics, segmentation."""
+    """The tables ``evaluate`` prints: image quality, porosity statistics, segmentation (labels from the catalog)."""
+    from aiax_bench.evaluation.catalog import format_value, metric_spec
+    from aiax_bench.evaluation.evaluator import PORE_STATISTICS
+    from aiax_bench.results import supervision_label
+
     metrics = result["metrics"]
-    if "seeds" in result:
-        spread = f"{len(result['seeds'])} seeds {result['seeds']}, mean ± std over seeds"
-    else:
-        n = next(iter(metrics.values()))["n"]
-        spread = f"{n} test volume{'s' if n != 1 else ''}, mean ± std over volumes"
-    parts = [f"{result['method']} on {result['dataset']}/{result['split']} ({result['profile']} profile, {spread})"]
+    first = next(iter(metrics.values()))
+    n_seeds, n_volumes = first["n_seeds"], first["n_volumes"]
+    spread = (f"{n_seeds} seeds {result['seeds']} × {n_volumes} test volumes, mean ± std over seeds" if n_seeds > 1
+              else f"{n_volumes} test volume{'s' if n_volumes != 1 else ''}, mean ± std over volumes")
+    parts = [f"{result['method']} on {result['dataset']}/{result['split']} ({result['profile']} profile, "
+             f"{supervision_label(result['supervision'])}, {spread})"]
     rows = []
     # The truth ranks, so it comes first; clean (noise-free FBP) only exists from dataset version 2.0 on.
     targets = [t for t in ("truth", "clean", "reference") if f"psnr/{t}" in metrics]
-    for metric, label in METRIC_LABELS.items():
-        if f"{metric}/reference" in metrics:
-            fmt = ".3e" if metric == "mse" else ".4f" if metric.startswith("ssim") else ".2f"
-            rows.append([label, *(_mean_std(metrics[f"{metric}/{t}"], fmt) for t in targets)])
+    for family in TABLE_IMAGE_METRICS:
+        if f"{family}/{targets[0] if targets else 'truth'}" in metrics:
+            spec = metric_spec(family)
+            label = spec.label + (f" ({spec.unit})" if spec.unit else "")
+            rows.append([label, *(_mean_std(f"{family}/{t}", metrics[f"{family}/{t}"]) for t in targets)])
     if rows:
         parts.append(format_table(["image metric", *(f"vs {t}" for t in targets)], rows))
     rows = []
-    for key, label in POROSITY_LABELS.items():
-        if f"{key}/method" in metrics:
-            values = [f"{metrics[f'{key}/{who}']['mean']:.4g}" for who in ("method", "reference", "truth")]
-            errors = [f"{100 * metrics[f'{key}/rel_error_{who}']['mean']:+.1f} %" for who in ("reference", "truth")]
-            floor = metrics.get(f"{key}/floor_rel_error_truth")
-            rows.append([label, *values, *errors, "–" if floor is None else f"{100 * floor['mean']:+.1f} %"])
+    for name in PORE_STATISTICS:
+        if f"{name}/method" in metrics:
+            spec = metric_spec(name)
+            values = [format_value(f"{name}/{who}", metrics[f"{name}/{who}"]["mean"])
+                      for who in ("method", "reference", "truth")]
+            errors = [format_value(f"{name}/rel_error_{who}", metrics[f"{name}/rel_error_{who}"]["mean"])
+                      for who in ("reference", "truth")]
+            floor = metrics.get(f"{name}/floor_rel_error_truth")
+            rows.append([spec.label + (f" ({spec.unit})" if spec.unit else ""), *values, *errors,
+                         "–" if floor is None else format_value(f"{name}/floor_rel_error_truth", floor["mean"])])
     if rows:
         parts.append(format_table(["porosity statistic", "method", "reference", "truth", "error vs ref",
                                    "error vs truth", "floor (reference vs truth)"], rows))
     seg = {k.split("/", 1)[1]: v["mean"] for k, v in metrics.items() if k.startswith("jaccard/")}
     if seg:
         parts.append("Jaccard " + ", ".join(f"{name} {value:.3f}" for name, value in seg.items()))
-    eff = result["efficiency"]
+    for run in result["runs"]:
+        selected = (run.get("fit_summary") or {}).get("selected")
+        if selected:
+            chosen = ", ".join(f"{k}={v}" for k, v in selected.items())
+            parts.append(f"seed {run['seed']}: settings chosen on the validation volumes: {chosen}")
+            break
+    eff = result["runs"][0]["efficiency"]
+    peak = eff["peak_memory_mb"]
     parts.append(f"train {eff['train_seconds']:.1f} s, inference {eff['inference_seconds_per_volume']:.2f} s/volume, "
-                 f"{eff['parameters']:.0f} parameters, peak memory {eff['peak_memory_mb']:.0f} MB")
+                 f"{eff['parameters']:.0f} parameters, peak memory {'–' if peak is None else f'{peak:.0f} MB'}")
     return "\n".join(parts)
 
 
@@ -102,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                 annotated_slices=args.annotated)
     result = run_seeds(request, seeds)
     print(metrics_table(result))
-    runs = [r["mlflow_run_id"] for r in result["runs"]] if "runs" in result else [result["mlflow_run_id"]]
+    runs = [r["mlflow_run_id"] for r in result["runs"]]
     print(f"MLflow run(s) {', '.join(runs)}; result file {result['result_path']}")
     return 0
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import inspect
-import json
-import os
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,11 +16,12 @@ import numpy as np
 
 from aiax_bench.data.annotation import AnnotatedSample, check_annotated
 from aiax_bench.data.sealed import seal
-from aiax_bench.errors import InputError, StoreError
+from aiax_bench.errors import InputError
+from aiax_bench.jsonio import write_new_file
+from aiax_bench.results import Result, RunResult, aggregate_runs, clean_record
 
-__all__ = ["RESULT_SCHEMA_VERSION", "EvaluationRequest", "run_evaluation", "write_json_atomic"]
+__all__ = ["EvaluationRequest", "run_evaluation", "run_seeds"]
 
-RESULT_SCHEMA_VERSION = 1
 #: Supervision protocols whose training and validation samples are sealed like the test ones.
 SEALED_SUPERVISION = ("self", "none")
 
@@ -51,6 +51,9 @@ class EvaluationRequest:
     annotated_slices : int, optional
         Segmentation protocol ``annotated-k``: training and validation volumes
         carry labels on this many slices only (see :mod:`aiax_bench.data.annotation`).
+    reuse_checkpoints : bool
+        Whether a learned method may reuse a cached checkpoint of the same config, data and seed
+        (``submit --verify`` trains again).
     """
 
     method: str
@@ -62,6 +65,7 @@ class EvaluationRequest:
     tracking_uri: str | None = None
     output_dir: Path = Path("aiax-results")
     annotated_slices: int | None = None
+    reuse_checkpoints: bool = True
 
 
 def seed_everything(seed: int) -> None:
@@ -72,34 +76,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def write_json_atomic(path: Path, document: Any) -> Path:
-    """Write JSON to a temporary file next to ``path`` and rename it into place."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise StoreError(path, f"cannot write result ({exc.strerror or exc})",
-                         "pass a writable --output directory") from None
-    return path
-
-
-def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[str, Any]:
-    """Fit (if needed), predict every test volume, score it, log it to MLflow, write the result.
-
-    Everything that can be checked cheaply (method, dataset, split, config,
-    tracking store) is checked before any data is built or any model trained.
-    """
-    from aiax_bench.data.loader import load
+def _prepare(request: EvaluationRequest):
+    """Every cheap check, before any data is built or any run created: method, config, dataset, split."""
     from aiax_bench.data.registry import resolve
-    from aiax_bench.evaluation import Evaluator
     from aiax_bench.methods import get_method
-    from aiax_bench.paths import data_dir
-    from aiax_bench.provenance import code_provenance, hardware, peak_memory_mb
-    from aiax_bench.tracking import mlflow_run
 
     method_cls = get_method(request.method)
     spec = resolve(request.dataset)
@@ -111,9 +91,80 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
     if annotated is not None and not segment:
         raise InputError("annotated slices", f"were given for method {method_cls.name} (task {method_cls.task!r})",
                          "no --annotated: the annotated-k protocol is for segmentation methods (task 'segment')")
-    method = method_cls(request.config)
+    # Coerces and type-checks --config values (``1e-3`` is a float) before anything is loaded.
+    config = method_cls.make_config(request.config)
+    return method_cls, spec, profile, annotated, config
 
+
+def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[str, Any]:
+    """Evaluate ``request.seed``: the one-seed case of :func:`run_seeds`."""
+    return run_seeds(request, [request.seed], write=write)
+
+
+def run_seeds(request: EvaluationRequest, seeds: Sequence[int], *, write: bool = True) -> dict[str, Any]:
+    """Fit (if needed), predict every test volume, score it, log it to MLflow, once per seed; write one result.
+
+    Everything that can be checked cheaply (method, config, dataset, split,
+    seeds) is checked before any data is built, any model trained or any
+    MLflow run created. Each seed is one MLflow run; the result
+    (:class:`~aiax_bench.results.Result`) holds them all, and its file is
+    named after the first run's id and created exclusively.
+
+    Returns
+    -------
+    dict
+        The result document, with ``result_path`` when written.
+    """
+    from aiax_bench.data.loader import load
+    from aiax_bench.provenance import code_provenance, hardware
+
+    seeds = list(seeds)
+    if not seeds:
+        raise InputError("--seeds", "is empty", "pass at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise InputError("--seeds", f"repeats a seed ({seeds})", "pass distinct seeds")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise InputError("--seeds", f"is {seeds}", "expected non-negative integers")
+    method_cls, spec, profile, annotated, config = _prepare(request)
     dataset = load(spec.ref, profile=profile)
+    started = datetime.now(UTC)
+    runs = [_run_seed(request, seed, method_cls, config, spec, profile, annotated, dataset) for seed in seeds]
+    method = method_cls(config)
+    provenance = {**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
+                  "supervision": method.supervision, "evaluator_version": runs[0].records[0]["evaluator_version"],
+                  **code_provenance(), "seeds": seeds, "hardware": hardware()}
+    result = Result(method=method_cls.name, task=method_cls.task, config=method.config_dict(), dataset=spec.ref,
+                    profile=profile, split=request.split, annotated_slices=annotated,
+                    supervision=method.supervision, created=started.isoformat(timespec="seconds"), runs=runs,
+                    provenance=provenance)
+    document = result.to_dict()
+    if write:
+        run_id = runs[0].mlflow_run_id or started.strftime("%Y%m%dT%H%M%S")
+        out = result_path(request, method_cls.name, seeds, run_id)
+        write_new_file(out, document, exists_hint="result files are never overwritten")
+        document["result_path"] = str(out)
+        _attach(out, [run.mlflow_run_id for run in runs])
+    return document
+
+
+def _attach(path: Path, run_ids: Sequence[str | None]) -> None:
+    """Log the result file as an artifact of every seed's MLflow run (the store the runs used is still current)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for run_id in run_ids:
+        if run_id:
+            client.log_artifact(run_id, str(path))
+
+
+def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, profile, annotated,
+              dataset) -> RunResult:
+    from aiax_bench.evaluation import Evaluator
+    from aiax_bench.paths import data_dir
+    from aiax_bench.provenance import code_provenance, hardware, peak_memory_mb
+    from aiax_bench.tracking import mlflow_run
+
+    method = method_cls(config)
     split = dataset.split(request.split)
     evaluator = Evaluator(dataset, request.split, task=method_cls.task)
     train, val = split.train, split.val
@@ -124,31 +175,31 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
     if annotated is not None:
         train, val = ([AnnotatedSample(s, annotated) for s in part] for part in (train, val))
     started = datetime.now(UTC)
-    provenance = {**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
-                  "supervision": supervision,
-                  "evaluator_version": evaluator.version, **code_provenance(), "seed": request.seed,
-                  "hardware": hardware()}
+    git = code_provenance()
     tags = {"method": method_cls.name, "dataset": spec.ref, "split": request.split, "profile": profile,
-            "supervision": supervision,
-            "evaluator_version": evaluator.version, "git_commit": provenance["git_commit"]}
+            "supervision": supervision, "evaluator_version": evaluator.version, "git_commit": git["git_commit"]}
     if annotated is not None:
         tags["annotated_slices"] = str(annotated)
     params = {"method": method_cls.name, "config": method.config_dict(), "dataset": spec.ref,
-              "profile": profile, "split": request.split, "annotated_slices": annotated, "seed": request.seed,
+              "profile": profile, "split": request.split, "annotated_slices": annotated, "seed": seed,
               "dataset_sha256": dataset.content_sha256, "dataset_source": dataset.source,
-              "package_version": provenance["package_version"], "git_dirty": provenance["git_dirty"]}
-    run_name = f"{method_cls.name}-{spec.ref}-{split_label(request)}-seed{request.seed}"
+              "package_version": git["package_version"], "git_dirty": git["git_dirty"]}
+    run_name = f"{method_cls.name}-{spec.ref}-{split_label(request)}-seed{seed}"
     with mlflow_run(request.tracking_uri, run_name=run_name, tags=tags, params=params) as mlflow:
-        seed_everything(request.seed)
+        seed_everything(seed)
         t0 = time.perf_counter()
-        fit_kwargs: dict[str, Any] = {"seed": request.seed, "tracker": mlflow}
+        fit_kwargs: dict[str, Any] = {"seed": seed, "tracker": mlflow}
         if "context" in inspect.signature(method.fit).parameters:
             fit_kwargs["context"] = {"dataset": spec.ref, "profile": profile, "split": request.split,
                                      "annotated_slices": annotated,
                                      "dataset_sha256": dataset.content_sha256,
-                                     "checkpoint_root": data_dir() / "checkpoints"}
+                                     "checkpoint_root": (data_dir() / "checkpoints") if request.reuse_checkpoints
+                                     else None}
         method.fit(train, val, **fit_kwargs)
         train_seconds = time.perf_counter() - t0
+        fit_summary = method.fit_summary()
+        if fit_summary:
+            mlflow.log_dict(fit_summary, "fit_summary.json")
         predictions, infer_seconds = {}, []
         for sample in seal(split.test):
             # The sealed view: reading the truth raises, the run fails (exit status 2) and nothing is written.
@@ -163,47 +214,33 @@ def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[st
         if ood:
             ood_evaluator = Evaluator(dataset, request.split, part="ood-test", task=method_cls.task)
             ood_scores = ood_evaluator.evaluate({s.id: method.predict(s) for s in seal(ood)})
-        result = {
-            "schema_version": RESULT_SCHEMA_VERSION,
-            "method": method_cls.name,
-            "task": method_cls.task,
-            "config": method.config_dict(),
-            "dataset": spec.ref,
-            "profile": profile,
-            "split": request.split,
-            "annotated_slices": annotated,
-            "supervision": supervision,
-            "created": started.isoformat(timespec="seconds"),
-            "metrics": scores["aggregate"],
-            "records": scores["records"],
-            "ood": None if ood_scores is None else {"metrics": ood_scores["aggregate"],
-                                                    "records": ood_scores["records"]},
-            "efficiency": {
-                "train_seconds": round(train_seconds, 3),
-                "inference_seconds_per_volume": round(float(np.mean(infer_seconds)), 3),
-                "parameters": method.parameter_count(),
-                "peak_memory_mb": peak_memory_mb(),
-            },
-            "provenance": provenance,
+        efficiency = {
+            "train_seconds": round(train_seconds, 3),
+            "inference_seconds_per_volume": round(float(np.mean(infer_seconds)), 3),
+            "parameters": method.parameter_count(),
+            "peak_memory_mb": peak_memory_mb(),
         }
-        for key, agg in scores["aggregate"].items():
+        run = RunResult(seed=seed, created=started.isoformat(timespec="seconds"),
+                        mlflow_run_id=mlflow.active_run().info.run_id,
+                        records=[clean_record(r) for r in scores["records"]], efficiency=efficiency,
+                        ood_records=None if ood_scores is None else [clean_record(r) for r in ood_scores["records"]],
+                        fit_summary=fit_summary, command=git["command"])
+        for key, agg in aggregate_runs([{"records": run.records}]).items():
             mlflow.log_metric(key, agg["mean"])
-        for key, agg in (ood_scores or {}).get("aggregate", {}).items():
-            mlflow.log_metric(f"ood/{key}", agg["mean"])
-        for key, value in result["efficiency"].items():
-            mlflow.log_metric(f"efficiency/{key}", value)
-        mlflow.log_dict(provenance, "provenance.json")
-        mlflow.log_dict({"records": scores["records"]}, "records.json")
+        if run.ood_records:
+            for key, agg in aggregate_runs([{"records": run.ood_records}]).items():
+                mlflow.log_metric(f"ood/{key}", agg["mean"])
+        for key, value in efficiency.items():
+            if value is not None:
+                mlflow.log_metric(f"efficiency/{key}", value)
+        mlflow.log_dict({**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
+                         "supervision": supervision, "evaluator_version": evaluator.version, **git, "seed": seed,
+                         "hardware": hardware()}, "provenance.json")
+        mlflow.log_dict({"records": run.records}, "records.json")
         if scores.get("distributions"):
             mlflow.log_dict(scores["distributions"], "distributions.json")
         _log_figures(mlflow, evaluator, split.test[0], predictions[split.test[0].id], scores)
-        result["mlflow_run_id"] = mlflow.active_run().info.run_id
-        if write:
-            out = result_path(request, method_cls.name, started, f"seed{request.seed}")
-            write_json_atomic(out, result)
-            mlflow.log_artifact(str(out))
-            result["result_path"] = str(out)
-    return result
+    return run
 
 
 def _log_figures(mlflow, evaluator, sample, prediction, scores) -> None:
@@ -220,12 +257,15 @@ def _log_figures(mlflow, evaluator, sample, prediction, scores) -> None:
             mlflow.log_artifact(str(path), artifact_path=f"figures/{sample.id}")
 
 
-def result_path(request: EvaluationRequest, method: str, started: datetime, tag: str) -> Path:
-    """``<output>/<dataset>/<split>/<method>-<tag>-<time>.json`` (split names may hold '/')."""
-    stamp = started.strftime("%Y%m%dT%H%M%S")
+def result_path(request: EvaluationRequest, method: str, seeds: Sequence[int], run_id: str) -> Path:
+    """``<output>/<dataset>/<split>/<method>-seed<N>-<run id>.json`` (split names may hold '/').
+
+    The MLflow run id makes the name unique: concurrent evaluations never share a file.
+    """
     name = resolve_name(request.dataset)
     split = split_label(request).replace("/", "_")
-    return request.output_dir / name / split / f"{method}-{tag}-{stamp}.json"
+    tag = ("seed" if len(seeds) == 1 else "seeds") + "-".join(map(str, seeds))
+    return request.output_dir / name / split / f"{method}-{tag}-{run_id}.json"
 
 
 def split_label(request: EvaluationRequest) -> str:
@@ -236,47 +276,3 @@ def split_label(request: EvaluationRequest) -> str:
 
 def resolve_name(ref: str) -> str:
     return ref.partition("@")[0]
-
-
-def run_seeds(request: EvaluationRequest, seeds: list[int]) -> dict[str, Any]:
-    """Evaluate once per seed (one MLflow run each) and write one result with mean ± std over seeds.
-
-    With a single seed the result is that seed's result. With several, per-seed
-    runs are kept under ``runs`` and ``metrics`` holds, for every metric, the
-    mean and standard deviation over seeds of the per-seed means.
-    """
-    from dataclasses import replace
-
-    if not seeds:
-        raise InputError("--seeds", "is empty", "pass at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise InputError("--seeds", f"repeats a seed ({seeds})", "pass distinct seeds")
-    if len(seeds) == 1:
-        return run_evaluation(replace(request, seed=seeds[0]))
-    started = datetime.now(UTC)
-    results = [run_evaluation(replace(request, seed=seed), write=False) for seed in seeds]
-    first = results[0]
-    metrics = {}
-    for key in first["metrics"]:
-        per_seed = np.array([r["metrics"][key]["mean"] for r in results], dtype=np.float64)
-        metrics[key] = {"mean": float(per_seed.mean()), "std": float(per_seed.std()), "n": len(seeds)}
-    efficiency = {key: float(np.mean([r["efficiency"][key] for r in results])) for key in first["efficiency"]}
-    provenance = {k: v for k, v in first["provenance"].items() if k != "seed"}
-    provenance["seeds"] = list(seeds)
-    combined = {
-        **{k: first[k] for k in ("schema_version", "method", "task", "config", "dataset", "profile", "split",
-                                 "annotated_slices")},
-        "created": started.isoformat(timespec="seconds"),
-        "seeds": list(seeds),
-        "runs": [{"seed": r["provenance"]["seed"], "created": r["created"], "records": r["records"],
-                  "metrics": r["metrics"], "ood": r["ood"], "efficiency": r["efficiency"],
-                  "mlflow_run_id": r["mlflow_run_id"]}
-                 for r in results],
-        "metrics": metrics,
-        "efficiency": efficiency,
-        "provenance": provenance,
-    }
-    out = result_path(request, first["method"], started, "seeds" + "-".join(map(str, seeds)))
-    write_json_atomic(out, combined)
-    combined["result_path"] = str(out)
-    return combined

@@ -75,7 +75,7 @@ class Threshold(Method):
     """
 
     name = "threshold"
-    supervision = "labels"  # fit orders the phases by their labelled mean attenuation
+    supervision = "truth"  # fit orders the phases by their labelled mean attenuation (phantom labels)
     task = "segment"
     inputs = ("reconstruction",)
     trainable = False

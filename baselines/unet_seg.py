@@ -213,7 +213,7 @@ class UNetSeg(Method):
     """
 
     name = "unet-seg"
-    supervision = "labels"
+    supervision = "truth"  # phase labels of the phantom
     task = "segment"
     inputs = ("reconstruction",)
     trainable = True

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aiax_bench.results import sample_std
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 UNET_PRESETS = ("2d", "2.5d", "3d")
@@ -63,9 +65,9 @@ def existing(results: Path) -> dict[tuple, dict]:
     found = {}
     for path in results.rglob("*.json"):
         doc = json.loads(path.read_text())
-        if "provenance" not in doc or "seed" not in doc["provenance"]:
+        if doc.get("schema_version") != 2 or len(doc.get("seeds", [])) != 1:
             continue
-        seed = doc["provenance"]["seed"]
+        seed = doc["seeds"][0]
         found[(label(doc["method"], doc["config"]), doc["split"], doc.get("annotated_slices"), seed)] = doc
     return found
 
@@ -91,13 +93,12 @@ def table(results: Path) -> list[dict]:
     rows = []
     for (name, split, k), docs in sorted(groups.items(), key=lambda kv: (kv[0][1], str(kv[0][2]), kv[0][0])):
         classes = [key.split("/", 1)[1] for key in docs[0]["metrics"] if key.startswith("jaccard/")]
-        row = {"method": name, "split": split, "annotated_slices": k, "seeds": sorted(d["provenance"]["seed"]
-                                                                                       for d in docs)}
+        row = {"method": name, "split": split, "annotated_slices": k, "seeds": sorted(d["seeds"][0] for d in docs)}
         for c in classes:
             values = np.array([d["metrics"][f"jaccard/{c}"]["mean"] for d in docs])
-            row[f"jaccard/{c}"] = {"mean": float(values.mean()), "std": float(values.std())}
+            row[f"jaccard/{c}"] = {"mean": float(values.mean()), "std": sample_std(values)}
         for key in ("parameters", "train_seconds", "inference_seconds_per_volume"):
-            row[key] = float(np.mean([d["efficiency"][key] for d in docs]))
+            row[key] = float(np.mean([d["runs"][0]["efficiency"][key] for d in docs]))
         rows.append(row)
     return rows
 
@@ -112,7 +113,7 @@ def print_table(rows: list[dict]) -> None:
         cells = [r["method"], r["split"], str(r["annotated_slices"] or "all"), str(len(r["seeds"]))]
         for c in [*classes, "mean"]:
             m = r.get(f"jaccard/{c}")
-            cells.append("–" if m is None else f"{m['mean']:.3f} ± {m['std']:.3f}")
+            cells.append("–" if m is None else f"{m['mean']:.3f}" + ("" if m['std'] is None else f" ± {m['std']:.3f}"))
         cells += [f"{r['parameters']:,.0f}", f"{r['train_seconds']:.0f}", f"{r['inference_seconds_per_volume']:.2f}"]
         print("| " + " | ".join(cells) + " |")
 

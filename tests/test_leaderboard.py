@@ -21,13 +21,8 @@ from aiax_bench.cli import main
 from aiax_bench.errors import InputError, StoreError
 from aiax_bench.evaluation.evaluator import EVALUATOR_VERSION
 from aiax_bench.leaderboard import rank_entries, render_html, render_markdown, render_terminal
-from aiax_bench.leaderboard.rank import acquisition_saving, bootstrap_intervals, higher_is_better
-from aiax_bench.leaderboard.schema import (
-    expected_dataset_sha256,
-    load_schema,
-    scored_sample_ids,
-    validate_entry,
-)
+from aiax_bench.leaderboard.rank import acquisition_saving, bootstrap_intervals, paired_difference_interval
+from aiax_bench.leaderboard.schema import load_schema, scored_sample_ids, validate_entry
 from aiax_bench.leaderboard.submit import (
     build_entry,
     entry_path,
@@ -35,77 +30,15 @@ from aiax_bench.leaderboard.submit import (
     load_entry,
     load_result,
     portable_command,
-    runs_from_result,
     submit,
 )
 from aiax_bench.leaderboard.verify import verify_entry
+from aiax_bench.results import Result
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-# ------------------------------------------------------------------------------------------------ helpers
-def dataset_hash(profile: str = "tiny") -> str:
-    """The hash a result must carry: the registry's if it publishes one, else a made-up one."""
-    return expected_dataset_sha256("foam@1.0", profile, use_store=False) or "ab" * 32
-
-
-def records(psnr: list[float], profile: str = "tiny") -> list[dict]:
-    """Per-volume records like the Evaluator's: metrics, a text protocol tag, an undefined (NaN) metric."""
-    from aiax_bench.data.registry import resolve
-
-    ids = scored_sample_ids(resolve("foam@1.0"), profile)
-    assert len(psnr) == len(ids)
-    return [{"sample_id": sid, "evaluator_version": EVALUATOR_VERSION, "mse/reference": 4.2 ** 2 / 10 ** (p / 10),
-             "psnr/reference": p, "ssim/reference": min(0.99, p / 40), "psnr/truth": p - 2.0,
-             "ssim/truth": min(0.99, p / 42), "segmentation_protocol": "1.0", "porosity/rel_error_truth": 0.01,
-             "dice_small/pore": float("nan") if i == 0 else 0.9, "distributions": {"diameters": [1.0, 2.0]}}
-            for i, (sid, p) in enumerate(zip(ids, psnr, strict=True))]
-
-
-def aggregate(recs: list[dict]) -> dict:
-    """The Evaluator's aggregate: numeric keys, NaN volumes left out."""
-    out = {}
-    for key, value in recs[0].items():
-        if isinstance(value, float):
-            values = np.array([r[key] for r in recs])
-            defined = values[~np.isnan(values)]
-            out[key] = {"mean": float(defined.mean()) if defined.size else float("nan"),
-                        "std": float(defined.std()) if defined.size else float("nan"), "n": int(defined.size)}
-    return out
-
-
-def fake_result(*, psnr: list[float] | None = None, seed: int = 0, profile: str = "tiny", method: str = "fbp",
-                command: str | None = None, **prov) -> dict:
-    """A result document exactly as ``aiax-bench evaluate`` writes it (one seed)."""
-    recs = records(psnr or [21.0] * (1 if profile == "tiny" else 2), profile)
-    return {
-        "schema_version": 1, "method": method, "task": "enhance", "config": {"filter": None},
-        "dataset": "foam@1.0", "profile": profile, "split": "100proj", "created": "2026-01-02T03:04:05+00:00",
-        "metrics": aggregate(recs), "records": recs,
-        "efficiency": {"train_seconds": 1.5, "inference_seconds_per_volume": 0.25, "parameters": 1234,
-                       "peak_memory_mb": 600.0},
-        "provenance": {"dataset": "foam@1.0", "profile": profile, "dataset_sha256": dataset_hash(profile),
-                       "recipe_sha256": "39f6c0b862d0c6d586a38b7ebd6823bc7b3328774db1416ab0bd715e689775e1",
-                       "dataset_source": "downloaded", "split": "100proj", "evaluator_version": EVALUATOR_VERSION,
-                       "package_version": "0.1.0", "git_commit": "7b7ac77a014c64f1a04080808243a9eab379dcdc",
-                       "git_dirty": False,
-                       "command": command or f"aiax-bench evaluate --method {method} --split 100proj "
-                                             f"--profile {profile} --seed {seed}",
-                       "seed": seed, "hardware": {"cpu": "test", "cpu_count": 2}, **prov},
-        "mlflow_run_id": f"run{seed}",
-    }
-
-
-def write(path: Path, document) -> Path:
-    """Write as the harness does: Python's json, NaN included."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1))
-    return path
-
-
-def entry_of(result: dict, name: str = "FBP", **options) -> dict:
-    return build_entry([(result, runs_from_result(result))], name=name, authors=["A. Author"],
-                       code_url="https://example.org/code", **options)
+from _board import DATASET, dataset_hash, entry_of, fake_result, write  # noqa: E402
 
 
 @pytest.fixture
@@ -129,7 +62,7 @@ def test_schema_is_valid_draft_2020_12_and_sample_ids_match_the_builder():
     from aiax_bench.data.registry import resolve
 
     jsonschema.Draft202012Validator.check_schema(load_schema())
-    spec = resolve("foam@1.0")
+    spec = resolve(DATASET)
     for profile in spec.profiles:
         assert scored_sample_ids(spec, profile) == [s for s, part, _ in sample_ids(spec, profile) if part == "test"]
 
@@ -142,67 +75,55 @@ def test_submit_single_seed_result_writes_valid_portable_entry(board, tmp_path):
     result = write(tmp_path / "results" / "r.json", fake_result(method="mine", command=command))
     path = submit([result], name="My method (2D/2.5D)", authors=["A. Author", "B. Author"],
                   code_url="https://example.org/code", paper="arXiv:2101.00001", board=board, base=work)
-    assert path == board / "submissions" / "foam-1.0--tiny--100proj--my-method-2d-2.5d.json"
+    assert path == board / "submissions" / "foam-2.0--tiny--100proj--my-method-2d-2.5d.json"
     entry = json.loads(path.read_text())
     assert entry["method_ref"] == "methods/mine.py:Mine"  # loadable again from the repository root
     assert entry["paper"] == "https://arxiv.org/abs/2101.00001"
     assert entry["seeds"] == [0] and entry["verification"] == {"status": "unverified"}
-    assert entry["metrics"]["psnr/reference"]["std_over_seeds"] is None
+    assert entry["supervision"] == "reference"
+    assert entry["metrics"]["psnr/truth"]["std_over_seeds"] is None
     text = path.read_text()
     for local in (str(tmp_path), str(work), "/tmp/", str(Path.home())):
         assert local not in text, f"local path {local} leaked into the entry"
-    assert "result_path" not in text
     assert "--tracking-uri sqlite:///mlflow.db" in entry["provenance"]["command"]
     assert [e["id"] for _, e in load_entries(board)] == [path.stem]
 
 
-def test_records_keep_scalars_undefined_values_become_null(board, tmp_path):
+def test_records_keep_scalars_undefined_values_are_not_aggregated(board, tmp_path):
     path = submit([write(tmp_path / "r.json", fake_result())], name="X", authors=["a"], code_url="https://e.org",
                   board=board)
     text = path.read_text()
     assert "NaN" not in text and "distributions" not in text  # strict JSON; per-pore data stays in MLflow
     entry = json.loads(text)
-    [record] = entry["runs"][0]["records"]
-    assert record["dice_small/pore"] is None and record["segmentation_protocol"] == "1.0"
+    record = entry["runs"][0]["records"][0]
+    assert record["dice_small/pore"] is None and record["segmentation_protocol"] == "2.0"
     assert "dice_small/pore" not in entry["metrics"] and "segmentation_protocol" not in entry["metrics"]
     assert entry["metrics"]["porosity/rel_error_truth"]["mean"] == 0.01
 
 
-def test_multi_seed_file_and_per_seed_files_make_the_same_entry(board, tmp_path):
-    seeds = {0: [30.0], 1: [31.0], 2: [32.5]}
-    per_seed = [fake_result(psnr=p, seed=s) for s, p in seeds.items()]
-    files = [write(tmp_path / f"seed{s}.json", r) for s, r in zip(seeds, per_seed, strict=True)]
-    # The multi-seed format the harness's --seeds writes: `seeds` and one `runs` item per seed.
-    multi = {k: v for k, v in per_seed[0].items() if k not in ("records", "efficiency", "mlflow_run_id")}
-    multi["seeds"] = list(seeds)
-    multi["provenance"] = {k: v for k, v in multi["provenance"].items() if k != "seed"} | {"seeds": list(seeds)}
-    multi["runs"] = [{"seed": s, "created": r["created"], "mlflow_run_id": r["mlflow_run_id"],
-                      "metrics": r["metrics"], "records": r["records"], "efficiency": r["efficiency"]}
-                     for s, r in zip(seeds, per_seed, strict=True)]
-    multi_file = write(tmp_path / "multi.json", multi)
-
-    a = build_entry([load_result(f) for f in files], name="A", authors=["x"], code_url="https://e.org/a")
-    b = build_entry([load_result(multi_file)], name="A", authors=["x"], code_url="https://e.org/a")
-    assert a["seeds"] == b["seeds"] == [0, 1, 2]
-    assert a["metrics"] == b["metrics"]
-    psnr = a["metrics"]["psnr/reference"]
-    assert psnr["mean"] == pytest.approx(31.1666666, rel=1e-6)
-    assert psnr["std_over_seeds"] == pytest.approx(np.std([30.0, 31.0, 32.5], ddof=1))
-    assert psnr["n_seeds"] == 3 and psnr["n_volumes"] == 1
-    validate_entry(a)
-    validate_entry(b)
+def test_one_std_convention_from_result_to_entry(board, tmp_path):
+    """Sample standard deviations (ddof 1) over seeds and over volumes, in the result and in the entry alike."""
+    table = [[30.0, 31.0], [31.0, 33.0], [32.5, 32.0]]
+    result = fake_result(psnr=table, seeds=(0, 1, 2))
+    psnr = result["metrics"]["psnr/truth"]
+    assert psnr["std_over_seeds"] == pytest.approx(np.std(np.mean(table, axis=1), ddof=1))
+    assert psnr["std_over_volumes"] == pytest.approx(np.std(np.mean(table, axis=0), ddof=1))
+    entry = entry_of(result)
+    assert entry["metrics"] == result["metrics"]
+    per_seed = [fake_result(psnr=[row], seeds=(s,)) for s, row in enumerate(table)]
+    combined = build_entry([Result.from_dict(r) for r in per_seed], name="A", authors=["x"],
+                           code_url="https://e.org/a")
+    assert combined["metrics"] == entry["metrics"]
+    validate_entry(entry)
 
 
-def test_results_of_different_configs_or_repeated_seeds_are_not_combined(tmp_path):
-    r0, r1 = fake_result(seed=0), fake_result(seed=1)
-    r1["config"] = {"filter": "hann"}
+def test_results_of_different_configs_or_repeated_seeds_are_not_combined():
+    r0, r1 = fake_result(seeds=(0,)), fake_result(seeds=(1,), config={"filter": "ramp"})
     with pytest.raises(InputError) as exc:
-        build_entry([(r0, runs_from_result(r0)), (r1, runs_from_result(r1))], name="x", authors=["a"],
-                    code_url="https://e.org")
+        build_entry([Result.from_dict(r0), Result.from_dict(r1)], name="x", authors=["a"], code_url="https://e.org")
     assert "config" in field_of(exc)
     with pytest.raises(InputError, match="repeat seeds"):
-        build_entry([(r0, runs_from_result(r0)), (r0, runs_from_result(r0))], name="x", authors=["a"],
-                    code_url="https://e.org")
+        build_entry([Result.from_dict(r0), Result.from_dict(r0)], name="x", authors=["a"], code_url="https://e.org")
 
 
 def _bad(mutate):
@@ -217,50 +138,94 @@ def _bad(mutate):
     (lambda e: e["runs"][0]["records"][0].pop("sample_id"), "field runs[0].records[0].sample_id", "missing"),
     (lambda e: e.update(seeds="0"), "field seeds", "type string"),
     (lambda e: e["efficiency"].update(parameters=1.5), "field efficiency.parameters", "type number"),
-    (lambda e: e["runs"][0]["records"][0].update({"psnr/reference": "21"}),
-     "field runs[0].records[0].psnr/reference", "expected a number"),
-    (lambda e: e["runs"][0]["records"][0].update({"psnr/reference": None}),
-     "field runs[0].records[0].psnr/reference", "expected a number"),
+    (lambda e: e["runs"][0]["records"][0].update({"psnr/truth": "21"}),
+     "field runs[0].records[0].psnr/truth", "expected a number"),
+    (lambda e: e["runs"][0]["records"][0].update({"psnr/truth": None}),
+     "field runs[0].records[0].psnr/truth", "expected a number"),
     (lambda e: e.update(authors=[]), "field authors", "invalid"),
     (lambda e: e.update(code_url="javascript:alert(1)"), "field code_url", "invalid"),
     (lambda e: e.update(surprise=1), "field surprise", "not a known field"),
+    (lambda e: (e.update(supervision="labels"), e["provenance"].update(supervision="labels")),
+     "field supervision", "invalid"),
+    (lambda e: e["provenance"].update(supervision="self"), "field provenance.supervision", "expected"),
     (lambda e: (e.update(dataset="nope@1.0"), e["provenance"].update(dataset="nope@1.0")), "field dataset",
-     "no registered dataset"),
-    (lambda e: (e.update(dataset="foam@9.9"), e["provenance"].update(dataset="foam@9.9")), "field dataset",
      "no registered dataset"),
     (lambda e: (e.update(split="7proj"), e["provenance"].update(split="7proj")), "field split", "not a split"),
     (lambda e: (e.update(profile="huge"), e["provenance"].update(profile="huge")), "field profile",
      "not a profile"),
     (lambda e: e["provenance"].update(split="dose-1/4"), "field provenance.split", "expected"),
-    (lambda e: e["metrics"]["psnr/reference"].update(mean=99.0), "field metrics.psnr/reference.mean", "recomputed"),
+    (lambda e: e["metrics"]["psnr/truth"].update(mean=99.0), "field metrics.psnr/truth.mean", "recomputed"),
+    (lambda e: e["metrics"]["psnr/truth"].update(std_over_volumes=5.0), "field metrics.psnr/truth.std_over_volumes",
+     "recomputed"),
     (lambda e: e["runs"][0]["records"][0].update(sample_id="test-007"), "field runs[0].records", "test volumes"),
-    (lambda e: e["provenance"].update(dataset_sha256="0" * 64), "field provenance.dataset_sha256", "other data"),
+    (lambda e: e["runs"][0]["records"][0].update({"made_up/truth": 1.0}), "field runs[0].records[0].made_up/truth",
+     "not a metric"),
 ])
 def test_invalid_entries_are_rejected_naming_the_field(board, mutate, field, words):
-    if field == "field provenance.dataset_sha256" and words == "other data":
-        make_store(board.parent.parent / "cache", "tiny", dataset_hash())
     with pytest.raises(InputError) as exc:
         validate_entry(_bad(mutate), where="entry.json")
     assert field_of(exc) == f"entry.json: {field}"
     assert words in str(exc.value)
 
 
-def make_store(root: Path, profile: str, content_sha256: str) -> Path:
-    """A stand-in dataset store holding only the attributes the hash check reads."""
-    import zarr
+def _set_everywhere(key: str, value: float):
+    """A forged score written consistently: every record and the aggregate agree, so only its range betrays it."""
+    def mutate(entry):
+        for run in entry["runs"]:
+            for record in run["records"]:
+                record[key] = value
+        entry["metrics"][key].update(mean=value, std_over_volumes=0.0)
+    return mutate
 
-    from aiax_bench.data.registry import resolve
-    from aiax_bench.data.store import store_path
 
-    spec = resolve("foam@1.0")
-    path = store_path(root, spec.name, spec.version, profile)
-    group = zarr.open_group(str(path), mode="w")
-    group.attrs.update({"recipe_sha256": spec.recipe_sha256, "content_sha256": content_sha256, "store_format": 1})
-    return path
+def _hand_verified(entry):
+    entry["verification"] = {"status": "verified"}
+
+
+def _hand_verified_in_full(entry):
+    entry["verification"] = {
+        "status": "verified", "checked": "2026-01-02T03:04:05+00:00", "evaluator_version": EVALUATOR_VERSION,
+        "package_version": "0.1.0", "git_commit": "a" * 40, "git_dirty": False, "dataset_sha256": dataset_hash(),
+        "max_abs_diff": 0.0, "worst": None, "rtol": 1e-3, "atol": 1e-6,
+        "rerun_file": "verifications/foam-2.0--tiny--100proj--fbp.json", "rerun_sha256": "b" * 64, "hardware": {}}
+
+
+@pytest.mark.parametrize(("forge", "field"), [
+    (_set_everywhere("psnr/truth", 1000.0), "runs[0].records[0].psnr/truth"),
+    (_set_everywhere("ssim/truth", 1.5), "runs[0].records[0].ssim/truth"),
+    (_set_everywhere("mse/truth", -0.5), "runs[0].records[0].mse/truth"),
+    (_set_everywhere("porosity/rel_error_truth", -2.0), "runs[0].records[0].porosity/rel_error_truth"),
+    (lambda e: e["provenance"].update(recipe_sha256="0" * 64), "provenance.recipe_sha256"),
+    (lambda e: e["provenance"].update(dataset_sha256="rebuilt"), "provenance.dataset_sha256"),
+    (lambda e: e["provenance"].update(dataset_sha256="1" * 64), "provenance.dataset_sha256"),
+    (_hand_verified, "verification"),
+    (_hand_verified_in_full, "verification.rerun_file"),
+])
+def test_forged_entries_cannot_certify_themselves(board, forge, field):
+    """`leaderboard --check` refuses each forgery with one line naming the field."""
+    entry = entry_of(fake_result())
+    forge(entry)
+    path = write(board / "submissions" / f"{entry['id']}.json", entry)
+    from aiax_bench.leaderboard.cli import check_board
+
+    [problem] = check_board(board)
+    assert problem.startswith(f"{path}: {path.name}: field {field}")
+    assert "\n" not in problem
+
+
+def test_forged_jaccard_is_refused():
+    entry = entry_of(fake_result())
+    for run in entry["runs"]:
+        for record in run["records"]:
+            record["jaccard/pore"] = 2.0
+    entry["metrics"]["jaccard/pore"] = {"mean": 2.0, "std_over_seeds": None, "std_over_volumes": 0.0, "n_seeds": 1,
+                                        "n_volumes": 2}
+    with pytest.raises(InputError) as exc:
+        validate_entry(entry, where="x.json")
+    assert field_of(exc) == "x.json: field runs[0].records[0].jaccard/pore" and "[0, 1]" in str(exc.value)
 
 
 def test_result_from_other_data_is_rejected_at_submit(board, tmp_path):
-    make_store(tmp_path / "cache", "tiny", dataset_hash())
     other = write(tmp_path / "r.json", fake_result(dataset_sha256="1" * 64))
     with pytest.raises(InputError) as exc:
         submit([other], name="x", authors=["a"], code_url="https://e.org", board=board)
@@ -269,24 +234,22 @@ def test_result_from_other_data_is_rejected_at_submit(board, tmp_path):
 
 
 def test_bad_result_files_are_rejected_naming_the_field(tmp_path):
-    bad = fake_result()
-    del bad["provenance"]["dataset_sha256"]
+    old = fake_result()
+    old["schema_version"] = 1
     with pytest.raises(InputError) as exc:
-        load_result(write(tmp_path / "a.json", bad))
-    assert field_of(exc) == "a.json: field provenance.dataset_sha256"
+        load_result(write(tmp_path / "a.json", old))
+    assert field_of(exc) == "a.json: field schema_version"
     tampered = fake_result()
-    tampered["metrics"]["psnr/reference"]["mean"] += 1
+    tampered["metrics"]["psnr/truth"]["mean"] += 1
     with pytest.raises(InputError) as exc:
         load_result(write(tmp_path / "b.json", tampered))
-    assert field_of(exc) == "b.json: field metrics.psnr/reference.mean"
-    (tmp_path / "c.json").write_text('{"records": [{"psnr/reference": 1')
+    assert field_of(exc) == "b.json: field metrics.psnr/truth.mean"
+    (tmp_path / "c.json").write_text('{"runs": [{"psnr/truth": 1')
     with pytest.raises(InputError, match="not valid JSON"):
         load_result(tmp_path / "c.json")
 
 
 def test_entry_files_must_be_strict_json(board, tmp_path):
-    from aiax_bench.leaderboard.submit import load_entry
-
     path = submit([write(tmp_path / "r.json", fake_result())], name="X", authors=["a"], code_url="https://e.org",
                   board=board)
     path.write_text(path.read_text().replace('"dice_small/pore": null', '"dice_small/pore": NaN'))
@@ -313,12 +276,12 @@ def test_entry_path_refuses_ids_outside_and_linked_folders(board, tmp_path):
     (board / "submissions").rmdir()
     (board / "submissions").symlink_to(outside)
     with pytest.raises(StoreError, match="outside"):
-        entry_path(board, "foam-1.0--tiny--100proj--x")
+        entry_path(board, "foam-2.0--tiny--100proj--x")
 
 
 def test_existing_entry_is_never_overwritten(board, tmp_path):
-    first = write(tmp_path / "a.json", fake_result(psnr=[20.0]))
-    second = write(tmp_path / "b.json", fake_result(psnr=[35.0]))
+    first = write(tmp_path / "a.json", fake_result(psnr=[20.0, 20.0]))
+    second = write(tmp_path / "b.json", fake_result(psnr=[35.0, 35.0]))
     path = submit([first], name="Same", authors=["a"], code_url="https://e.org", board=board)
     before = path.read_bytes()
     with pytest.raises(StoreError, match="never overwritten"):
@@ -326,7 +289,7 @@ def test_existing_entry_is_never_overwritten(board, tmp_path):
     assert path.read_bytes() == before
     # Not even through a dangling link planted at the entry's name.
     target = tmp_path / "planted.json"
-    link = board / "submissions" / "foam-1.0--tiny--100proj--planted.json"
+    link = board / "submissions" / "foam-2.0--tiny--100proj--planted.json"
     link.symlink_to(target)
     with pytest.raises((StoreError, InputError)):
         submit([second], name="planted", authors=["b"], code_url="https://e.org", board=board)
@@ -339,7 +302,8 @@ import os, sys, time
 from pathlib import Path
 from aiax_bench.cli import main
 import jsonschema, aiax_bench.leaderboard.cli, aiax_bench.leaderboard.submit, aiax_bench.data.registry
-aiax_bench.data.registry.resolve("foam@1.0")   # every import done before the start line
+import aiax_bench.evaluation.catalog, aiax_bench.leaderboard.verify
+aiax_bench.data.registry.resolve("foam@2.0")   # every import done before the start line
 gate = Path(sys.argv[1])
 (gate / f"ready-{os.getpid()}").touch()
 while not (gate / "go").exists():
@@ -385,43 +349,93 @@ def test_eight_concurrent_submissions_of_one_name_make_exactly_one_entry(board, 
 
 # ------------------------------------------------------------------------------------------------ ranking
 def test_acquisition_saving_in_words():
-    assert acquisition_saving("foam@1.0", "100proj") == "100 of 500 projections: 5× less scan time, dose and data"
+    assert acquisition_saving(DATASET, "100proj") == "100 of 500 projections: 5× less scan time, dose and data"
+    assert acquisition_saving(DATASET, "dose-1/16") == "all 500 projections at 16× less dose each"
+    assert acquisition_saving(DATASET, "res-x2").startswith("detector binned 2×2: 4× fewer detector pixels")
+    assert acquisition_saving(DATASET, "res-x4").startswith("detector binned 4×4: 16× fewer")
+    assert "continuous rotation" in acquisition_saving(DATASET, "continuous")
 
 
-def test_metric_direction():
-    assert higher_is_better("psnr/reference") and higher_is_better("ssim_slices/truth")
-    assert not higher_is_better("mse/reference")
+def test_metric_directions_come_from_the_catalog():
+    from aiax_bench.evaluation.catalog import metric_spec, rank_values
+
+    assert metric_spec("psnr/truth").direction == "higher" and metric_spec("ssim_slices/clean").direction == "higher"
+    assert metric_spec("mse/reference").direction == "lower"
+    signed = metric_spec("pore_density_per_mm3/rel_error_truth")
+    assert signed.direction == "zero" and signed.signed
+    assert metric_spec("porosity/method").direction == "none"
+    np.testing.assert_array_equal(rank_values("pore_density_per_mm3/rel_error_truth", [-0.031, 0.01]), [0.031, 0.01])
+    with pytest.raises(InputError, match="descriptive"):
+        rank_entries(_entries({"A": [30.0] * 8}), metric="porosity/method")
+    with pytest.raises(InputError, match="not in the metric catalog"):
+        rank_entries(_entries({"A": [30.0] * 8}), metric="bogus/truth")
 
 
-def test_bootstrap_is_reproducible_paired_and_degenerate_for_one_volume():
-    values = np.array([[30.0, 31.0], [29.0, 33.0]])
-    low, high = bootstrap_intervals(values, n_boot=500, seed=0)
-    again = bootstrap_intervals(values, n_boot=500, seed=0)
+def test_bootstrap_is_reproducible_hierarchical_and_degenerate_for_one_value():
+    a = np.array([[30.0, 31.0, 29.0], [30.5, 31.5, 29.5]])  # 2 seeds x 3 volumes
+    low, high = bootstrap_intervals([a], n_boot=500, seed=0)
+    again = bootstrap_intervals([a], n_boot=500, seed=0)
     np.testing.assert_array_equal(low, again[0])
-    assert low[0] == 30.0 and high[0] == 31.0 and low[1] == 29.0 and high[1] == 33.0
-    one = bootstrap_intervals(np.array([[21.0]]))
+    assert 29.0 <= low[0] < a.mean() < high[0] <= 31.5
+    # Seeds are resampled too: a seed-only spread gives a non-zero interval.
+    seeds_only = np.array([[30.0, 30.0], [32.0, 32.0], [34.0, 34.0]])
+    lo, hi = bootstrap_intervals([seeds_only], n_boot=500)
+    assert lo[0] < 32.0 < hi[0]
+    one = bootstrap_intervals([np.array([[21.0]])])
     assert one[0][0] == one[1][0] == 21.0
 
 
-def _entries(spec: dict[str, list[float]], profile: str = "small") -> list[tuple[None, dict]]:
-    return [(None, entry_of(fake_result(psnr=p, profile=profile), name=name)) for name, p in spec.items()]
+def _entries(spec: dict[str, list[float]], profile: str = "small", **options) -> list[tuple[None, dict]]:
+    return [(None, entry_of(fake_result(psnr=p, profile=profile, **options), name=name)) for name, p in spec.items()]
 
 
-def test_overlapping_intervals_tie_with_the_leader():
-    groups = rank_entries(_entries({"Leader": [30.0, 31.0], "Close": [29.5, 31.2], "Far": [20.0, 21.0]}))
+def test_paired_comparison_separates_what_overlapping_intervals_would_tie():
+    """A consistent 0.3 dB gain on every volume is real, although the volumes' spread makes the intervals overlap."""
+    volumes = [22.0, 25.0, 19.0, 27.0, 21.0, 24.0, 20.0, 26.0]
+    groups = rank_entries(_entries({"Better": [v + 0.3 for v in volumes], "Base": volumes,
+                                    "Noisy": [v + d for v, d in zip(volumes, [1, -1, 1.2, -1.1, 0.9, -1, 1, -0.9],
+                                                                    strict=True)]}))
     [group] = groups
     rows = {r.entry["name"]: r for r in group.rows}
-    assert [r.entry["name"] for r in group.rows] == ["Leader", "Close", "Far"]
-    assert rows["Leader"].rank == rows["Close"].rank == 1 and rows["Leader"].tied and rows["Close"].tied
-    assert rows["Far"].rank == 3 and not rows["Far"].tied
-    assert group.n_volumes == 2 and group.saving.startswith("100 of 500")
-    # MSE ranks lower-is-better: the same order.
-    by_mse = rank_entries(_entries({"Leader": [30.0, 31.0], "Far": [20.0, 21.0]}), metric="mse/reference")
-    assert [r.entry["name"] for r in by_mse[0].rows] == ["Leader", "Far"]
+    assert group.rows[0].entry["name"] == "Better"
+    assert rows["Base"].ci_low < rows["Better"].ci_high and rows["Better"].ci_low < rows["Base"].ci_high
+    assert not rows["Base"].tied and rows["Base"].rank == 3
+    # Differences that change sign from volume to volume do not separate from the leader: tied.
+    assert rows["Noisy"].tied and rows["Noisy"].rank == 1 and rows["Better"].tied
+    lo, hi = paired_difference_interval(np.array([volumes]), np.array([volumes]) + 0.3, seeds_a=[0], seeds_b=[0])
+    assert lo == pytest.approx(-0.3) and hi == pytest.approx(-0.3)
+    assert group.n_volumes == 8 and group.saving.startswith("100 of 500")
+    assert {r.n_seeds * r.n_volumes for r in group.rows} == {8}
+
+
+def test_signed_errors_rank_on_their_absolute_value():
+    entries = [(None, entry_of(fake_result(profile="small", density_error=e), name=n))
+               for n, e in (("Under by 3.1 %", -0.031), ("Over by 1 %", 0.01), ("Over by 5 %", 0.05))]
+    [group] = rank_entries(entries, metric="pore_density_per_mm3/rel_error_truth")
+    assert [r.entry["name"] for r in group.rows] == ["Over by 1 %", "Under by 3.1 %", "Over by 5 %"]
+    assert group.rows[0].value == pytest.approx(0.01) and group.rows[1].value == pytest.approx(0.031)
+    assert "absolute" in render_markdown([group])
+
+
+def test_protocols_rank_apart_and_none_entries_are_reference_rows():
+    entries = (_entries({"Net": [30.0] * 8}, supervision="reference")
+               + _entries({"Self": [31.0] * 8}, supervision="self", method="noise2inverse")
+               + _entries({"Ramp FBP": [18.0] * 8}, supervision="none", method="fbp-ramp"))
+    groups = rank_entries(entries)
+    assert [g.supervision for g in groups] == ["reference", "self"]
+    for group in groups:
+        ranked = [r for r in group.rows if not r.reference]
+        [ref] = [r for r in group.rows if r.reference]
+        assert len(ranked) == 1 and ranked[0].rank == 1
+        assert ref.entry["name"] == "Ramp FBP" and ref.rank is None
+        assert "| ref |" in render_markdown([group])
+    assert "self-supervised" in groups[1].title
+    only_none = rank_entries(_entries({"Ramp FBP": [18.0] * 8}, supervision="none", method="fbp-ramp"))
+    assert [g.supervision for g in only_none] == ["none"] and only_none[0].rows[0].rank == 1
 
 
 def test_groups_and_filters():
-    entries = _entries({"S": [30.0, 31.0]}) + _entries({"T": [25.0]}, profile="tiny")
+    entries = _entries({"S": [30.0] * 8}) + _entries({"T": [25.0, 26.0]}, profile="tiny")
     assert [(g.profile, len(g.rows)) for g in rank_entries(entries)] == [("tiny", 1), ("small", 1)]
     assert [g.profile for g in rank_entries(entries, profile="small")] == ["small"]
     assert rank_entries(entries, dataset="foam", split="100proj", profile="tiny")[0].rows[0].entry["name"] == "T"
@@ -436,25 +450,25 @@ EVIL_AUTHOR = "\"><svg onload=alert(4)>"
 
 
 def test_markdown_and_terminal_render_user_text_inert():
-    entries = [(None, build_entry([(r, runs_from_result(r))], name=EVIL_NAME, authors=[EVIL_AUTHOR],
-                                  code_url="https://e.org/x", paper="10.1107/S1600577521011838"))
-               for r in [fake_result(profile="small", psnr=[30.0, 31.0])]]
+    entries = [(None, build_entry([Result.from_dict(fake_result(profile="small", psnr=[30.0, 31.0] * 4))],
+                                  name=EVIL_NAME, authors=[EVIL_AUTHOR], code_url="https://e.org/x",
+                                  paper="10.1107/S1600577521011838"))]
     groups = rank_entries(entries)
     md = render_markdown(groups)
     assert "<img" not in md and "<script" not in md and "<svg" not in md
     assert re.search(r"(?<!\\)\]\(javascript", md) is None  # the link syntax arrives backslashed
     table = [line for line in md.splitlines() if line.startswith("| 1")]
     assert len(table) == 1
-    # The escaped pipe keeps the row at the header's column count.
     header = next(line for line in md.splitlines() if line.startswith("| Rank"))
     assert table[0].replace("\\|", "").count("|") == header.count("|")
     assert "(<https://doi.org/10.1107/S1600577521011838>)" in md
+    assert "8 (1 × 8)" in md  # n = seeds × volumes
     text = render_terminal(groups)
     assert EVIL_NAME in text and "5× less scan time" in text
 
 
 def test_html_is_static_self_contained_and_escaped():
-    groups = rank_entries([(None, entry_of(fake_result(profile="small", psnr=[30.0, 31.0]), name=EVIL_NAME))])
+    groups = rank_entries([(None, entry_of(fake_result(profile="small", psnr=[30.0, 31.0] * 4), name=EVIL_NAME))])
     page = render_html(groups)
     assert page.count("<script") == 1 and "<script src" not in page and "<link" not in page
     assert "<img" not in page and "<svg" not in page
@@ -463,6 +477,15 @@ def test_html_is_static_self_contained_and_escaped():
 
 
 # ------------------------------------------------------------------------------------------- verification
+CLEAN = {"package_version": "0.1.0", "git_commit": "f" * 40, "git_dirty": False, "command": "aiax-bench"}
+
+
+@pytest.fixture
+def clean_checkout(monkeypatch):
+    """Verification names the commit that re-ran the entry and refuses uncommitted code; tests pose as clean."""
+    monkeypatch.setattr("aiax_bench.provenance.code_provenance", lambda: dict(CLEAN))
+
+
 def _submitted(board: Path, tmp_path: Path, **result) -> Path:
     return submit([write(tmp_path / "r.json", fake_result(**result))], name="FBP", authors=["a"],
                   code_url="https://e.org", board=board)
@@ -474,48 +497,108 @@ def _runner(shift: float = 0.0):
 
     def run(request):
         calls.append(request)
-        result = fake_result(psnr=[21.0 + shift], seed=request.seed)
-        result["provenance"]["git_commit"] = "f" * 40
-        return result
+        return fake_result(psnr=[21.0 + shift] * 2, seeds=(request.seed,))
 
     run.calls = calls
     return run
 
 
-def test_verify_marks_a_reproduced_entry_verified_and_changes_nothing_else(board, tmp_path):
+def test_verify_retrains_records_the_rerun_and_check_recomputes_it(board, tmp_path, clean_checkout):
     path = _submitted(board, tmp_path)
     before = json.loads(path.read_text())
     runner = _runner()
-    check = verify_entry(path.stem, board=board, runner=runner, log=lambda _: None)
+    check = verify_entry(path.stem, board=board, yes_run_code=True, runner=runner, log=lambda _: None)
     assert check["status"] == "verified" and check["max_abs_diff"] == 0.0 and check["git_commit"] == "f" * 40
     [request] = runner.calls
     assert (request.method, request.dataset, request.profile, request.split, request.seed, request.config) == \
-        ("fbp", "foam@1.0", "tiny", "100proj", 0, {"filter": None})
+        ("fbp", DATASET, "tiny", "100proj", 0, {"filter": "hann"})
+    assert request.reuse_checkpoints is False  # a verification trains again
+    assert (board / check["rerun_file"]).is_file()
     after = json.loads(path.read_text())
     assert after.pop("verification")["status"] == "verified"
     before.pop("verification")
     assert after == before
     [row] = rank_entries(load_entries(board))[0].rows
     assert row.status == "verified"
+    # Editing the re-run record, or the entry's numbers beyond tolerance, is caught by the check.
+    from aiax_bench.leaderboard.cli import check_board
+
+    assert check_board(board) == []
+    record = board / check["rerun_file"]
+    record.write_text(record.read_text().replace("21.0", "21.5"))
+    [problem] = check_board(board)
+    assert "field verification.rerun_sha256" in problem
 
 
-def test_verify_flags_numbers_that_do_not_reproduce(board, tmp_path):
+def test_verify_flags_numbers_that_do_not_reproduce(board, tmp_path, clean_checkout):
     path = _submitted(board, tmp_path)
-    check = verify_entry(path, board=board, runner=_runner(shift=0.5), log=lambda _: None)
+    check = verify_entry(path, board=board, yes_run_code=True, runner=_runner(shift=0.5), log=lambda _: None)
     assert check["status"] == "mismatch" and "test-000" in check["worst"] and check["max_abs_diff"] >= 0.5
     assert rank_entries(load_entries(board))[0].rows[0].status == "not reproduced"
-    # Within a loose enough tolerance it reproduces.
-    assert verify_entry(path, board=board, runner=_runner(shift=0.5), rtol=0.2, log=lambda _: None)["status"] == \
-        "verified"
+    entry = json.loads(path.read_text())
+    entry["verification"]["status"] = "verified"  # a hand edit of the verdict
+    path.write_text(json.dumps(entry))
+    with pytest.raises(InputError) as exc:
+        load_entry(path)
+    assert field_of(exc).endswith("field verification.status")
 
 
-def test_entries_from_an_older_evaluator_are_flagged_for_rescoring(board, tmp_path):
+def test_verify_runs_code_only_with_consent_from_a_clean_checkout(board, tmp_path, monkeypatch):
+    path = _submitted(board, tmp_path)
+    runner = _runner()
+    monkeypatch.setattr("aiax_bench.provenance.code_provenance", lambda: dict(CLEAN))
+    with pytest.raises(InputError) as exc:
+        verify_entry(path.stem, board=board, runner=runner, log=lambda _: None)
+    assert field_of(exc) == "--yes-run-code"
+    with pytest.raises(InputError):
+        verify_entry(path.stem, board=board, confirm=lambda question: False, runner=runner, log=lambda _: None)
+    assert runner.calls == []
+    assert verify_entry(path.stem, board=board, confirm=lambda question: "fbp" in question, runner=runner,
+                        log=lambda _: None)["status"] == "verified"
+    monkeypatch.setattr("aiax_bench.provenance.code_provenance", lambda: {**CLEAN, "git_dirty": True})
+    with pytest.raises(InputError, match="clean checkout"):
+        verify_entry(path.stem, board=board, yes_run_code=True, runner=runner, log=lambda _: None)
+
+
+@pytest.mark.parametrize("method_ref", ["../../../../tmp/evil.py:Evil", "/tmp/evil.py:Evil", "no-such-method",
+                                        "methods/missing.py:Mine"])
+def test_verify_runs_only_registered_methods_or_files_in_the_checkout(board, tmp_path, method_ref, clean_checkout):
+    (tmp_path / "evil.py").write_text("raise SystemExit('ran')\n")
+    entry = entry_of(fake_result())
+    entry["method_ref"] = method_ref
+    path = write(board / "submissions" / f"{entry['id']}.json", entry)
+    runner = _runner()
+    with pytest.raises(InputError) as exc:
+        verify_entry(path.stem, board=board, yes_run_code=True, runner=runner, log=lambda _: None)
+    assert field_of(exc).endswith("method_ref")
+    assert runner.calls == []
+
+
+def test_verify_loads_a_method_file_inside_the_checkout(board, tmp_path, clean_checkout):
+    methods = board.parent / "methods"
+    methods.mkdir()
+    (methods / "mine.py").write_text("")
+    entry = entry_of(fake_result())
+    entry["method_ref"] = "methods/mine.py:Mine"
+    path = write(board / "submissions" / f"{entry['id']}.json", entry)
+    runner = _runner()
+    verify_entry(path.stem, board=board, yes_run_code=True, runner=runner, log=lambda _: None)
+    [request] = runner.calls
+    assert request.method == f"{(methods / 'mine.py').resolve()}:Mine"
+
+
+def test_entries_from_an_older_evaluator_are_flagged_for_rescoring(board, tmp_path, clean_checkout):
     result = fake_result(evaluator_version="0.9")
-    path = submit([write(tmp_path / "r.json", result)], name="Old", authors=["a"], code_url="https://e.org",
-                  board=board)
+    for run in result["runs"]:
+        for record in run["records"]:
+            record["evaluator_version"] = "0.9"
+    entry = entry_of(result, name="Old")
+    entry["evaluator_version"] = "0.9"
+    path = write(board / "submissions" / f"{entry['id']}.json", entry)
     before = path.read_bytes()
     runner = _runner()
-    assert verify_entry(path.stem, board=board, runner=runner, log=lambda _: None)["status"] == "stale"
+    assert verify_entry(path.stem, board=board, yes_run_code=True, runner=runner, log=lambda _: None)["status"] == \
+        "stale"
     assert runner.calls == [] and path.read_bytes() == before
     assert rank_entries(load_entries(board))[0].rows[0].status == "re-score"
 
@@ -523,16 +606,18 @@ def test_entries_from_an_older_evaluator_are_flagged_for_rescoring(board, tmp_pa
 def test_verify_refuses_a_file_outside_the_board(board, tmp_path):
     stray = write(tmp_path / "stray.json", entry_of(fake_result()))
     with pytest.raises((InputError, StoreError)):
-        verify_entry(stray, board=board, runner=_runner(), log=lambda _: None)
+        verify_entry(stray, board=board, yes_run_code=True, runner=_runner(), log=lambda _: None)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
-def test_cli_submit_verify_and_render(board, tmp_path, capsys, monkeypatch):
+def test_cli_submit_verify_and_render(board, tmp_path, capsys, monkeypatch, clean_checkout):
     result = write(tmp_path / "r.json", fake_result())
     monkeypatch.setattr("aiax_bench.leaderboard.verify._default_runner", _runner())
     args = [str(result), "--name", "FBP", "--authors", "A. Author", "--code-url", "https://e.org",
             "--board", str(board)]
-    assert main(["submit", *args, "--verify"]) == 0
+    assert main(["submit", *args, "--verify"]) == 2  # no consent, no terminal to ask on
+    assert "--yes-run-code" in capsys.readouterr().err
+    assert main(["submit", "--verify", "foam-2.0--tiny--100proj--fbp", "--yes-run-code", "--board", str(board)]) == 0
     assert "verified" in capsys.readouterr().out
     assert main(["submit", *args]) == 2  # exists
     assert "never overwritten" in capsys.readouterr().err
@@ -542,7 +627,7 @@ def test_cli_submit_verify_and_render(board, tmp_path, capsys, monkeypatch):
 
     assert main(["leaderboard", "--board", str(board), "--write"]) == 0
     out = capsys.readouterr().out
-    assert "foam@1.0 · 100proj · tiny profile" in out and "verified" in out
+    assert "foam@2.0 · 100proj · tiny profile" in out and "verified" in out
     assert (board / "README.md").exists() and (board / "index.html").exists()
     assert main(["leaderboard", "--board", str(board), "--check"]) == 0
     with open(board / "README.md", "a") as fh:
@@ -551,7 +636,7 @@ def test_cli_submit_verify_and_render(board, tmp_path, capsys, monkeypatch):
     assert "out of date" in capsys.readouterr().out
     broken = json.loads(next((board / "submissions").glob("*.json")).read_text())
     broken.pop("authors")
-    write(board / "submissions" / "foam-1.0--tiny--100proj--broken.json", broken)
+    write(board / "submissions" / "foam-2.0--tiny--100proj--broken.json", broken)
     assert main(["leaderboard", "--board", str(board), "--check"]) == 1
     assert "field authors is missing" in capsys.readouterr().out
     assert main(["leaderboard", "--board", str(tmp_path / "nowhere")]) == 2
@@ -580,11 +665,14 @@ def test_committed_board_is_valid_and_rendered():
         assert "/tmp/" not in text and "/work/" not in text and "/home/" not in text, path
 
 
-def test_verified_baseline_is_on_the_board():
-    entries = load_entries(REPO / "leaderboard")
-    fbp = [e for _, e in entries if e["method"] == "fbp" and e["dataset"] == "foam@1.0" and e["split"] == "100proj"]
-    assert fbp, "the fbp baseline entry on foam@1.0/100proj is missing"
-    assert any(e["verification"]["status"] == "verified" and e["profile"] == "small" for e in fbp)
+def test_committed_learned_entries_have_three_seeds_and_are_verified():
+    """Every learned entry on the board: at least 3 seeds; every entry: verified by a re-run."""
+    from aiax_bench.methods import get_method
+
+    for path, entry in load_entries(REPO / "leaderboard"):
+        if get_method(entry["method"]).trainable:
+            assert len(entry["seeds"]) >= 3, path.name
+        assert entry["verification"]["status"] == "verified", path.name
 
 
 def test_entry_copy_is_independent():
@@ -592,47 +680,44 @@ def test_entry_copy_is_independent():
     result = fake_result()
     entry = entry_of(result)
     snapshot = copy.deepcopy(result)
-    entry["runs"][0]["records"][0]["psnr/reference"] = -1.0
+    entry["runs"][0]["records"][0]["psnr/truth"] = -1.0
     assert result == snapshot
 
 
-def test_segmentation_entries_compete_per_split_and_annotation_protocol(board, tmp_path):
+def test_segmentation_entries_compete_per_split_and_annotation_protocol(board, tmp_path, clean_checkout):
     def seg_result(k: int | None, jaccard: list[float]) -> dict:
-        result = fake_result(psnr=jaccard, profile="small", method="unet-seg")
-        for rec, j in zip(result["records"], jaccard, strict=True):
-            rec["jaccard/mean"] = j / 40
-        result.update(task="segment", split="reference", annotated_slices=k, metrics=aggregate(result["records"]))
-        result["provenance"].update(split="reference", annotated_slices=k)
-        return result
+        result = fake_result(psnr=jaccard, profile="small", method="unet-seg", supervision="truth")
+        for run in result["runs"]:
+            for rec, j in zip(run["records"], jaccard, strict=True):
+                rec["jaccard/mean"] = j / 60
+        doc = {**result, "task": "segment", "split": "reference", "annotated_slices": k}
+        doc["provenance"] = {**result["provenance"], "split": "reference", "annotated_slices": k}
+        doc["metrics"] = _aggregate(doc["runs"])
+        return doc
 
-    paths = [submit([write(tmp_path / f"r{k}.json", seg_result(k, [30.0 + (k or 20), 31.0 + (k or 20)]))],
+    paths = [submit([write(tmp_path / f"r{k}.json", seg_result(k, [30.0 + (k or 20), 31.0 + (k or 20)] * 4))],
                     name=f"U-Net {k}", authors=["a"], code_url="https://e.org", board=board) for k in (1, 5, None)]
-    assert [p.stem for p in paths] == ["foam-1.0--small--reference-annotated-1--u-net-1",
-                                       "foam-1.0--small--reference-annotated-5--u-net-5",
-                                       "foam-1.0--small--reference--u-net-none"]
+    assert [p.stem for p in paths] == ["foam-2.0--small--reference-annotated-1--u-net-1",
+                                       "foam-2.0--small--reference-annotated-5--u-net-5",
+                                       "foam-2.0--small--reference--u-net-none"]
     assert [load_entry(p).get("annotated_slices") for p in paths] == [1, 5, None]
     # One group per protocol: a model trained on 5 labelled slices never ranks against one trained on all.
     groups = rank_entries(load_entries(board))  # segmentation ranks on jaccard/mean by default
     assert sorted(g.split for g in groups) == ["reference", "reference+annotated-1", "reference+annotated-5"]
     assert {g.metric for g in groups} == {"jaccard/mean"} and all("segmentation" in g.title for g in groups)
     savings = {g.split: g.saving for g in groups}
-    assert savings["reference"] == "same acquisition as the reference scan"
+    assert savings["reference"] == "the reference scan itself"
     assert savings["reference+annotated-5"] == savings["reference"] + "; training labels on 5 slices per volume"
-    # Segmentation and enhancement on the same split never share a group.
-    seg_100 = {**seg_result(None, [30.0, 31.0]), "split": "100proj"}
-    mixed = [(None, entry_of(seg_100, name="Seg")), (None, entry_of(fake_result(profile="small", psnr=[30.0, 31.0])))]
-    assert sorted((g.task, g.metric, len(g.rows)) for g in rank_entries(mixed)) == \
-        [("enhance", "psnr/reference", 1), ("segment", "jaccard/mean", 1)]
     only = rank_entries(load_entries(board), metric="jaccard/mean", split="reference+annotated-5")
     assert [g.split for g in only] == ["reference+annotated-5"] and only[0].rows[0].entry["name"] == "U-Net 5"
-    assert len(rank_entries(load_entries(board), metric="jaccard/mean", split="reference")) == 3
     calls = []
 
     def runner(request):
         calls.append(request)
-        return seg_result(request.annotated_slices, [35.0, 36.0])
+        return seg_result(request.annotated_slices, [35.0, 36.0] * 4)
 
-    assert verify_entry(paths[1].stem, board=board, runner=runner, log=lambda _: None)["status"] == "verified"
+    assert verify_entry(paths[1].stem, board=board, yes_run_code=True, runner=runner,
+                        log=lambda _: None)["status"] == "verified"
     assert [(c.split, c.annotated_slices) for c in calls] == [("reference", 5)]
     # The protocol belongs to segmentation: an enhancement entry on 'reference' or with annotations is refused.
     for change in ({"split": "reference"}, {"annotated_slices": 5}):
@@ -640,3 +725,9 @@ def test_segmentation_entries_compete_per_split_and_annotation_protocol(board, t
         with pytest.raises(InputError) as excinfo:
             validate_entry(doc, where="x.json")
         assert field_of(excinfo).endswith(("field split", "field annotated_slices"))
+
+
+def _aggregate(runs):
+    from aiax_bench.results import aggregate_runs
+
+    return aggregate_runs(runs)

@@ -225,9 +225,9 @@ def test_evaluate_trains_logs_curves_and_checkpoint_to_mlflow(tiny_env, tmp_path
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    run_id = result["mlflow_run_id"]
+    run_id = result["runs"][0]["mlflow_run_id"]
     assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [6]
     assert len(client.get_metric_history(run_id, "val/psnr")) == 3
     artifacts = {a.path for a in client.list_artifacts(run_id, "checkpoint")}
     assert {"checkpoint/weights.pt", "checkpoint/metadata.json", "checkpoint/config.json"} <= artifacts
-    assert result["efficiency"]["parameters"] == MSDNet({"depth": 3}).parameter_count()
+    assert result["runs"][0]["efficiency"]["parameters"] == MSDNet({"depth": 3}).parameter_count()

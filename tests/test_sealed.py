@@ -107,6 +107,6 @@ def test_an_honest_method_is_scored(tiny_env, tmp_path, monkeypatch, capsys):
     assert doc["dataset"] == "foam@2.0" and doc["supervision"] == "none"
     assert {"psnr/truth", "psnr/clean", "psnr/reference"} <= set(doc["metrics"])
     # The out-of-distribution sample is scored too, in a group of its own.
-    assert [r["sample_id"] for r in doc["ood"]["records"]] == ["ood-test-000"]
-    assert "psnr/truth" in doc["ood"]["metrics"]
+    assert [r["sample_id"] for r in doc["runs"][0]["ood_records"]] == ["ood-test-000"]
+    assert "psnr/truth" in doc["ood_metrics"]
     assert [r.info.status for r in _runs(tmp_path)] == ["FINISHED"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -40,6 +40,12 @@ REGISTRY_SCHEMA: dict[str, Any] = {
                         "recipe": {"type": "string"},
                         "recipe_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                         "default_profile": {"type": "string"},
+                        "content_sha256": {
+                            "description": "content sha256 of the store each profile builds to (bit-identical "
+                                           "on every machine); leaderboard entries must carry it",
+                            "type": "object",
+                            "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        },
                         "archives": {
                             "type": "object",
                             "additionalProperties": {
@@ -147,6 +153,8 @@ class DatasetVersion:
     default_profile: str
     evaluation: dict[str, Any]
     archives: dict[str, dict[str, Any]]
+    #: Content sha256 of the store each profile builds to, where the registry publishes one.
+    content_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -242,4 +250,5 @@ def resolve(ref: str) -> DatasetVersion:
     _validate(recipe, RECIPE_SCHEMA, spec["recipe"])
     return DatasetVersion(name=name, version=version, title=entry["title"], recipe=recipe,
                           recipe_sha256=digest, default_profile=spec["default_profile"],
-                          evaluation=spec["evaluation"], archives=spec.get("archives", {}))
+                          evaluation=spec["evaluation"], archives=spec.get("archives", {}),
+                          content_sha256=spec.get("content_sha256", {}))

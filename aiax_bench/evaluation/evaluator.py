@@ -377,11 +377,14 @@ class Evaluator:
 
     @staticmethod
     def aggregate(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-        """Mean and standard deviation of every numeric metric over the volumes.
+        """Mean and sample standard deviation (``ddof=1``, as everywhere) of every numeric metric over the volumes.
 
         NaN values (an undefined metric, e.g. a size stratum with no pore) are
-        left out; ``n`` says how many volumes the mean is over.
+        left out; ``n`` says how many volumes the mean is over; the standard
+        deviation of fewer than two values is NaN.
         """
+        from aiax_bench.results import sample_std
+
         keys = [k for k, v in records[0].items() if k != "sample_id" and _is_number(v)]
         out = {}
         for key in keys:
@@ -389,8 +392,8 @@ class Evaluator:
             defined = values[~np.isnan(values)]
             with np.errstate(invalid="ignore"):  # an exact match scores PSNR ∞, whose spread is undefined
                 mean = float(defined.mean()) if defined.size else float("nan")
-                std = float(defined.std()) if defined.size else float("nan")
-            out[key] = {"mean": mean, "std": std, "n": int(defined.size)}
+                std = sample_std(defined)
+            out[key] = {"mean": mean, "std": float("nan") if std is None else std, "n": int(defined.size)}
         return out
 
     # ------------------------------------------------------------------ figures

@@ -73,9 +73,9 @@ def rank_checks(scores: dict[str, dict[str, Any]], metrics: Sequence[str] = YARD
                 ) -> list[dict[str, Any]]:
     """Where the phantom ranks on each metric among the scored candidates.
 
-    Errors rank on their absolute value (a signed error of −3 % is not better
-    than 0 %); the direction of every other metric follows
-    :func:`~aiax_bench.leaderboard.rank.higher_is_better`.
+    Directions come from the metric catalog (:mod:`aiax_bench.evaluation.catalog`):
+    signed errors rank on their absolute value (a signed error of −3 % is not
+    better than 0 %).
 
     Returns
     -------
@@ -83,19 +83,16 @@ def rank_checks(scores: dict[str, dict[str, Any]], metrics: Sequence[str] = YARD
         Per metric: ``metric``, ``truth`` (its value), ``best_other`` (the best other
         candidate and its value) and ``truth_first`` (ties with the best count as first).
     """
-    from aiax_bench.leaderboard.rank import higher_is_better
+    from aiax_bench.evaluation.catalog import rank_values
 
     rows = []
     for metric in metrics:
         values = {name: s["aggregate"][metric]["mean"] for name, s in scores.items() if metric in s["aggregate"]}
         if "truth" not in values:
             continue
-        signed = "rel_error" in metric
 
-        def key(name: str, signed=signed, metric=metric, values=values) -> float:
-            v = values[name]
-            v = abs(v) if signed else v
-            return v if (signed or not higher_is_better(metric)) else -v
+        def key(name: str, metric=metric, values=values) -> float:
+            return float(rank_values(metric, values[name]))
 
         others = sorted((n for n in values if n != "truth"), key=key)
         best = others[0] if others else None

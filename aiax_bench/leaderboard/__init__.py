@@ -12,7 +12,7 @@ from aiax_bench.leaderboard.rank import (
     rank_entries,
 )
 from aiax_bench.leaderboard.render import render_html, render_markdown, render_terminal, write_board
-from aiax_bench.leaderboard.schema import expected_dataset_sha256, load_schema, validate_entry
+from aiax_bench.leaderboard.schema import load_schema, validate_entry
 from aiax_bench.leaderboard.submit import build_entry, load_entries, load_result, submit
 from aiax_bench.leaderboard.verify import verify_entry
 
@@ -22,7 +22,6 @@ __all__ = [
     "acquisition_saving",
     "bootstrap_intervals",
     "build_entry",
-    "expected_dataset_sha256",
     "load_entries",
     "load_result",
     "load_schema",

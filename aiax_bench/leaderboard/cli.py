@@ -42,12 +42,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
             return 0
         entries = [path.stem]
     failed = 0
+    confirm = _ask if sys.stdin.isatty() and not args.yes_run_code else None
     for ref in entries:
-        result = verify_entry(ref, board=board, rtol=args.rtol, atol=args.atol, tracking_uri=args.tracking_uri,
+        result = verify_entry(ref, board=board, yes_run_code=args.yes_run_code, confirm=confirm, rtol=args.rtol,
+                              atol=args.atol, tracking_uri=args.tracking_uri,
                               log=lambda line: print(line, file=sys.stderr))
         failed += result["status"] != "verified"
         print(f"{Path(ref).name.removesuffix('.json')}: {result['status']}")
     return 1 if failed else 0
+
+
+def _ask(question: str) -> bool:
+    """An interactive yes/no question (only asked when stdin is a terminal)."""
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -91,7 +98,7 @@ def check_board(board: Path) -> list[str]:
     problems = []
     for path in entry_files(board):
         try:
-            load_entry(path, use_store=False)
+            load_entry(path)
         except AiaxError as exc:
             problems.append(f"{path}: {exc}")
     folder = submissions_dir(board)
@@ -127,6 +134,9 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--verify", action="store_true",
                    help="re-run the evaluation (from the entry's method, config, data and seeds) and record "
                         "whether it reproduces")
+    p.add_argument("--yes-run-code", action="store_true",
+                   help="consent to --verify running the entry's method (a registered one, or a file inside this "
+                        "checkout); without it the command asks on a terminal and refuses otherwise")
     p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
                    help=f"relative tolerance of --verify per metric and volume (default {DEFAULT_RTOL:g})")
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
@@ -137,15 +147,17 @@ def add_subcommands(subparsers) -> None:
 
     lb = subparsers.add_parser(
         "leaderboard", help="rank the entries and render the board (terminal, Markdown, HTML)",
-        description="Rank the entries in BOARD/submissions per dataset, profile and split on one metric, with "
-                    "bootstrap confidence intervals over test volumes (entries overlapping the leader are tied), "
+        description="Rank the entries in BOARD/submissions per dataset, profile, split and supervision protocol "
+                    "on one metric of the catalog, with hierarchical bootstrap intervals over seeds and test volumes "
+                    "(an entry a paired bootstrap cannot separate from the leader is tied), n = seeds × volumes, "
                     "efficiency columns and the acquisition saving of the split. Prints the board; --write also "
                     "rewrites BOARD/README.md and BOARD/index.html (always the whole board).")
     lb.add_argument("--dataset", default=None, help="only this dataset (NAME or NAME@VERSION)")
     lb.add_argument("--split", default=None, help="only this split, e.g. 100proj")
     lb.add_argument("--profile", default=None, help="only this dataset profile, e.g. small")
     lb.add_argument("--metric", default=None,
-                    help=f"ranking metric, FAMILY/TARGET (default: the dataset's rank_metric, psnr/truth from "
+                    help=f"ranking metric, FAMILY/TARGET of the metric catalog (default: the dataset's rank_metric, "
+                         "psnr/truth from "
                          f"2.0 on, {DEFAULT_METRIC} on 1.0, {DEFAULT_METRICS['segment']} for segmentation; "
                          "e.g. ssim/truth)")
     lb.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")

@@ -20,32 +20,19 @@ __all__ = [
     "acquisition_saving",
     "bootstrap_intervals",
     "default_metric",
-    "higher_is_better",
     "metric_label",
+    "paired_difference_interval",
     "rank_entries",
     "status_of",
 ]
 
 #: The metric entries are ranked on unless ``--metric`` or the dataset's registry entry
 #: (``evaluation.rank_metric``: ``psnr/truth`` from version 2.0 on) says otherwise.
-#: Version 1.0 datasets keep ranking against their reference scan, as their entries were made.
 DEFAULT_METRIC = "psnr/reference"
 #: The default per task: segmentations rank on the mean class Jaccard index against the exact labels.
 DEFAULT_METRICS = {"enhance": DEFAULT_METRIC, "segment": "jaccard/mean"}
-
-_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM 3D", "ssim_slices": "SSIM slice-mean", "mse": "MSE (1/cm)²",
-           "jaccard": "Jaccard", "dice": "Dice"}
-# Metric families where smaller is better; anything else (PSNR, SSIM, Dice, ...) is larger-is-better.
-_LOWER_IS_BETTER = ("mse", "rmse", "mae", "error", "distance", "wasserstein")
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether larger values of ``metric`` (``family/target``) rank higher.
-
-    Errors and distances (``mse/...``, ``porosity/rel_error_truth``, ``wasserstein_log_diameter/...``)
-    rank lower-is-better; everything else (PSNR, SSIM, Dice, Jaccard) higher-is-better.
-    """
-    return not any(word in part for part in metric.lower().split("/") for word in _LOWER_IS_BETTER)
+#: The protocol whose entries are shown, unranked, as reference rows in every other protocol's group.
+REFERENCE_PROTOCOL = "none"
 
 
 def default_metric(dataset: str, task: str) -> str:
@@ -62,42 +49,62 @@ def default_metric(dataset: str, task: str) -> str:
 
 
 def metric_label(metric: str) -> str:
-    """``PSNR (dB) vs reference`` for ``psnr/reference``, ``Jaccard (mean over phases)`` for ``jaccard/mean``."""
-    family, _, target = metric.partition("/")
-    name = _LABELS.get(family, family)
-    if family in ("jaccard", "dice"):  # segmentation metrics are per phase, against the exact labels
-        return f"{name} ({'mean over phases' if target == 'mean' else target})"
-    return f"{name} vs {target}" if target else name
+    """The catalog's label of ``metric``, e.g. ``PSNR (dB) vs truth``."""
+    from aiax_bench.evaluation.catalog import label
+
+    return label(metric)
 
 
 def _times(factor: float) -> str:
     return f"{factor:.0f}×" if abs(factor - round(factor)) < 0.05 else f"{factor:.1f}×"
 
 
+def _sparse(meta: dict[str, Any], reference: int) -> str | None:
+    n = meta.get("n_angles")
+    if isinstance(n, int) and 0 < n < reference:
+        return f"{n} of {reference} projections: {_times(reference / n)} less scan time, dose and data"
+    return None
+
+
+def _dose(meta: dict[str, Any], reference: int) -> str | None:
+    dose = meta.get("dose_factor")
+    if isinstance(dose, int | float) and 0 < dose < 1:
+        return f"all {reference} projections at {_times(1 / dose)} less dose each"
+    return None
+
+
+def _binning(meta: dict[str, Any], reference: int) -> str | None:
+    factor = meta.get("factor")
+    if isinstance(factor, int) and factor > 1:
+        return (f"detector binned {factor}×{factor}: {_times(factor ** 2)} fewer detector pixels to read and store, "
+                f"reconstructed {factor}× coarser")
+    return None
+
+
+def _continuous(meta: dict[str, Any], reference: int) -> str | None:
+    sparse = _sparse(meta, reference)
+    return None if sparse is None else f"{sparse}, acquired during continuous rotation (no stop-and-go)"
+
+
+#: What a split of each recipe ``kind`` saves against the reference scan, in words.
+SAVINGS = {"sparse": _sparse, "dose": _dose, "binning": _binning, "continuous": _continuous}
+
+
 def acquisition_saving(dataset: str, split: str) -> str:
     """What a split saves against the reference acquisition, in words.
 
     ``100proj`` of 500 reference projections reads "100 of 500 projections:
-    5× less scan time, dose and data". Dose (``dose_factor``) and detector
-    binning (``binning``) splits are described when their recipes say so, and
-    the annotated-k protocol of segmentation entries (``reference+annotated-5``).
+    5× less scan time, dose and data"; every split kind of the recipes
+    (:data:`SAVINGS`) is described from its recipe keys, and the annotated-k
+    protocol of segmentation entries (``reference+annotated-5``) is added.
     """
     from aiax_bench.data.registry import resolve
 
     spec = resolve(dataset)
     meta = spec.splits.get(split.partition("+")[0], {})
     reference = spec.recipe["acquisition"]["reference_angles"]
-    parts = []
-    n = meta.get("n_angles")
-    if isinstance(n, int) and 0 < n < reference:
-        parts.append(f"{n} of {reference} projections: {_times(reference / n)} less scan time, dose and data")
-    dose = meta.get("dose_factor")
-    if isinstance(dose, int | float) and 0 < dose < 1:
-        parts.append(f"{_times(1 / dose)} less dose per projection")
-    binning = meta.get("binning")
-    if isinstance(binning, int) and binning > 1:
-        parts.append(f"detector binned {binning}×: {_times(binning ** 2)} fewer detector pixels to read and store")
-    saving = "; ".join(parts) or "same acquisition as the reference scan"
+    describe = SAVINGS.get(meta.get("kind"))
+    saving = (describe(meta, reference) if describe else None) or "the reference scan itself"
     _, _, protocol = split.partition("+annotated-")
     if protocol:  # the annotation effort is part of what a segmentation entry saves
         saving += f"; training labels on {protocol} slices per volume"
@@ -116,20 +123,39 @@ def status_of(entry: dict[str, Any], *, evaluator_version: str | None = None) ->
     return "not reproduced" if check["status"] == "mismatch" else "unverified"
 
 
-def bootstrap_intervals(values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
-                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap intervals of the mean over test volumes, one per entry.
+def _seed_means(tables: Sequence[np.ndarray], keys: Sequence[Any], vol_idx: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap means (entries, n_boot): volumes resampled with ``vol_idx``; seeds resampled per entry.
+
+    Entries with the same key (their seed list) share their seed resamples (paired by seed); others draw
+    their own.
+    """
+    n_boot = vol_idx.shape[0]
+    draws: dict[Any, np.ndarray] = {}
+    out = np.empty((len(tables), n_boot))
+    for i, (table, key) in enumerate(zip(tables, keys, strict=True)):
+        n_seeds = table.shape[0]
+        if (key, n_seeds) not in draws:
+            draws[key, n_seeds] = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+        per_seed = table[:, vol_idx].mean(axis=2)  # (seeds, n_boot): each seed's mean over resampled volumes
+        out[i] = np.take_along_axis(per_seed.T, draws[key, n_seeds], axis=1).mean(axis=1)
+    return out
+
+
+def bootstrap_intervals(tables: Sequence[np.ndarray], *, seeds: Sequence[Sequence[int]] | None = None,
+                        n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Hierarchical percentile bootstrap of the mean over seeds and test volumes, one interval per entry.
 
     Parameters
     ----------
-    values : ndarray, shape (entries, volumes)
-        Per-volume metric values (seed means), columns in the same volume order.
-    n_boot : int
-        Number of resamples.
-    level : float
-        Coverage of the interval.
-    seed : int
-        Seed of the resampling, fixed so that the rendered board is reproducible.
+    tables : sequence of ndarray, each (seeds, volumes)
+        Per-seed, per-volume values, columns in the same volume order.
+    seeds : sequence of sequence of int, optional
+        Each entry's seed list; entries with the same list are resampled on the
+        same seeds. By default every entry draws its own.
+    n_boot, level, seed
+        Resamples, coverage, and the resampling seed (fixed: the board is reproducible).
 
     Returns
     -------
@@ -138,42 +164,69 @@ def bootstrap_intervals(values: np.ndarray, *, n_boot: int = 2000, level: float 
 
     Notes
     -----
-    Every entry is resampled with the same volume indices (a paired
-    bootstrap): entries scored on the same volumes are compared on the same
-    resamples. With one test volume the interval is that volume's value.
+    Both levels are resampled: the test volumes (the same indices for every
+    entry, a paired design) and, within each entry, its seeds. With one seed
+    and one volume the interval is that value.
     """
-    values = np.asarray(values, dtype=np.float64)
+    tables = [np.atleast_2d(np.asarray(t, dtype=np.float64)) for t in tables]
+    keys = [tuple(s) for s in seeds] if seeds is not None else [("entry", i) for i in range(len(tables))]
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, values.shape[1], size=(n_boot, values.shape[1]))
-    means = values[:, idx].mean(axis=2)  # (entries, n_boot)
+    vol_idx = rng.integers(0, tables[0].shape[1], size=(n_boot, tables[0].shape[1]))
+    means = _seed_means(tables, keys, vol_idx, rng)
     alpha = (1 - level) / 2
     return np.quantile(means, alpha, axis=1), np.quantile(means, 1 - alpha, axis=1)
 
 
+def paired_difference_interval(a: np.ndarray, b: np.ndarray, *, seeds_a: Sequence[int], seeds_b: Sequence[int],
+                               n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of mean(a) − mean(b) over the same test volumes (and the same seeds where shared).
+
+    ``a`` and ``b`` are (seeds, volumes) tables on the same volumes. Each
+    resample draws one set of volume indices for both; the seeds of entries with
+    the same seed list are drawn together too, so what the two share (hard
+    volumes, a lucky seed) cancels in the difference. The two are statistically
+    tied at ``level`` when the interval contains 0.
+    """
+    rng = np.random.default_rng(seed)
+    a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    if a.shape[1] != b.shape[1]:
+        raise InputError("paired comparison", f"has {a.shape[1]} and {b.shape[1]} volumes",
+                         "compare entries scored on the same test volumes")
+    vol_idx = rng.integers(0, a.shape[1], size=(n_boot, a.shape[1]))
+    means = _seed_means([a, b], [tuple(seeds_a), tuple(seeds_b)], vol_idx, rng)
+    diff = means[0] - means[1]
+    alpha = (1 - level) / 2
+    return float(np.quantile(diff, alpha)), float(np.quantile(diff, 1 - alpha))
+
+
 @dataclass
 class Row:
-    """One ranked entry."""
+    """One entry of a group: ranked, or (protocol ``none`` in another protocol's group) a reference row."""
 
     entry: dict[str, Any]
     path: Path | None
-    rank: int
+    rank: int | None
     tied: bool
     value: float
     ci_low: float
     ci_high: float
     status: str
+    n_seeds: int
+    n_volumes: int
+    reference: bool = False
 
 
 @dataclass
 class Group:
-    """The ranked entries of one dataset version, profile and split."""
+    """The entries of one dataset version, profile, split, task and supervision protocol."""
 
     dataset: str
     profile: str
     split: str
     task: str
+    supervision: str
     metric: str
-    higher_better: bool
+    direction: str
     saving: str
     n_volumes: int
     level: float
@@ -182,15 +235,22 @@ class Group:
     missing: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def higher_better(self) -> bool:
+        return self.direction == "higher"
+
+    @property
     def title(self) -> str:
+        from aiax_bench.results import supervision_label
+
         task = " · segmentation" if self.task == "segment" else ""
-        return f"{self.dataset} · {self.split} · {self.profile} profile{task}"
+        return (f"{self.dataset} · {self.split} · {self.profile} profile{task} · "
+                f"{supervision_label(self.supervision)}")
 
 
-def _per_volume(entry: dict[str, Any], metric: str, ids: list[str]) -> np.ndarray:
-    """The metric per test volume, averaged over the entry's seeds."""
-    table = [[{r["sample_id"]: r for r in run["records"]}[sid][metric] for sid in ids] for run in entry["runs"]]
-    return np.asarray(table, dtype=np.float64).mean(axis=0)
+def _table(entry: dict[str, Any], metric: str, ids: list[str]) -> np.ndarray:
+    """The metric per seed and test volume, (seeds, volumes)."""
+    rows = [[{r["sample_id"]: r for r in run["records"]}[sid][metric] for sid in ids] for run in entry["runs"]]
+    return np.asarray(rows, dtype=np.float64)
 
 
 def _matches(entry: dict[str, Any], dataset: str | None, split: str | None, profile: str | None) -> bool:
@@ -201,34 +261,41 @@ def _matches(entry: dict[str, Any], dataset: str | None, split: str | None, prof
     return not profile or entry["profile"] == profile
 
 
-def _group_order(key: tuple[str, str, str, str]) -> tuple:
-    """Datasets by name, then tasks, then profiles and splits in the recipe's order."""
+_PROTOCOL_ORDER = ("reference", "truth", "self", "none")
+
+
+def _group_order(key: tuple[str, str, str, str, str]) -> tuple:
+    """Datasets by name, then tasks, then profiles and splits in the recipe's order, then protocols."""
     from aiax_bench.data.registry import resolve
 
-    dataset, profile, split, task = key
+    dataset, profile, split, task, supervision = key
     spec = resolve(dataset)
     profiles, splits = list(spec.profiles), list(spec.splits)
     base = split.partition("+")[0]
     return (dataset, task != "enhance", profiles.index(profile) if profile in profiles else len(profiles),
-            splits.index(base) if base in splits else len(splits), split)
+            splits.index(base) if base in splits else len(splits), split,
+            _PROTOCOL_ORDER.index(supervision) if supervision in _PROTOCOL_ORDER else len(_PROTOCOL_ORDER))
 
 
 def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metric: str | None = None,
                  dataset: str | None = None, split: str | None = None, profile: str | None = None,
                  n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> list[Group]:
-    """Rank validated entries per dataset, profile and split.
+    """Rank validated entries per dataset, profile, split, task and supervision protocol.
 
-    Entries are sorted on the mean of ``metric``; each gets a bootstrap
-    interval over test volumes, and every entry whose interval overlaps the
-    leader's is shown as tied with it (rank 1).
+    Entries are sorted on the mean of ``metric`` in the catalog's direction
+    (signed errors on the mean absolute error). Each gets a hierarchical
+    bootstrap interval over seeds and test volumes; an entry is tied with the
+    leader (rank 1=) when a paired bootstrap of their difference over the same
+    volumes (and shared seeds) cannot separate them at ``level``. Entries of
+    protocol ``none`` (no training data: ramp FBP, Otsu) are also shown,
+    unranked, as reference rows in every other protocol's group of their split.
 
     Parameters
     ----------
     entries : sequence of (Path or None, dict)
         ``load_entries(board)``.
     metric : str, optional
-        ``family/target`` key of the records, e.g. ``psnr/reference``; by default
-        the task's (:data:`DEFAULT_METRICS`).
+        Key of the records, e.g. ``psnr/truth``; by default the dataset's and task's.
     dataset, split, profile : str, optional
         Keep only these (``dataset`` as ``name`` or ``name@version``).
     n_boot, level, seed
@@ -238,49 +305,83 @@ def rank_entries(entries: Sequence[tuple[Path | None, dict[str, Any]]], *, metri
     -------
     list of Group
     """
-    if metric is not None and "/" not in metric:
-        raise InputError("--metric", f"{metric!r} has no target", "expected e.g. psnr/reference or ssim/truth")
+    from aiax_bench.evaluation.catalog import metric_spec, rank_values
+
+    if metric is not None:
+        if "/" not in metric:
+            raise InputError("--metric", f"{metric!r} has no target", "expected e.g. psnr/truth or ssim/truth")
+        rank_values(metric, 0.0)  # refuses unknown and descriptive metrics by name
     if not 0 < level < 1:
         raise InputError("level", f"is {level}", "expected a coverage between 0 and 1, e.g. 0.95")
     if n_boot < 1:
         raise InputError("--bootstrap", f"is {n_boot}", "expected a positive number of resamples")
     from aiax_bench.evaluation.evaluator import EVALUATOR_VERSION
 
-    buckets: dict[tuple[str, str, str, str], list[tuple[Path | None, dict[str, Any]]]] = {}
+    buckets: dict[tuple[str, str, str, str, str], list[tuple[Path | None, dict[str, Any]]]] = {}
     for path, entry in entries:
         if _matches(entry, dataset, split, profile):
-            key = (entry["dataset"], entry["profile"], protocol_split(entry), entry["task"])
+            key = (entry["dataset"], entry["profile"], protocol_split(entry), entry["task"], entry["supervision"])
             buckets.setdefault(key, []).append((path, entry))
+    # Reference rows: protocol "none" joins every other protocol's group of its split, unranked.
+    references: dict[tuple[str, str, str, str], list[tuple[Path | None, dict[str, Any]]]] = {}
+    for key in list(buckets):
+        if key[4] == REFERENCE_PROTOCOL:
+            others = [k for k in buckets if k[:4] == key[:4] and k[4] != REFERENCE_PROTOCOL]
+            if others:
+                references[key[:4]] = buckets.pop(key)
     groups = []
     for key in sorted(buckets, key=_group_order):
         members = buckets[key]
         group_metric = metric or default_metric(key[0], key[3])
-        better = higher_is_better(group_metric)
+        spec = metric_spec(group_metric)
+        reference = references.get(key[:4], [])
         ranked = [(p, e) for p, e in members if group_metric in e["metrics"]]
-        group = Group(dataset=key[0], profile=key[1], split=key[2], task=key[3], metric=group_metric,
-                      higher_better=better,
-                      saving=acquisition_saving(key[0], key[2]), n_volumes=0, level=level, n_boot=n_boot,
-                      missing=[e for _, e in members if group_metric not in e["metrics"]])
+        shown = [(p, e) for p, e in reference if group_metric in e["metrics"]]
+        group = Group(dataset=key[0], profile=key[1], split=key[2], task=key[3], supervision=key[4],
+                      metric=group_metric, direction=spec.direction, saving=acquisition_saving(key[0], key[2]),
+                      n_volumes=0, level=level, n_boot=n_boot,
+                      missing=[e for _, e in members + reference if group_metric not in e["metrics"]])
         groups.append(group)
         if not ranked:
             continue
         ids = sorted(r["sample_id"] for r in ranked[0][1]["runs"][0]["records"])
         group.n_volumes = len(ids)
-        values = np.stack([_per_volume(e, group_metric, ids) for _, e in ranked])
-        low, high = bootstrap_intervals(values, n_boot=n_boot, level=level, seed=seed)
-        means = values.mean(axis=1)
-        sign = -1.0 if better else 1.0
-        # Best first; equal means keep a stable order by name so the rendered board is reproducible.
-        order = sorted(range(len(ranked)), key=lambda i: (sign * means[i], ranked[i][1]["name"].lower()))
-        lead = order[0]
-        for position, i in enumerate(order, start=1):
-            overlaps = low[i] <= high[lead] and low[lead] <= high[i]
-            path, entry = ranked[i]
-            group.rows.append(Row(entry=entry, path=path, rank=1 if overlaps else position,
-                                  tied=False, value=float(means[i]), ci_low=float(low[i]),
-                                  ci_high=float(high[i]),
-                                  status=status_of(entry, evaluator_version=EVALUATOR_VERSION)))
-        tied = sum(row.rank == 1 for row in group.rows) > 1
-        for row in group.rows:
-            row.tied = tied and row.rank == 1
+        _fill(group, ranked, shown, ids, seed=seed, evaluator_version=EVALUATOR_VERSION)
     return groups
+
+
+def _fill(group: Group, ranked, shown, ids: list[str], *, seed: int, evaluator_version: str) -> None:
+    """Rank ``ranked`` into ``group.rows`` (with intervals and paired ties), then append ``shown`` unranked."""
+    from aiax_bench.evaluation.catalog import rank_values
+
+    everyone = ranked + shown
+    raw = [_table(e, group.metric, ids) for _, e in everyone]
+    # Intervals and ties are taken on the ranking scale (|error| for signed errors, -x where higher is better).
+    scaled = [rank_values(group.metric, t) for t in raw]
+    seed_lists = [tuple(e["seeds"]) for _, e in everyone]
+    low, high = bootstrap_intervals(scaled, seeds=seed_lists, n_boot=group.n_boot, level=group.level, seed=seed)
+    if group.direction == "higher":  # back from the ranking scale to the metric's own
+        low, high = -high, -low
+    score = np.array([t.mean() for t in scaled])
+    values = [float(t.mean()) for t in (scaled if group.direction == "zero" else raw)]
+    order = sorted(range(len(ranked)), key=lambda i: (score[i], ranked[i][1]["name"].lower()))
+    lead = order[0]
+    for position, i in enumerate(order, start=1):
+        path, entry = ranked[i]
+        tied = False
+        if i != lead:
+            lo, hi = paired_difference_interval(scaled[i], scaled[lead], seeds_a=seed_lists[i],
+                                                seeds_b=seed_lists[lead], n_boot=group.n_boot, level=group.level,
+                                                seed=seed)
+            tied = lo <= 0.0 <= hi
+        group.rows.append(Row(entry=entry, path=path, rank=1 if (tied or i == lead) else position, tied=tied,
+                              value=values[i], ci_low=float(low[i]), ci_high=float(high[i]),
+                              status=status_of(entry, evaluator_version=evaluator_version),
+                              n_seeds=raw[i].shape[0], n_volumes=raw[i].shape[1]))
+    if any(row.tied for row in group.rows):
+        group.rows[0].tied = True
+    for j, (path, entry) in enumerate(shown, start=len(ranked)):
+        group.rows.append(Row(entry=entry, path=path, rank=None, tied=False, value=values[j],
+                              ci_low=float(low[j]), ci_high=float(high[j]),
+                              status=status_of(entry, evaluator_version=evaluator_version),
+                              n_seeds=raw[j].shape[0], n_volumes=raw[j].shape[1], reference=True))

@@ -24,24 +24,18 @@ aiax-bench evaluate --method METHOD --split 100proj
 # 2. turn the result file(s) into an entry: leaderboard/submissions/<dataset>--<profile>--<split>--<name>.json
 aiax-bench submit aiax-results/foam/100proj/METHOD-seed0-*.json --name "My method" \\
     --authors "A. Author" "B. Author" --code-url https://github.com/me/my-method [--paper DOI-or-URL]
-# 3. re-run it from its recorded method, config, data and seeds; marks it verified if the numbers match
-aiax-bench submit --verify <entry>
+# 3. re-run it (training again) from its recorded method, config, data and seeds, from a clean checkout;
+#    marks it verified if the numbers match and keeps the re-run's records in leaderboard/verifications/
+aiax-bench submit --verify <entry> --yes-run-code
 # 4. rank, print, and rewrite leaderboard/README.md and leaderboard/index.html
 aiax-bench leaderboard --write"""
 
 
 # ----------------------------------------------------------------------------------------------- formatting
 def _fmt_metric(metric: str, value: float | None) -> str:
-    if value is None:
-        return "—"
-    family = metric.split("/", 1)[0]
-    if family == "mse":
-        return f"{value:.3e}"
-    if family.startswith(("ssim", "jaccard", "dice")):
-        return f"{value:.4f}"
-    if family == "psnr":
-        return f"{value:.2f}"
-    return f"{value:.4g}"
+    from aiax_bench.evaluation.catalog import format_value
+
+    return format_value(metric, value)
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -64,6 +58,8 @@ def _secondary(metric: str) -> str:
 
 
 def _rank_text(row: Row) -> str:
+    if row.reference:
+        return "ref"
     return f"{row.rank}=" if row.tied else str(row.rank)
 
 
@@ -75,7 +71,7 @@ def _cells(group: Group, row: Row) -> dict[str, tuple[str, str | float | None]]:
     sec = entry["metrics"].get(second, {}).get("mean")
     peak = eff["peak_memory_mb"]
     return {
-        "rank": (_rank_text(row), row.rank),
+        "rank": (_rank_text(row), row.rank if row.rank is not None else 10**6),
         "entry": (entry["name"], entry["name"].lower()),
         "method": (entry["method"], entry["method"]),
         "authors": (", ".join(entry["authors"]), ", ".join(entry["authors"]).lower()),
@@ -83,7 +79,7 @@ def _cells(group: Group, row: Row) -> dict[str, tuple[str, str | float | None]]:
         "ci": (f"{_fmt_metric(metric, row.ci_low)} – {_fmt_metric(metric, row.ci_high)}", row.ci_low),
         "std": ("—" if std is None else f"± {_fmt_metric(metric, std)}", std),
         "secondary": (_fmt_metric(second, sec), sec),
-        "seeds": (str(len(entry["seeds"])), len(entry["seeds"])),
+        "n": (f"{row.n_seeds * row.n_volumes} ({row.n_seeds} × {row.n_volumes})", row.n_seeds * row.n_volumes),
         "train": (_fmt_seconds(eff["train_seconds"]), eff["train_seconds"]),
         "inference": (_fmt_seconds(eff["inference_seconds_per_volume"]), eff["inference_seconds_per_volume"]),
         "parameters": (f"{eff['parameters']:,}", eff["parameters"]),
@@ -99,18 +95,27 @@ def _columns(group: Group) -> list[tuple[str, str, bool]]:
         ("rank", "Rank", True), ("entry", "Entry", False), ("method", "Method", False),
         ("authors", "Authors", False), ("value", metric_label(group.metric), True),
         ("ci", f"{pct} CI", True), ("std", "± std over seeds", True),
-        ("secondary", metric_label(_secondary(group.metric)), True), ("seeds", "Seeds", True),
+        ("secondary", metric_label(_secondary(group.metric)), True), ("n", "n (seeds × volumes)", True),
         ("train", "Training time", True), ("inference", "Inference / volume", True),
         ("parameters", "Parameters", True), ("memory", "Peak memory", True), ("status", "Status", False),
     ]
 
 
+_DIRECTION_TEXT = {"higher": "higher is better", "lower": "lower is better",
+                   "zero": "a signed error: ranked on the mean absolute error over volumes, closer to 0 is better"}
+
+
 def _caption(group: Group) -> str:
-    better = "higher" if group.higher_better else "lower"
+    from aiax_bench.results import supervision_label
+
     vol = f"{group.n_volumes} test volume{'s' if group.n_volumes != 1 else ''}"
-    return (f"Ranked on {metric_label(group.metric)} ({better} is better): mean over {vol} and over seeds, "
-            f"with a {group.level * 100:g} % bootstrap interval over test volumes ({group.n_boot} resamples). "
-            "Entries whose interval overlaps the leader's are statistically tied with it (rank 1=).")
+    protocol = supervision_label(group.supervision)
+    return (f"Protocol {protocol}: entries rank only against entries of this protocol; rows marked ref "
+            "(no training data, e.g. ramp FBP) are shown for reference, unranked. "
+            f"Ranked on {metric_label(group.metric)} ({_DIRECTION_TEXT[group.direction]}): mean over {vol} and "
+            f"over seeds, with a {group.level * 100:g} % hierarchical bootstrap interval over seeds and test "
+            f"volumes ({group.n_boot} resamples). An entry is tied with the leader (1=) when a paired bootstrap "
+            "of their difference over the same volumes and seeds cannot separate them.")
 
 
 # ------------------------------------------------------------------------------------------------- terminal
@@ -120,7 +125,7 @@ def render_terminal(groups: Sequence[Group]) -> str:
 
     if not groups:
         return "no leaderboard entries (yet): submit one with `aiax-bench submit RESULT --name ...`"
-    keys = ["rank", "entry", "method", "value", "ci", "std", "secondary", "seeds", "train", "inference",
+    keys = ["rank", "entry", "method", "value", "ci", "std", "secondary", "n", "train", "inference",
             "parameters", "memory", "status"]
     blocks = []
     for group in groups:
@@ -165,8 +170,10 @@ def render_markdown(groups: Sequence[Group]) -> str:
         "columns, is in [index.html](index.html). Every entry is a JSON file in [submissions/](submissions/),",
         "validated against the schema shipped in `aiax_bench/leaderboard/submission.schema.json`.",
         "",
-        "Status: **verified** — re-run by `aiax-bench submit --verify` with the current evaluator and reproduced",
-        "within tolerance; **unverified** — not re-run yet; **not reproduced** — a re-run gave other numbers;",
+        "Status: **verified** — re-run (training again) by `aiax-bench submit --verify` from a clean commit with",
+        "the current evaluator and reproduced within tolerance (the re-run's records are in",
+        "[verifications/](verifications/), and `aiax-bench leaderboard --check` recomputes the comparison);",
+        "**unverified** — not re-run yet; **not reproduced** — a re-run gave other numbers;",
         "**re-score** — scored by an older evaluator version, to be evaluated again.",
         "",
     ]
@@ -345,7 +352,8 @@ def _outputs(board: Path, groups: Sequence[Group]) -> dict[Path, str]:
 
 def write_board(board: Path, groups: Sequence[Group]) -> list[Path]:
     """Rewrite ``<board>/README.md`` and ``<board>/index.html`` (each replaced atomically)."""
-    from aiax_bench.leaderboard.submit import board_dir, write_replacing
+    from aiax_bench.jsonio import write_replacing
+    from aiax_bench.leaderboard.submit import board_dir
 
     board_dir(board)
     return [write_replacing(path, text) for path, text in _outputs(board, groups).items()]

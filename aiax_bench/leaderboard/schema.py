@@ -15,16 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from aiax_bench.data.registry import REFERENCE_SPLIT
 from aiax_bench.errors import InputError, UnknownNameError
+from aiax_bench.results import aggregate_runs
 
 __all__ = [
     "SUBMISSION_SCHEMA_VERSION",
     "aggregate_runs",
     "check_entry",
-    "expected_dataset_sha256",
     "load_schema",
     "protocol_split",
     "published_dataset_sha256",
@@ -33,7 +31,7 @@ __all__ = [
     "validate_schema",
 ]
 
-SUBMISSION_SCHEMA_VERSION = 1
+SUBMISSION_SCHEMA_VERSION = 2
 
 #: Relative tolerance when a stored aggregate is compared with the one recomputed from the records.
 AGGREGATE_RTOL = 1e-9
@@ -129,55 +127,6 @@ def scored_sample_ids(spec, profile: str) -> list[str]:
     return [f"test-{k:03d}" for k, _ in enumerate(spec.profiles[profile]["samples"]["test"])]
 
 
-def expected_dataset_sha256(ref: str, profile: str, *, root: Path | None = None,
-                            use_store: bool = True) -> str | None:
-    """Content sha256 that results on ``ref`` at ``profile`` must carry, or None if unknown.
-
-    The registry is asked first: a published archive of the profile records
-    its store's ``content_sha256`` (so does a ``content_sha256`` key per
-    profile, if the registry grows one). Where the registry publishes none,
-    the store in the local cache (``AIAX_BENCH_DATA``) is asked, if present.
-
-    Parameters
-    ----------
-    ref : str
-        ``name@version``.
-    profile : str
-        Dataset size profile.
-    root : Path, optional
-        Cache directory; ``aiax_bench.paths.data_dir()`` by default.
-    use_store : bool
-        Also ask the local store (off for checks that must not depend on the
-        machine, e.g. the test that validates committed submissions).
-
-    Returns
-    -------
-    str or None
-        The expected hash, or None where neither source knows it.
-    """
-    from aiax_bench.data.registry import resolve
-
-    spec = resolve(ref)
-    published = published_dataset_sha256(spec, profile)
-    if published or not use_store:
-        return published
-    from aiax_bench.data.store import store_path
-    from aiax_bench.paths import data_dir
-
-    path = store_path(root or data_dir(), spec.name, spec.version, profile)
-    if not path.exists():
-        return None
-    try:
-        import zarr
-
-        attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-    except Exception:  # an unreadable store vouches for nothing; the loader reports it properly
-        return None
-    if attrs.get("recipe_sha256") != spec.recipe_sha256:
-        return None
-    return attrs.get("content_sha256")
-
-
 def published_dataset_sha256(spec, profile: str) -> str | None:
     """The registry's content sha256 for ``spec`` at ``profile`` (None until one is published)."""
     # getattr: the registry grows these fields over time; an older DatasetVersion lacks them.
@@ -188,60 +137,52 @@ def published_dataset_sha256(spec, profile: str) -> str | None:
     return archive.get("content_sha256")
 
 
-def _check_dataset_hash(entry: dict[str, Any], spec, where: str, *, root: Path | None, use_store: bool) -> None:
-    recorded = entry["provenance"]["dataset_sha256"]
-    if recorded == "rebuilt":
-        return
-    expected = expected_dataset_sha256(spec.ref, entry["profile"], root=root, use_store=use_store)
-    if expected is None or recorded == expected:
-        return
-    # A copy rebuilt from the recipe may differ in the last bits; the loader has then checked it
-    # against the published fingerprint, so only a published hash can excuse it.
-    if entry["provenance"].get("dataset_source") == "rebuilt" and published_dataset_sha256(spec, entry["profile"]):
-        return
-    raise InputError(f"{where}: field provenance.dataset_sha256",
-                     f"is {recorded[:12]}…, but {spec.ref} ({entry['profile']}) has content sha256 {expected[:12]}…",
-                     "the result was computed on other data: evaluate again on the registered version")
+def _check_hashes(entry: dict[str, Any], spec, where: str) -> None:
+    """Recipe and dataset content hashes must be the registry's: rebuilt data is bit-identical by design."""
+    prov = entry["provenance"]
+    if prov["recipe_sha256"] != spec.recipe_sha256:
+        raise InputError(f"{where}: field provenance.recipe_sha256", f"is {prov['recipe_sha256'][:12]}…",
+                         f"expected {spec.recipe_sha256[:12]}…, the registry's recipe of {spec.ref}")
+    expected = published_dataset_sha256(spec, entry["profile"])
+    if expected is None:
+        raise InputError(f"{where}: field profile", f"{entry['profile']!r} of {spec.ref} has no content sha256 in "
+                         "the registry", "entries are scored on data the registry publishes a hash for")
+    recorded = prov["dataset_sha256"]
+    if recorded != expected:
+        raise InputError(f"{where}: field provenance.dataset_sha256",
+                         f"is {recorded[:12]}…, but {spec.ref} ({entry['profile']}) has content sha256 "
+                         f"{expected[:12]}…",
+                         "the result was computed on other data: evaluate again on the registered version")
+
+
+def _check_values(entry: dict[str, Any], where: str) -> None:
+    """Every score is a metric of the catalog, inside the range that metric can take."""
+    from aiax_bench.evaluation.catalog import metric_spec
+
+    for key in entry["metrics"]:
+        metric_spec(key)  # an unknown metric is refused by name
+    for i, run in enumerate(entry["runs"]):
+        for j, record in enumerate(run["records"]):
+            for key, value in record.items():
+                if key in _TEXT_FIELDS or value is None:
+                    continue
+                field = f"{where}: field runs[{i}].records[{j}].{key}"
+                try:
+                    spec = metric_spec(key)
+                except InputError:
+                    raise InputError(field, "is not a metric of the catalog",
+                                     "records hold the evaluator's metrics only") from None
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    raise InputError(field, f"is {value!r}", "expected a number, or null where undefined")
+                spec.check(key, float(value), field)
+
+
+#: Record fields that are protocol tags, not scores.
+_TEXT_FIELDS = ("sample_id", "evaluator_version", "segmentation_protocol")
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def aggregate_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Mean ± std over seeds, and std over volumes, of every metric defined on every volume of every run.
-
-    Parameters
-    ----------
-    runs : list of dict
-        One per seed, each with ``records`` (one dict per test volume with
-        ``sample_id`` and metric values) on the same sample ids.
-
-    Returns
-    -------
-    dict
-        ``{metric: {mean, std_over_seeds, std_over_volumes, n_seeds, n_volumes}}``. A metric left
-        undefined (null) on some volume, and text fields such as protocol tags, are not aggregated:
-        a bootstrap over volumes needs every volume's value.
-    """
-    ids = [r["sample_id"] for r in runs[0]["records"]]
-    by_id = [{r["sample_id"]: r for r in run["records"]} for run in runs]
-    keys = [k for k in runs[0]["records"][0] if k != "sample_id"]
-    out: dict[str, dict[str, Any]] = {}
-    for key in sorted(keys):
-        cells = [[records.get(sid, {}).get(key) for sid in ids] for records in by_id]
-        if not all(_is_number(v) for row in cells for v in row):
-            continue
-        table = np.array(cells, dtype=np.float64)  # table[s, v]: seed s, volume v (matched by sample id)
-        per_seed = table.mean(axis=1)
-        out[key] = {
-            "mean": float(per_seed.mean()),
-            "std_over_seeds": float(per_seed.std(ddof=1)) if len(runs) > 1 else None,
-            "std_over_volumes": float(table.mean(axis=0).std()),
-            "n_seeds": len(runs),
-            "n_volumes": len(ids),
-        }
-    return out
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -250,9 +191,9 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=AGGREGATE_RTOL, abs_tol=1e-12)
 
 
-def check_entry(entry: dict[str, Any], *, where: str = "submission", root: Path | None = None,
-                use_store: bool = True) -> None:
-    """The checks beyond the schema: registry, consistency, recomputed aggregates, data hash.
+def check_entry(entry: dict[str, Any], *, where: str = "submission", board: Path | None = None) -> None:
+    """The checks beyond the schema: registry, catalog ranges, consistency, recomputed aggregates, hashes,
+    and the verification record.
 
     Parameters
     ----------
@@ -260,10 +201,9 @@ def check_entry(entry: dict[str, Any], *, where: str = "submission", root: Path 
         A schema-valid submission.
     where : str
         Prefix of error messages (the file name).
-    root : Path, optional
-        Dataset cache for the hash check.
-    use_store : bool
-        Whether the local store may vouch for the dataset hash.
+    board : Path, optional
+        The leaderboard folder, where a verified entry's re-run record lies
+        (``verifications/``); without it a ``verified`` status is refused.
 
     Raises
     ------
@@ -272,7 +212,7 @@ def check_entry(entry: dict[str, Any], *, where: str = "submission", root: Path 
     """
     spec = _resolve(entry, where)
     prov = entry["provenance"]
-    for key in ("dataset", "profile", "split", "evaluator_version", "seeds"):
+    for key in ("dataset", "profile", "split", "evaluator_version", "seeds", "supervision"):
         if prov[key] != entry[key]:
             raise InputError(f"{where}: field provenance.{key}", f"is {prov[key]!r}",
                              f"expected {entry[key]!r} like the entry's {key}")
@@ -290,6 +230,7 @@ def check_entry(entry: dict[str, Any], *, where: str = "submission", root: Path 
                 if isinstance(value, float) and not math.isfinite(value):
                     raise InputError(f"{where}: field runs[{i}].records[{j}].{key}", f"is {value}",
                                      "expected a finite number, or null where the metric is undefined")
+    _check_values(entry, where)
     for key in entry["metrics"]:
         for i, run in enumerate(entry["runs"]):
             for j, record in enumerate(run["records"]):
@@ -306,12 +247,14 @@ def check_entry(entry: dict[str, Any], *, where: str = "submission", root: Path 
             if not _close(entry["metrics"][key][stat], value):
                 raise InputError(f"{where}: field metrics.{key}.{stat}", f"is {entry['metrics'][key][stat]}",
                                  f"expected {value}, as recomputed from the runs' per-volume records")
-    _check_dataset_hash(entry, spec, where, root=root, use_store=use_store)
+    _check_hashes(entry, spec, where)
+    from aiax_bench.leaderboard.verify import check_verification
+
+    check_verification(entry, where=where, board=board)
 
 
-def validate_entry(entry: Any, *, where: str = "submission", root: Path | None = None,
-                   use_store: bool = True) -> dict[str, Any]:
+def validate_entry(entry: Any, *, where: str = "submission", board: Path | None = None) -> dict[str, Any]:
     """Schema check, then :func:`check_entry`; returns ``entry`` when valid."""
     validate_schema(entry, where=where)
-    check_entry(entry, where=where, root=root, use_store=use_store)
+    check_entry(entry, where=where, board=board)
     return entry

@@ -3,16 +3,112 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from aiax_bench.errors import InputError
 
-__all__ = ["Budget", "Method"]
+__all__ = ["Budget", "Method", "coerce_value"]
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is type(None):
+        return "null"
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin in (tuple, list):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    return {int: "an integer", float: "a number", str: "text", bool: "true or false",
+            dict: "a mapping"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def coerce_value(value: Any, annotation: Any) -> Any:
+    """``value`` converted to the type ``annotation`` names, or ``ValueError``.
+
+    Command-line values arrive as text or as YAML scalars: ``"1e-3"`` becomes
+    the float 0.001, ``"16"`` the integer 16, ``"none"`` None where the field
+    is optional; ``16.5`` for an integer or ``"abc"`` for a number are refused.
+    """
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return value
+    if annotation is type(None):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
+            return None
+        raise ValueError
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        # None first, so that "none" never becomes the text 'none' of an optional string.
+        for arg in sorted(args, key=lambda a: a is not type(None)):
+            try:
+                return coerce_value(value, arg)
+            except ValueError:
+                continue
+        raise ValueError
+    if origin is Literal:
+        for choice in typing.get_args(annotation):
+            try:
+                if coerce_value(value, type(choice)) == choice:
+                    return choice
+            except ValueError:
+                continue
+        raise ValueError
+    if origin in (tuple, list) or annotation in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").split() if v]
+        if not isinstance(value, list | tuple):
+            raise ValueError
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        items = [coerce_value(v, args[0]) if args else v for v in value]
+        return tuple(items) if (origin or annotation) is tuple else items
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        raise ValueError
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, str):
+            value = float(value.strip()) if any(c in value for c in ".eE") else int(value.strip())
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError
+            value = int(value)
+        if not isinstance(value, int):
+            raise ValueError
+        return value
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, str):
+            value = float(value.strip())
+        if not isinstance(value, int | float) or math.isnan(value):
+            raise ValueError
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    if annotation is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError
+        return value
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +149,14 @@ class Method(ABC):
         What the method reads from a sample: ``'reconstruction'`` and/or ``'sinogram'``.
     trainable : bool
         Whether :meth:`fit` learns anything.
-    supervision : {'reference', 'truth', 'labels', 'self', 'none'}
-        What the method learns from: the reference scan, the exact phantom,
-        phase labels, its own projections only (self-supervised), or nothing.
-        ``'self'`` and ``'none'`` methods get sealed training and validation
-        samples (:class:`~aiax_bench.data.sealed.SealedSample`), like every
-        method at test time; results are grouped by it.
+    supervision : {'reference', 'truth', 'self', 'none'}
+        What the method learns or tunes its settings from: the reference scan,
+        the exact phantom (attenuation or phase labels), its own projections
+        only (self-supervised), or nothing. ``'self'`` and ``'none'`` methods
+        get sealed training and validation samples
+        (:class:`~aiax_bench.data.sealed.SealedSample`), like every method at
+        test time. It is a leaderboard dimension: entries rank only against
+        entries of the same supervision (:data:`aiax_bench.results.SUPERVISION`).
     """
 
     name: ClassVar[str]
@@ -98,7 +196,16 @@ class Method(ABC):
         if unknown:
             raise InputError(f"config of method {cls.name}", f"has unknown key(s) {unknown}",
                              f"known keys: {sorted(known) or 'none'}")
-        return cls.Config(**config)
+        hints = typing.get_type_hints(cls.Config)
+        typed = {}
+        for key, value in config.items():
+            annotation = hints.get(key, Any)
+            try:
+                typed[key] = coerce_value(value, annotation)
+            except (ValueError, TypeError, OverflowError):
+                raise InputError(f"config of method {cls.name}: key {key}", f"is {value!r}",
+                                 f"expected {_type_name(annotation)}") from None
+        return cls.Config(**typed)
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
@@ -117,6 +224,14 @@ class Method(ABC):
     @abstractmethod
     def predict(self, sample: Any) -> np.ndarray:
         """Return the enhanced volume (1/cm, same shape as ``sample.low``) or labels."""
+
+    def fit_summary(self) -> dict[str, Any]:
+        """What :meth:`fit` chose, JSON-ready (e.g. settings tuned on the validation volumes); empty by default.
+
+        The harness stores it in the result and the MLflow run, so a board entry
+        shows the settings a classical baseline was tuned to.
+        """
+        return {}
 
     def parameter_count(self) -> int:
         """Number of learned parameters (0 for classical methods)."""

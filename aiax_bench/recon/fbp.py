@@ -64,10 +64,22 @@ FILTERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 _DIRECT_MAX_WIDTH = 512
 
 
-def _response(n_fft: int, filter: str) -> np.ndarray:
-    """The filter's frequency response, float64, computed on the CPU whatever the data's device."""
+def _response(n_fft: int, filter: str, cutoff: float = 1.0) -> np.ndarray:
+    """The filter's frequency response, float64, computed on the CPU whatever the data's device.
+
+    The window is stretched to end at ``cutoff`` times the Nyquist frequency and
+    is zero above it (the usual FBP cutoff, as in astra-toolbox and TomoPy).
+    """
     freq = torch.fft.rfftfreq(n_fft, dtype=torch.float64)
-    return _ram_lak_response(n_fft) * FILTERS[filter](freq).numpy()
+    window = FILTERS[filter](freq / cutoff).numpy()
+    window[freq.numpy() > 0.5 * cutoff] = 0.0
+    return _ram_lak_response(n_fft) * window
+
+
+def _check_cutoff(cutoff: float) -> float:
+    if isinstance(cutoff, bool) or not isinstance(cutoff, int | float) or not 0 < cutoff <= 1:
+        raise InputError("cutoff", f"is {cutoff!r}", "expected a fraction of the Nyquist frequency in (0, 1]")
+    return float(cutoff)
 
 
 def _filter_cpu(sinogram: torch.Tensor, response: np.ndarray, n_fft: int) -> torch.Tensor:
@@ -97,7 +109,8 @@ def _filter_torch(sinogram: torch.Tensor, response: np.ndarray, n_fft: int) -> t
     return torch.fft.irfft(spectrum * gain, n=n_fft, dim=-1)[..., :d]
 
 
-def filter_sinogram(sinogram: torch.Tensor, *, filter: str = "ramp", padding: bool = True) -> torch.Tensor:
+def filter_sinogram(sinogram: torch.Tensor, *, filter: str = "ramp", padding: bool = True,
+                    cutoff: float = 1.0) -> torch.Tensor:
     """Apply the FBP filter along the detector axis (last axis).
 
     Parameters
@@ -109,6 +122,9 @@ def filter_sinogram(sinogram: torch.Tensor, *, filter: str = "ramp", padding: bo
     padding : bool
         Zero-pad the detector to the next power of two of at least ``2 D``, which
         removes the wrap-around of the circular convolution.
+    cutoff : float
+        Highest frequency passed, as a fraction of the Nyquist frequency (0, 1];
+        the window is stretched to end there.
 
     Returns
     -------
@@ -126,9 +142,10 @@ def filter_sinogram(sinogram: torch.Tensor, *, filter: str = "ramp", padding: bo
     """
     if filter not in FILTERS:
         raise InputError("filter", f"is {filter!r}", f"expected one of {sorted(FILTERS)}")
+    cutoff = _check_cutoff(cutoff)
     d = sinogram.shape[-1]
     n_fft = 2 ** math.ceil(math.log2(2 * d)) if padding else d
-    response = _response(n_fft, filter)
+    response = _response(n_fft, filter, cutoff)
     if sinogram.device.type == "cpu" and not sinogram.requires_grad:
         return _filter_cpu(sinogram, response, n_fft)
     return _filter_torch(sinogram, response, n_fft)
@@ -140,6 +157,7 @@ def fbp(
     *,
     projector: ParallelBeamProjector | None = None,
     filter: str = "ramp",
+    cutoff: float = 1.0,
     padding: bool = True,
     n_pixels: int | None = None,
     batch: int = 32,
@@ -158,6 +176,8 @@ def fbp(
         Reuse an operator (it is the expensive part to build).
     filter : str
         Apodisation window, see :data:`FILTERS`.
+    cutoff : float
+        Highest frequency passed, as a fraction of the Nyquist frequency (0, 1].
     padding : bool
         Zero-pad the detector before filtering.
     n_pixels : int, optional
@@ -181,6 +201,7 @@ def fbp(
     # Every check runs before the projector is built: that is the expensive part.
     if filter not in FILTERS:
         raise InputError("filter", f"is {filter!r}", f"expected one of {sorted(FILTERS)}")
+    cutoff = _check_cutoff(cutoff)
     batch = _positive_int(batch, "batch", "slices per batch")
     as_numpy = not isinstance(sinogram, torch.Tensor)
     data = torch.as_tensor(np.asarray(sinogram) if as_numpy else sinogram, dtype=torch.float32)
@@ -208,7 +229,7 @@ def fbp(
     scale = math.pi / a
     for start in range(0, stack.shape[0], batch):
         chunk = stack[start : start + batch].to(projector.device)
-        filtered = filter_sinogram(chunk, filter=filter, padding=padding)
+        filtered = filter_sinogram(chunk, filter=filter, padding=padding, cutoff=cutoff)
         out[start : start + batch] = projector.backward(filtered).mul_(scale).to(out.device)
     out = out[0] if data.ndim == 2 else out
     return out.numpy() if as_numpy else out
