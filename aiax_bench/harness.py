@@ -91,8 +91,10 @@ def _prepare(request: EvaluationRequest):
     if annotated is not None and not segment:
         raise InputError("annotated slices", f"were given for method {method_cls.name} (task {method_cls.task!r})",
                          "no --annotated: the annotated-k protocol is for segmentation methods (task 'segment')")
-    # Coerces and type-checks --config values (``1e-3`` is a float) before anything is loaded.
+    # Coerces and type-checks --config values (``1e-3`` is a float), and lets the method check their
+    # ranges, before anything is loaded.
     config = method_cls.make_config(request.config)
+    method_cls(config)
     return method_cls, spec, profile, annotated, config
 
 

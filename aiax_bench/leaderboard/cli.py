@@ -24,8 +24,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if not args.verify:
             raise InputError("--name", "is missing", "give the entry a title, e.g. --name 'U-Net base 16'")
         if not args.inputs:
-            raise InputError("ENTRY", "is missing", "name the entries to verify, e.g. "
-                             "`aiax-bench submit --verify foam-1.0--small--100proj--fbp`")
+            raise InputError("ENTRY", "is missing", "name the entries to verify, e.g. `aiax-bench submit --verify "
+                             "foam-2.0--small--100proj--fbp-reference-tuned --yes-run-code`")
         entries = args.inputs
     else:
         for option, value in (("--authors", args.authors), ("--code-url", args.code_url)):
@@ -37,7 +37,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                       code_url=args.code_url, paper=args.paper, board=board)
         print(f"entry written to {path}")
         if not args.verify:
-            print(f"next: `aiax-bench submit --verify {path.stem}` to re-run it, "
+            print(f"next: `aiax-bench submit --verify {path.stem} --yes-run-code` to re-run it, "
                   "`aiax-bench leaderboard --write` to re-render the board")
             return 0
         entries = [path.stem]
@@ -118,10 +118,13 @@ def add_subcommands(subparsers) -> None:
         description="Write one validated JSON entry under BOARD/submissions/ from the result file(s) of "
                     "`aiax-bench evaluate` (one file per seed, or one multi-seed file: mean ± std over seeds). "
                     "An existing entry is never overwritten. With --verify, re-run the evaluation of the entry "
-                    "(or of the ENTRY ids/paths given instead of result files when --name is absent) and mark "
-                    "it verified when every per-volume metric matches within tolerance.",
+                    "(or of the ENTRY ids/paths given instead of result files when --name is absent), training "
+                    "again, from a clean commit and only with --yes-run-code (or a yes at the prompt), and mark it "
+                    "verified when every per-volume metric matches within tolerance; the re-run's records are kept "
+                    "in BOARD/verifications/.",
         epilog="example: aiax-bench submit aiax-results/foam/100proj/fbp-seed0-*.json --name FBP "
-               "--authors 'aiax-bench contributors' --code-url https://github.com/aiax/aiax-bench --verify")
+               "--authors 'aiax-bench contributors' --code-url https://github.com/aiax/aiax-bench --verify "
+               "--yes-run-code")
     p.add_argument("inputs", nargs="*", metavar="RESULT",
                    help="result JSON file(s) of `aiax-bench evaluate`; with --verify and no --name: entry ids "
                         "or paths to verify")
