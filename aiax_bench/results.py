@@ -207,7 +207,15 @@ class Result:
         result = cls(**{k: doc[k] for k in names}, runs=runs)
         if doc.get("seeds") is not None and doc["seeds"] != result.seeds:
             raise InputError(f"{where}: field seeds", f"is {doc['seeds']}", f"expected its runs' seeds {result.seeds}")
+        from aiax_bench.evaluation.catalog import metric_spec
+
         stored = doc.get("metrics") or {}
+        for key in stored:
+            try:
+                metric_spec(key)
+            except InputError:
+                raise InputError(f"{where}: field metrics.{key}", "is not a metric of the catalog",
+                                 "pass a result file of `aiax-bench evaluate`") from None
         for key, agg in result.metrics().items():
             mean = (stored.get(key) or {}).get("mean")
             if mean is None or not math.isclose(mean, agg["mean"], rel_tol=1e-9, abs_tol=1e-12):

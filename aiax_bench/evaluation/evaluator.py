@@ -43,6 +43,7 @@ from aiax_bench.data.registry import REFERENCE_SPLIT
 from aiax_bench.errors import InputError, StoreError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
+from aiax_bench.evaluation.catalog import metric_spec
 from aiax_bench.evaluation.segmentation import SIZE_STRATA, dice, dice_by_size, jaccard, size_strata
 from aiax_bench.evaluation.validation import check_label_volume, check_volume
 
@@ -337,6 +338,10 @@ class Evaluator:
             record = self.evaluate_volume(sid, predictions[sid])
             distributions[sid] = record.pop(DISTRIBUTIONS_KEY, None)
             records.append(record)
+        # Every score this evaluator writes is a metric of the catalog, which says how to show and rank it.
+        for key, value in records[0].items():
+            if _is_number(value):
+                metric_spec(key)
         out = {"records": records, "aggregate": self.aggregate(records)}
         if self.porosity:
             out[DISTRIBUTIONS_KEY] = distributions
