@@ -731,3 +731,29 @@ def _aggregate(runs):
     from aiax_bench.results import aggregate_runs
 
     return aggregate_runs(runs)
+
+
+def test_board_plan_covers_every_group_with_tuned_baselines_and_three_seeds():
+    """The re-run plan: tuned FBP, SIRT and TV in every protocol group, every learned entry on 3 seeds."""
+    import importlib.util
+
+    from aiax_bench.methods import get_method
+
+    spec = importlib.util.spec_from_file_location("run_board", REPO / "leaderboard" / "run_board.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    groups: dict[tuple, set] = {}
+    for item in module.PLAN:
+        method = get_method(item.method)
+        config = method.make_config(dict(c.split("=", 1) for c in item.config))
+        supervision = method(config).supervision
+        groups.setdefault((item.dataset, item.split, supervision), set()).add(item.method)
+        if method.trainable:
+            assert len(item.seeds) >= 3, item
+    enhancement = {k: v for k, v in groups.items() if k[1] != "reference"}
+    assert {(d, s) for d, s, _ in enhancement} == {("foam@2.0", "100proj"), ("foam@2.0", "50proj"),
+                                                   ("foam@2.0", "dose-1/16"), ("am-metal@2.0", "100proj")}
+    for (dataset, split, supervision), methods in enhancement.items():
+        if supervision != "none":
+            assert {"fbp", "sirt", "tv"} <= methods, (dataset, split, supervision)
