@@ -149,12 +149,10 @@ class ClassicalReconstruction(Method):
         if not val:
             raise InputError(f"method {self.name}", "got no validation volumes",
                              "tuned classical methods choose their settings on the validation volumes")
-        table: dict[str, list] = {}
-        for sample in val:
-            for settings, err in self.score_candidates(self._problem(sample)):
-                table.setdefault(_key(settings), [settings, []])[1].append(err)
-        scored = sorted(((float(np.mean(errs)), settings) for settings, errs in table.values()),
-                        key=lambda t: (t[0], _key(t[1])))
+        problems = [self._problem(sample) for sample in val]
+        table = self.score_all(problems)
+        table = self.extend(problems, table)
+        scored = self.rank(table)
         best_err, self.selected = scored[0]
         self._summary = {
             "tune": self.config.tune,
@@ -168,6 +166,24 @@ class ClassicalReconstruction(Method):
         }
         if tracker is not None:
             tracker.log_params({f"selected.{k}": v for k, v in self.selected.items()})
+
+    def score_all(self, problems: Sequence[_Problem]) -> dict[str, list]:
+        """``{key: [settings, [error per problem]]}`` of every candidate on every validation problem."""
+        table: dict[str, list] = {}
+        for problem in problems:
+            for settings, err in self.score_candidates(problem):
+                table.setdefault(_key(settings), [settings, []])[1].append(err)
+        return table
+
+    def extend(self, problems: Sequence[_Problem], table: dict[str, list]) -> dict[str, list]:
+        """More candidates when the best lies on the edge of the grid; none by default."""
+        return table
+
+    @staticmethod
+    def rank(table: dict[str, list]) -> list[tuple[float, dict[str, Any]]]:
+        """(mean error, settings), best first; ties broken by the settings' text, so the choice is reproducible."""
+        return sorted(((float(np.mean(errs)), settings) for settings, errs in table.values()),
+                      key=lambda t: (t[0], _key(t[1])))
 
     def fit_summary(self) -> dict[str, Any]:
         return self._summary

@@ -12,15 +12,20 @@ from aiax_bench.baselines._classical import ClassicalReconstruction
 
 __all__ = ["TV"]
 
-#: Weights tried, relative to the number of angles (``A^T A`` grows with it, and so must the weight).
+#: Weights tried first, relative to the number of angles (``A^T A`` grows with it, and so must the weight).
 RELATIVE_WEIGHTS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+#: When the best weight is the smallest or largest tried, the grid grows by this factor, up to MAX_EXTENSIONS times.
+EXTENSION_FACTOR = 10 ** 0.5
+MAX_EXTENSIONS = 4
 
 
 class TV(ClassicalReconstruction):
     """Least squares + isotropic TV per slice (Chambolle–Pock), weight and iterations tuned on validation.
 
     Each candidate weight is ``relative weight × number of angles`` (see
-    :data:`RELATIVE_WEIGHTS`). Every run starts from the ramp FBP; while tuning,
+    :data:`RELATIVE_WEIGHTS`; when the best lies on the edge of the weights
+    tried, the grid is extended beyond it, half a decade at a time, up to
+    :data:`MAX_EXTENSIONS` times). Every run starts from the ramp FBP; while tuning,
     the validation error is read every ``check_every`` iterations up to
     ``max_iter``, and the (weight, iterations) pair with the lowest mean error is
     kept. Convergence is checked, not assumed: ``fit_summary`` reports, per
@@ -56,13 +61,14 @@ class TV(ClassicalReconstruction):
         relative_weight: float = 1e-3
         iterations: int = 100
         max_iter: int = 100
-        check_every: int = 10
+        check_every: int = 5
         tol: float = 1e-4
         tune_slices: int = 8
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
         self.convergence: list[dict[str, Any]] = []
+        self._weights: tuple[float, ...] = RELATIVE_WEIGHTS
 
     def default_settings(self) -> dict[str, Any]:
         return {"relative_weight": self.config.relative_weight, "iterations": self.config.iterations}
@@ -94,7 +100,7 @@ class TV(ClassicalReconstruction):
 
     def score_candidates(self, problem) -> list[tuple[dict[str, Any], float]]:
         out = []
-        for weight in RELATIVE_WEIGHTS:
+        for weight in self._weights:
             errors: dict[int, float] = {}
             _, changes = self._run(problem.sinogram, problem.angles, problem.n_pixels, weight, self.config.max_iter,
                                    every=lambda k, x, errors=errors: errors.__setitem__(
@@ -115,8 +121,24 @@ class TV(ClassicalReconstruction):
         volume, _ = self._run(sinogram, angles, n_pixels, settings["relative_weight"], int(settings["iterations"]))
         return volume
 
+    def extend(self, problems, table):
+        """Grow the weight grid past its edge while the best weight lies on it."""
+        for _ in range(MAX_EXTENSIONS):
+            best = self.rank(table)[0][1]["relative_weight"]
+            tried = sorted({settings["relative_weight"] for settings, _ in table.values()})
+            if best == tried[0]:
+                self._weights = (tried[0] / EXTENSION_FACTOR,)
+            elif best == tried[-1]:
+                self._weights = (tried[-1] * EXTENSION_FACTOR,)
+            else:
+                break
+            for key, (settings, errors) in self.score_all(problems).items():
+                table[key] = [settings, errors]
+        return table
+
     def fit(self, train, val, **kwargs) -> None:
         self.convergence = []
+        self._weights = RELATIVE_WEIGHTS
         super().fit(train, val, **kwargs)
         if self._summary:
             self._summary["convergence"] = self.convergence

@@ -3,7 +3,7 @@
 Run it from a clean checkout (verification records the commit that re-ran each
 entry and refuses uncommitted code)::
 
-    python leaderboard/run_board.py --workdir board-run [--only foam@2.0] [--workers 2] [--copy-to DIR]
+    python leaderboard/run_board.py --workdir board-run [--only foam@2.0] [--methods tv] [--workers 2] [--copy-to DIR]
 
 Every planned entry is evaluated (all its seeds), submitted and verified by a
 second run that trains again; an entry already verified on the board is
@@ -160,10 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board", type=Path, default=Path("leaderboard"))
     parser.add_argument("--copy-to", type=Path, default=None)
     parser.add_argument("--only", default=None, help="only planned entries whose dataset/split contains this")
+    parser.add_argument("--methods", nargs="+", default=None, help="only planned entries of these methods")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
     args = parser.parse_args(argv)
-    plan = [p for p in PLAN if not args.only or args.only in f"{p.dataset}/{p.split}"]
+    plan = [p for p in PLAN if (not args.only or args.only in f"{p.dataset}/{p.split}")
+            and (not args.methods or p.method in args.methods)]
     if args.list:
         for p in plan:
             print(f"{p.dataset:14} {p.split:10} {p.method:14} seeds {len(p.seeds)}  {p.name}")

@@ -11,7 +11,7 @@ from aiax_bench.evaluation import metrics
 from aiax_bench.methods import get_method
 
 # Small enough for a test: few slices to tune on, short iterative runs (the defaults tune on more).
-FAST = {"sirt": {"max_iter": 60, "tune_slices": 4}, "tv": {"max_iter": 40, "check_every": 10, "tune_slices": 2},
+FAST = {"sirt": {"max_iter": 60, "tune_slices": 4}, "tv": {"max_iter": 30, "check_every": 10, "tune_slices": 2},
         "fbp": {"tune_slices": 8}}
 
 
