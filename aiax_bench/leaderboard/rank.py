@@ -20,6 +20,7 @@ __all__ = [
     "acquisition_saving",
     "bootstrap_intervals",
     "default_metric",
+    "entry_table",
     "metric_label",
     "paired_difference_interval",
     "rank_entries",
@@ -247,7 +248,7 @@ class Group:
                 f"{supervision_label(self.supervision)}")
 
 
-def _table(entry: dict[str, Any], metric: str, ids: list[str]) -> np.ndarray:
+def entry_table(entry: dict[str, Any], metric: str, ids: list[str]) -> np.ndarray:
     """The metric per seed and test volume, (seeds, volumes)."""
     rows = [[{r["sample_id"]: r for r in run["records"]}[sid][metric] for sid in ids] for run in entry["runs"]]
     return np.asarray(rows, dtype=np.float64)
@@ -355,7 +356,7 @@ def _fill(group: Group, ranked, shown, ids: list[str], *, seed: int, evaluator_v
     from aiax_bench.evaluation.catalog import rank_values
 
     everyone = ranked + shown
-    raw = [_table(e, group.metric, ids) for _, e in everyone]
+    raw = [entry_table(e, group.metric, ids) for _, e in everyone]
     # Intervals and ties are taken on the ranking scale (|error| for signed errors, -x where higher is better).
     scaled = [rank_values(group.metric, t) for t in raw]
     seed_lists = [tuple(e["seeds"]) for _, e in everyone]
