@@ -63,9 +63,9 @@ def _enhancement(dataset: str, split: str) -> list[Planned]:
                  Planned(f"TV ({label})", "tv", dataset, split, (f"tune={tune}",))]
     rows += [Planned("MS-D net (depth 20, CPU preset)", "msdnet", dataset, split, NO_TIME_CAP, SEEDS),
              Planned("U-Net (FBPConvNet, CPU preset)", "unet", dataset, split, NO_TIME_CAP, SEEDS),
-             Planned("TomoGAN (CPU preset)", "tomogan", dataset, split, NO_TIME_CAP, SEEDS),
              Planned("Noise2Inverse (CPU preset)", "noise2inverse", dataset, split, NO_TIME_CAP, SEEDS),
-             Planned("Noise2Noise (CPU preset)", "noise2noise", dataset, split, NO_TIME_CAP, SEEDS)]
+             Planned("Noise2Noise (CPU preset)", "noise2noise", dataset, split, NO_TIME_CAP, SEEDS),
+             Planned("TomoGAN (CPU preset)", "tomogan", dataset, split, NO_TIME_CAP, SEEDS)]
     return rows
 
 
