@@ -49,6 +49,8 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 _SECONDARY = {"psnr": "ssim", "jaccard": "dice", "dice": "jaccard"}
+#: The porosity statistic every group shows beside its image metrics: the users' question is how many pores.
+POROSITY_COLUMN = "pore_density_per_mm3/rel_error_truth"
 
 
 def _secondary(metric: str) -> str:
@@ -69,6 +71,7 @@ def _cells(group: Group, row: Row) -> dict[str, tuple[str, str | float | None]]:
     metric, second = group.metric, _secondary(group.metric)
     std = entry["metrics"][metric]["std_over_seeds"]
     sec = entry["metrics"].get(second, {}).get("mean")
+    pores = entry["metrics"].get(POROSITY_COLUMN, {}).get("mean")
     peak = eff["peak_memory_mb"]
     return {
         "rank": (_rank_text(row), row.rank if row.rank is not None else 10**6),
@@ -79,6 +82,7 @@ def _cells(group: Group, row: Row) -> dict[str, tuple[str, str | float | None]]:
         "ci": (f"{_fmt_metric(metric, row.ci_low)} – {_fmt_metric(metric, row.ci_high)}", row.ci_low),
         "std": ("—" if std is None else f"± {_fmt_metric(metric, std)}", std),
         "secondary": (_fmt_metric(second, sec), sec),
+        "pores": (_fmt_metric(POROSITY_COLUMN, pores), None if pores is None else abs(pores)),
         "n": (f"{row.n_seeds * row.n_volumes} ({row.n_seeds} × {row.n_volumes})", row.n_seeds * row.n_volumes),
         "train": (_fmt_seconds(eff["train_seconds"]), eff["train_seconds"]),
         "inference": (_fmt_seconds(eff["inference_seconds_per_volume"]), eff["inference_seconds_per_volume"]),
@@ -95,7 +99,8 @@ def _columns(group: Group) -> list[tuple[str, str, bool]]:
         ("rank", "Rank", True), ("entry", "Entry", False), ("method", "Method", False),
         ("authors", "Authors", False), ("value", metric_label(group.metric), True),
         ("ci", f"{pct} CI", True), ("std", "± std over seeds", True),
-        ("secondary", metric_label(_secondary(group.metric)), True), ("n", "n (seeds × volumes)", True),
+        ("secondary", metric_label(_secondary(group.metric)), True),
+        ("pores", "pore-count error vs truth", True), ("n", "n (seeds × volumes)", True),
         ("train", "Training time", True), ("inference", "Inference / volume", True),
         ("parameters", "Parameters", True), ("memory", "Peak memory", True), ("status", "Status", False),
     ]
@@ -125,7 +130,7 @@ def render_terminal(groups: Sequence[Group]) -> str:
 
     if not groups:
         return "no leaderboard entries (yet): submit one with `aiax-bench submit RESULT --name ...`"
-    keys = ["rank", "entry", "method", "value", "ci", "std", "secondary", "n", "train", "inference",
+    keys = ["rank", "entry", "method", "value", "ci", "std", "secondary", "pores", "n", "train", "inference",
             "parameters", "memory", "status"]
     blocks = []
     for group in groups:
