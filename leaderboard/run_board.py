@@ -149,6 +149,7 @@ class Runner:
 _ONE_THREAD = """
 import sys, torch
 torch.set_num_threads(1)
+sys.argv[0] = "aiax-bench"  # what the recorded command starts with
 from aiax_bench.cli import main
 sys.exit(main(sys.argv[1:]))
 """
