@@ -186,9 +186,10 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
               "the same for method, reference and phantom)")
     else:
         print("  porosity        protocol 1.0: Otsu threshold of the reference scan")
-    rows = [[name, f"{p['size']}³", ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items())]
+    rows = [[name, f"{p['size']}³", ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items()),
+             spec.content_sha256.get(name, "–")[:16]]
             for name, p in spec.profiles.items()]
-    print(format_table(["profile", "size", "samples"], rows))
+    print(format_table(["profile", "size", "samples", "content sha256 (leaderboard entries carry it)"], rows))
     return 0
 
 
