@@ -10,20 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from aiax_bench.errors import AiaxError, InputError
+from aiax_bench.tables import format_table
 
-__all__ = ["main"]
+__all__ = ["format_table", "main"]
 
 #: The image metrics ``evaluate`` prints, in this order (labels, units and formats from the catalog).
 TABLE_IMAGE_METRICS = ("mse", "psnr", "ssim", "ssim_slices")
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Plain-text table with aligned columns."""
-    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _parse_config(pairs: Sequence[str]) -> dict[str, Any]:

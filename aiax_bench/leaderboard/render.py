@@ -126,7 +126,7 @@ def _caption(group: Group) -> str:
 # ------------------------------------------------------------------------------------------------- terminal
 def render_terminal(groups: Sequence[Group]) -> str:
     """Plain-text tables, one per dataset, profile and split."""
-    from aiax_bench.cli import format_table
+    from aiax_bench.tables import format_table
 
     if not groups:
         return "no leaderboard entries (yet): submit one with `aiax-bench submit RESULT --name ...`"
