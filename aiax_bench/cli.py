@@ -348,6 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aiax-bench: interrupted; nothing was left half-written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of the output (e.g. `| head`) stopped reading: nothing left to say, and no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
