@@ -28,6 +28,7 @@ __all__ = [
     "RunResult",
     "aggregate_runs",
     "clean_record",
+    "is_number",
     "sample_std",
     "supervision_label",
 ]
@@ -58,7 +59,8 @@ def sample_std(values: Sequence[float] | np.ndarray) -> float | None:
     return float(values.std(ddof=1)) if values.size > 1 else None
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): a value a score can aggregate."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -104,7 +106,7 @@ def aggregate_runs(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key in sorted(keys):
         cells = [[records.get(sid, {}).get(key) for sid in ids] for records in by_id]
-        if not all(_is_number(v) for row in cells for v in row):
+        if not all(is_number(v) for row in cells for v in row):
             continue
         table = np.array(cells, dtype=np.float64)  # table[s, v]: seed s, volume v (matched by sample id)
         out[key] = {

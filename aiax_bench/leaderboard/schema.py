@@ -17,7 +17,7 @@ from typing import Any
 
 from aiax_bench.data.registry import REFERENCE_SPLIT
 from aiax_bench.errors import InputError, UnknownNameError
-from aiax_bench.results import aggregate_runs
+from aiax_bench.results import aggregate_runs, is_number
 
 __all__ = [
     "SUBMISSION_SCHEMA_VERSION",
@@ -181,10 +181,6 @@ def _check_values(entry: dict[str, Any], where: str) -> None:
 _TEXT_FIELDS = ("sample_id", "evaluator_version", "segmentation_protocol")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _close(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -234,7 +230,7 @@ def check_entry(entry: dict[str, Any], *, where: str = "submission", board: Path
     for key in entry["metrics"]:
         for i, run in enumerate(entry["runs"]):
             for j, record in enumerate(run["records"]):
-                if not _is_number(record.get(key)):
+                if not is_number(record.get(key)):
                     raise InputError(f"{where}: field runs[{i}].records[{j}].{key}",
                                      f"is {record.get(key)!r}", "expected a number: it is aggregated in metrics")
     recomputed = aggregate_runs(entry["runs"])
