@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,9 @@ def data_root(tmp_path_factory):
     """A cache directory holding foam@1.0 and foam@2.0 (the default) at the tiny profile (64³)."""
     from aiax_bench.data.loader import load
 
-    root = tmp_path_factory.mktemp("aiax-data")
+    # AIAX_BENCH_TEST_DATA keeps the tiny builds between runs (they are rebuilt when missing).
+    kept = os.environ.get("AIAX_BENCH_TEST_DATA")
+    root = Path(kept) if kept else tmp_path_factory.mktemp("aiax-data")
     for ref in ("foam@1.0", "foam@2.0"):
         load(ref, profile="tiny", root=root)
     return root

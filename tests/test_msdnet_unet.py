@@ -137,6 +137,11 @@ def test_checkpoints_are_cached_reused_and_refused_when_they_do_not_match(split,
     again = MSDNet({**QUICK, "depth": 3, "num_workers": 0, "inference_batch_size": 2})  # runtime-only changes
     again.fit(split.train, split.val, seed=0, context=context)
     assert again.training_result is None and again.checkpoint_path == cached
+    # A cache hit reports what the training cost, not the milliseconds of loading it.
+    assert again.prior_training_seconds() == first.training_result.seconds > 0
+    assert first.prior_training_seconds() == 0.0
+    assert first.fit_summary()["training"]["checkpoint"] == "trained"
+    assert again.fit_summary()["training"] == {**first.fit_summary()["training"], "checkpoint": "reused"}
     volume = split.test[0].read("low")[:6]
     np.testing.assert_array_equal(again.predict(volume), first.predict(volume))
 
@@ -181,6 +186,7 @@ def test_an_interrupted_fit_resumes_from_the_cache(split, tmp_path, monkeypatch)
     resumed = MSDNet(config)
     resumed.fit(split.train, split.val, seed=0, context={"checkpoint_root": tmp_path})
     assert resumed.training_result.resumed_from == 5 and resumed.training_result.steps == 8
+    assert 0 < resumed.prior_training_seconds() == resumed.training_result.resumed_seconds
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [p.name.endswith(".partial") for p in (tmp_path / "msdnet").iterdir()] == [False]

@@ -233,6 +233,16 @@ class Method(ABC):
         """
         return {}
 
+    def prior_training_seconds(self) -> float:
+        """Training time (s) the fitted state cost before the last :meth:`fit` call; 0 by default.
+
+        A reused checkpoint costs its recorded training time, a resumed training
+        the sessions before the interruption. The harness adds it to the wall
+        time of ``fit``, so a result's ``train_seconds`` is what training took,
+        not what a cache hit took.
+        """
+        return 0.0
+
     def parameter_count(self) -> int:
         """Number of learned parameters (0 for classical methods)."""
         return 0

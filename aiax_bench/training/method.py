@@ -243,6 +243,21 @@ class SliceMethod(Method):
         net = self.model.net if self.model is not None else self.build_network()
         return sum(p.numel() for p in net.parameters())
 
+    def fit_summary(self) -> dict[str, Any]:
+        """How the weights were made: steps, the step kept, why training stopped, whether a checkpoint was reused."""
+        training = (self.metadata or {}).get("training") or {}
+        if not training:
+            return {}
+        summary = {k: training[k] for k in ("steps", "best_step", "stopped_by", "seconds") if k in training}
+        return {"training": {**summary, "checkpoint": "trained" if self.training_result is not None else "reused"}}
+
+    def prior_training_seconds(self) -> float:
+        if self.training_result is not None:
+            return float(self.training_result.resumed_seconds)
+        # An adopted checkpoint: what its training took, as recorded in its metadata.
+        training = (self.metadata or {}).get("training") or {}
+        return float(training.get("seconds", 0.0))
+
     # -- data ------------------------------------------------------------------------------------
 
     def statistics(self, samples: Sequence[Any]) -> dict[str, float]:

@@ -143,6 +143,8 @@ class TrainResult:
         ``val_step``/``val_loss``/``val_psnr``.
     resumed_from : int
         Step a resumed training started from (0 for a fresh one).
+    resumed_seconds : float
+        Training time (s) of the earlier sessions a resumed training continues (0 for a fresh one).
     """
 
     steps: int
@@ -153,6 +155,7 @@ class TrainResult:
     stopped_by: str
     history: dict[str, list[float]]
     resumed_from: int = 0
+    resumed_seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         """The scalar fields, for metadata.json."""
@@ -438,4 +441,5 @@ def train(model: nn.Module, loss_fn: nn.Module, train_data: Dataset, val_data: D
     model.eval()
     return TrainResult(steps=step, seconds=round(elapsed(), 3), best_step=int(best["step"]),
                        best_val_loss=float(best["loss"]), best_val_psnr=float(best["psnr"]), stopped_by=stopped_by,
-                       history=copy.deepcopy(history), resumed_from=resumed_from)
+                       history=copy.deepcopy(history), resumed_from=resumed_from,
+                       resumed_seconds=round(seconds_before, 3))
