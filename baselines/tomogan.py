@@ -10,27 +10,20 @@ penalty (Gulrajani et al., NeurIPS 2017).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from aiax_bench.baselines._nets import UNetwork
 from aiax_bench.errors import InputError
-from aiax_bench.methods.base import Budget
-from aiax_bench.recon.device import default_device
 from aiax_bench.training.losses import make_loss
 from aiax_bench.training.method import SliceConfig, SliceMethod
-from aiax_bench.training.trainer import TrainResult, TrainSettings, log_metrics, record_validation
+from aiax_bench.training.trainer import Trainer, TrainSettings
 
 __all__ = ["Discriminator", "PerceptualFeatures", "TomoGAN"]
 
@@ -224,143 +217,17 @@ class TomoGAN(SliceMethod):
         net.requires_grad_(False)
         return net.eval()
 
-    # -- fit -------------------------------------------------------------------------------------
+    # -- training ----------------------------------------------------------------------------------
 
-    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
-            tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
-        """Train generator and discriminator, or reuse a matching checkpoint.
-
-        Same arguments and ``context`` keys as :meth:`SliceMethod.fit`, except
-        that an interrupted training is not resumed (``resume`` is ignored).
-        """
-        plan = self._plan_training(train, val, seed=seed, budget=budget, tracker=tracker, context=context)
-        if plan is None:
-            return
-        _, settings, identity, key, root = plan
-        stats = self.statistics(train)
-        generator = self._new_model(seed)
-        generator.set_statistics(**{k: v for k, v in stats.items() if k != "data_range"})
+    def make_trainer(self, model: nn.Module, stats: Mapping[str, float], train_data: Any, val_data: Any, *,
+                     seed: int, settings: TrainSettings, tracker: Any, work_dir: Path | None,
+                     resume_key: str) -> Trainer:
+        """The shared training loop with the adversarial objective: MSE + adversarial (+ perceptual) losses."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
             disc = self.build_discriminator()
-        train_data, val_data = self.datasets(train, val, seed=seed)
-        result = self._train(generator, disc, stats, train_data, val_data, settings=settings, tracker=tracker,
-                             seed=seed)
-        self.model = generator.cpu().eval()
-        self.discriminator = disc.cpu().eval()
-        self.training_result = result
-        self.metadata = self._metadata(identity, key, stats, result)
-        if root is not None:
-            self.save(root / key)
-        if tracker is not None:
-            self._log_checkpoint(tracker)
-
-    def _train(self, generator: nn.Module, disc: Discriminator, stats: Mapping[str, float], train_data: Any,
-               val_data: Any, *, settings: TrainSettings, tracker: Any, seed: int) -> TrainResult:
-        import sys
-
-        from tqdm.auto import tqdm
-
-        c = self.config
-        device = default_device()
-        generator.to(device).train()
-        disc.to(device).train()
-        perceptual = self._perceptual()
-        if perceptual is not None:
-            perceptual.to(device)
-        g_opt = torch.optim.Adam(generator.parameters(), lr=c.learning_rate)
-        d_opt = torch.optim.Adam(disc.parameters(), lr=c.disc_learning_rate)
-        # 0–255 intensities: the training targets' data_range spans 255, centred on their mean.
-        mean, std, data_range = stats["output_mean"], stats["output_std"], stats["data_range"]
-        to255 = 255.0 / data_range
-        val_loss_fn = make_loss(c.loss, scale=std, data_range=data_range)
-
-        def critic_input(v: torch.Tensor) -> torch.Tensor:
-            return (v - mean) / std  # the discriminator sees standardised slices
-
-        batches = _batches(train_data, settings.batch_size, device)
-        history: dict[str, list[float]] = {"step": [], "loss": [], "mse": [], "adversarial": [], "d_loss": [],
-                                           "val_step": [], "val_loss": [], "val_psnr": []}
-        best = {"loss": math.inf, "psnr": -math.inf, "step": 0, "weights": None}
-        stale, step, stopped_by = 0, 0, "steps"
-        running = np.zeros(4)
-        n_running = 0
-        start = time.monotonic()
-        gen = torch.Generator().manual_seed(seed)
-
-        def validate() -> bool:
-            nonlocal stale
-            loss, psnr, improved = record_validation(
-                generator, val_loss_fn, val_data, step=step, history=history, best=best, device=device,
-                batch_size=max(1, settings.batch_size // 2), tracker=tracker)
-            bar.set_postfix_str(f"val loss {loss:.4g}, val PSNR {psnr:.2f} dB")
-            stale = 0 if improved else stale + 1
-            return settings.patience is not None and stale >= settings.patience
-
-        bar = tqdm(total=settings.max_steps, desc=f"train {self.name}", unit="step", disable=not settings.progress,
-                   file=sys.stderr, dynamic_ncols=True)
-        while step < settings.max_steps:
-            d_loss = torch.zeros((), device=device)
-            if c.adversarial_weight > 0:
-                for _ in range(c.disc_steps):
-                    x, y = next(batches)
-                    with torch.no_grad():
-                        fake = generator(x)
-                    d_loss = self._disc_loss(disc, critic_input(y), critic_input(fake), gen)
-                    _check_finite(d_loss, "discriminator loss", step)
-                    d_opt.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    d_opt.step()
-            x, y = next(batches)
-            pred = generator(x)
-            mse = F.mse_loss(pred * to255, y * to255)
-            loss = c.mse_weight * mse
-            adv = torch.zeros((), device=device)
-            if c.adversarial_weight > 0:
-                disc.requires_grad_(False)  # the generator step must not train the critic
-                logits = disc(critic_input(pred))
-                disc.requires_grad_(True)
-                if c.adversarial == "js":  # non-saturating: -log D(G(x))
-                    adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-                else:
-                    adv = -logits.mean()
-                loss = loss + c.adversarial_weight * adv
-            if perceptual is not None:
-                def features(v: torch.Tensor) -> torch.Tensor:
-                    return perceptual(((v - mean) * to255 + 127.5) / 255.0)
-                loss = loss + c.perceptual_weight * F.mse_loss(features(pred), features(y))
-            _check_finite(loss, "generator loss", step)
-            g_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            g_opt.step()
-            step += 1
-            bar.update()
-            running += [float(v.detach()) for v in (loss, mse, adv, d_loss)]
-            n_running += 1
-            if step % 10 == 0 or step == settings.max_steps:
-                avg = running / n_running
-                for name, value in zip(("loss", "mse", "adversarial", "d_loss"), avg, strict=True):
-                    history[name].append(float(value))
-                history["step"].append(step)
-                log_metrics(tracker, {"train/loss": avg[0], "train/mse_255": avg[1], "train/adversarial": avg[2],
-                               "train/d_loss": avg[3]}, step)
-                running[:] = 0
-                n_running = 0
-            if step % settings.val_every == 0 and validate():
-                stopped_by = "early-stopping"
-                break
-            if settings.max_seconds is not None and time.monotonic() - start >= settings.max_seconds:
-                stopped_by = "seconds"
-                break
-        bar.close()
-        if not history["val_step"] or history["val_step"][-1] != step:
-            validate()
-        if best["weights"] is not None:
-            generator.load_state_dict(best["weights"])
-        generator.eval()
-        return TrainResult(steps=step, seconds=round(time.monotonic() - start, 3), best_step=int(best["step"]),
-                           best_val_loss=float(best["loss"]), best_val_psnr=float(best["psnr"]),
-                           stopped_by=stopped_by, history=copy.deepcopy(history))
+        return _AdversarialTrainer(self, model, disc, stats, train_data, val_data, seed=seed, settings=settings,
+                                   tracker=tracker, work_dir=work_dir, resume_key=resume_key)
 
     def _disc_loss(self, disc: Discriminator, real: torch.Tensor, fake: torch.Tensor,
                    gen: torch.Generator) -> torch.Tensor:
@@ -385,12 +252,81 @@ def _check_finite(loss: torch.Tensor, what: str, step: int) -> None:
                          "lower the learning rates, or check the input data for NaN/inf")
 
 
-def _batches(data: Any, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless batches of the (seeded, per-epoch) patch stream."""
-    epoch = 0
-    while True:
-        if hasattr(data, "set_epoch"):
-            data.set_epoch(epoch)
-        for x, y in DataLoader(data, batch_size=batch_size, shuffle=False, drop_last=True):
-            yield x.to(device), y.to(device)
-        epoch += 1
+class _AdversarialTrainer(Trainer):
+    """TomoGAN's objective in the shared loop: discriminator steps before each generator step.
+
+    Validation (best generator kept, early stopping) is the loop's default:
+    the config's loss against ``high`` on the validation slices. A resumed
+    training continues bit-exactly from a validation's saved state; after a
+    Ctrl-C in the middle of a step it continues from the discriminator as it was.
+    """
+
+    def __init__(self, method: TomoGAN, generator: nn.Module, disc: Discriminator, stats: Mapping[str, float],
+                 train_data: Any, val_data: Any, *, seed: int, settings: TrainSettings, tracker: Any,
+                 work_dir: Path | None, resume_key: str) -> None:
+        c = method.config
+        loss = make_loss(c.loss, scale=stats["output_std"], data_range=stats["data_range"])
+        super().__init__(generator, loss, train_data, val_data, settings=settings, tracker=tracker,
+                         work_dir=work_dir, resume_key=resume_key, description=f"train {method.name}")
+        self.method, self.config = method, c
+        self.disc = disc.to(self.device).train()
+        self.d_opt = torch.optim.Adam(disc.parameters(), lr=c.disc_learning_rate)
+        self.perceptual = method._perceptual()
+        if self.perceptual is not None:
+            self.perceptual.to(self.device)
+        # 0–255 intensities: the training targets' data_range spans 255, centred on their mean.
+        self.mean, self.std = stats["output_mean"], stats["output_std"]
+        self.to255 = 255.0 / stats["data_range"]
+        self.noise = torch.Generator().manual_seed(seed)  # WGAN-GP interpolation weights
+
+    def critic_input(self, v: torch.Tensor) -> torch.Tensor:
+        return (v - self.mean) / self.std  # the discriminator sees standardised slices
+
+    def before_step(self) -> dict[str, torch.Tensor]:
+        c = self.config
+        d_loss = torch.zeros((), device=self.device)
+        if c.adversarial_weight > 0:
+            for _ in range(c.disc_steps):
+                x, y = self.next_batch()
+                with torch.no_grad(), self.autocast:
+                    fake = self.model(x).float()
+                d_loss = self.method._disc_loss(self.disc, self.critic_input(y), self.critic_input(fake), self.noise)
+                if not torch.isfinite(d_loss):
+                    raise InputError(f"discriminator loss at step {self.step + 1}", f"is {float(d_loss)}",
+                                     "lower the learning rates, or check the input data for NaN/inf")
+                self.d_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                self.d_opt.step()
+        return {"d_loss": d_loss}
+
+    def compute_loss(self, batch: Any) -> dict[str, torch.Tensor]:
+        c = self.config
+        x, y = batch
+        with self.autocast:
+            pred = self.model(x)
+        pred = pred.float()
+        mse = F.mse_loss(pred * self.to255, y * self.to255)
+        loss = c.mse_weight * mse
+        adv = torch.zeros((), device=self.device)
+        if c.adversarial_weight > 0:
+            self.disc.requires_grad_(False)  # the generator step must not train the critic
+            logits = self.disc(self.critic_input(pred))
+            self.disc.requires_grad_(True)
+            if c.adversarial == "js":  # non-saturating: -log D(G(x))
+                adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+            else:
+                adv = -logits.mean()
+            loss = loss + c.adversarial_weight * adv
+        if self.perceptual is not None:
+            def features(v: torch.Tensor) -> torch.Tensor:
+                return self.perceptual(((v - self.mean) * self.to255 + 127.5) / 255.0)
+            loss = loss + c.perceptual_weight * F.mse_loss(features(pred), features(y))
+        return {"loss": loss, "mse_255": mse, "adversarial": adv}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"disc": self.disc.state_dict(), "d_opt": self.d_opt.state_dict(), "noise": self.noise.get_state()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.disc.load_state_dict(state["disc"])
+        self.d_opt.load_state_dict(state["d_opt"])
+        self.noise.set_state(state["noise"])

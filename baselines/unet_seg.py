@@ -8,10 +8,9 @@ Jaccard loss with squared predictions, crops of 160² in 2D, 160²×5 in 2.5D an
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import shutil
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,8 @@ from aiax_bench.data.annotation import UNLABELLED
 from aiax_bench.data.torch_adapter import reflect_indices
 from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Budget, Method
+from aiax_bench.training.method import TRAINING_CODE_VERSION, TrainingRecord
+from aiax_bench.training.trainer import Trainer, TrainResult, TrainSettings
 
 __all__ = ["SegmentationUNetwork", "UNetSeg", "soft_jaccard_loss"]
 
@@ -175,7 +176,7 @@ def _json_ready(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-class UNetSeg(Method):
+class UNetSeg(TrainingRecord, Method):
     """Segmentation U-Net (tomo2seg): residual blocks with batch-norm, softmax, multi-class soft Jaccard loss.
 
     Three variants: ``2d`` (one slice in, its labels out), ``2.5d`` (``slices``
@@ -311,6 +312,7 @@ class UNetSeg(Method):
         self.metadata: dict[str, Any] = {}
         self.history: dict[str, list[float]] = {}
         self.checkpoint_path: Path | None = None
+        self.training_result: TrainResult | None = None
 
     def _check_config(self) -> None:
         c = self.config
@@ -456,6 +458,21 @@ class UNetSeg(Method):
 
     # -- fit / predict ---------------------------------------------------------------------------
 
+    def train_settings(self, budget: Budget | None = None) -> TrainSettings:
+        """The shared loop's settings: Adam with a 5 % warm-up and cosine decay to zero, capped by ``budget``."""
+        c = self.config
+        steps, seconds = c.max_steps, c.max_seconds
+        if budget is not None:
+            steps = min(steps, int(budget.iterations)) if budget.iterations is not None else steps
+            if budget.seconds is not None:
+                seconds = budget.seconds if seconds is None else min(seconds, budget.seconds)
+        # Warm-up, then cosine decay to zero at the last step: the triangular-like schedule of
+        # tomo2seg, and the late steps refine instead of jumping between minima.
+        return TrainSettings(max_steps=steps, max_seconds=seconds, batch_size=c.batch_size,
+                             learning_rate=c.learning_rate, lr_schedule="cosine", final_learning_rate=0.0,
+                             warmup_steps=max(1, steps // 20), val_every=min(c.val_every, steps),
+                             progress=c.progress)
+
     def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
             tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
         """Train on the annotated slices of ``train``, keeping the weights with the best ``val`` macro Jaccard.
@@ -471,21 +488,34 @@ class UNetSeg(Method):
         tracker : module, optional
             ``mlflow`` with an active run: training curves are logged to it.
         context : mapping, optional
-            ``checkpoint_root``: the trained checkpoint is written to ``<root>/unet-seg/<key>``
-            (see :meth:`training_key`; written for the record, not reused by ``fit``).
+            ``checkpoint_root``: the trained checkpoint is written to
+            ``<root>/unet-seg/<key>`` (see :meth:`training_key`) and a later fit
+            with the same key reuses it (``reuse``, default True); an
+            interrupted training resumes from ``<key>.partial`` (``resume``,
+            default True).
         """
-        if not train:
-            raise InputError(f"training data of method {self.name}", "is empty", "expected at least one sample")
-        c = self.config
-        steps, seconds = c.max_steps, c.max_seconds
-        if budget is not None:
-            steps = min(steps, int(budget.iterations)) if budget.iterations is not None else steps
-            if budget.seconds is not None:
-                seconds = budget.seconds if seconds is None else min(seconds, budget.seconds)
+        if not train or not val:
+            raise InputError(f"training data of method {self.name}",
+                             f"has {len(train)} training and {len(val)} validation sample(s)",
+                             "expected at least one of each")
+        ctx = dict(context or {})
+        key = self.training_key(train, seed=seed, context=ctx, budget=budget)
+        root = Path(ctx["checkpoint_root"]) / self.name if ctx.get("checkpoint_root") else None
+        self.training_result = None
+        if root is not None and (root / key).is_dir() and ctx.get("reuse", True):
+            self._adopt(self.load(root / key))
+            print(f"{self.name}: reusing checkpoint {root / key}", file=sys.stderr)
+            if tracker is not None:
+                tracker.set_tag("checkpoint", str(root / key))
+                tracker.set_tag("checkpoint_reused", "true")
+            return
+        work_dir = root / f"{key}.partial" if root is not None else None
+        if work_dir is not None and not ctx.get("resume", True):
+            shutil.rmtree(work_dir, ignore_errors=True)
         self.phases = list(train[0].meta["phases"])
         n = self.n_classes = len(self.phases)
         vols = self._volumes(train)
-        val_vols = self._volumes(val) if val else []
+        val_vols = self._volumes(val)
         counts = self.label_counts(vols, n)
         if not counts.any():
             raise InputError(f"labels of the training samples of method {self.name}", "hold no labelled voxel",
@@ -498,73 +528,43 @@ class UNetSeg(Method):
             torch.manual_seed(seed)
             model = self.build_network(n)
         self.model = model
-        rng = np.random.default_rng(seed)
-        opt = torch.optim.Adam(model.parameters(), lr=c.learning_rate)
-        # Short warm-up, then cosine decay to zero at the last step: the triangular-like schedule
-        # of tomo2seg, and the late steps refine instead of jumping between minima.
-        warm = max(1, steps // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(i, steps) / steps)))
-        history: dict[str, list[float]] = {"step": [], "loss": [], "val_step": [], "val_jaccard": []}
-        best = {"score": -np.inf, "step": 0, "weights": None}
-        started = time.perf_counter()
-        step, running = 0, []
-        model.train()
-        while step < steps:
-            x, y, valid = self._batch(vols, rng)
-            loss = self._loss(model(x), y, None if bool(valid.all()) else valid, weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            schedule.step()
-            step += 1
-            running.append(float(loss.detach()))
-            timed_out = seconds is not None and time.perf_counter() - started >= seconds
-            if step % 10 == 0 or step == steps:
-                history["step"].append(step)
-                history["loss"].append(float(np.mean(running)))
-                if tracker is not None:
-                    tracker.log_metrics({"train/loss": history["loss"][-1]}, step=step)
-                running = []
-            if val_vols and (step % c.val_every == 0 or step == steps or timed_out):
-                score = self._validate(val_vols)
-                history["val_step"].append(step)
-                history["val_jaccard"].append(score)
-                if tracker is not None:
-                    tracker.log_metrics({"val/jaccard": score}, step=step)
-                if c.progress:
-                    print(f"{self.name}: step {step}, loss {history['loss'][-1]:.4f}, val Jaccard {score:.4f}",
-                          file=sys.stderr)
-                if score > best["score"]:
-                    best.update(score=score, step=step, weights=copy.deepcopy(model.state_dict()))
-                model.train()
-            if timed_out:
-                break
-        if best["weights"] is not None:
-            model.load_state_dict(best["weights"])
-        model.eval()
-        self.history = history
+        trainer = _SegmentationTrainer(self, model, vols, val_vols, weights, seed=seed,
+                                       settings=self.train_settings(budget), tracker=tracker, work_dir=work_dir,
+                                       resume_key=key)
+        result = trainer.run()
+        self.model = model.cpu().eval()
+        self.training_result = result
+        self.history = result.history
         self.metadata = _json_ready({
             "method": self.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "torch_version": torch.__version__, "parameters": self.parameter_count(), "phases": self.phases,
             "standardisation": self.stats, "class_weights": weights.tolist(),
-            "training": {"seed": seed, "steps": step, "seconds": round(time.perf_counter() - started, 3),
-                         "best_step": best["step"], "best_val_jaccard": best["score"],
+            "training": {"seed": seed, "key": key, **result.summary(),
+                         "best_val_jaccard": result.best_val["jaccard"],
                          "train_ids": [getattr(s, "id", None) for s in train],
                          "val_ids": [getattr(s, "id", None) for s in val],
                          "labelled_slices": [int(v["valid_z"].sum()) for v in vols]},
         })
-        if context and context.get("checkpoint_root"):
-            self.save(Path(context["checkpoint_root"]) / self.name / self.training_key(train, seed=seed,
-                                                                                       context=context))
+        if root is not None:
+            self.save(root / key)
+            shutil.rmtree(work_dir, ignore_errors=True)
 
-    def training_key(self, train: Sequence[Any], *, seed: int, context: Mapping[str, Any] | None = None) -> str:
-        """Directory name of a training's checkpoint: sha256 (16 hex) of config, data identity and seed."""
+    def _adopt(self, other: UNetSeg) -> None:
+        # Same key, same config, data and seed (see training_key): the weights are this training's.
+        self.phases, self.n_classes, self.stats = other.phases, other.n_classes, other.stats
+        self.model, self.metadata, self.checkpoint_path = other.model, other.metadata, other.checkpoint_path
+
+    def training_key(self, train: Sequence[Any], *, seed: int, context: Mapping[str, Any] | None = None,
+                     budget: Budget | None = None) -> str:
+        """Directory name of a training's checkpoint: sha256 (16 hex) of config, budget, data identity and seed."""
         import hashlib
         import json
 
         ctx = dict(context or {})
+        settings = dataclasses.asdict(self.train_settings(budget))
+        settings.pop("progress")
         doc = _json_ready({"method": self.name, "config": self.config_dict(), "seed": int(seed),
+                           "settings": settings, "training_code": TRAINING_CODE_VERSION,
                            "dataset_sha256": ctx.get("dataset_sha256"), "split": ctx.get("split"),
                            "annotated_slices": ctx.get("annotated_slices"),
                            "train_ids": [getattr(s, "id", None) for s in train]})
@@ -587,6 +587,7 @@ class UNetSeg(Method):
             raise InputError(f"method {self.name}", "is not trained", "call fit() or load a checkpoint first")
         c = self.config
         model = self.model.eval()
+        device = next(model.parameters()).device  # the training device while validating
         x = self._standardise(np.asarray(volume, dtype=np.float32))
         nz = x.shape[0]
         if c.variant == "3d":
@@ -596,8 +597,8 @@ class UNetSeg(Method):
             acc = np.zeros((self.n_classes, *x.shape), dtype=np.float32)
             hits = np.zeros(nz, dtype=np.float32)
             for z0 in starts:
-                block = torch.from_numpy(np.ascontiguousarray(x[z0:z0 + d]))[None, None]
-                acc[:, z0:z0 + d] += torch.softmax(model(block), 1)[0].numpy()
+                block = torch.from_numpy(np.ascontiguousarray(x[z0:z0 + d]))[None, None].to(device)
+                acc[:, z0:z0 + d] += torch.softmax(model(block).float(), 1)[0].cpu().numpy()
                 hits[z0:z0 + d] += 1
             return acc / hits[None, :, None, None]
         h = self.in_channels // 2
@@ -605,7 +606,8 @@ class UNetSeg(Method):
         for z0 in range(0, nz, c.inference_batch_size):
             zs = range(z0, min(z0 + c.inference_batch_size, nz))
             stack = np.stack([x[reflect_indices(z - h, z + h + 1, nz)] for z in zs])
-            out[:, zs.start:zs.stop] = torch.softmax(model(torch.from_numpy(stack)), 1).numpy().transpose(1, 0, 2, 3)
+            probabilities = torch.softmax(model(torch.from_numpy(stack).to(device)).float(), 1).cpu().numpy()
+            out[:, zs.start:zs.stop] = probabilities.transpose(1, 0, 2, 3)
         return out
 
     def labels_from_probabilities(self, probabilities: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -653,3 +655,46 @@ class UNetSeg(Method):
         method.metadata = ckpt.metadata
         method.checkpoint_path = ckpt.path
         return method
+
+
+class _SegmentationTrainer(Trainer):
+    """The shared loop on augmented, rare-phase-weighted crops, validated by macro Jaccard on labelled voxels."""
+
+    monitor = "jaccard"
+    monitor_mode = "max"
+
+    def __init__(self, method: UNetSeg, model: nn.Module, vols: list[dict[str, Any]], val_vols: list[dict[str, Any]],
+                 weights: torch.Tensor, *, seed: int, settings: TrainSettings, tracker: Any, work_dir: Path | None,
+                 resume_key: str) -> None:
+        super().__init__(model, settings=settings, tracker=tracker, work_dir=work_dir, resume_key=resume_key,
+                         description=f"train {method.name}")
+        self.method, self.vols, self.val_vols = method, vols, val_vols
+        self.weights = weights
+        self.rng = np.random.default_rng(seed)  # the crop stream
+        self.rng_at_step = self.rng.bit_generator.state
+
+    def check_data(self) -> None:
+        """Checked by :meth:`UNetSeg.fit`."""
+
+    def next_batch(self) -> tuple[torch.Tensor, ...]:
+        batch = tuple(t.to(self.device) for t in self.method._batch(self.vols, self.rng))
+        self.batches_drawn += 1
+        return batch
+
+    def compute_loss(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, y, valid = batch
+        with self.autocast:
+            logits = self.model(x)
+        return {"loss": self.method._loss(logits.float(), y, None if bool(valid.all()) else valid, self.weights)}
+
+    def validate(self) -> dict[str, float]:
+        return {"jaccard": self.method._validate(self.val_vols)}
+
+    def on_step_end(self) -> None:
+        self.rng_at_step = self.rng.bit_generator.state
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"rng": self.rng_at_step}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = self.rng_at_step = state["rng"]

@@ -214,6 +214,41 @@ def test_rare_phase_crops_hold_pores_and_only_labelled_voxels_count(variant):
     assert pore_share(0.5) > 4 * pore_share(0.0)
 
 
+def test_unet_seg_reuses_its_checkpoint_and_resumes_an_interrupted_training(tmp_path, monkeypatch):
+    """unet-seg trains in the shared loop: a cached checkpoint is reused, an interrupted run resumes exactly."""
+    train, val = [AnnotatedSample(_composite_like(0), 5)], [AnnotatedSample(_composite_like(1), 5)]
+    config = {"depth": 2, "base_channels": 4, "patch_size": 16, "batch_size": 2, "max_steps": 8, "val_every": 3}
+    straight = UNetSeg(config)
+    straight.fit(train, val, seed=0)
+    assert straight.training_result.steps == 8 and straight.fit_summary()["training"]["checkpoint"] == "trained"
+    assert straight.training_result.history["val_step"] == [3, 6, 8]
+
+    real = UNetSeg._batch
+    calls = {"n": 0}
+
+    def interrupting(self, vols, rng):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the draw of step 5, after the state saved at step 3
+            raise KeyboardInterrupt
+        return real(self, vols, rng)
+
+    monkeypatch.setattr(UNetSeg, "_batch", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        UNetSeg(config).fit(train, val, seed=0, context={"checkpoint_root": tmp_path})
+    resumed = UNetSeg(config)
+    resumed.fit(train, val, seed=0, context={"checkpoint_root": tmp_path})
+    assert resumed.training_result.resumed_from == 4 and resumed.prior_training_seconds() > 0
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    again = UNetSeg(config)
+    again.fit(train, val, seed=0, context={"checkpoint_root": tmp_path})
+    assert again.training_result is None and again.fit_summary()["training"]["checkpoint"] == "reused"
+    assert again.prior_training_seconds() == resumed.training_result.seconds
+    sample = _composite_like(2)
+    np.testing.assert_array_equal(again.predict(sample), resumed.predict(sample))
+
+
 # -- unet-seg on foam tiny -------------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ def test_networks_follow_the_paper():
 @pytest.mark.parametrize("adversarial", ["js", "wgan-gp"])
 def test_adversarial_training_is_stable(trained, adversarial):
     history = trained[adversarial].training_result.history
-    for name in ("loss", "mse", "adversarial", "d_loss"):
+    for name in ("loss", "mse_255", "adversarial", "d_loss"):
         assert history[name] and all(math.isfinite(v) for v in history[name]), name
     d_loss = np.array(history["d_loss"])
     if adversarial == "js":
@@ -68,7 +68,7 @@ def test_adversarial_training_is_stable(trained, adversarial):
         assert np.all((d_loss > 0) & (d_loss < 5.0))
     else:
         assert np.all(np.abs(d_loss) < 50.0)
-    assert history["mse"][-1] < 0.5 * history["mse"][0]
+    assert history["mse_255"][-1] < 0.5 * history["mse_255"][0]
 
 
 @pytest.mark.parametrize("adversarial", ["js", "wgan-gp"])

@@ -1,8 +1,10 @@
 """Training machinery shared by every learned method.
 
-* :func:`train` / :class:`TrainSettings`: the seeded, resumable training loop
-  (automatic device, mixed precision on CUDA, validation, early stopping,
-  budget, MLflow curves, progress bar).
+* :class:`Trainer` / :class:`TrainSettings`: the one seeded, resumable training
+  loop of every learned method (automatic device, mixed precision on CUDA,
+  validation, early stopping, budget, MLflow curves, progress bar); methods
+  override its loss and step hooks, not the loop. :func:`train` runs it with
+  the default supervised hooks.
 * :func:`predict_volume`: slice-wise sliding-window inference, zarr in, zarr out.
 * :func:`save_checkpoint` / :func:`load_checkpoint`: verified checkpoint directories.
 * :class:`SliceMethod` / :class:`SliceConfig`: the base of the learned 2.5D baselines
@@ -15,7 +17,7 @@ from aiax_bench.training.inference import predict_volume
 from aiax_bench.training.losses import LOSSES, TrainingLoss, make_loss, ssim_2d
 from aiax_bench.training.method import TRAINING_CODE_VERSION, SliceConfig, SliceMethod
 from aiax_bench.training.model import Standardized
-from aiax_bench.training.trainer import TrainResult, TrainSettings, train
+from aiax_bench.training.trainer import Trainer, TrainResult, TrainSettings, train
 
 __all__ = [
     "LOSSES",
@@ -26,6 +28,7 @@ __all__ = [
     "Standardized",
     "TrainResult",
     "TrainSettings",
+    "Trainer",
     "TrainingLoss",
     "load_checkpoint",
     "make_loss",

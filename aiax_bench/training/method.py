@@ -51,9 +51,9 @@ from aiax_bench.methods.base import Budget, Method
 from aiax_bench.training.checkpoint import load_checkpoint, save_checkpoint
 from aiax_bench.training.losses import LOSSES, make_loss
 from aiax_bench.training.model import Standardized
-from aiax_bench.training.trainer import TrainResult, TrainSettings, train
+from aiax_bench.training.trainer import Trainer, TrainResult, TrainSettings
 
-__all__ = ["TRAINING_CODE_VERSION", "SliceConfig", "SliceMethod"]
+__all__ = ["TRAINING_CODE_VERSION", "SliceConfig", "SliceMethod", "TrainingRecord"]
 
 #: Changes whenever the shared training code could train different weights
 #: from the same inputs; part of every checkpoint cache key.
@@ -146,7 +146,32 @@ def _json_ready(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-class SliceMethod(Method):
+class TrainingRecord:
+    """What a learned method reports about its weights, from ``metadata['training']`` and ``training_result``.
+
+    Mixed into every learned method: ``training_result`` is None when the
+    weights came from a checkpoint, whose metadata records its training.
+    """
+
+    metadata: dict[str, Any] | None
+    training_result: TrainResult | None
+
+    def fit_summary(self) -> dict[str, Any]:
+        """Steps, the step kept, why training stopped, its seconds, and whether a checkpoint was reused."""
+        training = (self.metadata or {}).get("training") or {}
+        if not training:
+            return {}
+        summary = {k: training[k] for k in ("steps", "best_step", "stopped_by", "seconds") if k in training}
+        return {"training": {**summary, "checkpoint": "trained" if self.training_result is not None else "reused"}}
+
+    def prior_training_seconds(self) -> float:
+        """Seconds of earlier sessions (resumed training) or of the reused checkpoint's training."""
+        if self.training_result is not None:
+            return float(self.training_result.resumed_seconds)
+        return float(((self.metadata or {}).get("training") or {}).get("seconds", 0.0))
+
+
+class SliceMethod(TrainingRecord, Method):
     """A learned 2.5D slice-to-slice enhancement method (base class).
 
     Subclasses set ``name``, a ``Config`` deriving from :class:`SliceConfig`,
@@ -242,21 +267,6 @@ class SliceMethod(Method):
     def parameter_count(self) -> int:
         net = self.model.net if self.model is not None else self.build_network()
         return sum(p.numel() for p in net.parameters())
-
-    def fit_summary(self) -> dict[str, Any]:
-        """How the weights were made: steps, the step kept, why training stopped, whether a checkpoint was reused."""
-        training = (self.metadata or {}).get("training") or {}
-        if not training:
-            return {}
-        summary = {k: training[k] for k in ("steps", "best_step", "stopped_by", "seconds") if k in training}
-        return {"training": {**summary, "checkpoint": "trained" if self.training_result is not None else "reused"}}
-
-    def prior_training_seconds(self) -> float:
-        if self.training_result is not None:
-            return float(self.training_result.resumed_seconds)
-        # An adopted checkpoint: what its training took, as recorded in its metadata.
-        training = (self.metadata or {}).get("training") or {}
-        return float(training.get("seconds", 0.0))
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -375,9 +385,9 @@ class SliceMethod(Method):
         model = self._new_model(seed)
         model.set_statistics(**{k: v for k, v in stats.items() if k != "data_range"})
         train_data, val_data = self.datasets(train, val, seed=seed)
-        loss = make_loss(self.config.loss, scale=stats["output_std"], data_range=stats["data_range"])
-        result = train_fn(model, loss, train_data, val_data, settings=settings, tracker=tracker,
-                          work_dir=work_dir, resume_key=key, description=f"train {self.name}")
+        trainer = self.make_trainer(model, stats, train_data, val_data, seed=seed, settings=settings,
+                                    tracker=tracker, work_dir=work_dir, resume_key=key)
+        result = trainer.run()
         self.model = model.cpu().eval()
         self.training_result = result
         self.metadata = self._metadata(identity, key, stats, result)
@@ -386,6 +396,19 @@ class SliceMethod(Method):
             shutil.rmtree(work_dir, ignore_errors=True)
         if tracker is not None:
             self._log_checkpoint(tracker)
+
+    def make_trainer(self, model: Standardized, stats: Mapping[str, float], train_data: Any, val_data: Any, *,
+                     seed: int, settings: TrainSettings, tracker: Any, work_dir: Path | None,
+                     resume_key: str) -> Trainer:
+        """The :class:`Trainer` of this method: the config's loss on ``(input, target)`` patches by default.
+
+        A method with another objective (an adversarial one) returns a
+        ``Trainer`` subclass that overrides the loss and step hooks; the loop,
+        budget, validation, resume and logging stay the same for every method.
+        """
+        loss = make_loss(self.config.loss, scale=stats["output_std"], data_range=stats["data_range"])
+        return Trainer(model, loss, train_data, val_data, settings=settings, tracker=tracker, work_dir=work_dir,
+                       resume_key=resume_key, description=f"train {self.name}")
 
     def _plan_training(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None,
                        tracker: Any, context: Mapping[str, Any] | None):
@@ -501,7 +524,3 @@ class SliceMethod(Method):
         method = cls(ckpt.config)
         method._load_weights(ckpt)
         return method
-
-
-# The trainer's ``train`` under another name: ``fit`` has a parameter called ``train``.
-train_fn = train

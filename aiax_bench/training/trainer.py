@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from aiax_bench.errors import InputError, StoreError
 from aiax_bench.recon.device import default_device
 
-__all__ = ["TrainResult", "TrainSettings", "evaluate_loss", "log_metrics", "record_validation", "train"]
+__all__ = ["TrainResult", "TrainSettings", "Trainer", "evaluate_loss", "log_metrics", "train"]
 
 STATE_FILE = "training_state.pt"
 
@@ -67,7 +67,9 @@ class TrainSettings:
         ``cosine`` decays to ``final_learning_rate`` over ``max_steps``;
         ``geometric`` decays log-linearly to it (FBPConvNet).
     final_learning_rate : float, optional
-        End of the decay; a tenth of ``learning_rate`` if omitted.
+        End of the decay (0 allowed); a tenth of ``learning_rate`` if omitted.
+    warmup_steps : int
+        Linear warm-up of the learning rate over the first steps (0: none).
     grad_clip : float, optional
         Clip every gradient element to ``[-grad_clip, grad_clip]``.
     val_every : int
@@ -93,6 +95,7 @@ class TrainSettings:
     momentum: float = 0.99
     lr_schedule: str = "constant"
     final_learning_rate: float | None = None
+    warmup_steps: int = 0
     grad_clip: float | None = None
     val_every: int = 100
     patience: int | None = None
@@ -116,6 +119,11 @@ class TrainSettings:
             raise InputError("max_seconds", f"is {self.max_seconds}", "expected a positive time in seconds or None")
         if self.patience is not None and self.patience < 1:
             raise InputError("patience", f"is {self.patience}", "expected a positive number of validations or None")
+        if self.final_learning_rate is not None and not self.final_learning_rate >= 0:
+            raise InputError("final_learning_rate", f"is {self.final_learning_rate}",
+                             "expected a learning rate of 0 or more, or None")
+        if self.warmup_steps < 0:
+            raise InputError("warmup_steps", f"is {self.warmup_steps}", "expected 0 or more steps")
         if self.num_workers < 0:
             raise InputError("num_workers", f"is {self.num_workers}", "expected 0 or more worker processes")
 
@@ -132,15 +140,15 @@ class TrainResult:
         Training wall-clock time (s) in total.
     best_step : int
         Step of the weights kept (the best validation loss).
-    best_val_loss : float
-        Validation loss of those weights.
-    best_val_psnr : float
-        Validation PSNR (dB) of those weights.
+    monitor : str
+        Validation score that selected them (``loss``, ``jaccard``, ...).
+    best_val : dict of str to float
+        Validation scores of those weights (``loss`` and ``psnr`` (dB) for enhancement).
     stopped_by : str
         ``'steps'``, ``'seconds'`` or ``'early-stopping'``.
     history : dict of str to list
-        ``step``/``loss``/``lr`` of the logged training averages and
-        ``val_step``/``val_loss``/``val_psnr``.
+        ``step``/``lr`` and the logged training averages (``loss``, ...), and
+        ``val_step`` with ``val_<score>`` per validation score.
     resumed_from : int
         Step a resumed training started from (0 for a fresh one).
     resumed_seconds : float
@@ -150,12 +158,22 @@ class TrainResult:
     steps: int
     seconds: float
     best_step: int
-    best_val_loss: float
-    best_val_psnr: float
+    monitor: str
+    best_val: dict[str, float]
     stopped_by: str
     history: dict[str, list[float]]
     resumed_from: int = 0
     resumed_seconds: float = 0.0
+
+    @property
+    def best_val_loss(self) -> float | None:
+        """Validation loss of the kept weights (None when validation reports no loss)."""
+        return self.best_val.get("loss")
+
+    @property
+    def best_val_psnr(self) -> float | None:
+        """Validation PSNR (dB) of the kept weights (None when validation reports none)."""
+        return self.best_val.get("psnr")
 
     def summary(self) -> dict[str, Any]:
         """The scalar fields, for metadata.json."""
@@ -163,11 +181,11 @@ class TrainResult:
 
 
 def _lr_factor(settings: TrainSettings):
-    final = settings.final_learning_rate or settings.learning_rate / 10
+    final = settings.learning_rate / 10 if settings.final_learning_rate is None else settings.final_learning_rate
     ratio = final / settings.learning_rate
     n = max(settings.max_steps, 1)
 
-    def factor(step: int) -> float:
+    def decay(step: int) -> float:
         t = min(step / n, 1.0)
         if settings.lr_schedule == "cosine":
             return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * t))
@@ -175,7 +193,9 @@ def _lr_factor(settings: TrainSettings):
             return ratio**t
         return 1.0
 
-    return factor
+    if settings.warmup_steps == 0:
+        return decay
+    return lambda step: min(1.0, (step + 1) / settings.warmup_steps) * decay(step)
 
 
 def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -214,27 +234,6 @@ def evaluate_loss(model: nn.Module, loss_fn: nn.Module, data: Dataset, *, device
     data_range = float(getattr(loss_fn, "data_range", 1.0))
     psnr = float("inf") if mse == 0 else 10 * math.log10(data_range**2 / mse)
     return total_loss / max(n_items, 1), psnr
-
-
-def record_validation(model: nn.Module, loss_fn: nn.Module, val_data: Dataset, *, step: int,
-                      history: dict[str, list], best: dict[str, Any], device: torch.device, batch_size: int,
-                      tracker: Any = None, metric_prefix: str = "") -> tuple[float, float, bool]:
-    """Validate ``model``, append to ``history``, log the curves and keep the best weights in ``best``.
-
-    ``best`` holds ``loss``, ``psnr``, ``step`` and ``weights`` (a CPU copy of
-    the state dict), replaced when the validation loss improves. Returns the
-    validation loss, PSNR (dB) and whether it improved.
-    """
-    val_loss, val_psnr = evaluate_loss(model, loss_fn, val_data, device=device, batch_size=batch_size)
-    history["val_step"].append(step)
-    history["val_loss"].append(val_loss)
-    history["val_psnr"].append(val_psnr)
-    log_metrics(tracker, {f"{metric_prefix}val/loss": val_loss, f"{metric_prefix}val/psnr": val_psnr}, step)
-    improved = val_loss < best["loss"]
-    if improved:
-        best.update(loss=val_loss, psnr=val_psnr, step=step,
-                    weights={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-    return val_loss, val_psnr, improved
 
 
 class _IndexRange(torch.utils.data.Sampler[int]):
@@ -276,39 +275,62 @@ def _load_state(work_dir: Path, resume_key: str) -> dict[str, Any] | None:
     return state
 
 
+def _best_of_version_1(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The kept weights of a training state saved before validation scores were named."""
+    return {"score": float(state["best_loss"]), "scores": {"loss": float(state["best_loss"]),
+                                                         "psnr": float(state["best_psnr"])},
+            "step": int(state["best_step"]), "weights": state["best_weights"]}
+
+
 def log_metrics(tracker: Any, metrics: Mapping[str, float], step: int) -> None:
     """Log the finite ``metrics`` at ``step`` to ``tracker`` (``mlflow`` with an active run), if any."""
     if tracker is not None:
         tracker.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(v)}, step=step)
 
 
-def train(model: nn.Module, loss_fn: nn.Module, train_data: Dataset, val_data: Dataset, *,
-          settings: TrainSettings | None = None, device: torch.device | str | None = None, tracker: Any = None,
-          work_dir: Path | None = None, resume_key: str = "", metric_prefix: str = "",
-          description: str = "train") -> TrainResult:
-    """Train ``model`` in place and leave the best validated weights in it.
+class Trainer:
+    """The training loop of every learned method; methods change the loss and the step, not the loop.
+
+    The loop owns what every learned method needs the same way: the budget
+    (steps and/or seconds), the optimiser and learning-rate schedule, device
+    placement and mixed precision on CUDA, validation every ``val_every``
+    steps with the best weights kept, early stopping, running averages and
+    MLflow curves, the progress bar, and a resumable training state.
+
+    A method customises it by overriding hooks (DeepInverse style):
+
+    :meth:`next_batch`
+        The next training batch (default: the seeded patch stream of
+        ``train_data``, epoch by epoch).
+    :meth:`compute_loss`
+        The model's training loss on a batch, as a dict whose ``"loss"`` entry
+        is optimised; other entries are logged (default: ``loss_fn(model(x), y)``).
+    :meth:`before_step`
+        Work done before each model step, returning logged scalars (a GAN
+        trains its discriminator here).
+    :meth:`validate`
+        Validation scores (default: loss and PSNR on ``val_data``); the
+        weights with the best ``monitor`` score are kept.
+    :meth:`extra_state` / :meth:`load_extra_state` / :meth:`on_step_end`
+        What else a resumed training needs (a discriminator, a random stream),
+        as of the last completed step.
 
     Parameters
     ----------
     model : torch.nn.Module
-        Maps a batch of inputs to predictions in the units of the targets.
-    loss_fn : torch.nn.Module
-        ``loss_fn(prediction, target)`` -> scalar; its ``data_range`` attribute
-        (if any) is used for the validation PSNR.
-    train_data : Dataset
-        Training items ``(input, target)``; if it has ``set_epoch`` (like
-        :class:`~aiax_bench.data.torch_adapter.RandomPatches`) it is called at
-        every epoch.
-    val_data : Dataset
-        Validation items (e.g. :class:`~aiax_bench.data.torch_adapter.SliceStacks`).
+        Trained in place; ends with the best validated weights, in eval mode.
+    loss_fn : torch.nn.Module, optional
+        ``loss_fn(prediction, target)`` -> scalar for the default hooks; its
+        ``data_range`` attribute (if any) sets the validation PSNR.
+    train_data, val_data : Dataset, optional
+        Training items ``(input, target)`` (``set_epoch`` is called per epoch
+        if present) and validation items, for the default hooks.
     settings : TrainSettings, optional
         Budget, optimiser and schedule; the defaults if omitted.
     device : torch.device or str, optional
-        Where to train; CUDA when present otherwise (see
-        :func:`aiax_bench.recon.device.default_device`).
+        Where to train; CUDA when present otherwise.
     tracker : module or object, optional
-        Anything with ``log_metrics(dict, step=...)``, usually the ``mlflow``
-        module with an active run.
+        Anything with ``log_metrics(dict, step=...)``, usually ``mlflow`` with an active run.
     work_dir : Path, optional
         Where the training state is saved for resuming; nothing is saved if omitted.
     resume_key : str
@@ -317,129 +339,222 @@ def train(model: nn.Module, loss_fn: nn.Module, train_data: Dataset, val_data: D
         Prefix of the logged metric names (``train/loss``, ``val/psnr``, ...).
     description : str
         Label of the progress bar.
-
-    Returns
-    -------
-    TrainResult
     """
-    from tqdm.auto import tqdm
 
-    settings = settings or TrainSettings()
-    settings.check()
-    device = torch.device(device) if device is not None else default_device()
-    steps_per_epoch = len(train_data) // settings.batch_size
-    if steps_per_epoch < 1:
-        raise InputError("training data", f"has {len(train_data)} item(s)",
-                         f"expected at least one batch of {settings.batch_size}")
-    if len(val_data) < 1:
-        raise InputError("validation data", "is empty", "expected at least one validation item")
-    model.to(device).train()
-    optimizer = _optimizer(model, settings)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(settings))
-    autocast, amp_dtype = _autocast(device, settings)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    history: dict[str, list[float]] = {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [],
-                                       "val_psnr": []}
-    step, seconds_before = 0, 0.0
-    best = {"loss": math.inf, "psnr": -math.inf, "step": 0, "weights": None}
-    stale = 0
-    state = _load_state(work_dir, resume_key) if work_dir is not None else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, seconds_before, stale = int(state["step"]), float(state["seconds"]), int(state["stale"])
-        history = {k: list(v) for k, v in state["history"].items()}
-        best = {"loss": float(state["best_loss"]), "psnr": float(state["best_psnr"]),
-                "step": int(state["best_step"]), "weights": state["best_weights"]}
-    resumed_from = step
-    started = time.perf_counter()
+    #: Validation score that selects the kept weights, and whether lower (``"min"``) or higher is better.
+    monitor: str = "loss"
+    monitor_mode: str = "min"
 
-    def elapsed() -> float:
-        return seconds_before + time.perf_counter() - started
+    def __init__(self, model: nn.Module, loss_fn: nn.Module | None = None, train_data: Dataset | None = None,
+                 val_data: Dataset | None = None, *, settings: TrainSettings | None = None,
+                 device: torch.device | str | None = None, tracker: Any = None, work_dir: Path | None = None,
+                 resume_key: str = "", metric_prefix: str = "", description: str = "train") -> None:
+        self.settings = settings or TrainSettings()
+        self.settings.check()
+        self.model, self.loss_fn = model, loss_fn
+        self.train_data, self.val_data = train_data, val_data
+        self.device = torch.device(device) if device is not None else default_device()
+        self.tracker, self.work_dir, self.resume_key = tracker, work_dir, resume_key
+        self.metric_prefix, self.description = metric_prefix, description
+        self.autocast, amp_dtype = _autocast(self.device, self.settings)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.step = 0
+        self.batches_drawn = 0
+        self._batches: Iterator | None = None
 
-    def snapshot() -> dict[str, Any]:
-        return {"resume_key": resume_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
-                "seconds": elapsed(), "stale": stale, "history": history, "best_loss": best["loss"],
-                "best_psnr": best["psnr"], "best_step": best["step"], "best_weights": best["weights"]}
+    # -- hooks -----------------------------------------------------------------------------------
 
-    def validate() -> bool:
-        """Validate, keep the best weights; True when patience is exhausted."""
-        nonlocal stale
-        val_loss, val_psnr, improved = record_validation(
-            model, loss_fn, val_data, step=step, history=history, best=best, device=device,
-            batch_size=max(1, settings.batch_size // 2), tracker=tracker, metric_prefix=metric_prefix)
-        stale = 0 if improved else stale + 1
-        bar.set_postfix_str(f"val loss {val_loss:.4g}, val PSNR {val_psnr:.2f} dB")
-        if work_dir is not None:
-            _save_state(work_dir, snapshot())
-        return settings.patience is not None and stale >= settings.patience
+    def check_data(self) -> None:
+        """Refuse data the default hooks cannot train on (one line)."""
+        if len(self.train_data) // self.settings.batch_size < 1:
+            raise InputError("training data", f"has {len(self.train_data)} item(s)",
+                             f"expected at least one batch of {self.settings.batch_size}")
+        if len(self.val_data) < 1:
+            raise InputError("validation data", "is empty", "expected at least one validation item")
 
-    stopped_by = "steps"
-    running, n_running = 0.0, 0
-    bar = tqdm(total=settings.max_steps, initial=min(step, settings.max_steps), desc=description, unit="step",
-               disable=not settings.progress, file=sys.stderr, dynamic_ncols=True)
-    try:
-        if settings.max_seconds is not None and elapsed() >= settings.max_seconds:
-            stopped_by = "seconds"
-        while step < settings.max_steps and stopped_by == "steps":
-            epoch, offset = divmod(step, steps_per_epoch)
-            if hasattr(train_data, "set_epoch"):
-                train_data.set_epoch(epoch)
-            loader: Iterable = DataLoader(
-                train_data, batch_size=settings.batch_size,
-                sampler=_IndexRange(offset * settings.batch_size, steps_per_epoch * settings.batch_size),
-                drop_last=True, num_workers=settings.num_workers, pin_memory=device.type == "cuda")
+    def next_batch(self) -> Any:
+        """The next training batch, on the device: ``(input, target)`` of the patch stream."""
+        if self._batches is None:
+            self._batches = self._stream(self.batches_drawn)
+        batch = next(self._batches)
+        self.batches_drawn += 1  # after the draw: an interrupted draw is drawn again on resume
+        return batch
+
+    def _stream(self, start: int) -> Iterator:
+        """Batches from the ``start``-th on: a resumed training sees the batches it would have seen."""
+        s = self.settings
+        per_epoch = len(self.train_data) // s.batch_size
+        epoch, offset = divmod(start, per_epoch)
+        while True:
+            if hasattr(self.train_data, "set_epoch"):
+                self.train_data.set_epoch(epoch)
+            loader = DataLoader(self.train_data, batch_size=s.batch_size,
+                                sampler=_IndexRange(offset * s.batch_size, per_epoch * s.batch_size),
+                                drop_last=True, num_workers=s.num_workers, pin_memory=self.device.type == "cuda")
             for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with autocast:
-                    pred = model(x)
-                loss = loss_fn(pred.float(), y)
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            epoch, offset = epoch + 1, 0
+
+    def compute_loss(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Training loss of the model on one batch (``"loss"`` is optimised, the rest logged)."""
+        x, y = batch
+        with self.autocast:
+            pred = self.model(x)
+        return {"loss": self.loss_fn(pred.float(), y)}
+
+    def before_step(self) -> dict[str, torch.Tensor]:
+        """Work before each model step; returns scalars to log (none by default)."""
+        return {}
+
+    def validate(self) -> dict[str, float]:
+        """Validation scores of the model; must include :attr:`monitor`."""
+        loss, psnr = evaluate_loss(self.model, self.loss_fn, self.val_data, device=self.device,
+                                   batch_size=max(1, self.settings.batch_size // 2))
+        return {"loss": loss, "psnr": psnr}
+
+    def on_step_end(self) -> None:
+        """Called after each completed step (a random stream notes where a resume must restart)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """What else a resumed training needs as of the last completed step, saved with the model."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`extra_state`."""
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _better(self, value: float, best: float) -> bool:
+        return value < best if self.monitor_mode == "min" else value > best
+
+    def run(self) -> TrainResult:
+        """Train and leave the best validated weights in the model."""
+        from tqdm.auto import tqdm
+
+        s, model = self.settings, self.model
+        self.check_data()
+        model.to(self.device).train()
+        optimizer = _optimizer(model, s)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(s))
+        history: dict[str, list[float]] = {"step": [], "loss": [], "lr": [], "val_step": []}
+        worst = math.inf if self.monitor_mode == "min" else -math.inf
+        best: dict[str, Any] = {"score": worst, "scores": {}, "step": 0, "weights": None}
+        seconds_before, stale = 0.0, 0
+        state = _load_state(self.work_dir, self.resume_key) if self.work_dir is not None else None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.step, seconds_before, stale = int(state["step"]), float(state["seconds"]), int(state["stale"])
+            self.batches_drawn = int(state.get("batches_drawn", self.step))
+            history = {k: list(v) for k, v in state["history"].items()}
+            best = dict(state["best"]) if "best" in state else _best_of_version_1(state)
+            self.load_extra_state(state.get("extra", {}))
+        resumed_from = self.step
+        drawn_at_step = self.batches_drawn  # a step interrupted after its draws resumes before them
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return seconds_before + time.perf_counter() - started
+
+        def snapshot() -> dict[str, Any]:
+            return {"resume_key": self.resume_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
+                    "batches_drawn": drawn_at_step, "seconds": elapsed(), "stale": stale,
+                    "history": history, "best": best, "extra": self.extra_state()}
+
+        def validate() -> bool:
+            """Validate, keep the best weights; True when patience is exhausted."""
+            nonlocal stale
+            scores = self.validate()
+            model.train()
+            history["val_step"].append(self.step)
+            for name, value in scores.items():
+                history.setdefault(f"val_{name}", []).append(value)
+            log_metrics(self.tracker, {f"{self.metric_prefix}val/{k}": v for k, v in scores.items()}, self.step)
+            if self._better(scores[self.monitor], best["score"]):
+                best.update(score=scores[self.monitor], scores=dict(scores), step=self.step,
+                            weights={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+                stale = 0
+            else:
+                stale += 1
+            bar.set_postfix_str(", ".join(f"val {k} {v:.4g}" for k, v in scores.items()))
+            if self.work_dir is not None:
+                _save_state(self.work_dir, snapshot())
+            return s.patience is not None and stale >= s.patience
+
+        stopped_by = "steps"
+        running: dict[str, float] = {}
+        n_running = 0
+        bar = tqdm(total=s.max_steps, initial=min(self.step, s.max_steps), desc=self.description, unit="step",
+                   disable=not s.progress, file=sys.stderr, dynamic_ncols=True)
+        try:
+            if s.max_seconds is not None and elapsed() >= s.max_seconds:
+                stopped_by = "seconds"
+            while self.step < s.max_steps and stopped_by == "steps":
+                logged = self.before_step()
+                terms = self.compute_loss(self.next_batch())
+                loss = terms["loss"]
                 if not torch.isfinite(loss):
-                    raise InputError(f"training loss at step {step + 1}", f"is {float(loss)}",
+                    raise InputError(f"training loss at step {self.step + 1}", f"is {float(loss)}",
                                      "lower learning_rate, or check the input data for NaN/inf")
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if settings.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_value_(model.parameters(), settings.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                self.scaler.scale(loss).backward()
+                if s.grad_clip is not None:
+                    self.scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_value_(model.parameters(), s.grad_clip)
+                self.scaler.step(optimizer)
+                self.scaler.update()
                 scheduler.step()
-                step += 1
+                self.step += 1
+                drawn_at_step = self.batches_drawn
+                self.on_step_end()
                 bar.update()
-                running += float(loss.detach())
+                for name, value in {**terms, **logged}.items():
+                    running[name] = running.get(name, 0.0) + float(value.detach())
                 n_running += 1
-                if step % settings.log_every == 0 or step == settings.max_steps:
+                if self.step % s.log_every == 0 or self.step == s.max_steps:
                     lr = optimizer.param_groups[0]["lr"]
-                    history["step"].append(step)
-                    history["loss"].append(running / n_running)
+                    averages = {k: v / n_running for k, v in running.items()}
+                    history["step"].append(self.step)
                     history["lr"].append(lr)
-                    log_metrics(tracker, {f"{metric_prefix}train/loss": running / n_running,
-                                   f"{metric_prefix}train/lr": lr}, step)
-                    running, n_running = 0.0, 0
-                if step % settings.val_every == 0 and validate():
+                    for name, value in averages.items():
+                        history.setdefault(name, []).append(value)
+                    log_metrics(self.tracker, {**{f"{self.metric_prefix}train/{k}": v for k, v in averages.items()},
+                                               f"{self.metric_prefix}train/lr": lr}, self.step)
+                    running, n_running = {}, 0
+                if self.step % s.val_every == 0 and validate():
                     stopped_by = "early-stopping"
-                elif settings.max_seconds is not None and elapsed() >= settings.max_seconds:
+                elif s.max_seconds is not None and elapsed() >= s.max_seconds:
                     stopped_by = "seconds"
-                if stopped_by != "steps" or step >= settings.max_steps:
-                    break
-        if not history["val_step"] or history["val_step"][-1] != step:
-            validate()
-    except KeyboardInterrupt:
-        if work_dir is not None:
-            _save_state(work_dir, snapshot())
-            print(f"\ninterrupted at step {step}: training state saved in {work_dir}; "
-                  "run again to resume", file=sys.stderr)
-        raise
-    finally:
-        bar.close()
-    if best["weights"] is not None:
-        model.load_state_dict(best["weights"])
-    model.eval()
-    return TrainResult(steps=step, seconds=round(elapsed(), 3), best_step=int(best["step"]),
-                       best_val_loss=float(best["loss"]), best_val_psnr=float(best["psnr"]), stopped_by=stopped_by,
-                       history=copy.deepcopy(history), resumed_from=resumed_from,
-                       resumed_seconds=round(seconds_before, 3))
+            if not history["val_step"] or history["val_step"][-1] != self.step:
+                validate()
+        except KeyboardInterrupt:
+            if self.work_dir is not None:
+                _save_state(self.work_dir, snapshot())
+                print(f"\ninterrupted at step {self.step}: training state saved in {self.work_dir}; "
+                      "run again to resume", file=sys.stderr)
+            raise
+        finally:
+            bar.close()
+        if best["weights"] is not None:
+            model.load_state_dict(best["weights"])
+        model.eval()
+        return TrainResult(steps=self.step, seconds=round(elapsed(), 3), best_step=int(best["step"]),
+                           monitor=self.monitor, best_val={k: float(v) for k, v in best["scores"].items()},
+                           stopped_by=stopped_by, history=copy.deepcopy(history), resumed_from=resumed_from,
+                           resumed_seconds=round(seconds_before, 3))
+
+
+def train(model: nn.Module, loss_fn: nn.Module, train_data: Dataset, val_data: Dataset, *,
+          settings: TrainSettings | None = None, device: torch.device | str | None = None, tracker: Any = None,
+          work_dir: Path | None = None, resume_key: str = "", metric_prefix: str = "",
+          description: str = "train") -> TrainResult:
+    """Train ``model`` with the default hooks of :class:`Trainer` (supervised ``loss_fn(model(x), y)``).
+
+    Same parameters as :class:`Trainer`; returns its :class:`TrainResult`.
+    """
+    return Trainer(model, loss_fn, train_data, val_data, settings=settings, device=device, tracker=tracker,
+                   work_dir=work_dir, resume_key=resume_key, metric_prefix=metric_prefix,
+                   description=description).run()
