@@ -1,11 +1,6 @@
 """aiax-bench: datasets, reference methods and one evaluation harness for AI in X-ray tomography."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("aiax-bench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from aiax_bench.version import __version__
 
 __all__ = ["__version__", "load"]
 

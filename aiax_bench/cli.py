@@ -256,7 +256,7 @@ def cmd_datasets_package(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aiax_bench import __version__
+    from aiax_bench.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="aiax-bench",

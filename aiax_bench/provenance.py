@@ -24,7 +24,7 @@ def _git(*args: str) -> str | None:
 
 def code_provenance() -> dict[str, Any]:
     """Package version, git commit and dirty flag of the installed code, and the command."""
-    from aiax_bench import __version__
+    from aiax_bench.version import __version__
 
     commit = _git("rev-parse", "HEAD")
     dirty = None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no"))

@@ -739,7 +739,7 @@ def test_board_plan_covers_every_group_with_tuned_baselines_and_three_seeds():
 
     from aiax_bench.methods import get_method
 
-    spec = importlib.util.spec_from_file_location("run_board", REPO / "leaderboard" / "run_board.py")
+    spec = importlib.util.spec_from_file_location("run_board", REPO / "scripts" / "run_board.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from aiax_bench import __version__
 from aiax_bench.data.registry import PARTS, DatasetVersion
 from aiax_bench.data.store import (
     STORE_FORMAT,
@@ -34,6 +33,7 @@ from aiax_bench.sim.acquire import (
 )
 from aiax_bench.sim.phantoms import Phantom, make_phantom
 from aiax_bench.sim.project import project_phantom
+from aiax_bench.version import __version__
 
 __all__ = ["build_store", "sample_ids"]
 

@@ -34,7 +34,11 @@ def to_hf_dataset(samples: Sequence, *, arrays: Sequence[str] = ("low", "high"),
         ``ds.with_format("numpy", dtype=None)`` to keep integer dtypes).
     """
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("Hugging Face export", "needs the `datasets` package, which is not installed",
+                         "pip install 'aiax-bench[hf]'") from None
     from aiax_bench.paths import data_dir
 
     if not samples:

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiax_bench.data.registry import REFERENCE_SPLIT
 from aiax_bench.errors import InputError, UnknownNameError
+from aiax_bench.leaderboard.rerun_record import check_verification
 from aiax_bench.results import aggregate_runs, is_number
 
 __all__ = [
@@ -244,8 +245,6 @@ def check_entry(entry: dict[str, Any], *, where: str = "submission", board: Path
                 raise InputError(f"{where}: field metrics.{key}.{stat}", f"is {entry['metrics'][key][stat]}",
                                  f"expected {value}, as recomputed from the runs' per-volume records")
     _check_hashes(entry, spec, where)
-    from aiax_bench.leaderboard.verify import check_verification
-
     check_verification(entry, where=where, board=board)
 
 

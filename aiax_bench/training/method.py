@@ -328,7 +328,7 @@ class SliceMethod(TrainingRecord, Method):
     def training_identity(self, train: Sequence[Any], val: Sequence[Any], *, seed: int,
                           settings: TrainSettings, context: Mapping[str, Any]) -> dict[str, Any]:
         """Everything that determines the trained weights, as JSON-ready values."""
-        from aiax_bench import __version__
+        from aiax_bench.version import __version__
 
         split = context.get("split") or getattr(train[0], "split", None)
         return _json_ready({
@@ -466,7 +466,7 @@ class SliceMethod(TrainingRecord, Method):
 
     def _metadata(self, identity: Mapping[str, Any], key: str, stats: Mapping[str, float],
                   result: TrainResult) -> dict[str, Any]:
-        from aiax_bench import __version__
+        from aiax_bench.version import __version__
 
         c = self.config
         return _json_ready({

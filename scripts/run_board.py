@@ -3,7 +3,7 @@
 Run it from a clean checkout (verification records the commit that re-ran each
 entry and refuses uncommitted code)::
 
-    python leaderboard/run_board.py --workdir board-run [--only foam@2.0] [--methods tv] [--workers 2] [--copy-to DIR]
+    python scripts/run_board.py --workdir board-run [--only foam@2.0] [--methods tv] [--workers 2] [--copy-to DIR]
 
 Every planned entry is evaluated (all its seeds), submitted and verified by a
 second run that trains again; an entry already verified on the board is
@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-CODE_URL = "https://github.com/aiax-bench/aiax-bench/tree/main/baselines"
+CODE_URL = "https://github.com/aiax-bench/aiax-bench/tree/main/aiax_bench/baselines"
 AUTHORS = "aiax-bench contributors"
 SEEDS = (0, 1, 2)
 #: Learned methods train for a fixed number of steps: a wall-clock cap would make the result depend on the load.
