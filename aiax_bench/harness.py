@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import random
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from aiax_bench.data.annotation import AnnotatedSample, check_annotated
 from aiax_bench.data.sealed import seal
 from aiax_bench.errors import InputError
 from aiax_bench.jsonio import write_new_file
+from aiax_bench.methods.base import Budget, FitContext
 from aiax_bench.results import Result, RunResult, aggregate_runs, clean_record
 
 __all__ = ["EvaluationRequest", "run_evaluation", "run_seeds"]
@@ -54,6 +54,9 @@ class EvaluationRequest:
     reuse_checkpoints : bool
         Whether a learned method may reuse a cached checkpoint of the same config, data and seed
         (``submit --verify`` trains again).
+    budget : Budget, optional
+        Caps every seed's training (steps and/or seconds) below the method's own
+        settings; recorded in the result's provenance.
     """
 
     method: str
@@ -66,6 +69,7 @@ class EvaluationRequest:
     output_dir: Path = Path("aiax-results")
     annotated_slices: int | None = None
     reuse_checkpoints: bool = True
+    budget: Budget | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -135,6 +139,8 @@ def run_seeds(request: EvaluationRequest, seeds: Sequence[int], *, write: bool =
     provenance = {**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
                   "supervision": method.supervision, "evaluator_version": runs[0].records[0]["evaluator_version"],
                   **code_provenance(), "seeds": seeds, "hardware": hardware()}
+    if request.budget is not None:
+        provenance["budget"] = asdict(request.budget)
     result = Result(method=method_cls.name, task=method_cls.task, config=method.config_dict(), dataset=spec.ref,
                     profile=profile, split=request.split, annotated_slices=annotated,
                     supervision=method.supervision, created=started.isoformat(timespec="seconds"), runs=runs,
@@ -190,14 +196,10 @@ def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, p
     with mlflow_run(request.tracking_uri, run_name=run_name, tags=tags, params=params) as mlflow:
         seed_everything(seed)
         t0 = time.perf_counter()
-        fit_kwargs: dict[str, Any] = {"seed": seed, "tracker": mlflow}
-        if "context" in inspect.signature(method.fit).parameters:
-            fit_kwargs["context"] = {"dataset": spec.ref, "profile": profile, "split": request.split,
-                                     "annotated_slices": annotated,
-                                     "dataset_sha256": dataset.content_sha256,
-                                     "checkpoint_root": (data_dir() / "checkpoints") if request.reuse_checkpoints
-                                     else None}
-        method.fit(train, val, **fit_kwargs)
+        context = FitContext(dataset=spec.ref, profile=profile, split=request.split, annotated_slices=annotated,
+                             dataset_sha256=dataset.content_sha256,
+                             checkpoint_root=(data_dir() / "checkpoints") if request.reuse_checkpoints else None)
+        method.fit(train, val, seed=seed, budget=request.budget, tracker=mlflow, context=context)
         train_seconds = time.perf_counter() - t0 + method.prior_training_seconds()
         fit_summary = method.fit_summary()
         if fit_summary:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiax_bench.errors import InputError, StoreError
 
-__all__ = ["dump_json", "read_json", "write_new_file", "write_replacing"]
+__all__ = ["dump_json", "json_ready", "read_json", "write_new_file", "write_replacing"]
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
@@ -29,6 +29,11 @@ def read_json(path: Path, *, allow_nan: bool = False) -> Any:
         return json.loads(text) if allow_nan else json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise InputError(str(path), f"is not valid JSON ({exc})", "expected a JSON document") from None
+
+def json_ready(value: Any) -> Any:
+    """``value`` as plain JSON types (tuples become lists, paths and other objects their ``str``)."""
+    return json.loads(json.dumps(value, default=str))
+
 
 def dump_json(document: Any) -> bytes:
     return (json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ def data_root(tmp_path_factory):
     # AIAX_BENCH_TEST_DATA keeps the tiny builds between runs (they are rebuilt when missing).
     kept = os.environ.get("AIAX_BENCH_TEST_DATA")
     root = Path(kept) if kept else tmp_path_factory.mktemp("aiax-data")
+    if kept:  # the datasets are kept, trained checkpoints are not: tests expect to train
+        shutil.rmtree(root / "checkpoints", ignore_errors=True)
     for ref in ("foam@1.0", "foam@2.0"):
         load(ref, profile="tiny", root=root)
     return root

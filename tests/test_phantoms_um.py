@@ -13,8 +13,6 @@ from aiax_bench.errors import InputError
 from aiax_bench.sim.phantoms import (
     PHANTOMS,
     Spheres,
-    _pack_voids_pelt,
-    _render,
     am_metal_phantom,
     am_metal_um_phantom,
     composite_phantom,
@@ -23,6 +21,8 @@ from aiax_bench.sim.phantoms import (
     foam_um_phantom,
     make_phantom,
 )
+from aiax_bench.sim.phantoms.packing import _pack_voids_pelt
+from aiax_bench.sim.phantoms.shapes import _render
 from aiax_bench.sim.project import project_phantom, project_voxels
 
 DATASETS = Path(__file__).resolve().parents[1] / "datasets"

@@ -23,7 +23,7 @@ from aiax_bench.methods import get_method
 # Small enough to train in seconds on the tiny profile (64³), large enough to learn.
 FAST = {"depth": 2, "base_channels": 8, "patch_size": 32, "max_steps": 200, "val_every": 50, "progress": False}
 CLEAN = ("high", "truth", "labels")
-BASELINES = Path(__file__).resolve().parents[1] / "baselines"
+BASELINES = Path(__file__).resolve().parents[1] / "aiax_bench" / "baselines"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -96,7 +96,7 @@ def test_composite_has_matrix_fibre_pore(phantoms):
 def test_composite_fibres_do_not_overlap():
     ph = composite_phantom(40, seed=2, fibre_radius=1.5, fibre_length=30.0, porosity=0.0, min_gap=0.5)
     fibres = ph.inclusions[0]
-    from aiax_bench.sim.phantoms import _segment_distance
+    from aiax_bench.sim.phantoms.composite import _segment_distance
 
     c, a, h, r = fibres.centres, fibres.directions, fibres.half_lengths[0], fibres.radii[0]
     dist = _segment_distance(c[:, None], a[:, None], h, c[None], a[None], h)

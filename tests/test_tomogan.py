@@ -18,7 +18,7 @@ from aiax_bench.methods import get_method
 FAST = {"depth": 2, "base_channels": 8, "patch_size": 32, "max_steps": 150, "val_every": 50,
         "disc_channels": (8, 16), "progress": False}
 QUICK = {**FAST, "max_steps": 4, "val_every": 2, "val_slice_step": 32}
-BASELINES = Path(__file__).resolve().parents[1] / "baselines"
+BASELINES = Path(__file__).resolve().parents[1] / "aiax_bench" / "baselines"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -24,7 +24,8 @@ from torch import nn
 from aiax_bench.data.annotation import UNLABELLED
 from aiax_bench.data.torch_adapter import reflect_indices
 from aiax_bench.errors import InputError
-from aiax_bench.methods.base import Budget, Method
+from aiax_bench.jsonio import json_ready
+from aiax_bench.methods.base import Budget, FitContext, Method
 from aiax_bench.training.method import TRAINING_CODE_VERSION, TrainingRecord
 from aiax_bench.training.trainer import Trainer, TrainResult, TrainSettings
 
@@ -168,12 +169,6 @@ def _cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, weights: torch
 
 
 # -- method --------------------------------------------------------------------------------------
-
-
-def _json_ready(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))
 
 
 class UNetSeg(TrainingRecord, Method):
@@ -474,7 +469,7 @@ class UNetSeg(TrainingRecord, Method):
                              progress=c.progress)
 
     def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
-            tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
+            tracker: Any = None, context: FitContext | Mapping[str, Any] | None = None) -> None:
         """Train on the annotated slices of ``train``, keeping the weights with the best ``val`` macro Jaccard.
 
         Parameters
@@ -487,8 +482,8 @@ class UNetSeg(TrainingRecord, Method):
             Caps ``max_steps`` / ``max_seconds``.
         tracker : module, optional
             ``mlflow`` with an active run: training curves are logged to it.
-        context : mapping, optional
-            ``checkpoint_root``: the trained checkpoint is written to
+        context : FitContext or mapping, optional
+            With ``checkpoint_root`` the trained checkpoint is written to
             ``<root>/unet-seg/<key>`` (see :meth:`training_key`) and a later fit
             with the same key reuses it (``reuse``, default True); an
             interrupted training resumes from ``<key>.partial`` (``resume``,
@@ -498,11 +493,11 @@ class UNetSeg(TrainingRecord, Method):
             raise InputError(f"training data of method {self.name}",
                              f"has {len(train)} training and {len(val)} validation sample(s)",
                              "expected at least one of each")
-        ctx = dict(context or {})
+        ctx = FitContext.of(context)
         key = self.training_key(train, seed=seed, context=ctx, budget=budget)
-        root = Path(ctx["checkpoint_root"]) / self.name if ctx.get("checkpoint_root") else None
+        root = ctx.checkpoint_root / self.name if ctx.checkpoint_root is not None else None
         self.training_result = None
-        if root is not None and (root / key).is_dir() and ctx.get("reuse", True):
+        if root is not None and (root / key).is_dir() and ctx.reuse:
             self._adopt(self.load(root / key))
             print(f"{self.name}: reusing checkpoint {root / key}", file=sys.stderr)
             if tracker is not None:
@@ -510,7 +505,7 @@ class UNetSeg(TrainingRecord, Method):
                 tracker.set_tag("checkpoint_reused", "true")
             return
         work_dir = root / f"{key}.partial" if root is not None else None
-        if work_dir is not None and not ctx.get("resume", True):
+        if work_dir is not None and not ctx.resume:
             shutil.rmtree(work_dir, ignore_errors=True)
         self.phases = list(train[0].meta["phases"])
         n = self.n_classes = len(self.phases)
@@ -535,7 +530,7 @@ class UNetSeg(TrainingRecord, Method):
         self.model = model.cpu().eval()
         self.training_result = result
         self.history = result.history
-        self.metadata = _json_ready({
+        self.metadata = json_ready({
             "method": self.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "torch_version": torch.__version__, "parameters": self.parameter_count(), "phases": self.phases,
             "standardisation": self.stats, "class_weights": weights.tolist(),
@@ -554,19 +549,19 @@ class UNetSeg(TrainingRecord, Method):
         self.phases, self.n_classes, self.stats = other.phases, other.n_classes, other.stats
         self.model, self.metadata, self.checkpoint_path = other.model, other.metadata, other.checkpoint_path
 
-    def training_key(self, train: Sequence[Any], *, seed: int, context: Mapping[str, Any] | None = None,
+    def training_key(self, train: Sequence[Any], *, seed: int, context: FitContext | Mapping[str, Any] | None = None,
                      budget: Budget | None = None) -> str:
         """Directory name of a training's checkpoint: sha256 (16 hex) of config, budget, data identity and seed."""
         import hashlib
         import json
 
-        ctx = dict(context or {})
+        ctx = FitContext.of(context)
         settings = dataclasses.asdict(self.train_settings(budget))
         settings.pop("progress")
-        doc = _json_ready({"method": self.name, "config": self.config_dict(), "seed": int(seed),
+        doc = json_ready({"method": self.name, "config": self.config_dict(), "seed": int(seed),
                            "settings": settings, "training_code": TRAINING_CODE_VERSION,
-                           "dataset_sha256": ctx.get("dataset_sha256"), "split": ctx.get("split"),
-                           "annotated_slices": ctx.get("annotated_slices"),
+                           "dataset_sha256": ctx.dataset_sha256, "split": ctx.split,
+                           "annotated_slices": ctx.annotated_slices,
                            "train_ids": [getattr(s, "id", None) for s in train]})
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -635,8 +630,8 @@ class UNetSeg(TrainingRecord, Method):
         if self.model is None:
             raise InputError(f"method {self.name}", "is not trained", "call fit() before save()")
         meta = {**self.metadata, "method": self.name, "phases": self.phases, "standardisation": self.stats}
-        save_checkpoint(Path(directory), state_dict=self.model.state_dict(), config=_json_ready(self.config_dict()),
-                        metadata=_json_ready(meta))
+        save_checkpoint(Path(directory), state_dict=self.model.state_dict(), config=json_ready(self.config_dict()),
+                        metadata=json_ready(meta))
         self.checkpoint_path = Path(directory)
 
     @classmethod

@@ -188,6 +188,25 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=AGGREGATE_RTOL, abs_tol=1e-12)
 
 
+def _check_records(entry: dict[str, Any], spec, where: str) -> None:
+    """Every run scores exactly the test volumes, with finite numbers for every aggregated metric."""
+    expected_ids = sorted(scored_sample_ids(spec, entry["profile"]))
+    for i, run in enumerate(entry["runs"]):
+        ids = [r["sample_id"] for r in run["records"]]
+        if sorted(ids) != expected_ids:
+            raise InputError(f"{where}: field runs[{i}].records", f"cover sample ids {sorted(ids)}",
+                             f"expected the test volumes of {spec.ref} ({entry['profile']}): {expected_ids}")
+        for j, record in enumerate(run["records"]):
+            for key, value in record.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise InputError(f"{where}: field runs[{i}].records[{j}].{key}", f"is {value}",
+                                     "expected a finite number, or null where the metric is undefined")
+            for key in entry["metrics"]:
+                if not is_number(record.get(key)):
+                    raise InputError(f"{where}: field runs[{i}].records[{j}].{key}",
+                                     f"is {record.get(key)!r}", "expected a number: it is aggregated in metrics")
+
+
 def check_entry(entry: dict[str, Any], *, where: str = "submission", board: Path | None = None) -> None:
     """The checks beyond the schema: registry, catalog ranges, consistency, recomputed aggregates, hashes,
     and the verification record.
@@ -216,24 +235,8 @@ def check_entry(entry: dict[str, Any], *, where: str = "submission", board: Path
     seeds = [run["seed"] for run in entry["runs"]]
     if seeds != entry["seeds"]:
         raise InputError(f"{where}: field runs", f"has seeds {seeds}", f"expected one run per seed {entry['seeds']}")
-    expected_ids = sorted(scored_sample_ids(spec, entry["profile"]))
-    for i, run in enumerate(entry["runs"]):
-        ids = [r["sample_id"] for r in run["records"]]
-        if sorted(ids) != expected_ids:
-            raise InputError(f"{where}: field runs[{i}].records", f"cover sample ids {sorted(ids)}",
-                             f"expected the test volumes of {spec.ref} ({entry['profile']}): {expected_ids}")
-        for j, record in enumerate(run["records"]):
-            for key, value in record.items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise InputError(f"{where}: field runs[{i}].records[{j}].{key}", f"is {value}",
-                                     "expected a finite number, or null where the metric is undefined")
+    _check_records(entry, spec, where)
     _check_values(entry, where)
-    for key in entry["metrics"]:
-        for i, run in enumerate(entry["runs"]):
-            for j, record in enumerate(run["records"]):
-                if not is_number(record.get(key)):
-                    raise InputError(f"{where}: field runs[{i}].records[{j}].{key}",
-                                     f"is {record.get(key)!r}", "expected a number: it is aggregated in metrics")
     recomputed = aggregate_runs(entry["runs"])
     if set(recomputed) != set(entry["metrics"]):
         odd = sorted(set(recomputed) ^ set(entry["metrics"]))

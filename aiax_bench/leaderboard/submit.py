@@ -45,7 +45,7 @@ DEFAULT_BOARD = Path("leaderboard")
 
 # Fields that must agree between result files combined into one entry.
 _SAME_ACROSS_SEEDS = ("method", "task", "config", "dataset", "profile", "split", "annotated_slices", "supervision")
-_SAME_PROVENANCE = ("dataset_sha256", "recipe_sha256", "evaluator_version", "package_version", "git_commit")
+_SAME_PROVENANCE = ("dataset_sha256", "recipe_sha256", "evaluator_version", "package_version", "git_commit", "budget")
 
 
 def load_result(path: Path) -> Result:

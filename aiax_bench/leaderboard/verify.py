@@ -104,6 +104,7 @@ def verify_entry(ref: str | Path, *, board: Path, yes_run_code: bool = False,
     from aiax_bench.harness import EvaluationRequest
     from aiax_bench.leaderboard.schema import protocol_split, validate_schema
     from aiax_bench.leaderboard.submit import find_entry, load_entry
+    from aiax_bench.methods import Budget
     from aiax_bench.provenance import code_provenance
 
     path = find_entry(board, ref)
@@ -125,6 +126,7 @@ def verify_entry(ref: str | Path, *, board: Path, yes_run_code: bool = False,
                          f"({git['git_dirty']})", "verify from a clean checkout: a verification names the commit "
                          "that re-ran the entry")
     runner = runner or _default_runner
+    budget = entry["provenance"].get("budget")  # a training cap the evaluation ran under
     reruns, last = [], None
     with tempfile.TemporaryDirectory(prefix="aiax-verify-") as tmp:
         for recorded in entry["runs"]:
@@ -134,7 +136,8 @@ def verify_entry(ref: str | Path, *, board: Path, yes_run_code: bool = False,
                                         profile=entry["profile"], seed=recorded["seed"], config=entry["config"],
                                         tracking_uri=tracking_uri or f"sqlite:///{Path(tmp) / 'mlflow.db'}",
                                         output_dir=Path(tmp) / "results",
-                                        annotated_slices=entry.get("annotated_slices"), reuse_checkpoints=False)
+                                        annotated_slices=entry.get("annotated_slices"), reuse_checkpoints=False,
+                                        budget=Budget(**budget) if budget else None)
             last = runner(request)
             for run in last["runs"]:
                 reruns.append({"seed": run["seed"], "mlflow_run_id": run.get("mlflow_run_id"),

@@ -15,7 +15,7 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 
-__all__ = ["Budget", "Method", "coerce_value"]
+__all__ = ["Budget", "FitContext", "Method", "coerce_value"]
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -35,6 +35,88 @@ def _type_name(annotation: Any) -> str:
             dict: "a mapping"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
+def _to_none(value: Any, annotation: Any) -> None:
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
+        return None
+    raise ValueError
+
+
+def _to_union(value: Any, annotation: Any) -> Any:
+    # None first, so that "none" never becomes the text 'none' of an optional string.
+    for arg in sorted(typing.get_args(annotation), key=lambda a: a is not type(None)):
+        try:
+            return coerce_value(value, arg)
+        except ValueError:
+            continue
+    raise ValueError
+
+
+def _to_literal(value: Any, annotation: Any) -> Any:
+    for choice in typing.get_args(annotation):
+        try:
+            if coerce_value(value, type(choice)) == choice:
+                return choice
+        except ValueError:
+            continue
+    raise ValueError
+
+
+def _to_sequence(value: Any, annotation: Any) -> list | tuple:
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    if not isinstance(value, list | tuple):
+        raise ValueError
+    args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+    items = [coerce_value(v, args[0]) if args else v for v in value]
+    return tuple(items) if (typing.get_origin(annotation) or annotation) is tuple else items
+
+
+def _to_bool(value: Any, annotation: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError
+
+
+def _to_int(value: Any, annotation: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, str):
+        value = float(value.strip()) if any(c in value for c in ".eE") else int(value.strip())
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError
+    return value
+
+
+def _to_float(value: Any, annotation: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, str):
+        value = float(value.strip())
+    if not isinstance(value, int | float) or math.isnan(value):
+        raise ValueError
+    return float(value)
+
+
+def _exactly(kind: type):
+    def check(value: Any, annotation: Any) -> Any:
+        if not isinstance(value, kind):
+            raise ValueError
+        return value
+    return check
+
+
+#: How a value becomes each kind of annotation (the annotation's origin for generics).
+_COERCERS = {type(None): _to_none, typing.Union: _to_union, types.UnionType: _to_union, Literal: _to_literal,
+             tuple: _to_sequence, list: _to_sequence, bool: _to_bool, int: _to_int, float: _to_float,
+             str: _exactly(str), dict: _exactly(dict)}
+
+
 def coerce_value(value: Any, annotation: Any) -> Any:
     """``value`` converted to the type ``annotation`` names, or ``ValueError``.
 
@@ -42,73 +124,10 @@ def coerce_value(value: Any, annotation: Any) -> Any:
     the float 0.001, ``"16"`` the integer 16, ``"none"`` None where the field
     is optional; ``16.5`` for an integer or ``"abc"`` for a number are refused.
     """
-    origin = typing.get_origin(annotation)
     if annotation is Any:
         return value
-    if annotation is type(None):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
-            return None
-        raise ValueError
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(annotation)
-        # None first, so that "none" never becomes the text 'none' of an optional string.
-        for arg in sorted(args, key=lambda a: a is not type(None)):
-            try:
-                return coerce_value(value, arg)
-            except ValueError:
-                continue
-        raise ValueError
-    if origin is Literal:
-        for choice in typing.get_args(annotation):
-            try:
-                if coerce_value(value, type(choice)) == choice:
-                    return choice
-            except ValueError:
-                continue
-        raise ValueError
-    if origin in (tuple, list) or annotation in (tuple, list):
-        if isinstance(value, str):
-            value = [v for v in value.replace(",", " ").split() if v]
-        if not isinstance(value, list | tuple):
-            raise ValueError
-        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
-        items = [coerce_value(v, args[0]) if args else v for v in value]
-        return tuple(items) if (origin or annotation) is tuple else items
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
-            return value.lower() in _TRUE
-        raise ValueError
-    if annotation is int:
-        if isinstance(value, bool):
-            raise ValueError
-        if isinstance(value, str):
-            value = float(value.strip()) if any(c in value for c in ".eE") else int(value.strip())
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise ValueError
-            value = int(value)
-        if not isinstance(value, int):
-            raise ValueError
-        return value
-    if annotation is float:
-        if isinstance(value, bool):
-            raise ValueError
-        if isinstance(value, str):
-            value = float(value.strip())
-        if not isinstance(value, int | float) or math.isnan(value):
-            raise ValueError
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ValueError
-        return value
-    if annotation is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError
-        return value
-    return value
+    coercer = _COERCERS.get(typing.get_origin(annotation) or annotation)
+    return value if coercer is None else coercer(value, annotation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +144,54 @@ class Budget:
 
     seconds: float | None = None
     iterations: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FitContext:
+    """What a method trains on and where it may keep checkpoints; the harness always passes one to ``fit``.
+
+    Attributes
+    ----------
+    dataset, profile, split : str, optional
+        The dataset reference (``name@version``), size profile and split trained on.
+    annotated_slices : int, optional
+        The annotated-k protocol of a segmentation method.
+    dataset_sha256 : str, optional
+        Content hash of the dataset profile: a checkpoint is reused only for the same data.
+    checkpoint_root : Path, optional
+        Cache of trained checkpoints (``<root>/<method>/<key>``); none if omitted.
+    checkpoint : Path, optional
+        Use this checkpoint instead of training (refused unless it was trained
+        by this method with the same config on the same data).
+    reuse : bool
+        Reuse a cached checkpoint with the same key (False trains again and replaces it).
+    resume : bool
+        Resume an interrupted training from its saved state.
+    """
+
+    dataset: str | None = None
+    profile: str | None = None
+    split: str | None = None
+    annotated_slices: int | None = None
+    dataset_sha256: str | None = None
+    checkpoint_root: Path | None = None
+    checkpoint: Path | None = None
+    reuse: bool = True
+    resume: bool = True
+
+    @classmethod
+    def of(cls, value: FitContext | Mapping[str, Any] | None) -> FitContext:
+        """A context from a ``FitContext``, a mapping of its fields, or None (every field at its default)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise InputError("fit context", f"has unknown key(s) {unknown}", f"known keys: {sorted(known)}")
+        paths = {k: Path(value[k]) for k in ("checkpoint_root", "checkpoint") if value.get(k) is not None}
+        return cls(**{**value, **paths})
 
 
 class Method(ABC):
@@ -211,14 +278,14 @@ class Method(ABC):
         return dataclasses.asdict(self.config)
 
     def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
-            tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
+            tracker: Any = None, context: FitContext | Mapping[str, Any] | None = None) -> None:
         """Learn from training samples; methods that do not learn keep this no-op.
 
-        ``context`` tells a learning method what it trains on (``dataset``,
-        ``profile``, ``split``, ``dataset_sha256``) and where it may cache
-        checkpoints (``checkpoint_root``), so that a checkpoint is reused only
-        for the same data and config. Methods written before it existed may
-        leave it out of their signature: the harness then does not pass it.
+        ``budget`` caps the training (the harness passes the request's, None
+        for the method's own). ``context`` (a :class:`FitContext`, always passed
+        by the harness; read it with ``FitContext.of(context)``) tells a learning
+        method what it trains on and where it may cache checkpoints, so that a
+        checkpoint is reused only for the same data and config.
         """
 
     @abstractmethod

@@ -8,25 +8,14 @@ is shared here, so every learned baseline is trained and applied the same way.
 
 Fit context
 -----------
-``fit`` accepts an optional ``context`` mapping (all keys optional):
-
-``checkpoint_root`` : path
-    Cache of trained checkpoints. Training writes ``<root>/<method>/<key>``,
-    where ``key`` hashes the method, its training-relevant config, the budget,
-    the seed, the dataset content sha256, the split and sample ids, and the
-    training code version; a later ``fit`` with the same key reuses it instead
-    of training. An interrupted training resumes from ``<key>.partial``.
-``checkpoint`` : path
-    Use this checkpoint instead of training. It is refused (InputError) unless
-    it was trained by this method with the same config on the same dataset
-    content and split.
-``dataset_sha256``, ``split`` : str
-    Identity of the training data; read from the samples' store when omitted.
-``reuse`` : bool
-    Reuse a cached checkpoint with the same key (default True); False trains
-    again and replaces it.
-``resume`` : bool
-    Resume an interrupted training from its saved state (default True).
+``fit`` reads a :class:`~aiax_bench.methods.FitContext` (or a mapping of its
+fields). With ``checkpoint_root``, training writes ``<root>/<method>/<key>``,
+where ``key`` hashes the method, its training-relevant config, the budget, the
+seed, the dataset content sha256, the split and sample ids, and the training
+code version; a later ``fit`` with the same key reuses it instead of training
+(``reuse``), and an interrupted training resumes from ``<key>.partial``
+(``resume``). ``checkpoint`` adopts a given checkpoint, refused (InputError)
+unless it was trained by this method with the same config on the same data.
 """
 
 from __future__ import annotations
@@ -47,7 +36,8 @@ import torch
 from torch import nn
 
 from aiax_bench.errors import InputError
-from aiax_bench.methods.base import Budget, Method
+from aiax_bench.jsonio import json_ready
+from aiax_bench.methods.base import Budget, FitContext, Method
 from aiax_bench.training.checkpoint import load_checkpoint, save_checkpoint
 from aiax_bench.training.losses import LOSSES, make_loss
 from aiax_bench.training.model import Standardized
@@ -140,10 +130,6 @@ class SliceConfig:
     inference_batch_size: int = 8
     inference_tile: int | None = None
     inference_overlap: int = 32
-
-
-def _json_ready(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 class TrainingRecord:
@@ -326,19 +312,19 @@ class SliceMethod(TrainingRecord, Method):
             return None
 
     def training_identity(self, train: Sequence[Any], val: Sequence[Any], *, seed: int,
-                          settings: TrainSettings, context: Mapping[str, Any]) -> dict[str, Any]:
+                          settings: TrainSettings, context: FitContext) -> dict[str, Any]:
         """Everything that determines the trained weights, as JSON-ready values."""
         from aiax_bench.version import __version__
 
-        split = context.get("split") or getattr(train[0], "split", None)
-        return _json_ready({
+        split = context.split or getattr(train[0], "split", None)
+        return json_ready({
             "method": self.name,
             "config": self.training_config(),
             "max_steps": settings.max_steps,
             "max_seconds": settings.max_seconds,
             "seed": int(seed),
-            "dataset": context.get("dataset"),
-            "dataset_sha256": context.get("dataset_sha256") or self._store_sha256(train),
+            "dataset": context.dataset,
+            "dataset_sha256": context.dataset_sha256 or self._store_sha256(train),
             "split": split,
             "train_ids": [getattr(s, "id", None) for s in train],
             "val_ids": [getattr(s, "id", None) for s in val],
@@ -356,7 +342,7 @@ class SliceMethod(TrainingRecord, Method):
     # -- fit / predict ---------------------------------------------------------------------------
 
     def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
-            tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
+            tracker: Any = None, context: FitContext | Mapping[str, Any] | None = None) -> None:
         """Train on ``train`` (validating on ``val``), or reuse a matching checkpoint.
 
         Parameters
@@ -369,16 +355,15 @@ class SliceMethod(TrainingRecord, Method):
             Caps the config's ``max_steps`` / ``max_seconds``.
         tracker : module, optional
             ``mlflow`` with an active run: training curves and the checkpoint are logged to it.
-        context : mapping, optional
-            ``checkpoint_root``, ``checkpoint``, ``dataset_sha256``, ``split``, ``reuse``,
-            ``resume`` (see the module documentation).
+        context : FitContext or mapping, optional
+            Data identity and checkpoint cache (see the module documentation).
         """
         plan = self._plan_training(train, val, seed=seed, budget=budget, tracker=tracker, context=context)
         if plan is None:
             return
         ctx, settings, identity, key, root = plan
         work_dir = root / f"{key}.partial" if root is not None else None
-        if work_dir is not None and not ctx.get("resume", True):
+        if work_dir is not None and not ctx.resume:
             shutil.rmtree(work_dir, ignore_errors=True)
 
         stats = self.statistics(train)
@@ -411,7 +396,7 @@ class SliceMethod(TrainingRecord, Method):
                        resume_key=resume_key, description=f"train {self.name}")
 
     def _plan_training(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None,
-                       tracker: Any, context: Mapping[str, Any] | None):
+                       tracker: Any, context: FitContext | Mapping[str, Any] | None):
         """Check the data, identify the training, and adopt a matching checkpoint if there is one.
 
         Returns ``None`` when a checkpoint was adopted (nothing to train), else
@@ -421,15 +406,15 @@ class SliceMethod(TrainingRecord, Method):
             raise InputError(f"training data of method {self.name}",
                              f"has {len(train)} training and {len(val)} validation sample(s)",
                              "expected at least one of each")
-        ctx = dict(context or {})
+        ctx = FitContext.of(context)
         settings = self.train_settings(budget)
         identity = self.training_identity(train, val, seed=seed, settings=settings, context=ctx)
         key = self.training_key(identity)
-        if ctx.get("checkpoint"):
-            self._adopt(Path(ctx["checkpoint"]), identity, tracker)
+        if ctx.checkpoint is not None:
+            self._adopt(ctx.checkpoint, identity, tracker)
             return None
-        root = Path(ctx["checkpoint_root"]) / self.name if ctx.get("checkpoint_root") else None
-        if root is not None and (root / key).is_dir() and ctx.get("reuse", True):
+        root = ctx.checkpoint_root / self.name if ctx.checkpoint_root is not None else None
+        if root is not None and (root / key).is_dir() and ctx.reuse:
             self._adopt(root / key, identity, tracker, key=key)
             return None
         return ctx, settings, identity, key, root
@@ -444,7 +429,7 @@ class SliceMethod(TrainingRecord, Method):
             expect["training.key"] = key
         ckpt = load_checkpoint(path, expect=expect)
         theirs = {k: v for k, v in ckpt.config.items() if k not in RUNTIME_FIELDS}
-        ours = _json_ready(self.training_config())
+        ours = json_ready(self.training_config())
         differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if differing:
             detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs {ours.get(k)!r}" for k in differing)
@@ -469,7 +454,7 @@ class SliceMethod(TrainingRecord, Method):
         from aiax_bench.version import __version__
 
         c = self.config
-        return _json_ready({
+        return json_ready({
             "method": self.name,
             "method_class": f"{type(self).__module__}:{type(self).__qualname__}",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -492,7 +477,7 @@ class SliceMethod(TrainingRecord, Method):
             return
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp) / "checkpoint"
-            save_checkpoint(directory, state_dict=self.model.state_dict(), config=_json_ready(self.config_dict()),
+            save_checkpoint(directory, state_dict=self.model.state_dict(), config=json_ready(self.config_dict()),
                             metadata=self.metadata)
             tracker.log_artifacts(str(directory), artifact_path="checkpoint")
 
@@ -513,7 +498,7 @@ class SliceMethod(TrainingRecord, Method):
         """Write the trained weights, config and metadata to a checkpoint directory."""
         if self.model is None:
             raise InputError(f"method {self.name}", "is not trained", "call fit() before save()")
-        save_checkpoint(Path(directory), state_dict=self.model.state_dict(), config=_json_ready(self.config_dict()),
+        save_checkpoint(Path(directory), state_dict=self.model.state_dict(), config=json_ready(self.config_dict()),
                         metadata=self.metadata or {"method": self.name})
         self.checkpoint_path = Path(directory)
 

@@ -424,8 +424,99 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def _better(self, value: float, best: float) -> bool:
-        return value < best if self.monitor_mode == "min" else value > best
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a saved training state."""
+        self.model.load_state_dict(state["model"])
+        self._optimizer.load_state_dict(state["optimizer"])
+        self._scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.batches_drawn = self._drawn_at_step = int(state.get("batches_drawn", self.step))
+        self.load_extra_state(state.get("extra", {}))
+        self._history = {k: list(v) for k, v in state["history"].items()}
+        self._best = dict(state["best"]) if "best" in state else _best_of_version_1(state)
+        self._seconds_before, self._stale = float(state["seconds"]), int(state["stale"])
+
+    def _elapsed(self) -> float:
+        return self._seconds_before + time.perf_counter() - self._started
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"resume_key": self.resume_key, "model": self.model.state_dict(),
+                "optimizer": self._optimizer.state_dict(), "scheduler": self._scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": self.step, "batches_drawn": self._drawn_at_step,
+                "seconds": self._elapsed(), "stale": self._stale, "history": self._history, "best": self._best,
+                "extra": self.extra_state()}
+
+    def _optimise(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss`` (loss scaling on CUDA float16, optional gradient clipping)."""
+        if not torch.isfinite(loss):
+            raise InputError(f"training loss at step {self.step + 1}", f"is {float(loss)}",
+                             "lower learning_rate, or check the input data for NaN/inf")
+        optimizer = self._optimizer
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.settings.grad_clip is not None:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_value_(self.model.parameters(), self.settings.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        self._scheduler.step()
+
+    def _log_averages(self, averages: Mapping[str, float]) -> None:
+        lr = self._optimizer.param_groups[0]["lr"]
+        history = self._history
+        history["step"].append(self.step)
+        history["lr"].append(lr)
+        for name, value in averages.items():
+            history.setdefault(name, []).append(value)
+        log_metrics(self.tracker, {**{f"{self.metric_prefix}train/{k}": v for k, v in averages.items()},
+                                   f"{self.metric_prefix}train/lr": lr}, self.step)
+
+    def _validate_and_keep(self) -> bool:
+        """Validate, keep the best weights, save the state; True when patience is exhausted."""
+        scores = self.validate()
+        self.model.train()
+        self._history["val_step"].append(self.step)
+        for name, value in scores.items():
+            self._history.setdefault(f"val_{name}", []).append(value)
+        log_metrics(self.tracker, {f"{self.metric_prefix}val/{k}": v for k, v in scores.items()}, self.step)
+        score = scores[self.monitor]
+        improved = score < self._best["score"] if self.monitor_mode == "min" else score > self._best["score"]
+        if improved:
+            self._best.update(score=score, scores=dict(scores), step=self.step,
+                              weights={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
+        self._stale = 0 if improved else self._stale + 1
+        self._bar.set_postfix_str(", ".join(f"val {k} {v:.4g}" for k, v in scores.items()))
+        if self.work_dir is not None:
+            _save_state(self.work_dir, self._snapshot())
+        return self.settings.patience is not None and self._stale >= self.settings.patience
+
+    def _train_steps(self) -> str:
+        """Steps until the budget ends or patience runs out; returns why training stopped."""
+        s = self.settings
+        running: dict[str, float] = {}
+        n_running = 0
+        if s.max_seconds is not None and self._elapsed() >= s.max_seconds:
+            return "seconds"
+        while self.step < s.max_steps:
+            logged = self.before_step()
+            terms = self.compute_loss(self.next_batch())
+            self._optimise(terms["loss"])
+            self.step += 1
+            self._drawn_at_step = self.batches_drawn  # a step interrupted after its draws resumes before them
+            self.on_step_end()
+            self._bar.update()
+            for name, value in {**terms, **logged}.items():
+                running[name] = running.get(name, 0.0) + float(value.detach())
+            n_running += 1
+            if self.step % s.log_every == 0 or self.step == s.max_steps:
+                self._log_averages({k: v / n_running for k, v in running.items()})
+                running, n_running = {}, 0
+            if self.step % s.val_every == 0 and self._validate_and_keep():
+                return "early-stopping"
+            if s.max_seconds is not None and self._elapsed() >= s.max_seconds:
+                return "seconds"
+        return "steps"
 
     def run(self) -> TrainResult:
         """Train and leave the best validated weights in the model."""
@@ -434,117 +525,39 @@ class Trainer:
         s, model = self.settings, self.model
         self.check_data()
         model.to(self.device).train()
-        optimizer = _optimizer(model, s)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(s))
-        history: dict[str, list[float]] = {"step": [], "loss": [], "lr": [], "val_step": []}
+        self._optimizer = _optimizer(model, s)
+        self._scheduler = torch.optim.lr_scheduler.LambdaLR(self._optimizer, _lr_factor(s))
+        self._history: dict[str, list[float]] = {"step": [], "loss": [], "lr": [], "val_step": []}
         worst = math.inf if self.monitor_mode == "min" else -math.inf
-        best: dict[str, Any] = {"score": worst, "scores": {}, "step": 0, "weights": None}
-        seconds_before, stale = 0.0, 0
+        self._best: dict[str, Any] = {"score": worst, "scores": {}, "step": 0, "weights": None}
+        self._seconds_before, self._stale, self._drawn_at_step = 0.0, 0, self.batches_drawn
         state = _load_state(self.work_dir, self.resume_key) if self.work_dir is not None else None
         if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.step, seconds_before, stale = int(state["step"]), float(state["seconds"]), int(state["stale"])
-            self.batches_drawn = int(state.get("batches_drawn", self.step))
-            history = {k: list(v) for k, v in state["history"].items()}
-            best = dict(state["best"]) if "best" in state else _best_of_version_1(state)
-            self.load_extra_state(state.get("extra", {}))
+            self._restore(state)
         resumed_from = self.step
-        drawn_at_step = self.batches_drawn  # a step interrupted after its draws resumes before them
-        started = time.perf_counter()
-
-        def elapsed() -> float:
-            return seconds_before + time.perf_counter() - started
-
-        def snapshot() -> dict[str, Any]:
-            return {"resume_key": self.resume_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
-                    "batches_drawn": drawn_at_step, "seconds": elapsed(), "stale": stale,
-                    "history": history, "best": best, "extra": self.extra_state()}
-
-        def validate() -> bool:
-            """Validate, keep the best weights; True when patience is exhausted."""
-            nonlocal stale
-            scores = self.validate()
-            model.train()
-            history["val_step"].append(self.step)
-            for name, value in scores.items():
-                history.setdefault(f"val_{name}", []).append(value)
-            log_metrics(self.tracker, {f"{self.metric_prefix}val/{k}": v for k, v in scores.items()}, self.step)
-            if self._better(scores[self.monitor], best["score"]):
-                best.update(score=scores[self.monitor], scores=dict(scores), step=self.step,
-                            weights={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-                stale = 0
-            else:
-                stale += 1
-            bar.set_postfix_str(", ".join(f"val {k} {v:.4g}" for k, v in scores.items()))
-            if self.work_dir is not None:
-                _save_state(self.work_dir, snapshot())
-            return s.patience is not None and stale >= s.patience
-
-        stopped_by = "steps"
-        running: dict[str, float] = {}
-        n_running = 0
-        bar = tqdm(total=s.max_steps, initial=min(self.step, s.max_steps), desc=self.description, unit="step",
-                   disable=not s.progress, file=sys.stderr, dynamic_ncols=True)
+        self._started = time.perf_counter()
+        self._bar = tqdm(total=s.max_steps, initial=min(self.step, s.max_steps), desc=self.description,
+                         unit="step", disable=not s.progress, file=sys.stderr, dynamic_ncols=True)
         try:
-            if s.max_seconds is not None and elapsed() >= s.max_seconds:
-                stopped_by = "seconds"
-            while self.step < s.max_steps and stopped_by == "steps":
-                logged = self.before_step()
-                terms = self.compute_loss(self.next_batch())
-                loss = terms["loss"]
-                if not torch.isfinite(loss):
-                    raise InputError(f"training loss at step {self.step + 1}", f"is {float(loss)}",
-                                     "lower learning_rate, or check the input data for NaN/inf")
-                optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                if s.grad_clip is not None:
-                    self.scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_value_(model.parameters(), s.grad_clip)
-                self.scaler.step(optimizer)
-                self.scaler.update()
-                scheduler.step()
-                self.step += 1
-                drawn_at_step = self.batches_drawn
-                self.on_step_end()
-                bar.update()
-                for name, value in {**terms, **logged}.items():
-                    running[name] = running.get(name, 0.0) + float(value.detach())
-                n_running += 1
-                if self.step % s.log_every == 0 or self.step == s.max_steps:
-                    lr = optimizer.param_groups[0]["lr"]
-                    averages = {k: v / n_running for k, v in running.items()}
-                    history["step"].append(self.step)
-                    history["lr"].append(lr)
-                    for name, value in averages.items():
-                        history.setdefault(name, []).append(value)
-                    log_metrics(self.tracker, {**{f"{self.metric_prefix}train/{k}": v for k, v in averages.items()},
-                                               f"{self.metric_prefix}train/lr": lr}, self.step)
-                    running, n_running = {}, 0
-                if self.step % s.val_every == 0 and validate():
-                    stopped_by = "early-stopping"
-                elif s.max_seconds is not None and elapsed() >= s.max_seconds:
-                    stopped_by = "seconds"
-            if not history["val_step"] or history["val_step"][-1] != self.step:
-                validate()
+            stopped_by = self._train_steps()
+            if not self._history["val_step"] or self._history["val_step"][-1] != self.step:
+                self._validate_and_keep()
         except KeyboardInterrupt:
             if self.work_dir is not None:
-                _save_state(self.work_dir, snapshot())
+                _save_state(self.work_dir, self._snapshot())
                 print(f"\ninterrupted at step {self.step}: training state saved in {self.work_dir}; "
                       "run again to resume", file=sys.stderr)
             raise
         finally:
-            bar.close()
+            self._bar.close()
+        best = self._best
         if best["weights"] is not None:
             model.load_state_dict(best["weights"])
         model.eval()
-        return TrainResult(steps=self.step, seconds=round(elapsed(), 3), best_step=int(best["step"]),
+        return TrainResult(steps=self.step, seconds=round(self._elapsed(), 3), best_step=int(best["step"]),
                            monitor=self.monitor, best_val={k: float(v) for k, v in best["scores"].items()},
-                           stopped_by=stopped_by, history=copy.deepcopy(history), resumed_from=resumed_from,
-                           resumed_seconds=round(seconds_before, 3))
+                           stopped_by=stopped_by, history=copy.deepcopy(self._history), resumed_from=resumed_from,
+                           resumed_seconds=round(self._seconds_before, 3))
 
 
 def train(model: nn.Module, loss_fn: nn.Module, train_data: Dataset, val_data: Dataset, *,
