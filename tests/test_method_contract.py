@@ -87,3 +87,12 @@ def test_fit_context_is_typed_and_refuses_unknown_keys(tmp_path):
     assert FitContext.of(None) == FitContext() and FitContext.of(ctx) is ctx
     with pytest.raises(InputError, match=r"fit context has unknown key\(s\) \['checkpoint_dir'\]"):
         FitContext.of({"checkpoint_dir": tmp_path})
+
+
+def test_every_sample_view_is_sample_like(split):
+    from aiax_bench.data.sample import SampleLike
+
+    stored = split.test[0]
+    views = [stored, seal([stored])[0], AnnotatedSample(stored, 5)]
+    assert all(isinstance(view, SampleLike) for view in views)
+    assert not isinstance(np.zeros(3), SampleLike)

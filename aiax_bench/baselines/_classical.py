@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Budget, Method
 
@@ -122,7 +123,7 @@ class ClassicalReconstruction(Method):
         # Evenly spaced inside the central 80 %: the caps of a cylinder hold little sample.
         return np.unique(np.linspace(0.1 * (depth - 1), 0.9 * (depth - 1), k).round().astype(int))
 
-    def _problem(self, sample: Any) -> _Problem:
+    def _problem(self, sample: SampleLike) -> _Problem:
         z = self._slices(sample.shape[0])
         sinogram = np.asarray(sample.read("sinogram"), dtype=np.float32)[z]
         angles = np.asarray(sample.angles, dtype=np.float64)
@@ -139,7 +140,7 @@ class ClassicalReconstruction(Method):
             target = np.asarray(sample.read(_TARGETS[self.config.tune]), dtype=np.float64)[z]
         return _Problem(np.ascontiguousarray(sinogram), angles, n, voxel_cm, target, mask)
 
-    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
+    def fit(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int, budget: Budget | None = None,
             tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
         """Choose the settings with the lowest mean error over the validation volumes (see the module notes)."""
         self.selected = self.default_settings()
@@ -188,7 +189,7 @@ class ClassicalReconstruction(Method):
     def fit_summary(self) -> dict[str, Any]:
         return self._summary
 
-    def predict(self, sample: Any) -> np.ndarray:
+    def predict(self, sample: SampleLike) -> np.ndarray:
         voxel_cm = float(sample.meta["voxel_size_um"]) * 1e-4
         volume = self.reconstruct(np.asarray(sample.read("sinogram"), dtype=np.float32),
                                   np.asarray(sample.angles, dtype=np.float64), sample.shape[-1], self.selected)

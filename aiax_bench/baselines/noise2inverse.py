@@ -19,6 +19,7 @@ import numpy as np
 from torch import nn
 
 from aiax_bench.baselines._nets import MSDNetwork, UNetwork
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.data.sealed import SEALED_ARRAYS, SealedFieldError, SealedSample, seal
 from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Budget
@@ -32,7 +33,7 @@ CleanDataError = SealedFieldError
 SelfSupervisedSample = SealedSample
 
 
-def sub_reconstructions(sample: Any, splits: int) -> np.ndarray:
+def sub_reconstructions(sample: SampleLike, splits: int) -> np.ndarray:
     """FBP of each of ``splits`` interleaved subsets of a sample's own projections.
 
     Parameters
@@ -172,7 +173,7 @@ class Noise2Inverse(SliceMethod):
 
     # -- self-supervised data --------------------------------------------------------------------
 
-    def training_pairs(self, sample: Any) -> list[dict[str, np.ndarray]]:
+    def training_pairs(self, sample: SampleLike) -> list[dict[str, np.ndarray]]:
         """The training pairs ``{'input', 'target'}`` of one sample (1/cm)."""
         return x1_pairs(sub_reconstructions(sample, self.config.splits))
 
@@ -180,7 +181,7 @@ class Noise2Inverse(SliceMethod):
         """The volumes the network is applied to at prediction, whose outputs are averaged."""
         return [p["input"] for p in x1_pairs(subs)]
 
-    def _pairs(self, samples: Sequence[Any]) -> list[dict[str, np.ndarray]]:
+    def _pairs(self, samples: Sequence[SampleLike]) -> list[dict[str, np.ndarray]]:
         # Computed once per fit: statistics() and datasets() both need them.
         out = []
         for s in samples:
@@ -190,11 +191,11 @@ class Noise2Inverse(SliceMethod):
             out.extend(self._pair_cache[key])
         return out
 
-    def statistics(self, samples: Sequence[Any]) -> dict[str, float]:
+    def statistics(self, samples: Sequence[SampleLike]) -> dict[str, float]:
         """Standardisation constants from the training pairs (the base class's, on pairs)."""
         return super().statistics([_Pair(p) for p in self._pairs(samples)])
 
-    def datasets(self, train: Sequence[Any], val: Sequence[Any], *, seed: int):
+    def datasets(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int):
         """Training patches and validation slices of X:1 pairs: the validation loss is self-supervised too."""
         from aiax_bench.data.torch_adapter import RandomPatches, SliceStacks
 
@@ -206,7 +207,7 @@ class Noise2Inverse(SliceMethod):
                                slice_step=c.val_slice_step)
         return train_data, val_data
 
-    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
+    def fit(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int, budget: Budget | None = None,
             tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
         """Train on the samples' own projections only (see :meth:`SliceMethod.fit` for the arguments).
 
@@ -220,7 +221,7 @@ class Noise2Inverse(SliceMethod):
         finally:
             self._pair_cache = {}  # the pairs are several volumes: do not keep them
 
-    def predict(self, sample: Any) -> np.ndarray:
+    def predict(self, sample: SampleLike) -> np.ndarray:
         """Denoised volume (1/cm, float32): the mean of the network's outputs on the K X:1 inputs.
 
         Parameters

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from aiax_bench.data.annotation import UNLABELLED
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Budget, Method
 
@@ -139,18 +140,18 @@ class Threshold(Method):
         inner = Threshold.inner_phases(phases)
         return sorted(inner, key=lambda i: (str(phases[i]).lower() not in _EMPTY_PHASES, inner.index(i)))
 
-    def _input(self, sample: Any) -> np.ndarray:
+    def _input(self, sample: SampleLike) -> np.ndarray:
         return np.asarray(sample.read("low"), dtype=np.float32)
 
     @staticmethod
-    def _mask(sample: Any, shape: tuple[int, ...]) -> np.ndarray:
+    def _mask(sample: SampleLike, shape: tuple[int, ...]) -> np.ndarray:
         try:
             return np.asarray(sample.read("mask"), dtype=bool)
         except Exception:  # a dataset without a mask: the whole volume is sample
             return np.ones(shape, dtype=bool)
 
-    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int = 0, budget: Budget | None = None,
-            tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
+    def fit(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int = 0,
+            budget: Budget | None = None, tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
         """Order the phases by mean attenuation in the training volumes (and fit thresholds if asked)."""
         if not train:
             return
@@ -181,7 +182,7 @@ class Threshold(Method):
 
     # -- prediction ------------------------------------------------------------------------------
 
-    def predict(self, sample: Any) -> np.ndarray:
+    def predict(self, sample: SampleLike) -> np.ndarray:
         """Phase labels (uint8, the dataset's phase indices, ``(Z, Y, X)``) of a sample."""
         x = self._input(sample)
         mask = self._mask(sample, x.shape)

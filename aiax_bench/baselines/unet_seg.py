@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aiax_bench.data.annotation import UNLABELLED
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.data.torch_adapter import reflect_indices
 from aiax_bench.errors import InputError
 from aiax_bench.jsonio import json_ready
@@ -345,7 +346,7 @@ class UNetSeg(TrainingRecord, Method):
 
     # -- data ------------------------------------------------------------------------------------
 
-    def _volumes(self, samples: Sequence[Any]) -> list[dict[str, Any]]:
+    def _volumes(self, samples: Sequence[SampleLike]) -> list[dict[str, Any]]:
         out = []
         for s in samples:
             x = np.asarray(s.read("low"), dtype=np.float32)
@@ -368,7 +369,7 @@ class UNetSeg(TrainingRecord, Method):
             v["rare"] = [idx for c in np.flatnonzero(counts) if c not in skip
                          if (idx := np.flatnonzero((v["y"] == c) & v["valid"])).size]
 
-    def _mask(self, sample: Any) -> np.ndarray | None:
+    def _mask(self, sample: SampleLike) -> np.ndarray | None:
         if not self.config.mask_outside or not hasattr(sample, "read"):
             return None
         try:
@@ -468,7 +469,7 @@ class UNetSeg(TrainingRecord, Method):
                              warmup_steps=max(1, steps // 20), val_every=min(c.val_every, steps),
                              progress=c.progress)
 
-    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
+    def fit(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int, budget: Budget | None = None,
             tracker: Any = None, context: FitContext | Mapping[str, Any] | None = None) -> None:
         """Train on the annotated slices of ``train``, keeping the weights with the best ``val`` macro Jaccard.
 
@@ -549,7 +550,8 @@ class UNetSeg(TrainingRecord, Method):
         self.phases, self.n_classes, self.stats = other.phases, other.n_classes, other.stats
         self.model, self.metadata, self.checkpoint_path = other.model, other.metadata, other.checkpoint_path
 
-    def training_key(self, train: Sequence[Any], *, seed: int, context: FitContext | Mapping[str, Any] | None = None,
+    def training_key(self, train: Sequence[SampleLike], *, seed: int,
+                     context: FitContext | Mapping[str, Any] | None = None,
                      budget: Budget | None = None) -> str:
         """Directory name of a training's checkpoint: sha256 (16 hex) of config, budget, data identity and seed."""
         import hashlib
@@ -616,7 +618,7 @@ class UNetSeg(TrainingRecord, Method):
         labels[~mask] = air
         return labels
 
-    def predict(self, sample: Any) -> np.ndarray:
+    def predict(self, sample: SampleLike | np.ndarray) -> np.ndarray:
         """Phase labels (uint8, the dataset's phase indices, ``(Z, Y, X)``) of a sample or an input volume."""
         volume = sample.read("low") if hasattr(sample, "read") else sample
         return self.labels_from_probabilities(self.predict_probabilities(volume), self._mask(sample))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError
 
 __all__ = ["UNLABELLED", "AnnotatedSample", "annotated_slice_indices", "check_annotated"]
@@ -48,7 +49,7 @@ class AnnotatedSample:
     gives the labelled slices (z).
     """
 
-    def __init__(self, sample: Any, k: int | None) -> None:
+    def __init__(self, sample: SampleLike, k: int | None) -> None:
         object.__setattr__(self, "_sample", sample)
         object.__setattr__(self, "k", check_annotated(k))
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError
 
 __all__ = ["INSTRUMENT_ARRAYS", "INSTRUMENT_META", "SEALED_ARRAYS", "SealedFieldError", "SealedMeta",
@@ -87,7 +88,7 @@ class SealedSample:
 
     __slots__ = ("_arrays", "_meta", "_read", "_shape", "id", "part", "split")
 
-    def __init__(self, sample: Any) -> None:
+    def __init__(self, sample: SampleLike) -> None:
         # Getters, not arrays: sealing reads nothing, and an array is opened (and checked) only when used.
         getters = {name: (lambda name=name: getattr(sample, name)) for name in INSTRUMENT_ARRAYS}
         object.__setattr__(self, "_arrays", getters)
@@ -161,6 +162,6 @@ class SealedSample:
         return f"SealedSample({self.id!r}, split={self.split!r})"
 
 
-def seal(samples: list[Any]) -> list[SealedSample]:
+def seal(samples: list[SampleLike]) -> list[SealedSample]:
     """Sealed views of ``samples``."""
     return [s if isinstance(s, SealedSample) else SealedSample(s) for s in samples]

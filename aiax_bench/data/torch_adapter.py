@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError
 
 __all__ = ["RandomPatches", "SliceStacks", "augment_dihedral", "reflect_indices"]
@@ -108,7 +109,7 @@ class _Volumes:
         return [np.asarray(a[lo:hi, y, x], dtype=np.float32)[z - lo] for a in self.arrays]
 
 
-def _check_common(samples: Sequence[Any], slices: int) -> None:
+def _check_common(samples: Sequence[SampleLike], slices: int) -> None:
     if len(samples) == 0:
         raise InputError("samples", "is empty", "expected at least one sample")
     if slices < 1 or slices % 2 == 0:
@@ -140,7 +141,7 @@ class SliceStacks(Dataset):
     >>> x, y = val[0]  # (5, Y, X), (1, Y, X) in 1/cm  # doctest: +SKIP
     """
 
-    def __init__(self, samples: Sequence[Any], *, slices: int = 5, input: str = "low", target: str = "high",
+    def __init__(self, samples: Sequence[SampleLike], *, slices: int = 5, input: str = "low", target: str = "high",
                  slice_step: int = 1, in_memory: bool = True) -> None:
         _check_common(samples, slices)
         if slice_step < 1:
@@ -194,7 +195,7 @@ class RandomPatches(Dataset):
     (as with ``DistributedSampler``) to get new patches.
     """
 
-    def __init__(self, samples: Sequence[Any], *, slices: int = 5, patch_size: int | tuple[int, ...] = 64,
+    def __init__(self, samples: Sequence[SampleLike], *, slices: int = 5, patch_size: int | tuple[int, ...] = 64,
                  patch_dim: int = 2, input: str = "low", target: str = "high", length: int = 1024,
                  augment: bool = True, seed: int = 0, in_memory: bool = True) -> None:
         _check_common(samples, slices)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError
 
 __all__ = ["Budget", "FitContext", "Method", "coerce_value"]
@@ -277,7 +278,7 @@ class Method(ABC):
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
-    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
+    def fit(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int, budget: Budget | None = None,
             tracker: Any = None, context: FitContext | Mapping[str, Any] | None = None) -> None:
         """Learn from training samples; methods that do not learn keep this no-op.
 
@@ -289,7 +290,7 @@ class Method(ABC):
         """
 
     @abstractmethod
-    def predict(self, sample: Any) -> np.ndarray:
+    def predict(self, sample: SampleLike) -> np.ndarray:
         """Return the enhanced volume (1/cm, same shape as ``sample.low``) or labels."""
 
     def fit_summary(self) -> dict[str, Any]:

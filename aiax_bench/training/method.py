@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError
 from aiax_bench.jsonio import json_ready
 from aiax_bench.methods.base import Budget, FitContext, Method
@@ -256,7 +257,7 @@ class SliceMethod(TrainingRecord, Method):
 
     # -- data ------------------------------------------------------------------------------------
 
-    def statistics(self, samples: Sequence[Any]) -> dict[str, float]:
+    def statistics(self, samples: Sequence[SampleLike]) -> dict[str, float]:
         """Standardisation constants and intensity range from the training volumes (1/cm).
 
         Returns the input mean / std, the mean / std of what the network
@@ -285,7 +286,7 @@ class SliceMethod(TrainingRecord, Method):
                 "output_mean": float(mean[1]), "output_std": float(max(std[1], 1e-6)),
                 "data_range": float(max(hi - lo, 1e-6))}
 
-    def datasets(self, train: Sequence[Any], val: Sequence[Any], *, seed: int):
+    def datasets(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int):
         """The training patches and validation slices for this config."""
         from aiax_bench.data.torch_adapter import RandomPatches, SliceStacks
 
@@ -300,7 +301,7 @@ class SliceMethod(TrainingRecord, Method):
     # -- identity of a training ------------------------------------------------------------------
 
     @staticmethod
-    def _store_sha256(samples: Sequence[Any]) -> str | None:
+    def _store_sha256(samples: Sequence[SampleLike]) -> str | None:
         store = getattr(samples[0], "_store", None) if samples else None
         if store is None:
             return None
@@ -311,7 +312,7 @@ class SliceMethod(TrainingRecord, Method):
         except Exception:  # not an aiax-bench store: no identity to check
             return None
 
-    def training_identity(self, train: Sequence[Any], val: Sequence[Any], *, seed: int,
+    def training_identity(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int,
                           settings: TrainSettings, context: FitContext) -> dict[str, Any]:
         """Everything that determines the trained weights, as JSON-ready values."""
         from aiax_bench.version import __version__
@@ -341,7 +342,7 @@ class SliceMethod(TrainingRecord, Method):
 
     # -- fit / predict ---------------------------------------------------------------------------
 
-    def fit(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None = None,
+    def fit(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int, budget: Budget | None = None,
             tracker: Any = None, context: FitContext | Mapping[str, Any] | None = None) -> None:
         """Train on ``train`` (validating on ``val``), or reuse a matching checkpoint.
 
@@ -395,7 +396,8 @@ class SliceMethod(TrainingRecord, Method):
         return Trainer(model, loss, train_data, val_data, settings=settings, tracker=tracker, work_dir=work_dir,
                        resume_key=resume_key, description=f"train {self.name}")
 
-    def _plan_training(self, train: Sequence[Any], val: Sequence[Any], *, seed: int, budget: Budget | None,
+    def _plan_training(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int,
+                       budget: Budget | None,
                        tracker: Any, context: FitContext | Mapping[str, Any] | None):
         """Check the data, identify the training, and adopt a matching checkpoint if there is one.
 
@@ -481,7 +483,7 @@ class SliceMethod(TrainingRecord, Method):
                             metadata=self.metadata)
             tracker.log_artifacts(str(directory), artifact_path="checkpoint")
 
-    def predict(self, sample: Any) -> np.ndarray:
+    def predict(self, sample: SampleLike | np.ndarray) -> np.ndarray:
         """Enhanced volume (1/cm, float32, the shape of ``sample.low``) of a sample or a ``(Z, Y, X)`` array."""
         from aiax_bench.training.inference import predict_volume
 
