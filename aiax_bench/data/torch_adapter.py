@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 
 from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError
+from aiax_bench.validation import check_positive_int
 
 __all__ = ["RandomPatches", "SliceStacks", "augment_dihedral", "reflect_indices"]
 
@@ -144,8 +145,7 @@ class SliceStacks(Dataset):
     def __init__(self, samples: Sequence[SampleLike], *, slices: int = 5, input: str = "low", target: str = "high",
                  slice_step: int = 1, in_memory: bool = True) -> None:
         _check_common(samples, slices)
-        if slice_step < 1:
-            raise InputError("slice_step", f"is {slice_step}", "expected a positive integer")
+        check_positive_int("slice_step", slice_step)
         self.slices = slices
         self.volumes = [_Volumes(s, (input, target), in_memory) for s in samples]
         self.index = [(v, z) for v, vol in enumerate(self.volumes) for z in range(0, vol.shape[0], slice_step)]

@@ -45,7 +45,7 @@ from scipy import ndimage
 from aiax_bench.errors import InputError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
-from aiax_bench.evaluation.validation import check_positive
+from aiax_bench.validation import check_positive
 
 __all__ = ["DEFAULT_CHUNK", "BitVolume", "UnionFind", "evaluate_chunked", "label_chunked", "open_volume"]
 

@@ -45,7 +45,7 @@ from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
 from aiax_bench.evaluation.catalog import metric_spec
 from aiax_bench.evaluation.segmentation import SIZE_STRATA, dice, dice_by_size, jaccard, size_strata
-from aiax_bench.evaluation.validation import check_label_volume, check_volume
+from aiax_bench.validation import check_label_volume, check_volume
 
 __all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "TASKS", "Evaluator", "evaluate_arrays"]
 

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from aiax_bench.errors import InputError
-from aiax_bench.evaluation.validation import check_mask, check_positive
+from aiax_bench.validation import check_mask, check_positive
 
 __all__ = ["SSIM_SIGMA", "SSIM_TRUNCATE", "mse", "psnr", "ssim", "ssim_map", "ssim_slices", "ssim_sums"]
 

@@ -57,7 +57,7 @@ import numpy as np
 from scipy import ndimage
 
 from aiax_bench.errors import InputError
-from aiax_bench.evaluation.validation import check_mask, check_positive
+from aiax_bench.validation import check_mask, check_positive
 
 __all__ = [
     "BORDER_WEIGHT", "HISTOGRAM_BINS", "LEGACY_PROTOCOL", "MIN_PORE_VOXELS", "PORE_CONNECTIVITY",

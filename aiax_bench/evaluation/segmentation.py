@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from aiax_bench.evaluation.validation import check_same_shape
+from aiax_bench.validation import check_same_shape
 
 __all__ = ["SIZE_STRATA", "confusion_matrix", "dice", "dice_by_size", "jaccard", "size_strata"]
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aiax_bench.errors import InputError
+from aiax_bench.validation import check_positive_int
 
 __all__ = [
     "Acquisition",
@@ -39,10 +40,7 @@ __all__ = [
 
 
 def _count(name: str, value, what: str) -> int:
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer()
-            or value < 1):
-        raise InputError(name, f"is {value!r}", f"expected a positive integer ({what})")
-    return int(value)
+    return check_positive_int(name, value, what)
 
 
 def reference_angles(n_angles: int) -> np.ndarray:

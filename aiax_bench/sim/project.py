@@ -23,14 +23,13 @@ import torch
 from aiax_bench.errors import InputError
 from aiax_bench.recon.projector import ParallelBeamProjector, check_angles
 from aiax_bench.sim.phantoms import Phantom, render_fractions
+from aiax_bench.validation import check_positive_int
 
 __all__ = ["project_phantom", "project_voxels"]
 
 
 def _check_count(name: str, value) -> int:
-    if value is None or int(value) != value or int(value) < 1:
-        raise InputError(name, f"is {value}", "expected a positive integer")
-    return int(value)
+    return check_positive_int(name, value)
 
 
 def _chords(radius_sq: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:

@@ -6,13 +6,13 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 from aiax_bench.sim.phantoms.shapes import Phantom, _render
+from aiax_bench.validation import check_positive, check_positive_int
 
 # --- Generators ----------------------------------------------------------------------------------
 
 
 def _check_positive(name: str, value: float, unit: str) -> None:
-    if not np.isfinite(value) or value <= 0:
-        raise InputError(name, f"is {value}", f"expected a positive number of {unit}")
+    check_positive(name, value, unit)
 
 
 def _pack_voids(
@@ -117,14 +117,12 @@ def _check_common(size: int, cylinder_radius: float, voxel_size_um: float, super
         raise InputError("cylinder_radius", f"is {cylinder_radius}",
                          "expected a fraction of the volume in (0, 0.5]: the cylinder must fit")
     _check_positive("voxel_size_um", voxel_size_um, "µm")
-    if int(supersample) != supersample or int(supersample) < 1:
-        raise InputError("supersample", f"is {supersample}", "expected a positive integer")
+    check_positive_int("supersample", supersample, "sub-voxel samples per axis")
     return int(size)
 
 
 def _check_attempts(max_attempts: int) -> None:
-    if int(max_attempts) != max_attempts or int(max_attempts) < 1:
-        raise InputError("max_attempts", f"is {max_attempts}", "expected a positive integer")
+    check_positive_int("max_attempts", max_attempts, "placement attempts")
 
 
 def _check_fits(name: str, value, extent: float, what: str, radius: float) -> None:

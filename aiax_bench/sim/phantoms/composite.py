@@ -17,6 +17,7 @@ from aiax_bench.sim.phantoms._common import (
     _uniform_disk,
 )
 from aiax_bench.sim.phantoms.shapes import Cylinders, Ellipsoids, Phantom
+from aiax_bench.validation import check_positive
 
 
 def _fibre_directions(rng: np.random.Generator, angles: np.ndarray, spread: float, tilt: float) -> np.ndarray:
@@ -205,8 +206,7 @@ def composite_phantom(
     _check_fraction("porosity", porosity, 0.3)
     for name, value, unit in (("fibre_radius", fibre_radius, "voxels"), ("fibre_length", fibre_length, "voxels"),
                               ("mu_matrix", mu_matrix, "1/cm"), ("mu_fibre", mu_fibre, "1/cm")):
-        if not value > 0:
-            raise InputError(name, f"is {value}", f"expected a positive number of {unit}")
+        check_positive(name, value, unit)
     pr_lo, pr_hi = _check_interval("pore_radius", pore_radius, "voxels")
     if not (np.isfinite(pore_aspect) and pore_aspect >= 1):
         raise InputError("pore_aspect", f"is {pore_aspect}", "expected a ratio of at least 1")

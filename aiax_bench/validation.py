@@ -1,4 +1,4 @@
-"""Validation helpers shared by the metric functions, the Evaluator and the chunked path.
+"""Input validators shared by every package (simulation, training, evaluation, data).
 
 Each helper raises :class:`~aiax_bench.errors.InputError` naming the field at
 fault, what is wrong and what was expected, so that a user sees one clear line
@@ -13,8 +13,8 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 
-__all__ = ["check_finite", "check_label_volume", "check_mask", "check_positive", "check_same_shape",
-           "check_volume"]
+__all__ = ["check_finite", "check_label_volume", "check_mask", "check_positive", "check_positive_int",
+           "check_same_shape", "check_volume"]
 
 
 def check_positive(name: str, value: Any, unit: str) -> float:
@@ -26,6 +26,15 @@ def check_positive(name: str, value: Any, unit: str) -> float:
     if not np.isfinite(number) or number <= 0:
         raise InputError(name, f"is {value!r}", f"expected a positive number of {unit}")
     return number
+
+
+def check_positive_int(name: str, value: Any, what: str = "") -> int:
+    """Return ``value`` as an int, or raise if it is not a whole number of at least 1 (``what`` says of what)."""
+    whole = (not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+             and np.isfinite(value) and float(value).is_integer() and value >= 1)
+    if not whole:
+        raise InputError(name, f"is {value!r}", "expected a positive integer" + (f" ({what})" if what else ""))
+    return int(value)
 
 
 def check_same_shape(name: str, array: Any, shape: tuple[int, ...], like: str) -> None:
