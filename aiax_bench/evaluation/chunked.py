@@ -36,6 +36,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from scipy import ndimage
 from aiax_bench.errors import InputError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
+from aiax_bench.evaluation.segmentation import class_scores_record, scores_from_confusion
 from aiax_bench.validation import check_positive
 
 __all__ = ["DEFAULT_CHUNK", "BitVolume", "UnionFind", "evaluate_chunked", "label_chunked", "open_volume"]
@@ -403,8 +405,156 @@ def _image_pass(prediction, targets: dict[str, Any], mask: _MaskSource, *, data_
     return out
 
 
-# Complexity 31, a stated exception until it is split into stages (read, segment, label, score).
-def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxel_size_um: float,  # noqa: C901
+@dataclass
+class _Job:
+    """The opened volumes and block layout one chunked evaluation works on."""
+
+    prediction: Any
+    reference: Any
+    truth: Any
+    truth_labels: Any
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    blocks: list[Region]
+    masks: _MaskSource
+    data_range: float
+    voxel_mm: float
+    workers: int
+    progress: bool
+
+
+def _open_job(prediction: Any, reference: Any, *, truth: Any, truth_labels: Any, mask: Any, mask_erosion: int,
+              data_range: float, voxel_size_um: float, chunks: int | tuple[int, ...] | None, workers: int | None,
+              progress: bool) -> _Job:
+    """Stage 1: open and check every input (one line per problem) and lay out the blocks."""
+    prediction = open_volume(prediction, "prediction")
+    reference = open_volume(reference, "reference")
+    shape = tuple(prediction.shape)
+    if len(shape) != 3:
+        raise InputError("prediction", f"has shape {shape}", "expected a 3D volume (z, y, x)")
+    if not np.issubdtype(np.dtype(prediction.dtype), np.floating):
+        raise InputError("prediction", f"has dtype {prediction.dtype}", "expected a floating-point volume in 1/cm")
+    opened = {"truth": None, "truth_labels": None}
+    for name, vol in (("reference", reference), ("truth", truth), ("truth_labels", truth_labels)):
+        if vol is None:
+            continue
+        vol = open_volume(vol, name)
+        if tuple(vol.shape) != shape:
+            raise InputError(name, f"has shape {tuple(vol.shape)}", f"expected {shape} like the prediction")
+        opened[name] = vol
+    data_range = check_positive("data_range", data_range, "intensity units")
+    voxel_mm = check_positive("voxel_size_um", voxel_size_um, "µm") / 1000
+    if chunks is None:
+        chunks = tuple(getattr(prediction, "chunks", None) or (DEFAULT_CHUNK,) * 3)
+    chunks = (int(chunks),) * 3 if np.isscalar(chunks) else tuple(int(c) for c in chunks)
+    if min(chunks) < 2 * metrics._pad() + 1:
+        raise InputError("chunks", f"is {chunks}", f"expected blocks of at least {2 * metrics._pad() + 1} voxels")
+    return _Job(prediction=prediction, reference=reference, truth=opened["truth"],
+                truth_labels=opened["truth_labels"], shape=shape, chunks=chunks, blocks=_blocks(shape, chunks),
+                masks=_MaskSource(mask, shape, mask_erosion), data_range=data_range, voxel_mm=voxel_mm,
+                workers=metrics.default_workers() if workers is None else max(1, int(workers)), progress=progress)
+
+
+def _image_scores(job: _Job, slab_bytes: int) -> dict[str, float]:
+    """Stage 2: MSE, PSNR and SSIM against the reference (and the truth), slab by slab."""
+    targets = {"reference": job.reference}
+    if job.truth is not None:
+        targets["truth"] = job.truth
+    images = _image_pass(job.prediction, targets, job.masks, data_range=job.data_range, slab=job.chunks[0],
+                         budget=slab_bytes, workers=job.workers, progress=job.progress)
+    return {f"{key}/{name}": float(value) for name, values in images.items() for key, value in values.items()}
+
+
+def _protocol_threshold(job: _Job, threshold: float | None) -> tuple[str, float]:
+    """Stage 3: the segmentation threshold, fixed (protocol 2.0) or Otsu of the reference inside the mask."""
+    if threshold is not None:
+        return pz.SEGMENTATION_PROTOCOL, float(threshold)
+
+    def histogram(region: Region) -> np.ndarray:
+        return pz.intensity_histogram(_read(job.reference, region), data_range=job.data_range,
+                                      mask=job.masks.read(region))[0]
+    # The fixed-bin histogram of the reference, summed over blocks.
+    counts = sum(_ordered(histogram, job.blocks, job.workers))
+    edges = pz.intensity_histogram(np.zeros(1), data_range=job.data_range)[1]
+    return pz.LEGACY_PROTOCOL, float(pz.otsu_from_histogram(counts, edges))
+
+
+def _rim_of(job: _Job) -> Callable[[Region], np.ndarray]:
+    """Voxels of a block on the volume's faces or next to the outside of the mask (pores there are cut)."""
+    shape = job.shape
+
+    def rim(region: Region) -> np.ndarray:
+        grown = _grow(region, 1, shape)
+        m = job.masks.read(grown)
+        edge = np.zeros(tuple(s.stop - s.start for s in region), dtype=bool)
+        for axis, (s, n) in enumerate(zip(region, shape, strict=True)):
+            index = [slice(None)] * 3
+            if s.start == 0:
+                index[axis] = 0
+                edge[tuple(index)] = True
+            if s.stop == n:
+                index[axis] = -1
+                edge[tuple(index)] = True
+        if m is not None:
+            near_outside = m & ndimage.binary_dilation(~m, ndimage.generate_binary_structure(3, 1))
+            edge |= near_outside[_local(region, grown)]
+        return edge
+    return rim
+
+
+def _phase_sources(job: _Job, threshold: float, *, pore_index: int,
+                   truth_by_threshold: bool) -> dict[str, Callable[[Region], np.ndarray]]:
+    """Stage 4: the pore phase of method, reference (and truth) of any block."""
+    masks = job.masks
+    phases: dict[str, Callable[[Region], np.ndarray]] = {
+        "method": lambda r: pz.segment_pores(_read(job.prediction, r), threshold=threshold, mask=masks.read(r)),
+        "reference": lambda r: pz.segment_pores(_read(job.reference, r), threshold=threshold, mask=masks.read(r)),
+    }
+    if job.truth_labels is None:
+        return phases
+    if truth_by_threshold and job.truth is None:
+        raise InputError("truth", "is missing", "the truth's attenuation, to segment it with the threshold "
+                         "(truth_by_threshold)")
+    truth_src = job.truth if truth_by_threshold else None
+
+    def truth_phase(r: Region) -> np.ndarray:
+        m = masks.read(r)
+        if truth_src is not None:
+            return pz.segment_pores(_read(truth_src, r), threshold=threshold, mask=m)
+        p = _read(job.truth_labels, r) == pore_index
+        return p if m is None else p & m
+    phases["truth"] = truth_phase
+    return phases
+
+
+def _phase_statistics(job: _Job, segment: Callable[[Region], np.ndarray], rim: Callable[[Region], np.ndarray], *,
+                      roi_voxels: int, min_voxels: int,
+                      extra: Callable | None) -> tuple[pz.PoreStatistics, np.ndarray | None]:
+    """Stage 5: label one phase across blocks, merge, measure; with ``extra`` its summed per-block counts."""
+    kept = BitVolume(job.shape)
+    labelled = label_chunked(segment, job.shape, chunks=job.chunks, rim=rim, small=min_voxels, workers=job.workers,
+                             progress=job.progress, extra=extra, store=kept)
+    merged = _merge(labelled, min_voxels)
+    del labelled
+    counts = sum(merged.pop("extra")) if extra is not None else None
+    kept.clear(merged["speck_coords"])  # the phase as measured: specks back to solid
+    shape = job.shape
+
+    def crofton(slab: Region) -> np.ndarray:
+        # Every direction steps +1 or 0 in z: one extra slice completes the pairs of a slab.
+        grown = (slice(slab[0].start, min(slab[0].stop + 1, shape[0])), *slab[1:])
+        return _crofton_block(kept.get(grown), job.masks.read(grown), slab, grown)
+    slabs = [(slice(z, min(z + 16, shape[0])), slice(0, shape[1]), slice(0, shape[2])) for z in range(0, shape[0], 16)]
+    surface_counts = sum(_ordered(crofton, slabs, job.workers))
+    cut = merged["cut"]
+    stats = pz.PoreStatistics(
+        voxel_size_mm=job.voxel_mm, roi_voxels=roi_voxels, pore_voxels=int(merged["volume"].sum()),
+        n_interior=int((~cut).sum()), n_border=int(cut.sum()), n_specks=merged["n_specks"],
+        surface_voxel2=pz.surface_from_counts(surface_counts), volumes_voxels=merged["volume"][~cut])
+    return stats, counts
+
+
+def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxel_size_um: float,
                      mask: Any = None, mask_erosion: int = 0, truth: Any = None, truth_labels: Any = None,
                      pore_index: int = 2, threshold: float | None = None, truth_by_threshold: bool = False,
                      chunks: int | tuple[int, ...] | None = None,
@@ -455,135 +605,35 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     dict
         A flat record (``metric/target`` keys).
     """
-    prediction = open_volume(prediction, "prediction")
-    reference = open_volume(reference, "reference")
-    shape = tuple(prediction.shape)
-    if len(shape) != 3:
-        raise InputError("prediction", f"has shape {shape}", "expected a 3D volume (z, y, x)")
-    if not np.issubdtype(np.dtype(prediction.dtype), np.floating):
-        raise InputError("prediction", f"has dtype {prediction.dtype}", "expected a floating-point volume in 1/cm")
-    for name, vol in (("reference", reference), ("truth", truth), ("truth_labels", truth_labels)):
-        if vol is not None and tuple(open_volume(vol, name).shape) != shape:
-            raise InputError(name, f"has shape {tuple(open_volume(vol, name).shape)}",
-                             f"expected {shape} like the prediction")
-    data_range = check_positive("data_range", data_range, "intensity units")
-    voxel_mm = check_positive("voxel_size_um", voxel_size_um, "µm") / 1000
-    workers = metrics.default_workers() if workers is None else max(1, int(workers))
-    if chunks is None:
-        chunks = tuple(getattr(prediction, "chunks", None) or (DEFAULT_CHUNK,) * 3)
-    chunks = (int(chunks),) * 3 if np.isscalar(chunks) else tuple(int(c) for c in chunks)
-    if min(chunks) < 2 * metrics._pad() + 1:
-        raise InputError("chunks", f"is {chunks}", f"expected blocks of at least {2 * metrics._pad() + 1} voxels")
-    masks = _MaskSource(mask, shape, mask_erosion)
-    blocks = _blocks(shape, chunks)
-
-    targets = {"reference": reference}
-    if truth is not None:
-        targets["truth"] = open_volume(truth, "truth")
-    images = _image_pass(prediction, targets, masks, data_range=data_range, slab=chunks[0],
-                         budget=slab_bytes, workers=workers, progress=progress)
-    record: dict[str, Any] = {}
-    for name, values in images.items():
-        for key, value in values.items():
-            record[f"{key}/{name}"] = float(value)
-
-    # Threshold: the fixed-bin histogram of the reference inside the mask, summed over blocks.
-    protocol = pz.SEGMENTATION_PROTOCOL if threshold is not None else pz.LEGACY_PROTOCOL
-    if threshold is None:
-        def histogram(region: Region) -> np.ndarray:
-            return pz.intensity_histogram(_read(reference, region), data_range=data_range,
-                                          mask=masks.read(region))[0]
-        counts = sum(_ordered(histogram, blocks, workers))
-        threshold = pz.otsu_from_histogram(counts, pz.intensity_histogram(np.zeros(1), data_range=data_range)[1])
+    job = _open_job(prediction, reference, truth=truth, truth_labels=truth_labels, mask=mask,
+                    mask_erosion=mask_erosion, data_range=data_range, voxel_size_um=voxel_size_um, chunks=chunks,
+                    workers=workers, progress=progress)
+    record: dict[str, Any] = _image_scores(job, slab_bytes)
+    protocol, threshold = _protocol_threshold(job, threshold)
     record["segmentation_protocol"] = protocol
-    record["segmentation_threshold"] = float(threshold)
-
-    def rim(region: Region) -> np.ndarray:
-        grown = _grow(region, 1, shape)
-        m = masks.read(grown)
-        edge = np.zeros(tuple(s.stop - s.start for s in region), dtype=bool)
-        for axis, (s, n) in enumerate(zip(region, shape, strict=True)):
-            index = [slice(None)] * 3
-            if s.start == 0:
-                index[axis] = 0
-                edge[tuple(index)] = True
-            if s.stop == n:
-                index[axis] = -1
-                edge[tuple(index)] = True
-        if m is not None:
-            near_outside = m & ndimage.binary_dilation(~m, ndimage.generate_binary_structure(3, 1))
-            edge |= near_outside[_local(region, grown)]
-        return edge
-
-    phases: dict[str, Callable[[Region], np.ndarray]] = {
-        "method": lambda r: pz.segment_pores(_read(prediction, r), threshold=threshold, mask=masks.read(r)),
-        "reference": lambda r: pz.segment_pores(_read(reference, r), threshold=threshold, mask=masks.read(r)),
-    }
-    if truth_labels is not None:
-        labels_src = open_volume(truth_labels, "truth_labels")
-
-        truth_src = open_volume(truth, "truth") if truth_by_threshold else None
-
-        def truth_phase(r: Region) -> np.ndarray:
-            m = masks.read(r)
-            if truth_src is not None:
-                return pz.segment_pores(_read(truth_src, r), threshold=threshold, mask=m)
-            p = _read(labels_src, r) == pore_index
-            return p if m is None else p & m
-        phases["truth"] = truth_phase
-        confusion = np.zeros((2, 2), dtype=np.int64)
-
+    record["segmentation_threshold"] = threshold
+    phases = _phase_sources(job, threshold, pore_index=pore_index, truth_by_threshold=truth_by_threshold)
+    rim = _rim_of(job)
+    masks = job.masks
     roi_voxels = sum(_ordered(lambda r: (int(masks.read(r).sum()) if masks.mask is not None
-                                         else int(np.prod([s.stop - s.start for s in r]))), blocks, workers))
+                                         else int(np.prod([s.stop - s.start for s in r]))), job.blocks, job.workers))
+
+    def confusion_counts(region: Region, phase: np.ndarray) -> np.ndarray:
+        # Truth against method, counted while the method's phase is labelled: one pass over the blocks.
+        key = phases["truth"](region).astype(np.int64) * 2 + phase
+        m = masks.read(region)
+        return np.bincount(key[m] if m is not None else key.ravel(), minlength=4).reshape(2, 2)
+
     stats: dict[str, pz.PoreStatistics] = {}
+    confusion = None
     for who, segment in phases.items():
-        extra = None
-        if who == "method" and truth_labels is not None:
-            def extra(region: Region, phase: np.ndarray) -> np.ndarray:
-                t = phases["truth"](region)
-                m = masks.read(region)
-                key = t.astype(np.int64) * 2 + phase
-                return np.bincount(key[m] if m is not None else key.ravel(), minlength=4).reshape(2, 2)
-        kept = BitVolume(shape)
-        labelled = label_chunked(segment, shape, chunks=chunks, rim=rim, small=min_voxels, workers=workers,
-                                 progress=progress, extra=extra, store=kept)
-        merged = _merge(labelled, min_voxels)
-        del labelled
-        if extra is not None:
-            confusion = sum(merged.pop("extra"))
-        kept.clear(merged["speck_coords"])  # the phase as measured: specks back to solid
-
-        def crofton(slab: Region, kept=kept) -> np.ndarray:
-            # Every direction steps +1 or 0 in z: one extra slice completes the pairs of a slab.
-            grown = (slice(slab[0].start, min(slab[0].stop + 1, shape[0])), *slab[1:])
-            return _crofton_block(kept.get(grown), masks.read(grown), slab, grown)
-        slabs = [(slice(z, min(z + 16, shape[0])), slice(0, shape[1]), slice(0, shape[2]))
-                 for z in range(0, shape[0], 16)]
-        surface_counts = sum(_ordered(crofton, slabs, workers))
-        del kept
-        cut = merged["cut"]
-        stats[who] = pz.PoreStatistics(
-            voxel_size_mm=voxel_mm, roi_voxels=roi_voxels, pore_voxels=int(merged["volume"].sum()),
-            n_interior=int((~cut).sum()), n_border=int(cut.sum()), n_specks=merged["n_specks"],
-            surface_voxel2=pz.surface_from_counts(surface_counts), volumes_voxels=merged["volume"][~cut])
-    scalars = {who: s.scalars() for who, s in stats.items()}
-    targets_pz = [t for t in ("reference", "truth") if t in stats]
-    for name in scalars["method"]:
-        for who in stats:
-            record[f"{name}/{who}"] = scalars[who][name]
-        for target in targets_pz:
-            record[f"{name}/rel_error_{target}"] = pz.relative_error(scalars["method"][name], scalars[target][name])
-    for target in targets_pz:
-        record[f"wasserstein_log_diameter/{target}"] = pz.wasserstein_log_diameter(
-            stats["method"].diameters_mm, stats[target].diameters_mm)
-    if truth_labels is not None:
-        from aiax_bench.evaluation.segmentation import _ratio
-
-        inter = np.diag(confusion)
-        union = confusion.sum(0) + confusion.sum(1) - inter
-        j, d = _ratio(inter, union), _ratio(2 * inter, confusion.sum(0) + confusion.sum(1))
-        for i, name in enumerate(("solid", "pore")):
-            record[f"jaccard/{name}"], record[f"dice/{name}"] = float(j[i]), float(d[i])
-        record["jaccard/mean"], record["dice/mean"] = float(np.nanmean(j)), float(np.nanmean(d))
+        extra = confusion_counts if who == "method" and "truth" in phases else None
+        stats[who], counts = _phase_statistics(job, segment, rim, roi_voxels=roi_voxels, min_voxels=min_voxels,
+                                               extra=extra)
+        confusion = counts if counts is not None else confusion
+    # The record assembly the in-memory Evaluator uses too.
+    record.update(pz.porosity_record(stats, targets=[t for t in ("reference", "truth") if t in stats]))
+    if confusion is not None:
+        j, d = scores_from_confusion(confusion)
+        record.update(class_scores_record(j, d, ("solid", "pore"), (0, 1)))
     return record
-

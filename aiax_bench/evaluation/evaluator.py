@@ -44,7 +44,14 @@ from aiax_bench.errors import InputError, StoreError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
 from aiax_bench.evaluation.catalog import metric_spec
-from aiax_bench.evaluation.segmentation import SIZE_STRATA, dice, dice_by_size, jaccard, size_strata
+from aiax_bench.evaluation.segmentation import (
+    SIZE_STRATA,
+    class_scores_record,
+    confusion_matrix,
+    dice_by_size,
+    scores_from_confusion,
+    size_strata,
+)
 from aiax_bench.validation import check_label_volume, check_volume
 
 __all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "TASKS", "Evaluator", "evaluate_arrays"]
@@ -268,18 +275,7 @@ class Evaluator:
         out: dict[str, Any] = {"segmentation_protocol": self.protocol}
         if self.task == "enhance":
             out["segmentation_threshold"] = ctx["threshold"]
-        scalars = {who: s.scalars() for who, s in stats.items()}
-        for name in PORE_STATISTICS:
-            for who in stats:
-                out[f"{name}/{who}"] = scalars[who][name]
-            for target in TARGETS:
-                out[f"{name}/rel_error_{target}"] = pz.relative_error(scalars["method"][name],
-                                                                      scalars[target][name])
-            out[f"{name}/floor_rel_error_truth"] = pz.relative_error(scalars["reference"][name],
-                                                                     scalars["truth"][name])
-        for target in TARGETS:
-            out[f"wasserstein_log_diameter/{target}"] = pz.wasserstein_log_diameter(
-                stats["method"].diameters_mm, stats[target].diameters_mm)
+        out.update(pz.porosity_record(stats, names=PORE_STATISTICS, targets=TARGETS, floor=True))
         out.update(self._segmentation_metrics(sample, prediction, pores, stats, ctx))
         voxel_mm = ctx["voxel_size_um"] / 1000
         out[DISTRIBUTIONS_KEY] = {
@@ -303,14 +299,8 @@ class Evaluator:
             phases = self._phases(sample)
             names = phases
             pred_cls, true_cls = prediction, sample.read("labels")
-        j = jaccard(pred_cls, true_cls, n_classes=len(names), mask=mask)
-        d = dice(pred_cls, true_cls, n_classes=len(names), mask=mask)
-        classes = [i for i, n in enumerate(names) if n != "air"]
-        for i in classes:
-            out[f"jaccard/{names[i]}"] = float(j[i])
-            out[f"dice/{names[i]}"] = float(d[i])
-        out["jaccard/mean"] = float(np.nanmean(j[classes]))
-        out["dice/mean"] = float(np.nanmean(d[classes]))
+        j, d = scores_from_confusion(confusion_matrix(pred_cls, true_cls, n_classes=len(names), mask=mask))
+        out.update(class_scores_record(j, d, names, [i for i, n in enumerate(names) if n != "air"]))
         by_size = dice_by_size(stats["method"].labels, stats["truth"].labels, ctx["strata"])
         for name, value in zip(SIZE_STRATA, by_size, strict=True):
             out[f"dice_{name}/pore"] = float(value)

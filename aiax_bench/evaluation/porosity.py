@@ -50,6 +50,7 @@ mm², densities per mm³; the voxel edge comes from the sample's metadata (µm).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,8 @@ __all__ = [
     "SEGMENTATION_PROTOCOL",
     "PoreStatistics", "crofton_counts", "equivalent_diameter", "intensity_histogram", "label_pores",
     "local_thickness", "mask_rim", "otsu_from_histogram", "otsu_threshold", "pore_statistics",
-    "relative_error", "remove_small_pores", "segment_pores", "surface_area", "wasserstein_log_diameter",
+    "porosity_record", "relative_error", "remove_small_pores", "segment_pores", "surface_area",
+    "wasserstein_log_diameter",
 ]
 
 #: Version of the protocol above; changes whenever a porosity number could change.
@@ -557,3 +559,40 @@ def wasserstein_log_diameter(diameters: np.ndarray, target: np.ndarray) -> float
     if a.size == 0 or b.size == 0:
         return float("nan")
     return float(wasserstein_distance(np.log(a), np.log(b)))
+
+
+def porosity_record(stats: Mapping[str, PoreStatistics], *, names: Sequence[str] | None = None,
+                    targets: Sequence[str] = ("reference", "truth"), floor: bool = False) -> dict[str, float]:
+    """The porosity part of an evaluation record, from the pore statistics of ``method`` and its targets.
+
+    One record assembly for the in-memory and the chunked evaluation: each
+    statistic of every entry of ``stats`` (``<name>/<who>``), the method's
+    relative error against each target (``<name>/rel_error_<target>``), with
+    ``floor`` the reference's own error against the truth
+    (``<name>/floor_rel_error_truth``), and the Wasserstein distance of the
+    log pore diameters to each target.
+
+    Parameters
+    ----------
+    stats : mapping of str to PoreStatistics
+        ``method`` and the targets (``reference``, ``truth``).
+    names : sequence of str, optional
+        The statistics to report, in order; all of the method's scalars by default.
+    targets : sequence of str
+        Entries of ``stats`` the method is compared with.
+    floor : bool
+        Add the reference-vs-truth errors (needs both in ``stats``).
+    """
+    scalars = {who: s.scalars() for who, s in stats.items()}
+    out: dict[str, float] = {}
+    for name in list(scalars["method"]) if names is None else names:
+        for who in stats:
+            out[f"{name}/{who}"] = scalars[who][name]
+        for target in targets:
+            out[f"{name}/rel_error_{target}"] = relative_error(scalars["method"][name], scalars[target][name])
+        if floor:
+            out[f"{name}/floor_rel_error_truth"] = relative_error(scalars["reference"][name], scalars["truth"][name])
+    for target in targets:
+        out[f"wasserstein_log_diameter/{target}"] = wasserstein_log_diameter(stats["method"].diameters_mm,
+                                                                              stats[target].diameters_mm)
+    return out

@@ -16,12 +16,15 @@ Dice by pore size follows the lesion-size strata of the biomedical seed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import sparse
 
 from aiax_bench.validation import check_same_shape
 
-__all__ = ["SIZE_STRATA", "confusion_matrix", "dice", "dice_by_size", "jaccard", "size_strata"]
+__all__ = ["SIZE_STRATA", "class_scores_record", "confusion_matrix", "dice", "dice_by_size", "jaccard",
+           "scores_from_confusion", "size_strata"]
 
 SIZE_STRATA = ("small", "medium", "large")
 
@@ -54,6 +57,25 @@ def dice(prediction: np.ndarray, target: np.ndarray, *, n_classes: int,
     """Per-class Dice coefficient ``2 |P ∩ T| / (|P| + |T|)`` (NaN for a class absent from both)."""
     cm = confusion_matrix(prediction, target, n_classes=n_classes, mask=mask)
     return _ratio(2 * np.diag(cm), cm.sum(0) + cm.sum(1))
+
+
+def scores_from_confusion(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class Jaccard and Dice of a confusion matrix ``C[t, p]`` (NaN for a class absent from both)."""
+    inter = np.diag(confusion)
+    total = confusion.sum(0) + confusion.sum(1)
+    return _ratio(inter, total - inter), _ratio(2 * inter, total)
+
+
+def class_scores_record(jaccards: np.ndarray, dices: np.ndarray, names: Sequence[str],
+                        classes: Sequence[int]) -> dict[str, float]:
+    """``jaccard/<phase>`` and ``dice/<phase>`` of each scored class, then their means (``jaccard/mean``)."""
+    out: dict[str, float] = {}
+    for i in classes:
+        out[f"jaccard/{names[i]}"] = float(jaccards[i])
+        out[f"dice/{names[i]}"] = float(dices[i])
+    out["jaccard/mean"] = float(np.nanmean(jaccards[list(classes)]))
+    out["dice/mean"] = float(np.nanmean(dices[list(classes)]))
+    return out
 
 
 def size_strata(volumes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
