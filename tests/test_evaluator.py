@@ -245,3 +245,14 @@ def test_missing_mask_fails_before_any_scoring(monkeypatch):
     with pytest.raises(StoreError, match="mask: array is missing"):
         ev.evaluate({"test-000": foam.method()})
     assert scored == []  # nothing was scored, so no partial record can exist
+
+
+def test_evaluation_spec_is_typed_and_checked():
+    from aiax_bench.evaluation import EvaluationSpec
+
+    spec = EvaluationSpec.from_registry({"data_range": 4.2, "mask": "sample", "mask_erosion": 2, "pore_threshold": 1})
+    assert spec == EvaluationSpec(data_range=4.2, mask_erosion=2, pore_threshold=1.0)
+    with pytest.raises(InputError, match="data_range is 0"):
+        EvaluationSpec(data_range=0)
+    with pytest.raises(InputError, match="evaluation mask is 'cube'"):
+        EvaluationSpec(data_range=1.0, mask="cube")

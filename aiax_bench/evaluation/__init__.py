@@ -6,7 +6,15 @@ versioned segmentation protocol and pore statistics), :mod:`.segmentation`
 (volumes larger than memory, from zarr), :mod:`.synthetic` (foam-like test pairs of any size).
 """
 
-from aiax_bench.evaluation.evaluator import DISTRIBUTIONS_KEY, EVALUATOR_VERSION, Evaluator, evaluate_arrays
+from aiax_bench.evaluation.evaluator import (
+    DISTRIBUTIONS_KEY,
+    EVALUATOR_VERSION,
+    ArraySample,
+    EvaluationSpec,
+    Evaluator,
+    evaluate_arrays,
+)
 from aiax_bench.evaluation.porosity import SEGMENTATION_PROTOCOL
 
-__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "SEGMENTATION_PROTOCOL", "Evaluator", "evaluate_arrays"]
+__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "SEGMENTATION_PROTOCOL", "ArraySample", "EvaluationSpec",
+           "Evaluator", "evaluate_arrays"]

@@ -32,7 +32,8 @@ Record keys (``enhance`` task; ``segment`` has no image metrics)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from aiax_bench.data.registry import REFERENCE_SPLIT
+from aiax_bench.data.sample import SampleLike
 from aiax_bench.errors import InputError, StoreError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
@@ -52,9 +54,10 @@ from aiax_bench.evaluation.segmentation import (
     scores_from_confusion,
     size_strata,
 )
-from aiax_bench.validation import check_label_volume, check_volume
+from aiax_bench.validation import check_label_volume, check_positive, check_volume
 
-__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "TASKS", "Evaluator", "evaluate_arrays"]
+__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "TASKS", "ArraySample", "EvaluationSpec",
+           "Evaluator", "evaluate_arrays"]
 
 #: Changes whenever any number the Evaluator produces could change.
 EVALUATOR_VERSION = "3.0"
@@ -73,6 +76,47 @@ DISTRIBUTIONS_KEY = "distributions"
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """How a dataset is scored: the registry's ``evaluation`` block, typed.
+
+    Attributes
+    ----------
+    data_range : float
+        Fixed intensity range (1/cm) of PSNR and SSIM.
+    mask : {'sample', 'none'}
+        Score inside the sample mask, or everywhere.
+    mask_erosion : int
+        In-plane erosion of the mask (voxels).
+    pore_phases : tuple of str
+        Phases counted as voids by the porosity statistics.
+    pore_threshold : float, optional
+        Fixed pore threshold (1/cm, protocol 2.0); Otsu of the reference (1.0) if None.
+    """
+
+    data_range: float
+    mask: str = "sample"
+    mask_erosion: int = 0
+    pore_phases: tuple[str, ...] = ("pore",)
+    pore_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("data_range", self.data_range, "1/cm")
+        if self.mask not in ("sample", "none"):
+            raise InputError("evaluation mask", f"is {self.mask!r}", "expected 'sample' or 'none'")
+        if self.mask_erosion < 0:
+            raise InputError("mask_erosion", f"is {self.mask_erosion}", "expected 0 or more voxels")
+
+    @classmethod
+    def from_registry(cls, evaluation: Mapping[str, Any]) -> EvaluationSpec:
+        """The spec of a registry ``evaluation`` block."""
+        fixed = evaluation.get("pore_threshold")
+        return cls(data_range=float(evaluation["data_range"]), mask=evaluation.get("mask", "sample"),
+                   mask_erosion=int(evaluation.get("mask_erosion", 0)),
+                   pore_phases=tuple(evaluation.get("pore_phases", ["pore"])),
+                   pore_threshold=None if fixed is None else float(fixed))
 
 
 class Evaluator:
@@ -108,27 +152,41 @@ class Evaluator:
 
     def __init__(self, dataset, split: str, *, part: str = "test", task: str = "enhance", porosity: bool = True,
                  workers: int | None = None) -> None:
-        if task not in TASKS:
-            raise InputError("task", f"is {task!r}", f"expected one of {list(TASKS)}")
         if split == REFERENCE_SPLIT and task != "segment":
             raise InputError("split", f"is {split!r} (the reference scan as input) for task {task!r}",
                              "a degraded split (see `aiax-bench datasets splits`); 'reference' is for task 'segment'")
-        self.dataset = dataset
-        self.split = dataset.split(split)
+        self._setup(dataset.split(split).part(part), EvaluationSpec.from_registry(dataset.spec.evaluation),
+                    part=part, task=task, porosity=porosity, workers=workers)
+
+    @classmethod
+    def of_samples(cls, samples: Sequence[SampleLike], spec: EvaluationSpec, *, task: str = "enhance",
+                   porosity: bool = True, workers: int | None = None) -> Evaluator:
+        """An evaluator of samples that belong to no stored dataset (arrays, a user's own scans).
+
+        The core the dataset-bound constructor calls too: the same checks, the
+        same records, from ``samples`` and an explicit :class:`EvaluationSpec`.
+        """
+        evaluator = cls.__new__(cls)
+        evaluator._setup(samples, spec, part="test", task=task, porosity=porosity, workers=workers)
+        return evaluator
+
+    def _setup(self, samples: Sequence[SampleLike], spec: EvaluationSpec, *, part: str, task: str, porosity: bool,
+               workers: int | None) -> None:
+        if task not in TASKS:
+            raise InputError("task", f"is {task!r}", f"expected one of {list(TASKS)}")
         self.part = part
         self.task = task
         self.porosity = porosity
         self.workers = metrics.default_workers() if workers is None else max(1, int(workers))
-        self.samples = {s.id: s for s in self.split.part(part)}
-        spec = dataset.spec.evaluation
-        self.data_range = float(spec["data_range"])
-        self.mask_kind = spec["mask"]
-        self.mask_erosion = int(spec.get("mask_erosion", 0))
+        self.samples = {s.id: s for s in samples}
+        self.spec = spec
+        self.data_range = spec.data_range
+        self.mask_kind = spec.mask
+        self.mask_erosion = spec.mask_erosion
         #: Phases that are voids (pores of every kind) for the porosity statistics.
-        self.pore_phases = list(spec.get("pore_phases", ["pore"]))
-        fixed = spec.get("pore_threshold")
-        self.pore_threshold = None if fixed is None else float(fixed)
-        self.protocol = pz.LEGACY_PROTOCOL if fixed is None else pz.SEGMENTATION_PROTOCOL
+        self.pore_phases = list(spec.pore_phases)
+        self.pore_threshold = spec.pore_threshold
+        self.protocol = pz.LEGACY_PROTOCOL if spec.pore_threshold is None else pz.SEGMENTATION_PROTOCOL
         self.targets = self._available_targets()
         self._context: dict[str, dict[str, Any]] = {}
 
@@ -412,7 +470,7 @@ class Evaluator:
                              pore_index=ctx.get("pore_index", 2))
 
 
-class _ArraySample:
+class ArraySample:
     """A sample held as in-memory arrays, with the loader's ``Sample`` interface."""
 
     part = "test"
@@ -441,18 +499,6 @@ class _ArraySample:
 
     def has(self, name: str) -> bool:
         return self._arrays.get(name) is not None
-
-
-class _ArrayDataset:
-    """One sample in one split, with a fixed evaluation spec: what the Evaluator reads from a dataset."""
-
-    def __init__(self, sample: _ArraySample, evaluation: dict[str, Any]) -> None:
-        self.sample = sample
-        self.spec = type("Spec", (), {"evaluation": evaluation})()
-
-    def split(self, name: str):
-        sample = self.sample
-        return type("Split", (), {"part": lambda _self, part: [sample]})()
 
 
 def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.ndarray, labels: np.ndarray,
@@ -491,9 +537,9 @@ def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.
     """
     arrays = {"high": reference, "truth": truth, "labels": labels, "mask": mask, "low": low, "clean": clean}
     meta = {"voxel_size_um": float(voxel_size_um), "phases": list(phases)}
-    evaluation = {"data_range": data_range, "mask": "none" if mask is None else "sample", "mask_erosion": mask_erosion}
-    if pore_threshold is not None:
-        evaluation["pore_threshold"] = float(pore_threshold)
-    evaluator = Evaluator(_ArrayDataset(_ArraySample(sample_id, arrays, meta), evaluation), "arrays", task=task,
-                          porosity=porosity, workers=workers)
+    spec = EvaluationSpec(data_range=float(data_range), mask="none" if mask is None else "sample",
+                          mask_erosion=int(mask_erosion),
+                          pore_threshold=None if pore_threshold is None else float(pore_threshold))
+    evaluator = Evaluator.of_samples([ArraySample(sample_id, arrays, meta)], spec, task=task, porosity=porosity,
+                                     workers=workers)
     return evaluator.evaluate_volume(sample_id, prediction)
