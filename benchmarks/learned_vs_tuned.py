@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from aiax_bench.evaluation.catalog import format_value, rank_values
+from aiax_bench.leaderboard.board import load_entries
 from aiax_bench.leaderboard.rank import entry_table, paired_difference_interval
-from aiax_bench.leaderboard.submit import load_entries
 from aiax_bench.methods import get_method
 
 METRICS = ("psnr/truth", "ssim/truth", "jaccard/pore", "pore_density_per_mm3/rel_error_truth")

@@ -101,8 +101,8 @@ class Runner:
         return done.stdout
 
     def run(self, item: Planned) -> str:
+        from aiax_bench.leaderboard.entry import entry_id
         from aiax_bench.leaderboard.schema import protocol_split
-        from aiax_bench.leaderboard.submit import entry_id
 
         entry = entry_id(dataset=item.dataset, profile="small",
                          split=protocol_split({"split": item.split, "annotated_slices": item.annotated}),

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from aiax_bench.evaluation.evaluator import EVALUATOR_VERSION
+from aiax_bench.leaderboard.entry import build_entry
 from aiax_bench.leaderboard.schema import scored_sample_ids
-from aiax_bench.leaderboard.submit import build_entry
 from aiax_bench.results import Result, RunResult
 
 DATASET = "foam@2.0"

@@ -190,7 +190,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
 def test_several_seeds_give_one_result_with_mean_and_std(tiny_env, tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
-    from aiax_bench.leaderboard.submit import load_result
+    from aiax_bench.leaderboard.entry import load_result
 
     args = evaluate_args(tmp_path)
     args[args.index("100proj")] = "dose-1/4"

@@ -21,17 +21,11 @@ from aiax_bench.cli import main
 from aiax_bench.errors import InputError, StoreError
 from aiax_bench.evaluation.evaluator import EVALUATOR_VERSION
 from aiax_bench.leaderboard import rank_entries, render_html, render_markdown, render_terminal
+from aiax_bench.leaderboard.board import entry_path, load_entries, load_entry
+from aiax_bench.leaderboard.entry import build_entry, load_result, portable_command
 from aiax_bench.leaderboard.rank import acquisition_saving, bootstrap_intervals, paired_difference_interval
 from aiax_bench.leaderboard.schema import load_schema, scored_sample_ids, validate_entry
-from aiax_bench.leaderboard.submit import (
-    build_entry,
-    entry_path,
-    load_entries,
-    load_entry,
-    load_result,
-    portable_command,
-    submit,
-)
+from aiax_bench.leaderboard.submit import submit
 from aiax_bench.leaderboard.verify import verify_entry
 from aiax_bench.results import Result
 

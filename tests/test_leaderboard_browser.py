@@ -21,7 +21,7 @@ import pytest
 from _board import entry_of, fake_result
 
 from aiax_bench.leaderboard import rank_entries, write_board
-from aiax_bench.leaderboard.submit import load_entries
+from aiax_bench.leaderboard.board import load_entries
 
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -4,6 +4,8 @@ Typical use goes through the CLI (``aiax-bench submit``, ``aiax-bench leaderboar
 functions below are the same steps for scripts and tests.
 """
 
+from aiax_bench.leaderboard.board import load_entries
+from aiax_bench.leaderboard.entry import build_entry, load_result
 from aiax_bench.leaderboard.rank import (
     DEFAULT_METRIC,
     DEFAULT_METRICS,
@@ -13,7 +15,7 @@ from aiax_bench.leaderboard.rank import (
 )
 from aiax_bench.leaderboard.render import render_html, render_markdown, render_terminal, write_board
 from aiax_bench.leaderboard.schema import load_schema, validate_entry
-from aiax_bench.leaderboard.submit import build_entry, load_entries, load_result, submit
+from aiax_bench.leaderboard.submit import submit
 from aiax_bench.leaderboard.verify import verify_entry
 
 __all__ = [

@@ -59,9 +59,9 @@ def _ask(question: str) -> bool:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """``aiax-bench leaderboard``: rank, print, and with ``--write`` re-render README.md and index.html."""
+    from aiax_bench.leaderboard.board import load_entries, submissions_dir
     from aiax_bench.leaderboard.rank import rank_entries
     from aiax_bench.leaderboard.render import render_terminal, stale_outputs, write_board
-    from aiax_bench.leaderboard.submit import load_entries, submissions_dir
 
     board = Path(args.board)
     if args.check:
@@ -93,7 +93,7 @@ def check_board(board: Path) -> list[str]:
     The dataset hash is checked against the registry only, so that the
     verdict does not depend on what a machine has in its dataset cache.
     """
-    from aiax_bench.leaderboard.submit import entry_files, load_entry, submissions_dir
+    from aiax_bench.leaderboard.board import entry_files, load_entry, submissions_dir
 
     problems = []
     for path in entry_files(board):

@@ -358,7 +358,7 @@ def _outputs(board: Path, groups: Sequence[Group]) -> dict[Path, str]:
 def write_board(board: Path, groups: Sequence[Group]) -> list[Path]:
     """Rewrite ``<board>/README.md`` and ``<board>/index.html`` (each replaced atomically)."""
     from aiax_bench.jsonio import write_replacing
-    from aiax_bench.leaderboard.submit import board_dir
+    from aiax_bench.leaderboard.board import board_dir
 
     board_dir(board)
     return [write_replacing(path, text) for path, text in _outputs(board, groups).items()]

@@ -102,8 +102,8 @@ def verify_entry(ref: str | Path, *, board: Path, yes_run_code: bool = False,
     """
     from aiax_bench.evaluation.evaluator import EVALUATOR_VERSION
     from aiax_bench.harness import EvaluationRequest
+    from aiax_bench.leaderboard.board import find_entry, load_entry
     from aiax_bench.leaderboard.schema import protocol_split, validate_schema
-    from aiax_bench.leaderboard.submit import find_entry, load_entry
     from aiax_bench.methods import Budget
     from aiax_bench.provenance import code_provenance
 
