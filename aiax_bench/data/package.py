@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from aiax_bench.jsonio import write_replacing
+
 __all__ = ["compare_fingerprints", "package_store"]
 
 # Fixed metadata makes the archive a function of the store's bytes alone.
@@ -78,4 +80,5 @@ def registry_lines(info: dict[str, Any], *, urls: list[str], fingerprint_file: s
 
 
 def write_fingerprint(info: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(info["fingerprint"], indent=1, sort_keys=True) + "\n")
+    """Write the store's fingerprint file (replaced atomically: a reader never sees half of one)."""
+    write_replacing(path, json.dumps(info["fingerprint"], indent=1, sort_keys=True) + "\n")
