@@ -143,7 +143,7 @@ def cmd_datasets_splits(args: argparse.Namespace) -> int:
 
     spec = resolve(args.name)
     acq = spec.recipe["acquisition"]
-    rows = [[name, s["kind"], s["description"]] for name, s in spec.splits.items()]
+    rows = [[name, s.kind, s.description] for name, s in ((n, spec.split_spec(n)) for n in spec.splits)]
     print(f"splits of {spec.ref} (reference scan: {acq['reference_angles']} projections, "
           f"{acq['photons']:g} photons/pixel)")
     print(format_table(["split", "kind", "description"], rows))

@@ -751,3 +751,15 @@ def test_board_plan_covers_every_group_with_tuned_baselines_and_three_seeds():
     for (dataset, split, supervision), methods in enhancement.items():
         if supervision != "none":
             assert {"fbp", "sirt", "tv"} <= methods, (dataset, split, supervision)
+
+
+def test_a_misspelt_split_key_is_refused_by_the_registry_schema():
+    """The res-x2 wording bug: a recipe said ``factor``, the code read ``binning``. Typed splits and a closed schema."""
+    from aiax_bench.data.registry import RECIPE_SCHEMA, SplitSpec, _validate, resolve
+
+    spec = resolve(DATASET)
+    assert spec.split_spec("res-x2") == SplitSpec(name="res-x2", kind="binning", factor=2,
+                                                  description=spec.splits["res-x2"]["description"])
+    recipe = {**spec.recipe, "splits": {"res-x2": {"kind": "binning", "binning": 2, "description": "typo"}}}
+    with pytest.raises(InputError, match=r"field splits/res-x2 is invalid .*'binning' was unexpected"):
+        _validate(recipe, RECIPE_SCHEMA, "recipe")

@@ -12,7 +12,8 @@ import yaml
 
 from aiax_bench.errors import InputError, UnknownNameError
 
-__all__ = ["REFERENCE_SPLIT", "REGISTRY_SCHEMA", "DatasetVersion", "list_datasets", "load_registry", "resolve"]
+__all__ = ["REFERENCE_SPLIT", "REGISTRY_SCHEMA", "DatasetVersion", "SplitSpec", "list_datasets", "load_registry",
+           "resolve"]
 
 PARTS = ("train", "val", "test", "ood-test")
 REFERENCE_SPLIT = "reference"
@@ -110,6 +111,8 @@ RECIPE_SCHEMA: dict[str, Any] = {
             "additionalProperties": {
                 "type": "object",
                 "required": ["kind", "description"],
+                # A misspelt key (``binning: 2`` for ``factor: 2``) is refused, not silently ignored.
+                "additionalProperties": False,
                 "properties": {
                     "kind": {"enum": ["sparse", "dose", "binning", "continuous"]},
                     "n_angles": {"type": "integer", "minimum": 1},
@@ -142,6 +145,37 @@ RECIPE_SCHEMA: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
+class SplitSpec:
+    """How one split's low-quality input was acquired, from the recipe's ``splits`` (typed).
+
+    Attributes
+    ----------
+    name : str
+        Split name (``100proj``, ``dose-1/16``, ``res-x2``, ...).
+    kind : {'sparse', 'dose', 'binning', 'continuous'}
+        What the split saves against the reference scan.
+    description : str
+        The recipe's words for it.
+    n_angles : int, optional
+        Projections (``sparse``, ``continuous``).
+    dose_factor : float, optional
+        Photons per projection as a fraction of the reference's (``dose``).
+    factor : int, optional
+        Detector binning factor per axis (``binning``).
+    steps : int, optional
+        Sub-steps integrated over each exposure arc (``continuous``).
+    """
+
+    name: str
+    kind: str
+    description: str
+    n_angles: int | None = None
+    dose_factor: float | None = None
+    factor: int | None = None
+    steps: int | None = None
+
+
+@dataclass(frozen=True)
 class DatasetVersion:
     """One registered dataset version and its recipe."""
 
@@ -164,6 +198,11 @@ class DatasetVersion:
     @property
     def splits(self) -> dict[str, dict[str, Any]]:
         return self.recipe["splits"]
+
+    def split_spec(self, name: str) -> SplitSpec:
+        """The typed acquisition of split ``name`` (the recipe schema has checked its keys)."""
+        self.check_split(name)
+        return SplitSpec(name=name, **self.splits[name])
 
     @property
     def profiles(self) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from aiax_bench.data.registry import SplitSpec
 from aiax_bench.errors import InputError
 from aiax_bench.leaderboard.schema import protocol_split
 
@@ -60,30 +61,30 @@ def _times(factor: float) -> str:
     return f"{factor:.0f}×" if abs(factor - round(factor)) < 0.05 else f"{factor:.1f}×"
 
 
-def _sparse(meta: dict[str, Any], reference: int) -> str | None:
-    n = meta.get("n_angles")
-    if isinstance(n, int) and 0 < n < reference:
+def _sparse(split: SplitSpec, reference: int) -> str | None:
+    n = split.n_angles
+    if n is not None and 0 < n < reference:
         return f"{n} of {reference} projections: {_times(reference / n)} less scan time, dose and data"
     return None
 
 
-def _dose(meta: dict[str, Any], reference: int) -> str | None:
-    dose = meta.get("dose_factor")
-    if isinstance(dose, int | float) and 0 < dose < 1:
+def _dose(split: SplitSpec, reference: int) -> str | None:
+    dose = split.dose_factor
+    if dose is not None and 0 < dose < 1:
         return f"all {reference} projections at {_times(1 / dose)} less dose each"
     return None
 
 
-def _binning(meta: dict[str, Any], reference: int) -> str | None:
-    factor = meta.get("factor")
-    if isinstance(factor, int) and factor > 1:
+def _binning(split: SplitSpec, reference: int) -> str | None:
+    factor = split.factor
+    if factor is not None and factor > 1:
         return (f"detector binned {factor}×{factor}: {_times(factor ** 2)} fewer detector pixels to read and store, "
                 f"reconstructed {factor}× coarser")
     return None
 
 
-def _continuous(meta: dict[str, Any], reference: int) -> str | None:
-    sparse = _sparse(meta, reference)
+def _continuous(split: SplitSpec, reference: int) -> str | None:
+    sparse = _sparse(split, reference)
     return None if sparse is None else f"{sparse}, acquired during continuous rotation (no stop-and-go)"
 
 
@@ -102,10 +103,13 @@ def acquisition_saving(dataset: str, split: str) -> str:
     from aiax_bench.data.registry import resolve
 
     spec = resolve(dataset)
-    meta = spec.splits.get(split.partition("+")[0], {})
+    name = split.partition("+")[0]
     reference = spec.recipe["acquisition"]["reference_angles"]
-    describe = SAVINGS.get(meta.get("kind"))
-    saving = (describe(meta, reference) if describe else None) or "the reference scan itself"
+    saving = None
+    if name in spec.splits:
+        acquisition = spec.split_spec(name)
+        saving = SAVINGS[acquisition.kind](acquisition, reference)
+    saving = saving or "the reference scan itself"
     _, _, protocol = split.partition("+annotated-")
     if protocol:  # the annotation effort is part of what a segmentation entry saves
         saving += f"; training labels on {protocol} slices per volume"
