@@ -255,6 +255,59 @@ def cmd_datasets_package(args: argparse.Namespace) -> int:
     return 0
 
 
+_LENGTH_UNITS = {"um": 1.0, "µm": 1.0, "micron": 1.0, "mm": 1000.0, "nm": 1e-3, "": 1.0}
+
+
+def parse_voxel_size(text: str) -> float:
+    """``20um``, ``0.02 mm``, ``20`` (µm) -> µm; one line naming the option otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([a-zµ]*)\s*", text)
+    try:
+        value = float(match.group(1)) * _LENGTH_UNITS[match.group(2)] if match else float("nan")
+    except (ValueError, KeyError):
+        value = float("nan")
+    if not value > 0:
+        raise InputError("--voxel-size", f"is {text!r}", "a positive length such as 20um, 0.02mm or 20 (µm)")
+    return value
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import warnings
+
+    from aiax_bench.evaluation.analyze import analyze_volume, read_volume
+    from aiax_bench.evaluation.catalog import format_value, metric_spec
+    from aiax_bench.jsonio import dump_json, write_replacing
+
+    voxel_um = parse_voxel_size(args.voxel_size)
+    shape = None
+    if args.raw_shape:
+        try:
+            shape = tuple(int(v) for v in args.raw_shape.split(","))
+        except ValueError:
+            raise InputError("--raw-shape", f"is {args.raw_shape!r}", "three integers Z,Y,X") from None
+    volume = read_volume(args.volume, key=args.key, raw_shape=shape, raw_dtype=args.raw_dtype,
+                         raw_offset=args.raw_offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the analysis carries its warnings; they are printed below
+        analysis = analyze_volume(volume, voxel_size_um=voxel_um, pore_value=args.pore_value,
+                                  threshold=args.threshold, pores_are=args.pores_are, partition=args.partition,
+                                  thickness=not args.no_thickness)
+    print(f"{args.volume}: {'×'.join(map(str, analysis.shape))} voxels of {voxel_um:g} µm; {analysis.segmentation}; "
+          f"pores counted by {'the SNOW watershed' if analysis.partition == 'snow' else 'connected components'}")
+    rows = []
+    for name, value in analysis.statistics.items():
+        spec = metric_spec(f"{name}/method")
+        rows.append([spec.label + (f" ({spec.unit})" if spec.unit else ""), format_value(f"{name}/method", value)])
+    print(format_table(["statistic", "value"], rows))
+    for note in analysis.warnings:
+        print(f"warning: {note}")
+    if args.output:
+        write_replacing(Path(args.output), dump_json(analysis.to_dict()))
+        print(f"analysis written to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from aiax_bench.version import __version__
 
@@ -328,6 +381,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="NAME or NAME@VERSION")
     p.add_argument("--profile", default=None)
     p.set_defaults(func=cmd_datasets_path)
+    an = sub.add_parser("analyze", help="porosity statistics of any volume (yours, reconstructed or segmented)",
+                        description="Segment the pores of VOLUME (Otsu on the values present, or a binary image as "
+                                    "it is), partition a percolating pore space (SNOW), and report pore fraction, "
+                                    "pores per mm³, sizes, specific surface and local thickness.")
+    an.add_argument("volume", help="TIFF file or folder of slices, .npy, .npz, .zarr, or raw binary")
+    an.add_argument("--voxel-size", required=True, metavar="SIZE", help="voxel edge, e.g. 20um, 0.02mm or 20 (µm)")
+    an.add_argument("--pore-value", type=float, default=None, help="binary volume: the value of the pores "
+                                                                   "(default True / the larger value)")
+    an.add_argument("--threshold", type=float, default=None, help="grey-value threshold (default: Otsu)")
+    an.add_argument("--pores-are", choices=("dark", "bright"), default="dark",
+                    help="which side of the threshold is pore (default dark: low attenuation)")
+    an.add_argument("--partition", choices=("auto", "components", "snow"), default="auto",
+                    help="how pores are counted (default auto: SNOW watershed where the pore space percolates)")
+    an.add_argument("--key", default=None, help="array name inside an .npz")
+    an.add_argument("--raw-shape", default=None, metavar="Z,Y,X", help="shape of a raw binary volume")
+    an.add_argument("--raw-dtype", default=None, help="dtype of a raw binary volume, e.g. uint8 or <f4")
+    an.add_argument("--raw-offset", type=int, default=0, help="header bytes before a raw volume's data")
+    an.add_argument("--no-thickness", action="store_true", help="skip the local thickness (the slowest step)")
+    an.add_argument("--output", default=None, metavar="FILE.json", help="also write the analysis as JSON")
+    an.set_defaults(func=cmd_analyze)
+
     from aiax_bench.leaderboard.cli import add_subcommands  # submit, leaderboard
 
     add_subcommands(sub)
