@@ -311,7 +311,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from aiax_bench.ingest import read_data_exchange, reconstruct
+    from aiax_bench.ingest import read_scan, reconstruct
     from aiax_bench.jsonio import dump_json, write_replacing
 
     rows = None
@@ -324,8 +324,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix not in (".zarr", ".tif", ".tiff", ".npy"):
         raise InputError("--output", f"is {args.output!r}", "a .zarr, .tif or .npy path")
-    volume, provenance = reconstruct(read_data_exchange(args.source), center=args.center, rows=rows,
-                                     filter=args.filter)
+    scan = read_scan(args.source, flat=args.flat, dark=args.dark, angles=args.angles)
+    volume, provenance = reconstruct(scan, center=args.center, rows=rows, filter=args.filter, rings=args.rings)
     if output.suffix == ".zarr":
         import zarr
 
@@ -442,7 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Read raw projections with their flats, darks and angles, correct them, find "
                                     "the centre of rotation and reconstruct with FBP; writes the slices and a "
                                     "provenance JSON beside them.")
-    rc.add_argument("source", help="raw scan: HDF5 data-exchange (exchange/data, data_white, data_dark, theta)")
+    rc.add_argument("source", help="raw scan: HDF5 data-exchange (exchange/data, data_white, data_dark, theta), "
+                                   "or a folder of TIFF projections (with --flat, --dark, --angles)")
+    rc.add_argument("--flat", default=None, help="flat-field (open-beam) TIFF of a TIFF folder")
+    rc.add_argument("--dark", default=None, help="dark TIFF of a TIFF folder")
+    rc.add_argument("--angles", default=None, help="angles file (degrees) of a TIFF folder")
+    rc.add_argument("--rings", action="store_true", help="remove ring artefacts (sinogram stripes) first")
     rc.add_argument("--output", required=True, help="slices to write: .zarr, .tif or .npy")
     rc.add_argument("--center", type=float, default=None,
                     help="centre of rotation in detector pixels (default: estimated on the middle row)")

@@ -6,17 +6,20 @@ recorded in the returned provenance:
 1. **Read** the projections, flats, darks and angles. Supported here: HDF5
    data-exchange (the APS / TomoPy layout: ``exchange/data``,
    ``exchange/data_white``, ``exchange/data_dark``, ``exchange/theta`` in
-   degrees), read with h5py.
+   degrees), read with h5py; and a folder of TIFF projections with flat and
+   dark TIFFs and an angles text file (degrees), read with tifffile.
 2. **Flat/dark correction**: ``(I - mean dark) / (mean flat - mean dark)``,
    clipped to a small positive transmission where detector zeros or a
    flat weaker than the dark would give ``log(0)``; the number of clipped
    pixels is recorded.
 3. **−log** of the transmission: line integrals.
-4. **Centre of rotation**: estimated by the Fourier "double-wedge" method of
+4. **Ring removal** (optional, ``--rings``): stripes in the sinograms removed
+   by sorting (Vo et al. 2018, algotom ``remove_stripe_based_sorting``).
+5. **Centre of rotation**: estimated by the Fourier "double-wedge" method of
    Vo et al. (2014) as algotom implements it (``find_center_vo``) on the
    middle detector row of a 180° scan, or given (``--center``, in detector
    pixels from the first pixel's centre).
-5. **Reconstruction**: each sinogram is shifted (sub-pixel, linear) so that
+6. **Reconstruction**: each sinogram is shifted (sub-pixel, linear) so that
    the rotation axis is at the detector's centre, then reconstructed with the
    project's FBP (:func:`aiax_bench.recon.fbp`). Attenuation is per voxel
    unless a pixel size is given.
@@ -33,7 +36,8 @@ from scipy import ndimage
 
 from aiax_bench.errors import InputError
 
-__all__ = ["Projections", "correct", "find_center", "read_data_exchange", "reconstruct", "shift_to_center"]
+__all__ = ["Projections", "correct", "find_center", "read_angles", "read_data_exchange", "read_scan", "read_tiff_scan",
+           "reconstruct", "remove_rings", "shift_to_center"]
 
 #: Smallest transmission kept: a zero count or a flat no brighter than the dark is clipped to it.
 MIN_TRANSMISSION = 1e-6
@@ -100,6 +104,74 @@ def read_data_exchange(path: Path | str) -> Projections:
                                                                                         float(theta[-1])]})
 
 
+def read_angles(path: Path | str, n_projections: int) -> tuple[np.ndarray, str]:
+    """Angles (degrees) for ``n_projections`` from a text file of numbers, and how they were taken.
+
+    A file with more entries than projections (some scanners also list the
+    angle at which each flat and dark was taken, repeated before and after the
+    scan) gives the one strictly increasing run of ``n_projections`` values.
+    """
+    path = Path(path)
+    try:
+        values = np.loadtxt(path, dtype=np.float64).ravel()
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"cannot be read as numbers ({exc})", "one angle in degrees per line") from None
+    if values.size == n_projections:
+        return values, f"{path.name}: {n_projections} angles"
+    steps = np.diff(values) > 0
+    for start in range(values.size - n_projections + 1):
+        if steps[start:start + n_projections - 1].all():
+            return (values[start:start + n_projections],
+                    f"{path.name}: the increasing run of {n_projections} of its {values.size} angles "
+                    f"(entries {start}-{start + n_projections - 1}; the rest repeat the first and last angle)")
+    raise InputError(str(path), f"holds {values.size} angles with no increasing run of {n_projections}",
+                     "one angle per projection")
+
+
+def read_tiff_scan(folder: Path | str, *, flat: Path | str | None, dark: Path | str | None,
+                   angles: Path | str) -> Projections:
+    """Projections from a folder of 2D TIFFs (in name order), with flat and dark TIFF files and an angles file."""
+    import tifffile
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff")) if folder.is_dir() else []
+    if not files:
+        raise InputError(str(folder), "holds no .tif/.tiff projections", "a folder of 2D TIFF projections")
+
+    def images(paths: list[Path]) -> np.ndarray:
+        stack = [np.asarray(tifffile.imread(p), dtype=np.float32) for p in paths]
+        for p, image in zip(paths, stack, strict=True):
+            if image.shape != stack[0].shape:
+                raise InputError(str(p), f"has shape {image.shape}", f"{stack[0].shape} like {paths[0].name}")
+        return np.stack(stack)
+
+    data = images(files)
+    extra = {}
+    for name, value in (("flat", flat), ("dark", dark)):
+        if value is not None:
+            extra[name] = images([Path(value)]) if Path(value).is_file() else None
+            if extra[name] is None:
+                raise InputError(f"--{name}", f"is {value}, not a file", "a TIFF image")
+            if extra[name].shape[1:] != data.shape[1:]:
+                raise InputError(str(value), f"has shape {extra[name].shape[1:]}", f"{data.shape[1:]} like the "
+                                 "projections")
+    theta, how = read_angles(angles, len(files))
+    return Projections(data=data, flats=extra.get("flat"), darks=extra.get("dark"), angles=np.deg2rad(theta),
+                       source=str(folder), provenance={"reader": f"TIFF folder ({len(files)} files, tifffile)",
+                                                       "angles": how})
+
+
+def read_scan(source: Path | str, *, flat: Path | str | None = None, dark: Path | str | None = None,
+              angles: Path | str | None = None) -> Projections:
+    """A raw scan: an HDF5 data-exchange file, or a TIFF folder with ``flat``, ``dark`` and ``angles``."""
+    source = Path(source)
+    if source.is_dir():
+        if angles is None:
+            raise InputError("--angles", "is missing", "an angles file (degrees) for a TIFF folder")
+        return read_tiff_scan(source, flat=flat, dark=dark, angles=angles)
+    return read_data_exchange(source)
+
+
 def correct(projections: Projections) -> np.ndarray:
     """Line integrals ``-log((I - dark) / (flat - dark))``, clipped; records the clipped pixel count."""
     data = projections.data
@@ -129,6 +201,13 @@ def find_center(sinogram: np.ndarray) -> float:
     return float(find_center_vo(np.asarray(sinogram, dtype=np.float32), ncore=1))
 
 
+def remove_rings(sinograms: np.ndarray) -> np.ndarray:
+    """Sinograms ``(R, A, D)`` without the stripes that reconstruct as rings (algotom, sorting-based)."""
+    from algotom.prep.removal import remove_stripe_based_sorting
+
+    return np.stack([remove_stripe_based_sorting(s, size=21) for s in sinograms]).astype(np.float32)
+
+
 def shift_to_center(sinograms: np.ndarray, center: float) -> np.ndarray:
     """Sinograms ``(..., A, D)`` shifted along the detector so that ``center`` lands on the middle ``(D - 1) / 2``."""
     width = sinograms.shape[-1]
@@ -138,7 +217,7 @@ def shift_to_center(sinograms: np.ndarray, center: float) -> np.ndarray:
 
 
 def reconstruct(projections: Projections, *, center: float | None = None, rows: slice | None = None,
-                filter: str = "hann") -> tuple[np.ndarray, dict[str, Any]]:
+                filter: str = "hann", rings: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Slices ``(rows, D, D)`` (attenuation per voxel) and the provenance of every step.
 
     Parameters
@@ -151,6 +230,8 @@ def reconstruct(projections: Projections, *, center: float | None = None, rows: 
         Detector rows to reconstruct (all by default).
     filter : str
         FBP apodisation window (see :data:`aiax_bench.recon.fbp.FILTERS`).
+    rings : bool
+        Remove sinogram stripes (rings) before the centre is found.
     """
     from aiax_bench.recon import fbp
 
@@ -158,6 +239,8 @@ def reconstruct(projections: Projections, *, center: float | None = None, rows: 
     sinograms = np.ascontiguousarray(lines.transpose(1, 0, 2))  # (R, A, D)
     if rows is not None:
         sinograms = sinograms[rows]
+    if rings:
+        sinograms = remove_rings(sinograms)
     span = np.ptp(projections.angles)
     if center is None:
         if not np.pi * 0.95 < span < np.pi * 1.05:
@@ -168,6 +251,7 @@ def reconstruct(projections: Projections, *, center: float | None = None, rows: 
     else:
         how = "given"
     volume = fbp(shift_to_center(sinograms, center), projections.angles, filter=filter)
-    provenance = {**projections.provenance, "center": {"pixels": center, "method": how},
+    provenance = {**projections.provenance, "rings": "removed (algotom sorting, size 21)" if rings else "kept",
+                  "center": {"pixels": center, "method": how},
                   "reconstruction": {"algorithm": "FBP", "filter": filter, "units": "1/voxel"}}
     return np.asarray(volume, dtype=np.float32), provenance

@@ -89,3 +89,28 @@ def test_tooth_centre_of_rotation_within_a_pixel_of_the_documented_one():
     lines = correct(scan)
     assert scan.provenance["flat_dark"]["clipped_pixels"] == 0
     assert find_center(lines[:, 1, :]) == pytest.approx(295.5, abs=1.0)
+
+
+def test_an_angles_file_that_also_lists_flats_and_darks_gives_the_increasing_run(tmp_path):
+    from aiax_bench.ingest import read_angles
+
+    path = tmp_path / "angles.txt"
+    path.write_text("\n".join(map(str, [-10.0] * 3 + list(np.arange(-10, 170, 2.0)) + [168.0] * 3)))
+    angles, how = read_angles(path, 90)
+    assert angles[0] == -10 and angles[-1] == 168 and angles.size == 90 and "increasing run" in how
+    with pytest.raises(InputError, match="no increasing run of 100"):
+        read_angles(path, 100)
+
+
+@pytest.mark.skipif(not (REALDATA / "i13-diamond").is_dir(), reason=f"real scans not found in {REALDATA}")
+def test_i13_tiff_scan_centre_within_a_pixel_after_ring_removal():
+    """Diamond I13 (91 TIFF projections of 160 px, one flat, one dark; rings): documented centre about 86.5 px."""
+    from aiax_bench.ingest import read_scan
+
+    root = REALDATA / "i13-diamond"
+    scan = read_scan(root / "tiffs", flat=root / "flat_00001.tiff", dark=root / "dark_00001.tiff",
+                     angles=root / "angles.txt")
+    volume, provenance = reconstruct(scan, rows=slice(60, 76), rings=True)
+    assert provenance["center"]["pixels"] == pytest.approx(86.5, abs=1.0)
+    assert provenance["flat_dark"]["clipped_pixels"] > 0  # the flat holds a zero: counted, not a crash
+    assert volume.shape == (16, 160, 160) and np.isfinite(volume).all()
