@@ -411,6 +411,7 @@ class UNetSeg(TrainingRecord, Method):
         if root is not None:
             self.save(root / key)
             shutil.rmtree(work_dir, ignore_errors=True)
+            print(f"{self.name}: checkpoint written to {root / key}", file=sys.stderr)
 
     def _adopt(self, other: UNetSeg) -> None:
         # Same key, same config, data and seed (see training_key): the weights are this training's.

@@ -380,6 +380,8 @@ class SliceMethod(TrainingRecord, Method):
         if root is not None:
             self.save(root / key)
             shutil.rmtree(work_dir, ignore_errors=True)
+            print(f"{self.name}: checkpoint written to {root / key} (aiax-bench apply --checkpoint ...)",
+                  file=sys.stderr)
         if tracker is not None:
             self._log_checkpoint(tracker)
 

@@ -1,0 +1,122 @@
+"""A trained method on a new volume: ``aiax-bench apply --checkpoint DIR --input VOLUME --output OUT``.
+
+The checkpoint names its method (``metadata.json``), which loads it. Enhancement
+methods run slab by slab (:func:`aiax_bench.training.predict_volume`: a few
+slices in memory, their neighbours as halo), written to a chunked zarr array or
+a TIFF / ``.npy`` file; ``--dtype uint16`` maps the training targets' range
+(mean ± 5 std) to 0–65535 and records the mapping. When the input's values
+are far from those the network was trained on (median more than 5 training
+standard deviations from the training mean), a warning says so: the network
+is extrapolating.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiax_bench.errors import InputError
+
+__all__ = ["apply_checkpoint", "intensity_warning", "load_trained"]
+
+#: Output types and how values are stored in them.
+DTYPES = ("float32", "uint16")
+
+
+def load_trained(directory: Path | str):
+    """The method a checkpoint directory was trained by, with its weights loaded."""
+    from aiax_bench.methods import get_method
+
+    directory = Path(directory)
+    meta_path = directory / "metadata.json"
+    if not meta_path.is_file():
+        raise InputError(str(directory), "has no metadata.json", "a checkpoint directory written by training")
+    name = json.loads(meta_path.read_text()).get("method")
+    if not name:
+        raise InputError(f"{meta_path}: field method", "is missing", "the name of the method that trained it")
+    method_cls = get_method(name)
+    if not hasattr(method_cls, "load"):
+        raise InputError(f"method {name}", "cannot load checkpoints", "a learned method")
+    return method_cls.load(directory)
+
+
+def intensity_warning(volume: Any, value_range: dict[str, float]) -> str | None:
+    """A warning when the input's median is more than 5 training standard deviations from the training mean."""
+    if not value_range or "input_mean" not in value_range:
+        return None
+    step = max(1, volume.shape[0] // 16)
+    median = float(np.median(np.asarray(volume[::step], dtype=np.float64)))
+    distance = abs(median - value_range["input_mean"]) / value_range["input_std"]
+    if distance > 5:
+        return (f"the input's median {median:.4g} is {distance:.0f} training standard deviations from the training "
+                f"mean {value_range['input_mean']:.4g}: the network extrapolates (check the units, 1/cm)")
+    return None
+
+
+def _open_output(path: Path, shape: tuple[int, ...]):
+    if path.suffix == ".zarr":
+        import zarr
+
+        return zarr.create_array(str(path), shape=shape, dtype="float32", chunks=(min(16, shape[0]), *shape[1:]),
+                                 overwrite=True)
+    if path.suffix in (".tif", ".tiff", ".npy"):
+        return None  # written whole at the end
+    raise InputError("--output", f"is {str(path)!r}", "a .zarr, .tif or .npy path")
+
+
+def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *, dtype: str = "float32",
+                     batch_size: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run a trained enhancement method on ``volume`` (1/cm) and write the result to ``output``.
+
+    Returns a record of what was done: method, shapes, seconds, slices per
+    minute, the stored type and its scaling, and any warning.
+    """
+    from aiax_bench.training.inference import predict_volume
+
+    if dtype not in DTYPES:
+        raise InputError("--dtype", f"is {dtype!r}", f"one of {', '.join(DTYPES)}")
+    method = load_trained(checkpoint)
+    if getattr(method, "task", "enhance") != "enhance":
+        raise InputError(f"checkpoint {checkpoint}", f"is of the {method.task} method {method.name}",
+                         "an enhancement method's checkpoint")
+    output = Path(output)
+    shape = tuple(int(s) for s in volume.shape)
+    if len(shape) != 3:
+        raise InputError("--input", f"has shape {shape}", "a 3D volume (z, y, x)")
+    target = _open_output(output, shape)
+    value_range = (method.metadata or {}).get("value_range", {})
+    warning = intensity_warning(volume, value_range)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    c = method.config
+    start = time.perf_counter()
+    result = predict_volume(method.model, volume, slices=c.slices, batch_size=batch_size or c.inference_batch_size,
+                            tile=c.inference_tile, overlap=c.inference_overlap, out=target, progress=progress)
+    seconds = time.perf_counter() - start
+    scaling = None
+    if dtype == "uint16":
+        mean, std = value_range.get("output_mean", 0.0), value_range.get("output_std", 1.0)
+        lo, hi = mean - 5 * std, mean + 5 * std
+        scaling = {"value_at_0": lo, "value_at_65535": hi, "units": "1/cm"}
+    if target is None or scaling is not None:
+        data = np.asarray(result)
+        if scaling is not None:
+            data = np.round(np.clip((data - lo) / (hi - lo), 0, 1) * 65535).astype(np.uint16)
+        if output.suffix == ".npy":
+            np.save(output, data)
+        elif output.suffix == ".zarr":
+            import zarr
+
+            zarr.create_array(str(output), data=data, overwrite=True)
+        else:
+            import tifffile
+
+            tifffile.imwrite(output, data)
+    return {"method": method.name, "checkpoint": str(checkpoint), "shape": list(shape), "output": str(output),
+            "dtype": dtype, "scaling": scaling, "seconds": round(seconds, 3),
+            "slices_per_minute": round(shape[0] / seconds * 60, 1) if seconds > 0 else None, "warning": warning}
