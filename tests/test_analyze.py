@@ -107,3 +107,21 @@ def test_voxel_sizes_in_words():
     assert parse_voxel_size("2.25µm") == 2.25
     with pytest.raises(InputError, match="--voxel-size is '-3um'"):
         parse_voxel_size("-3um")
+
+
+@needs_realdata
+def test_own_data_is_scored_against_its_reference_with_a_stated_rule():
+    """A real grey-value volume as the reference, no truth: the pores and range come from its own values."""
+    from aiax_bench.evaluation.evaluator import REFERENCE_PROTOCOL, evaluate_arrays
+
+    reference = read_volume(REALDATA / "qim3d-microct" / "cement_128x128x128.tif").astype(np.float32)
+    noisy = reference + np.random.default_rng(0).normal(0, 4, reference.shape).astype(np.float32)
+    record = evaluate_arrays(noisy, reference, voxel_size_um=20.0)
+    assert record["segmentation_protocol"] == REFERENCE_PROTOCOL and "quantile spread" in record["data_range_rule"]
+    assert not [k for k in record if "truth" in k] and record["psnr/reference"] > 20
+    # The reference's porosity is what `analyze` (Otsu on the values present) finds, not the 0.99 of a fixed range.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = analyze_volume(reference, voxel_size_um=20.0, thickness=False)
+    assert record["porosity/reference"] == pytest.approx(analysis.statistics["porosity"], rel=1e-6)
+    assert abs(record["porosity/rel_error_reference"]) < 0.1

@@ -56,8 +56,8 @@ from aiax_bench.evaluation.segmentation import (
 )
 from aiax_bench.validation import check_label_volume, check_positive, check_volume
 
-__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "TASKS", "ArraySample", "EvaluationSpec",
-           "Evaluator", "evaluate_arrays"]
+__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "REFERENCE_PROTOCOL", "TASKS", "ArraySample",
+           "EvaluationSpec", "Evaluator", "evaluate_arrays", "reference_data_range"]
 
 #: Changes whenever any number the Evaluator produces could change.
 EVALUATOR_VERSION = "3.0"
@@ -66,6 +66,8 @@ EVALUATOR_VERSION = "3.0"
 TARGET_ARRAYS = {"truth": "truth", "clean": "clean", "reference": "high"}
 #: Targets of the porosity statistics' relative errors.
 TARGETS = ("reference", "truth")
+#: The porosity protocol of samples without a truth: Otsu on the reference's values present.
+REFERENCE_PROTOCOL = "reference-otsu"
 TASKS = ("enhance", "segment")
 #: Porosity statistics reported for the method, the reference and the truth.
 PORE_STATISTICS = ("porosity", "pore_count", "pore_density_per_mm3", "mean_pore_diameter_mm",
@@ -94,6 +96,11 @@ class EvaluationSpec:
         Phases counted as voids by the porosity statistics.
     pore_threshold : float, optional
         Fixed pore threshold (1/cm, protocol 2.0); Otsu of the reference (1.0) if None.
+    truth : bool
+        Whether the samples have an exact truth (simulations). Without one (a
+        user's own scans) everything is scored against the reference, and the
+        pores are those below Otsu's threshold of the reference's values
+        present (protocol ``reference-otsu``).
     """
 
     data_range: float
@@ -101,6 +108,7 @@ class EvaluationSpec:
     mask_erosion: int = 0
     pore_phases: tuple[str, ...] = ("pore",)
     pore_threshold: float | None = None
+    truth: bool = True
 
     def __post_init__(self) -> None:
         check_positive("data_range", self.data_range, "1/cm")
@@ -187,6 +195,10 @@ class Evaluator:
         self.pore_phases = list(spec.pore_phases)
         self.pore_threshold = spec.pore_threshold
         self.protocol = pz.LEGACY_PROTOCOL if spec.pore_threshold is None else pz.SEGMENTATION_PROTOCOL
+        if not spec.truth:
+            if task != "enhance":
+                raise InputError("task", f"is {task!r} on samples without a truth", "'enhance'")
+            self.protocol = REFERENCE_PROTOCOL
         self.targets = self._available_targets()
         self._context: dict[str, dict[str, Any]] = {}
 
@@ -196,6 +208,8 @@ class Evaluator:
         Asked of the store's metadata (``Sample.has``), nothing is read; a sample
         object that cannot say is scored against the truth and the reference.
         """
+        if not self.spec.truth:
+            return ("reference",)
         first = next(iter(self.samples.values()), None)
         if first is None or not getattr(first, "has", lambda name: False)("clean"):
             return ("truth", "reference")
@@ -222,10 +236,10 @@ class Evaluator:
     def check_sample(self, sample_id: str) -> None:
         """Make sure every array and attribute the scoring needs exists, before anything is scored."""
         sample = self.samples[sample_id]
-        needed = sorted({"high", "truth", *(TARGET_ARRAYS[t] for t in self.targets)})
+        needed = sorted({"high", *(["truth"] if self.spec.truth else []), *(TARGET_ARRAYS[t] for t in self.targets)})
         if self.mask_kind != "none":
             needed.append("mask")
-        if self.porosity or self.task == "segment":
+        if self.spec.truth and (self.porosity or self.task == "segment"):
             needed.append("labels")
         for name in needed:
             getattr(sample, name)  # raises StoreError naming the missing array
@@ -234,7 +248,7 @@ class Evaluator:
             if "voxel_size_um" not in meta:
                 raise StoreError(f"sample {sample_id}", "metadata lacks voxel_size_um",
                                  "rebuild the store with `aiax-bench datasets build --force`")
-            missing = [p for p in self.pore_phases if p not in self._phases(sample)]
+            missing = [p for p in self.pore_phases if p not in self._phases(sample)] if self.spec.truth else []
             if missing:
                 raise InputError(f"sample {sample_id}", f"has phases {self._phases(sample)} without {missing}",
                                  "evaluate with porosity=False, or list its void phases in the registry's "
@@ -266,19 +280,29 @@ class Evaluator:
         ctx: dict[str, Any] = {"mask": self.mask(sample)}
         if self.porosity:
             mask = ctx["mask"]
-            phases = self._phases(sample)
-            ctx["pore_indices"] = [phases.index(p) for p in self.pore_phases]
-            ctx["pore_index"] = ctx["pore_indices"][0]
             ctx["voxel_size_um"] = float(sample.meta["voxel_size_um"])
             ctx["rim"] = pz.mask_rim(mask, sample.shape)
             high = sample.read("high")
             if self.pore_threshold is not None:
                 ctx["threshold"] = self.pore_threshold
+            elif not self.spec.truth:
+                from skimage.filters import threshold_otsu
+
+                # Real intensities: Otsu on the values present, not on a fixed [0, data_range] histogram.
+                ctx["threshold"] = float(threshold_otsu(np.asarray(high if mask is None else high[mask],
+                                                                   dtype=np.float64), nbins=256))
             else:
                 ctx["threshold"] = pz.otsu_threshold(high, data_range=self.data_range, mask=mask)
             ref_pores = pz.segment_pores(high, threshold=ctx["threshold"], mask=mask)
             del high
-            ctx["reference"] = self._statistics(ref_pores, ctx, keep_labels=False)
+            ctx["reference"] = self._statistics(ref_pores, ctx, keep_labels=not self.spec.truth)
+            if not self.spec.truth:
+                ctx["strata"], ctx["strata_bounds"] = size_strata(ctx["reference"].all_volumes)
+                self._context[sample_id] = ctx
+                return ctx
+            phases = self._phases(sample)
+            ctx["pore_indices"] = [phases.index(p) for p in self.pore_phases]
+            ctx["pore_index"] = ctx["pore_indices"][0]
             if self.pore_threshold is not None and self.task == "enhance":
                 # Protocol 2.0: the phantom goes through the same threshold as everything it judges.
                 truth_pores = pz.segment_pores(sample.read("truth"), threshold=ctx["threshold"], mask=mask)
@@ -328,13 +352,16 @@ class Evaluator:
 
     def _porosity_record(self, sample, prediction: np.ndarray, ctx: dict[str, Any]) -> dict[str, Any]:
         pores = self.segment(sample.id, prediction)
-        stats = {"method": self._statistics(pores, ctx, keep_labels=True),
-                 "reference": ctx["reference"], "truth": ctx["truth"]}
+        truth = self.spec.truth
+        stats = {"method": self._statistics(pores, ctx, keep_labels=True), "reference": ctx["reference"],
+                 **({"truth": ctx["truth"]} if truth else {})}
         out: dict[str, Any] = {"segmentation_protocol": self.protocol}
         if self.task == "enhance":
             out["segmentation_threshold"] = ctx["threshold"]
-        out.update(pz.porosity_record(stats, names=PORE_STATISTICS, targets=TARGETS, floor=True))
-        out.update(self._segmentation_metrics(sample, prediction, pores, stats, ctx))
+        out.update(pz.porosity_record(stats, names=PORE_STATISTICS, targets=TARGETS if truth else ("reference",),
+                                      floor=truth))
+        if truth:
+            out.update(self._segmentation_metrics(sample, prediction, pores, stats, ctx))
         voxel_mm = ctx["voxel_size_um"] / 1000
         out[DISTRIBUTIONS_KEY] = {
             **{who: s.distribution() for who, s in stats.items()},
@@ -501,8 +528,19 @@ class ArraySample:
         return self._arrays.get(name) is not None
 
 
-def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.ndarray, labels: np.ndarray,
-                    data_range: float, voxel_size_um: float, mask: np.ndarray | None = None, mask_erosion: int = 0,
+def reference_data_range(reference: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """The intensity range of a volume without a recipe: the 0.1–99.9 % quantile spread of ``reference``
+    inside ``mask`` (robust to a few hot or dead voxels)."""
+    values = np.asarray(reference if mask is None else reference[np.asarray(mask, dtype=bool)], dtype=np.float64)
+    lo, hi = np.quantile(values[np.isfinite(values)], [0.001, 0.999])
+    if not hi > lo:
+        raise InputError("reference", f"has no contrast (values {lo:.4g} to {hi:.4g})", "a reconstructed volume")
+    return float(hi - lo)
+
+
+def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.ndarray | None = None,
+                    labels: np.ndarray | None = None, data_range: float | None = None, voxel_size_um: float,
+                    mask: np.ndarray | None = None, mask_erosion: int = 0,
                     phases: tuple[str, ...] = ("air", "solid", "pore"), low: np.ndarray | None = None,
                     task: str = "enhance", porosity: bool = True, workers: int | None = None,
                     clean: np.ndarray | None = None, pore_threshold: float | None = None,
@@ -513,12 +551,17 @@ def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.
     ----------
     prediction : numpy.ndarray
         Method output (1/cm) or labels (``task="segment"``).
-    reference, truth : numpy.ndarray
-        Reference reconstruction and exact attenuation (1/cm).
-    labels : numpy.ndarray
-        Exact phase labels (indices into ``phases``).
-    data_range : float
-        Fixed intensity range (1/cm).
+    reference : numpy.ndarray
+        Reference reconstruction (1/cm).
+    truth, labels : numpy.ndarray, optional
+        Exact attenuation (1/cm) and phase labels (indices into ``phases``) of
+        a simulation. Without them (a user's own scan) everything is scored
+        against the reference, and the record says how (``segmentation_protocol``
+        ``reference-otsu``, ``data_range_rule``).
+    data_range : float, optional
+        Fixed intensity range (1/cm); without a truth, the 0.1–99.9 % quantile
+        spread of the reference inside the mask if omitted
+        (:func:`reference_data_range`).
     voxel_size_um : float
         Voxel edge (µm).
     mask : numpy.ndarray, optional
@@ -537,9 +580,21 @@ def evaluate_arrays(prediction: np.ndarray, reference: np.ndarray, *, truth: np.
     """
     arrays = {"high": reference, "truth": truth, "labels": labels, "mask": mask, "low": low, "clean": clean}
     meta = {"voxel_size_um": float(voxel_size_um), "phases": list(phases)}
+    has_truth = truth is not None
+    if has_truth and labels is None:
+        raise InputError("labels", "are missing", "the exact phase labels that go with truth=")
+    rule = "given"
+    if data_range is None:
+        if has_truth:
+            raise InputError("data_range", "is missing", "the dataset's fixed intensity range (1/cm)")
+        data_range = reference_data_range(reference, mask)
+        rule = f"0.1-99.9 % quantile spread of the reference inside the mask: {data_range:.6g}"
     spec = EvaluationSpec(data_range=float(data_range), mask="none" if mask is None else "sample",
                           mask_erosion=int(mask_erosion),
-                          pore_threshold=None if pore_threshold is None else float(pore_threshold))
+                          pore_threshold=None if pore_threshold is None else float(pore_threshold), truth=has_truth)
     evaluator = Evaluator.of_samples([ArraySample(sample_id, arrays, meta)], spec, task=task, porosity=porosity,
                                      workers=workers)
-    return evaluator.evaluate_volume(sample_id, prediction)
+    record = evaluator.evaluate_volume(sample_id, prediction)
+    if not has_truth:
+        record["data_range_rule"] = rule
+    return record
