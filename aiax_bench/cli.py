@@ -113,6 +113,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from aiax_bench.harness import EvaluationRequest, run_training
+
+    request = EvaluationRequest(method=args.method, split=args.split, dataset=args.dataset, profile=args.profile,
+                                seed=args.seed, config=_parse_config(args.config), annotated_slices=args.annotated)
+    checkpoint = run_training(request)
+    print(f"checkpoint: {checkpoint}  (aiax-bench apply --checkpoint {checkpoint} --input ... --output ...)")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from aiax_bench.methods import available_methods, get_method
 
@@ -405,6 +415,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="segmentation protocol annotated-K: training labels on K slices per volume only")
     ev.add_argument("--output", default="aiax-results", help="directory for result JSON (default aiax-results)")
     ev.set_defaults(func=cmd_evaluate)
+
+    tr = sub.add_parser("train", help="train a learned method on a split and print its checkpoint directory",
+                        description="Train METHOD on the training volumes of SPLIT (validating on its validation "
+                                    "volumes), without scoring; the checkpoint is cached where `evaluate` reuses it.")
+    tr.add_argument("--method", required=True, help="a learned method (see `aiax-bench methods`)")
+    tr.add_argument("--split", required=True, help="split name")
+    tr.add_argument("--dataset", default="foam", help="NAME or NAME@VERSION (default: foam, latest)")
+    tr.add_argument("--profile", default=None, help="dataset size profile")
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="method hyper-parameters")
+    tr.add_argument("--annotated", type=int, default=None, metavar="K", help="segmentation protocol annotated-K")
+    tr.set_defaults(func=cmd_train)
 
     me = sub.add_parser("methods", help="list the registered methods")
     me.set_defaults(func=cmd_methods)

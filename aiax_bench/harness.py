@@ -165,23 +165,61 @@ def _attach(path: Path, run_ids: Sequence[str | None]) -> None:
             client.log_artifact(run_id, str(path))
 
 
+def _training_samples(method, split, annotated: int | None) -> tuple[list, list]:
+    """The training and validation samples a method may see under its protocol."""
+    train, val = split.train, split.val
+    if method.supervision in SEALED_SUPERVISION:
+        # A method that claims to learn without clean data is held to it: its training data is sealed too.
+        train, val = seal(train), seal(val)
+    if annotated is not None:
+        train, val = ([AnnotatedSample(s, annotated) for s in part] for part in (train, val))
+    return train, val
+
+
+def _fit_context(request: EvaluationRequest, spec, profile: str, annotated: int | None, dataset) -> FitContext:
+    from aiax_bench.paths import data_dir
+
+    return FitContext(dataset=spec.ref, profile=profile, split=request.split, annotated_slices=annotated,
+                      dataset_sha256=dataset.content_sha256,
+                      checkpoint_root=(data_dir() / "checkpoints") if request.reuse_checkpoints else None)
+
+
+def run_training(request: EvaluationRequest) -> Path | None:
+    """Train a learned method on a split's training volumes (validating on its validation ones), no scoring.
+
+    The checkpoint lands in the checkpoint cache (``<data dir>/checkpoints``),
+    where ``evaluate`` reuses it and ``aiax-bench apply`` loads it.
+
+    Returns
+    -------
+    Path or None
+        The checkpoint directory (None for a method that does not learn).
+    """
+    from aiax_bench.data.loader import load
+
+    method_cls, spec, profile, annotated, config = _prepare(request)
+    if not method_cls.trainable:
+        raise InputError(f"method {method_cls.name}", "does not learn", "a learned method (see `aiax-bench methods`)")
+    dataset = load(spec.ref, profile=profile)
+    method = method_cls(config)
+    train, val = _training_samples(method, dataset.split(request.split), annotated)
+    seed_everything(request.seed)
+    method.fit(train, val, seed=request.seed, budget=request.budget,
+               context=_fit_context(request, spec, profile, annotated, dataset))
+    return getattr(method, "checkpoint_path", None)
+
+
 def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, profile, annotated,
               dataset) -> RunResult:
     from aiax_bench.evaluation import Evaluator
-    from aiax_bench.paths import data_dir
     from aiax_bench.provenance import code_provenance, hardware, peak_memory_mb
     from aiax_bench.tracking import mlflow_run
 
     method = method_cls(config)
     split = dataset.split(request.split)
     evaluator = Evaluator(dataset, request.split, task=method_cls.task)
-    train, val = split.train, split.val
+    train, val = _training_samples(method, split, annotated)
     supervision = method.supervision
-    if supervision in SEALED_SUPERVISION:
-        # A method that claims to learn without clean data is held to it: its training data is sealed too.
-        train, val = seal(train), seal(val)
-    if annotated is not None:
-        train, val = ([AnnotatedSample(s, annotated) for s in part] for part in (train, val))
     started = datetime.now(UTC)
     git = code_provenance()
     tags = {"method": method_cls.name, "dataset": spec.ref, "split": request.split, "profile": profile,
@@ -196,9 +234,7 @@ def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, p
     with mlflow_run(request.tracking_uri, run_name=run_name, tags=tags, params=params) as mlflow:
         seed_everything(seed)
         t0 = time.perf_counter()
-        context = FitContext(dataset=spec.ref, profile=profile, split=request.split, annotated_slices=annotated,
-                             dataset_sha256=dataset.content_sha256,
-                             checkpoint_root=(data_dir() / "checkpoints") if request.reuse_checkpoints else None)
+        context = _fit_context(request, spec, profile, annotated, dataset)
         method.fit(train, val, seed=seed, budget=request.budget, tracker=mlflow, context=context)
         train_seconds = time.perf_counter() - t0 + method.prior_training_seconds()
         fit_summary = method.fit_summary()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +67,20 @@ def test_input_far_from_the_training_range_is_flagged(trained, tmp_path):
 def test_a_directory_that_is_no_checkpoint_is_refused_in_one_line(tmp_path):
     with pytest.raises(InputError, match=r"has no metadata\.json"):
         apply_checkpoint(tmp_path, np.zeros((4, 8, 8), np.float32), tmp_path / "out.npy")
+
+
+def test_train_command_prints_a_checkpoint_that_apply_runs(tiny_env, tmp_path):
+    env = {**os.environ, "AIAX_BENCH_DATA": str(tiny_env)}
+    done = subprocess.run([sys.executable, "-m", "aiax_bench.cli", "train", "--method", "msdnet", "--split", "100proj",
+                           "--profile", "tiny", "--config", "depth=2", "max_steps=3", "val_every=3", "patch_size=32",
+                           "val_slice_step=32", "progress=false", "max_seconds=null"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    checkpoint = done.stdout.split("checkpoint: ", 1)[1].split()[0]
+    assert (Path(checkpoint) / "metadata.json").is_file()
+    volume = np.zeros((6, 64, 64), np.float32) + 0.5
+    record = apply_checkpoint(checkpoint, volume, tmp_path / "out.npy")
+    assert record["method"] == "msdnet" and np.load(tmp_path / "out.npy").shape == volume.shape
+    refused = subprocess.run([sys.executable, "-m", "aiax_bench.cli", "train", "--method", "fbp", "--split", "100proj",
+                              "--profile", "tiny"], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "does not learn" in refused.stderr and refused.stderr.count("\n") == 1
