@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from aiax_bench.cli import parse_voxel_size
 from aiax_bench.errors import InputError
 from aiax_bench.evaluation import porosity as pz
 from aiax_bench.evaluation.analyze import analyze_volume, percolating_axes, read_volume
+from aiax_bench.own_data_cli import parse_voxel_size
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("AIAX_BENCH_REALDATA", REPO.parent / "shared" / "realdata"))
