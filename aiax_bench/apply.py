@@ -89,6 +89,8 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
     if len(shape) != 3:
         raise InputError("--input", f"has shape {shape}", "a 3D volume (z, y, x)")
     target = _open_output(output, shape)
+    if dtype == "uint16":
+        target = None  # scaled in memory, then written once
     value_range = (method.metadata or {}).get("value_range", {})
     warning = intensity_warning(volume, value_range)
     if warning:

@@ -155,18 +155,21 @@ def _read_raw(path: Path, shape: tuple[int, ...] | None, dtype: str | None, offs
     return np.fromfile(path, dtype=dt, offset=offset).reshape(shape)
 
 
-def _is_binary(volume: np.ndarray) -> bool:
-    if volume.dtype == bool:
-        return True
-    if not np.issubdtype(volume.dtype, np.integer):
-        return False
-    return np.unique(volume[:: max(1, volume.shape[0] // 16)]).size <= 2 and np.unique(volume).size <= 2
+def _binary_values(volume: np.ndarray) -> np.ndarray | None:
+    """The two (or one) values of a binary volume; None for grey values."""
+    if volume.dtype != bool and not np.issubdtype(volume.dtype, np.integer):
+        return None
+    # A sample of slices rules out most grey-value volumes before the whole volume is sorted.
+    if np.unique(volume[:: max(1, volume.shape[0] // 16)]).size > 2:
+        return None
+    values = np.unique(volume)
+    return values if values.size <= 2 else None
 
 
 def _segment(volume: np.ndarray, *, pore_value: float | None, threshold: float | None,
              pores_are: str) -> tuple[np.ndarray, str, float | None]:
-    if _is_binary(volume) and threshold is None:
-        values = np.unique(volume)
+    values = _binary_values(volume) if threshold is None else None
+    if values is not None:
         if pore_value is None:
             pore_value = True if volume.dtype == bool else values.max()
         if pore_value not in values:

@@ -39,10 +39,6 @@ __all__ = [
 ]
 
 
-def _count(name: str, value, what: str) -> int:
-    return check_positive_int(name, value, what)
-
-
 def reference_angles(n_angles: int) -> np.ndarray:
     """Equally spaced angles over 180 degrees (radians), the reference scan."""
     if int(n_angles) < 1:
@@ -109,7 +105,7 @@ def bin_detector(line_integrals: np.ndarray, factor: int) -> np.ndarray:
         the detector of a scan at ``factor`` times the pixel size. Its pixels
         see ``factor²`` times the photons of the fine ones (see :class:`Acquisition`).
     """
-    factor = _count("binning", factor, "detector pixels per binned pixel and axis")
+    factor = check_positive_int("binning", factor, "detector pixels per binned pixel and axis")
     p = np.asarray(line_integrals)
     if p.ndim != 3:
         raise InputError("line_integrals", f"have shape {p.shape}", "expected (rows, angles, columns)")
@@ -145,7 +141,7 @@ def exposure_angles(angles, steps: int, *, arc: float | None = None) -> np.ndarr
     angles = np.asarray(angles, dtype=np.float64).ravel()
     if angles.size == 0:
         raise InputError("angles", "are empty", "expected at least one projection angle (radians)")
-    steps = _count("steps", steps, "sub-angles per exposure")
+    steps = check_positive_int("steps", steps, "sub-angles per exposure")
     arc = math.pi / angles.size if arc is None else float(arc)
     if not (np.isfinite(arc) and arc >= 0):
         raise InputError("arc", f"is {arc}", "expected a non-negative rotation per exposure (radians)")
@@ -170,7 +166,7 @@ def continuous_rotation(line_integrals: np.ndarray, steps: int) -> np.ndarray:
         ``float32`` line integrals of shape ``(..., A, D)``: each exposure
         averages the intensity of its sub-angles.
     """
-    steps = _count("steps", steps, "sub-angles per exposure")
+    steps = check_positive_int("steps", steps, "sub-angles per exposure")
     p = np.asarray(line_integrals)
     if p.ndim < 2:
         raise InputError("line_integrals", f"have shape {p.shape}", "expected (..., angles, columns)")
@@ -269,8 +265,8 @@ class Acquisition:
         Acquisition
             Itself, for chaining.
         """
-        n_angles = _count("n_angles", self.n_angles, "projections")
-        n_ref = n_angles if self.n_reference is None else _count("n_reference", self.n_reference,
+        n_angles = check_positive_int("n_angles", self.n_angles, "projections")
+        n_ref = n_angles if self.n_reference is None else check_positive_int("n_reference", self.n_reference,
                                                                  "reference projections")
         if n_angles > n_ref:
             raise InputError("n_angles", f"is {n_angles}",
@@ -279,8 +275,8 @@ class Acquisition:
                                              and np.isfinite(self.photons) and self.photons > 0):
             raise InputError("photons", f"is {self.photons!r}",
                              "expected a positive photon count per detector pixel, or None for no noise")
-        b = _count("binning", self.binning, "detector pixels per binned pixel and axis")
-        _count("continuous_steps", self.continuous_steps, "sub-angles per exposure")
+        b = check_positive_int("binning", self.binning, "detector pixels per binned pixel and axis")
+        check_positive_int("continuous_steps", self.continuous_steps, "sub-angles per exposure")
         if not (isinstance(self.ring_sigma, numbers.Real) and 0 <= self.ring_sigma < 1):
             raise InputError("ring_sigma", f"is {self.ring_sigma!r}", "expected a relative gain error in [0, 1)")
         if detector_shape is not None:

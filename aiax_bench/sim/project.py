@@ -28,10 +28,6 @@ from aiax_bench.validation import check_positive_int
 __all__ = ["project_phantom", "project_voxels"]
 
 
-def _check_count(name: str, value) -> int:
-    return check_positive_int(name, value)
-
-
 def _chords(radius_sq: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     return 2.0 * torch.sqrt(torch.clamp(radius_sq - offset * offset, min=0.0))
 
@@ -105,8 +101,8 @@ def project_phantom(
         with ``D`` the volume width; detector row ``z`` sees slice ``z``.
     """
     angles = check_angles(angles)
-    su, sz = _check_count("supersample_u", supersample_u), _check_count("supersample_z", supersample_z)
-    row_batch = _check_count("row_batch", row_batch)
+    su, sz = check_positive_int("supersample_u", supersample_u), check_positive_int("supersample_z", supersample_z)
+    row_batch = check_positive_int("row_batch", row_batch)
     if phantom.spheres is None:
         return project_voxels(phantom, angles, supersample=sz, supersample_u=su, row_batch=row_batch,
                               progress=progress, device=device)
@@ -208,10 +204,10 @@ def project_voxels(
     angles for a 256-pixel fine grid on a CPU).
     """
     angles = check_angles(angles)
-    s = _check_count("supersample", supersample)
-    su = s if supersample_u is None else _check_count("supersample_u", supersample_u)
-    pv = _check_count("partial_volume", partial_volume)
-    row_batch, angle_batch = _check_count("row_batch", row_batch), _check_count("angle_batch", angle_batch)
+    s = check_positive_int("supersample", supersample)
+    su = s if supersample_u is None else check_positive_int("supersample_u", supersample_u)
+    pv = check_positive_int("partial_volume", partial_volume)
+    row_batch, angle_batch = check_positive_int("row_batch", row_batch), check_positive_int("angle_batch", angle_batch)
     n_z, n_y, n = phantom.shape
     if n_y != n:
         raise InputError("phantom", f"has slices of {n_y} x {n} voxels", "expected square slices")

@@ -11,10 +11,6 @@ from aiax_bench.validation import check_positive, check_positive_int
 # --- Generators ----------------------------------------------------------------------------------
 
 
-def _check_positive(name: str, value: float, unit: str) -> None:
-    check_positive(name, value, unit)
-
-
 def _pack_voids(
     rng: np.random.Generator,
     *,
@@ -116,7 +112,7 @@ def _check_common(size: int, cylinder_radius: float, voxel_size_um: float, super
     if not 0 < cylinder_radius <= 0.5:
         raise InputError("cylinder_radius", f"is {cylinder_radius}",
                          "expected a fraction of the volume in (0, 0.5]: the cylinder must fit")
-    _check_positive("voxel_size_um", voxel_size_um, "µm")
+    check_positive("voxel_size_um", voxel_size_um, "µm")
     check_positive_int("supersample", supersample, "sub-voxel samples per axis")
     return int(size)
 

@@ -11,11 +11,11 @@ from aiax_bench.sim.phantoms._common import (
     _check_fits,
     _check_fraction,
     _check_interval,
-    _check_positive,
     _finish,
     _uniform_disk,
 )
 from aiax_bench.sim.phantoms.shapes import Flakes, Phantom, Spheres
+from aiax_bench.validation import check_positive
 
 
 def _flake_field(rng: np.random.Generator, n_modes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +103,8 @@ def am_metal_phantom(
     gr_lo, gr_hi = _check_interval("gas_pore_radius", gas_pore_radius, "voxels")
     lr_lo, lr_hi = _check_interval("lof_radius", lof_radius, "voxels")
     lt_lo, lt_hi = _check_interval("lof_thickness", lof_thickness, "voxels")
-    _check_positive("layer_thickness", layer_thickness, "voxels")
-    _check_positive("mu_metal", mu_metal, "1/cm")
+    check_positive("layer_thickness", layer_thickness, "voxels")
+    check_positive("mu_metal", mu_metal, "1/cm")
     _check_attempts(max_attempts)
     if not (np.isfinite(roughness) and roughness >= 0):
         raise InputError("roughness", f"is {roughness}", "expected a non-negative amplitude")

@@ -7,13 +7,13 @@ import numpy as np
 from aiax_bench.errors import InputError
 from aiax_bench.sim.phantoms._common import (
     _check_common,
-    _check_positive,
     _cylinder_fraction,
     _finish,
     _pack_voids,
     _sphere_fraction,
 )
 from aiax_bench.sim.phantoms.shapes import Phantom, Spheres
+from aiax_bench.validation import check_positive
 
 
 def foam_phantom(
@@ -67,7 +67,7 @@ def foam_phantom(
                          "expected a fraction of the volume in (0, 0.5]: the cylinder must fit")
     for name, value, unit in (("voxel_size_um", voxel_size_um, "µm"), ("mu_solid", mu_solid, "1/cm"),
                               ("min_void_radius", min_void_radius, "voxels")):
-        _check_positive(name, value, unit)
+        check_positive(name, value, unit)
     radius = cylinder_radius * size
     if max_void_radius * size < min_void_radius or max_void_radius * size > radius:
         raise InputError("max_void_radius", f"is {max_void_radius * size:.1f} voxels",
@@ -131,7 +131,7 @@ def cylinder_phantom(
         Sub-samples per voxel edge for the partial-volume fractions.
     """
     n = _check_common(size, cylinder_radius, voxel_size_um, supersample)
-    _check_positive("mu_solid", mu_solid, "1/cm")
+    check_positive("mu_solid", mu_solid, "1/cm")
     params = {"generator": "cylinder", "size": n, "seed": seed, "cylinder_radius": cylinder_radius}
     ph = _finish(n, cylinder_radius * n, (), ("air", "solid"), (0.0, float(mu_solid)), voxel_size_um,
                  supersample, params)

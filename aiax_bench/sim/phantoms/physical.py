@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from aiax_bench.errors import InputError
-from aiax_bench.sim.phantoms._common import _check_common, _check_fits, _check_interval, _check_positive, _finish
+from aiax_bench.sim.phantoms._common import _check_common, _check_fits, _check_interval, _finish
 from aiax_bench.sim.phantoms.am_metal import am_metal_phantom
 from aiax_bench.sim.phantoms.composite import composite_phantom
 from aiax_bench.sim.phantoms.packing import _pack_voids_pelt
 from aiax_bench.sim.phantoms.shapes import Phantom, Spheres
+from aiax_bench.validation import check_positive
 
 #: Whether voids may cross the sample surface ("cut") or stay inside it ("closed").
 _SURFACES = ("cut", "closed")
@@ -142,8 +143,8 @@ def foam_um_phantom(
     r_max = _um_to_voxels("max_void_radius_um", max_void_radius_um, voxel_size_um)
     r_min = _um_to_voxels("min_void_radius_um", min_void_radius_um, voxel_size_um)
     wall = _um_to_voxels("min_wall_um", min_wall_um, voxel_size_um, zero_ok=True)
-    _check_positive("candidates_per_mm3", candidates_per_mm3, "candidates per mm³")
-    _check_positive("mu_solid", mu_solid, "1/cm")
+    check_positive("candidates_per_mm3", candidates_per_mm3, "candidates per mm³")
+    check_positive("mu_solid", mu_solid, "1/cm")
     radius = cylinder_radius * n
     if r_min > r_max:
         raise InputError("min_void_radius_um", f"is {min_void_radius_um}",
@@ -214,7 +215,7 @@ def composite_um_phantom(
         and the µm arguments added. At the same voxel size the phantom equals
         :func:`composite_phantom` given the same lengths in voxels.
     """
-    _check_positive("voxel_size_um", voxel_size_um, "µm")
+    check_positive("voxel_size_um", voxel_size_um, "µm")
     _reject_voxel_lengths(options, ("fibre_radius", "fibre_length", "pore_radius", "min_gap"))
     length = np.inf if fibre_length_um is None else _um_to_voxels("fibre_length_um", fibre_length_um, voxel_size_um)
     ph = composite_phantom(
@@ -269,7 +270,7 @@ def am_metal_um_phantom(
         and the µm arguments added. At the same voxel size the phantom equals
         :func:`am_metal_phantom` given the same lengths in voxels.
     """
-    _check_positive("voxel_size_um", voxel_size_um, "µm")
+    check_positive("voxel_size_um", voxel_size_um, "µm")
     _reject_voxel_lengths(options, ("gas_pore_radius", "lof_radius", "lof_thickness", "layer_thickness", "min_gap"))
     ph = am_metal_phantom(
         size, seed=seed, voxel_size_um=voxel_size_um,
