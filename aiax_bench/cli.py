@@ -69,19 +69,21 @@ def metrics_table(result: dict[str, Any]) -> str:
     if rows:
         parts.append(format_table(["image metric", *(f"vs {t}" for t in targets)], rows))
     rows = []
+    # Without a truth (a user's own scan) the method is compared with the reference only.
+    whom = [w for w in ("reference", "truth") if any(f"{n}/{w}" in metrics for n in PORE_STATISTICS)]
     for name in PORE_STATISTICS:
         if f"{name}/method" in metrics:
             spec = metric_spec(name)
-            values = [format_value(f"{name}/{who}", metrics[f"{name}/{who}"]["mean"])
-                      for who in ("method", "reference", "truth")]
+            values = [format_value(f"{name}/{who}", metrics[f"{name}/{who}"]["mean"]) for who in ("method", *whom)]
             errors = [format_value(f"{name}/rel_error_{who}", metrics[f"{name}/rel_error_{who}"]["mean"])
-                      for who in ("reference", "truth")]
+                      for who in whom]
             floor = metrics.get(f"{name}/floor_rel_error_truth")
-            rows.append([spec.label + (f" ({spec.unit})" if spec.unit else ""), *values, *errors,
-                         "–" if floor is None else format_value(f"{name}/floor_rel_error_truth", floor["mean"])])
+            floors = ["–" if floor is None else format_value(f"{name}/floor_rel_error_truth", floor["mean"])] \
+                if "truth" in whom else []
+            rows.append([spec.label + (f" ({spec.unit})" if spec.unit else ""), *values, *errors, *floors])
     if rows:
-        parts.append(format_table(["porosity statistic", "method", "reference", "truth", "error vs ref",
-                                   "error vs truth", "floor (reference vs truth)"], rows))
+        parts.append(format_table(["porosity statistic", "method", *whom, *(f"error vs {w}" for w in whom),
+                                   *(["floor (reference vs truth)"] if "truth" in whom else [])], rows))
     seg = {k.split("/", 1)[1]: v["mean"] for k, v in metrics.items() if k.startswith("jaccard/")}
     if seg:
         parts.append("Jaccard " + ", ".join(f"{name} {value:.3f}" for name, value in seg.items()))
@@ -154,8 +156,11 @@ def cmd_datasets_splits(args: argparse.Namespace) -> int:
     spec = resolve(args.name)
     acq = spec.recipe["acquisition"]
     rows = [[name, s.kind, s.description] for name, s in ((n, spec.split_spec(n)) for n in spec.splits)]
-    print(f"splits of {spec.ref} (reference scan: {acq['reference_angles']} projections, "
-          f"{acq['photons']:g} photons/pixel)")
+    if spec.imported:
+        print(f"splits of {spec.ref} (your scan, {acq['reference_angles'] or 'no'} projections)")
+    else:
+        print(f"splits of {spec.ref} (reference scan: {acq['reference_angles']} projections, "
+              f"{acq['photons']:g} photons/pixel)")
     print(format_table(["split", "kind", "description"], rows))
     print("segmentation methods also take split 'reference' (the reference scan as input) "
           "and --annotated K (labels on K training slices per volume)")
@@ -166,6 +171,8 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
     from aiax_bench.data.registry import resolve
 
     spec = resolve(args.name)
+    if spec.imported:
+        return _imported_info(spec)
     recipe = spec.recipe
     print(f"{spec.ref}: {spec.title}")
     print(f"  recipe sha256   {spec.recipe_sha256}")
@@ -192,6 +199,23 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
              spec.content_sha256.get(name, "–")[:16]]
             for name, p in spec.profiles.items()]
     print(format_table(["profile", "size", "samples", "content sha256 (leaderboard entries carry it)"], rows))
+    return 0
+
+
+def _imported_info(spec) -> int:
+    manifest = spec.recipe
+    profile = manifest["profiles"]["full"]
+    print(f"{spec.ref}: {spec.title} (imported from {manifest['source']} with aiax-bench {manifest['imported_with']})")
+    print(f"  size            {'×'.join(map(str, profile['size']))} voxels of {manifest['voxel_size_um']:g} µm "
+          f"({manifest['voxel_size']})")
+    print(f"  projections     {manifest['acquisition']['reference_angles'] or 'none: a reconstructed volume'}")
+    print("  slabs           " + ", ".join(f"{part} rows {a}-{b}" for part, (a, b) in profile["rows"].items()))
+    print(f"  splits          {', '.join(spec.splits) or 'none'}")
+    evaluation = manifest["evaluation"]
+    print(f"  evaluation      against the reference (no truth); {evaluation['data_range_rule']}; pores below "
+          "Otsu's threshold of the reference (protocol reference-otsu)")
+    steps = ", ".join(k for k in manifest["provenance"] if k not in ("settings", "reader"))
+    print(f"  provenance      {manifest['provenance'].get('reader', '?')}; {steps}")
     return 0
 
 
@@ -350,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="NAME or NAME@VERSION")
     p.add_argument("--profile", default=None)
     p.set_defaults(func=cmd_datasets_path)
-    from aiax_bench.own_data_cli import add_subcommands as add_own_data  # analyze, reconstruct, apply
+    from aiax_bench.own_data_cli import add_subcommands as add_own_data  # import, analyze, reconstruct, apply
 
     add_own_data(sub)
     from aiax_bench.leaderboard.cli import add_subcommands  # submit, leaderboard

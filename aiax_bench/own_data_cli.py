@@ -1,4 +1,4 @@
-"""Commands for a user's own data: ``analyze``, ``reconstruct`` and ``apply``."""
+"""Commands for a user's own data: ``import``, ``analyze``, ``reconstruct`` and ``apply``."""
 
 from __future__ import annotations
 
@@ -60,6 +60,75 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.output:
         write_replacing(Path(args.output), dump_json(analysis.to_dict()))
         print(f"analysis written to {args.output}")
+    return 0
+
+
+def _range(text: str | None, option: str) -> tuple[int | None, int | None] | None:
+    if not text:
+        return None
+    try:
+        start, stop = (int(v) if v else None for v in text.split(":"))
+    except ValueError:
+        raise InputError(option, f"is {text!r}", "START:STOP, e.g. 0:16") from None
+    return start, stop
+
+
+def _numbers(text: str | None, option: str, count: int | None, kind=float) -> tuple | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or (count is not None and len(values) != count):
+        raise InputError(option, f"is {text!r}", f"{count or 'some'} comma-separated {kind.__name__} value(s)")
+    return values
+
+
+def _read_options(args: argparse.Namespace):
+    from aiax_bench.ingest.scan import ReadOptions
+
+    return ReadOptions(flats=tuple(Path(f) for f in args.flats or ()), darks=tuple(Path(f) for f in args.darks or ()),
+                       angles=Path(args.angles) if args.angles else None,
+                       angle_range_deg=_numbers(args.angle_range, "--angle-range", 2),
+                       data_path=args.data_path, raw_shape=_numbers(args.raw_shape, "--raw-shape", None, int),
+                       raw_dtype=args.raw_dtype, raw_offset=args.raw_offset, key=args.key, kind=args.kind)
+
+
+def _preprocessing(args: argparse.Namespace):
+    from aiax_bench.ingest.preprocess import Paganin, Preprocessing
+
+    paganin = _numbers(args.paganin, "--paganin", 4)
+    return Preprocessing(crop_rows=_range(args.crop_rows, "--crop-rows"),
+                         crop_columns=_range(args.crop_columns, "--crop-columns"), bin=args.bin,
+                         flats=args.flat_mode, dead_pixels=not args.keep_dead_pixels, zingers=args.zingers,
+                         paganin=Paganin(*paganin) if paganin else None, rings=args.rings, center=args.center)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from aiax_bench.ingest.importer import ImportOptions, import_scan
+
+    read = _read_options(args)
+    options = ImportOptions(subsample=_numbers(args.subsample, "--subsample", None, int) or (),
+                            low=Path(args.low) if args.low else None, low_read=read,
+                            parts=_numbers(args.parts, "--parts", 3) or (0.6, 0.2, 0.2),
+                            voxel_size_um=parse_voxel_size(args.voxel_size) if args.voxel_size else None,
+                            reference_filter=args.reference_filter, title=args.title)
+    report = import_scan(args.source, args.name, read=read, settings=_preprocessing(args), options=options,
+                         format=args.format, force=args.force)
+    manifest = report.manifest
+    print(f"{args.source}: imported as dataset {report.name!r} ({'×'.join(map(str, report.shape))} voxels of "
+          f"{manifest['voxel_size_um']:g} µm, {manifest['voxel_size']}) in {report.seconds} s at {report.path}")
+    if report.center is not None:
+        clipped = manifest["provenance"].get("flat_dark", {})
+        clipped = clipped.get("clipped_pixels", 0) if isinstance(clipped, dict) else 0
+        print(f"centre of rotation {report.center:.2f} px ({manifest['provenance']['center']['method']}); "
+              f"{clipped} pixel(s) clipped")
+    rows = [[part, f"{a}-{b}"] for part, (a, b) in report.parts.items()]
+    print(format_table(["part", "rows"], rows))
+    print(f"splits: {', '.join(report.splits) or 'none (reference only)'}; scores against the reference "
+          f"({manifest['evaluation']['data_range_rule']})")
+    print(f"next: aiax-bench evaluate --dataset {report.name} --split SPLIT --method fbp")
     return 0
 
 
@@ -125,8 +194,66 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_reading(parser: argparse.ArgumentParser) -> None:
+    from aiax_bench.ingest.readers import READERS
+
+    g = parser.add_argument_group("reading (what the file does not say)")
+    g.add_argument("--format", choices=list(READERS), default=None, help="reader (default: from the suffix)")
+    g.add_argument("--kind", choices=("projections", "volume"), default=None,
+                   help="a TIFF/NumPy/raw source holds projections or a reconstructed volume "
+                        "(default: projections when angles are given)")
+    g.add_argument("--flats", nargs="+", default=None, metavar="FILE", help="flat (open-beam) image file(s)")
+    g.add_argument("--darks", nargs="+", default=None, metavar="FILE", help="dark image file(s)")
+    g.add_argument("--angles", default=None, metavar="FILE", help="angles file (degrees, one per line)")
+    g.add_argument("--angle-range", default=None, metavar="FIRST,LAST",
+                   help="evenly spaced angles in degrees, both ends included")
+    g.add_argument("--data-path", default=None, help="dataset inside an HDF5 file")
+    g.add_argument("--key", default=None, help="variable of a .mat/.npz file (struct.field allowed)")
+    g.add_argument("--raw-shape", default=None, metavar="A,R,C", help="shape of a raw binary file")
+    g.add_argument("--raw-dtype", default=None, help="dtype of a raw binary file, e.g. <u2")
+    g.add_argument("--raw-offset", type=int, default=0, help="header bytes before the raw data")
+
+
+def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("pre-processing (each recorded in the provenance)")
+    g.add_argument("--crop-rows", default=None, metavar="START:STOP", help="detector rows kept")
+    g.add_argument("--crop-columns", default=None, metavar="START:STOP", help="detector columns kept")
+    g.add_argument("--bin", type=int, default=1, help="detector binning per axis (counts summed)")
+    g.add_argument("--flat-mode", choices=("auto", "mean", "interpolate"), default="auto",
+                   help="several flats: interpolate between before and after (auto where both exist) or average")
+    g.add_argument("--keep-dead-pixels", action="store_true", help="do not replace pixels whose flat is dead")
+    g.add_argument("--zingers", type=float, default=None, metavar="T",
+                   help="remove zingers, relative threshold T (0.05-0.1)")
+    g.add_argument("--paganin", default=None, metavar="DELTA_BETA,DISTANCE_MM,ENERGY_KEV,PIXEL_UM",
+                   help="Paganin phase retrieval")
+    g.add_argument("--rings", action="store_true", help="remove ring artefacts (sinogram stripes)")
+    g.add_argument("--center", type=float, default=None,
+                   help="centre of rotation in detector pixels (default: estimated on the middle row)")
+
+
 def add_subcommands(sub) -> None:
-    """Add ``analyze``, ``reconstruct`` and ``apply`` to the ``aiax-bench`` sub-command parser."""
+    """Add ``import``, ``analyze``, ``reconstruct`` and ``apply`` to the ``aiax-bench`` sub-command parser."""
+    im = sub.add_parser("import", help="import your own scan as a dataset (--dataset NAME for every command)",
+                        description="Read a scan (raw projections of any supported format, or a reconstructed "
+                                    "volume), pre-process and reconstruct it, and write a dataset store: the "
+                                    "reference, sparse splits of your own projections, train/val/test slabs.")
+    im.add_argument("source", help="HDF5 (data-exchange, NXtomo, plain), TIFF, TXRM, .xtekct, .mat, raw, "
+                                   "or a volume (TIFF stack, DICOM, NIfTI, .npy/.npz, zarr)")
+    im.add_argument("--name", required=True, help="dataset name (lower-case)")
+    im.add_argument("--subsample", default=None, metavar="N,N,...",
+                    help="sparse splits: N of the scan's projections (e.g. 50,100,250)")
+    im.add_argument("--low", default=None, metavar="SCAN",
+                    help="a second scan of the sample (short exposure): split 'pair'")
+    im.add_argument("--voxel-size", default=None, metavar="SIZE", help="voxel edge (default: from the file)")
+    im.add_argument("--parts", default=None, metavar="TRAIN,VAL,TEST",
+                    help="fractions of the rows in each slab (default 0.6,0.2,0.2)")
+    im.add_argument("--reference-filter", default="hann", help="FBP filter of the reference (default hann)")
+    im.add_argument("--title", default=None, help="one line describing the dataset")
+    im.add_argument("--force", action="store_true", help="replace an import of the same name")
+    _add_reading(im)
+    _add_preprocessing(im)
+    im.set_defaults(func=cmd_import)
+
     an = sub.add_parser("analyze", help="porosity statistics of any volume (yours, reconstructed or segmented)",
                         description="Segment the pores of VOLUME (Otsu on the values present, or a binary image as "
                                     "it is), partition a percolating pore space (SNOW), and report pore fraction, "

@@ -12,10 +12,13 @@ import yaml
 
 from aiax_bench.errors import InputError, UnknownNameError
 
-__all__ = ["REFERENCE_SPLIT", "REGISTRY_SCHEMA", "DatasetVersion", "SplitSpec", "list_datasets", "load_registry",
-           "resolve"]
+__all__ = ["IMPORTED_PROFILE", "IMPORTED_VERSION", "REFERENCE_SPLIT", "REGISTRY_SCHEMA", "DatasetVersion", "SplitSpec",
+           "imported_datasets", "list_datasets", "load_registry", "manifest_sha256", "resolve"]
 
 PARTS = ("train", "val", "test", "ood-test")
+#: The version and profile of every imported dataset (``aiax-bench import``): one store per name.
+IMPORTED_VERSION = "user"
+IMPORTED_PROFILE = "full"
 REFERENCE_SPLIT = "reference"
 """Pseudo-split whose input is the reference scan (segmentation of high-quality data)."""
 
@@ -152,8 +155,10 @@ class SplitSpec:
     ----------
     name : str
         Split name (``100proj``, ``dose-1/16``, ``res-x2``, ...).
-    kind : {'sparse', 'dose', 'binning', 'continuous'}
-        What the split saves against the reference scan.
+    kind : {'sparse', 'dose', 'binning', 'continuous', 'subsample', 'pair'}
+        What the split saves against the reference scan; an imported scan's
+        splits are ``subsample`` (N of its own projections) or ``pair`` (a
+        second scan of the sample).
     description : str
         The recipe's words for it.
     n_angles : int, optional
@@ -189,6 +194,11 @@ class DatasetVersion:
     archives: dict[str, dict[str, Any]]
     #: Content sha256 of the store each profile builds to, where the registry publishes one.
     content_sha256: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def imported(self) -> bool:
+        """Whether this is a user's imported scan (``aiax-bench import``), not a registered simulation."""
+        return self.recipe.get("family") == "imported"
 
     @property
     def ref(self) -> str:
@@ -262,17 +272,64 @@ def recipe_bytes(path: str) -> bytes:
 
 
 def list_datasets() -> list[DatasetVersion]:
-    """Every registered dataset version, latest first within each name."""
-    return [resolve(f"{name}@{v}") for name, entry in load_registry().items()
-            for v in sorted(entry["versions"], reverse=True)]
+    """Every registered dataset version, latest first within each name, then the imported ones."""
+    return [*(resolve(f"{name}@{v}") for name, entry in load_registry().items()
+              for v in sorted(entry["versions"], reverse=True)), *imported_datasets()]
+
+
+def manifest_sha256(manifest: dict[str, Any]) -> str:
+    """sha256 of an imported dataset's manifest as canonical JSON: its recipe hash."""
+    import json
+
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _imported_store(name: str):
+    from aiax_bench.data.store import store_path
+    from aiax_bench.paths import data_dir
+
+    return store_path(data_dir(), name, IMPORTED_VERSION, IMPORTED_PROFILE)
+
+
+def _resolve_imported(name: str) -> DatasetVersion | None:
+    """The imported dataset ``name`` from its store's manifest, or None when there is none."""
+    import json
+
+    metadata = _imported_store(name) / "zarr.json"
+    if not metadata.is_file():
+        return None
+    try:
+        manifest = json.loads(metadata.read_text())["attributes"]["manifest"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(str(metadata), f"holds no readable manifest ({type(exc).__name__})",
+                         f"import the scan again with `aiax-bench import SOURCE --name {name} --force`") from None
+    return DatasetVersion(name=name, version=IMPORTED_VERSION, title=manifest["title"], recipe=manifest,
+                          recipe_sha256=manifest_sha256(manifest), default_profile=IMPORTED_PROFILE,
+                          evaluation=manifest["evaluation"], archives={})
+
+
+def imported_datasets() -> list[DatasetVersion]:
+    """Every dataset imported into the data directory, by name."""
+    from aiax_bench.paths import data_dir
+
+    root = data_dir()
+    if not root.is_dir():
+        return []
+    names = sorted(p.parent.parent.name for p in root.glob(f"*/{IMPORTED_VERSION}/{IMPORTED_PROFILE}.zarr"))
+    return [spec for spec in map(_resolve_imported, names) if spec is not None]
 
 
 def resolve(ref: str) -> DatasetVersion:
-    """Look up ``name`` (latest version) or ``name@version`` in the registry."""
+    """Look up ``name`` (latest version) or ``name@version`` in the registry, then among imported scans."""
     registry = load_registry()
     name, _, version = ref.partition("@")
     if name not in registry:
-        raise UnknownNameError("dataset", name, list(registry), "see `aiax-bench datasets list`")
+        imported = _resolve_imported(name) if version in ("", IMPORTED_VERSION) else None
+        if imported is not None:
+            return imported
+        known = [*registry, *(s.name for s in imported_datasets())]
+        raise UnknownNameError("dataset", name, known, "see `aiax-bench datasets list`, or `aiax-bench import` "
+                               "your own scan")
     entry = registry[name]
     version = version or entry["latest"]
     if version not in entry["versions"]:

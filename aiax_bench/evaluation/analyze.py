@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from scipy import ndimage
 
 from aiax_bench.errors import InputError
 from aiax_bench.evaluation import porosity as pz
+from aiax_bench.ingest.volumes import read_volume
 from aiax_bench.validation import check_positive
 
 __all__ = ["PARTITIONS", "PoreAnalysis", "analyze_volume", "percolating_axes", "read_volume"]
@@ -84,75 +84,6 @@ class PoreAnalysis:
         doc = asdict(self)
         doc["statistics"] = {k: (v if math.isfinite(v) else None) for k, v in self.statistics.items()}
         return doc
-
-
-def read_volume(path: Path | str, *, key: str | None = None, raw_shape: tuple[int, ...] | None = None,
-                raw_dtype: str | None = None, raw_offset: int = 0) -> np.ndarray:
-    """A 3D volume from a TIFF stack (one multi-page file or a folder of slices), ``.npy``, ``.npz``, a zarr
-    array, or raw binary (with ``raw_shape`` and ``raw_dtype``).
-
-    Raises
-    ------
-    InputError
-        Naming the file and what was expected (one line).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(str(path), "does not exist", "a TIFF file or folder, .npy, .npz, .zarr or raw volume")
-    suffix = path.suffix.lower()
-    try:
-        if raw_shape is not None or suffix == ".raw":
-            volume = _read_raw(path, raw_shape, raw_dtype, raw_offset)
-        elif path.is_dir() and suffix != ".zarr":
-            import tifffile
-
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
-            if not files:
-                raise InputError(str(path), "holds no .tif/.tiff slices", "a folder of 2D TIFF slices")
-            volume = np.stack([tifffile.imread(f) for f in files])
-        elif suffix in (".tif", ".tiff"):
-            import tifffile
-
-            volume = tifffile.imread(path)
-        elif suffix == ".npy":
-            volume = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.files)
-                if key is None and len(names) != 1:
-                    raise InputError(str(path), f"holds arrays {names}", "pass --key NAME to choose one")
-                volume = archive[key or names[0]]
-        elif suffix == ".zarr":
-            import zarr
-
-            volume = np.asarray(zarr.open_array(str(path), mode="r"))
-        else:
-            raise InputError(str(path), f"has suffix {suffix!r}",
-                             "a TIFF file or folder, .npy, .npz, .zarr, or raw with --raw-shape and --raw-dtype")
-    except InputError:
-        raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(str(path), f"cannot be read ({type(exc).__name__}: {exc})",
-                         "a readable 3D volume") from None
-    if volume.ndim != 3:
-        raise InputError(str(path), f"has shape {volume.shape}", "a 3D volume (z, y, x)")
-    return volume
-
-
-def _read_raw(path: Path, shape: tuple[int, ...] | None, dtype: str | None, offset: int) -> np.ndarray:
-    if shape is None or dtype is None:
-        raise InputError(str(path), "is raw binary without --raw-shape and --raw-dtype",
-                         "pass --raw-shape Z,Y,X and --raw-dtype (e.g. uint8, <f4)")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise InputError("--raw-dtype", f"is {dtype!r}", "a NumPy dtype such as uint8, <u2 or <f4") from None
-    need = int(np.prod(shape)) * dt.itemsize
-    size = path.stat().st_size - offset
-    if size != need:
-        raise InputError(str(path), f"holds {size} bytes after offset {offset}",
-                         f"{need} bytes for shape {tuple(shape)} of {dt}")
-    return np.fromfile(path, dtype=dt, offset=offset).reshape(shape)
 
 
 def _binary_values(volume: np.ndarray) -> np.ndarray | None:

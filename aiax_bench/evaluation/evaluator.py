@@ -124,7 +124,7 @@ class EvaluationSpec:
         return cls(data_range=float(evaluation["data_range"]), mask=evaluation.get("mask", "sample"),
                    mask_erosion=int(evaluation.get("mask_erosion", 0)),
                    pore_phases=tuple(evaluation.get("pore_phases", ["pore"])),
-                   pore_threshold=None if fixed is None else float(fixed))
+                   pore_threshold=None if fixed is None else float(fixed), truth=bool(evaluation.get("truth", True)))
 
 
 class Evaluator:

@@ -1,0 +1,209 @@
+"""``aiax-bench import``: readers of every supported format, pre-processing steps, and the dataset store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aiax_bench.errors import InputError
+from aiax_bench.ingest import ReadOptions, read_source
+from aiax_bench.ingest.importer import ImportOptions, import_scan
+from aiax_bench.ingest.preprocess import Paganin, Preprocessing, correct, paganin_filter, remove_zingers
+from aiax_bench.ingest.scan import Projections
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = Path(os.environ.get("AIAX_BENCH_REALDATA", REPO.parent / "shared" / "realdata"))
+needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real scans not found in {REALDATA}")
+
+ROWS, N, ANGLES, OFFSET = 36, 48, 60, 2.5
+
+
+def _cylinder_scan(tmp_path: Path, *, name: str = "scan.h5", photons: float = 2000.0, seed: int = 0) -> Path:
+    """A data-exchange file: a cylinder with two holes, axis OFFSET px off the detector centre, Poisson counts."""
+    import h5py
+    from scipy import ndimage
+
+    from aiax_bench.recon import ParallelBeamProjector
+
+    y, x = np.mgrid[:N, :N] - (N - 1) / 2
+    slice_ = ((np.hypot(y, x) < 16) & (np.hypot(y - 5, x + 3) > 4) & (np.hypot(y + 4, x - 6) > 3)) * 0.06
+    angles = np.linspace(0, np.pi, ANGLES, endpoint=False)
+    sino = np.asarray(ParallelBeamProjector(N, angles, device="cpu").forward(slice_.astype(np.float32)))
+    sino = ndimage.shift(sino, (0, OFFSET), order=1, mode="nearest")
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(photons * np.exp(-np.repeat(sino[:, None, :], ROWS, axis=1))).astype(np.float32) + 10
+    path = tmp_path / name
+    with h5py.File(path, "w") as f:
+        f["exchange/data"] = counts
+        f["exchange/data_white"] = np.full((4, ROWS, N), photons + 10, np.float32)
+        f["exchange/data_dark"] = np.full((2, ROWS, N), 10, np.float32)
+        f["exchange/theta"] = np.rad2deg(angles)
+    return path
+
+
+def test_import_writes_a_store_every_command_opens_by_name(tmp_path, monkeypatch):
+    from aiax_bench.data.loader import load
+    from aiax_bench.data.registry import list_datasets, resolve
+
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(tmp_path / "data"))
+    report = import_scan(_cylinder_scan(tmp_path), "cyl", options=ImportOptions(subsample=(20, 30)))
+    assert report.center == pytest.approx((N - 1) / 2 + OFFSET, abs=0.5)
+    assert set(report.splits) == {"20proj", "30proj"} and set(report.parts) == {"train", "val", "test"}
+    spec = resolve("cyl")
+    assert spec.imported and spec.ref == "cyl@user" and "cyl@user" in [s.ref for s in list_datasets()]
+    assert spec.split_spec("20proj").kind == "subsample" and spec.split_spec("20proj").n_angles == 20
+    dataset = load("cyl")
+    test = dataset.split("20proj").test[0]
+    assert np.asarray(test.low).shape == np.asarray(test.high).shape == (ROWS - report.parts["test"][0], N, N)
+    assert np.asarray(test.sinogram).shape[1] == 20 and np.asarray(test.read("angles")).size == 20
+    assert dataset.split("reference").test[0].read("sinogram").shape[1] == ANGLES  # for self-supervised methods
+    evaluation = dataset.spec.evaluation
+    assert evaluation["truth"] is False and "quantile" in evaluation["data_range_rule"]
+    # Mask: the cylinder (radius 16 px of the 48 px disc), not the air around it.
+    share = np.asarray(test.mask).mean()
+    assert 0.25 < share < 0.45
+    with pytest.raises(InputError, match="already imported"):
+        import_scan(_cylinder_scan(tmp_path), "cyl")
+    with pytest.raises(InputError, match="registered dataset"):
+        import_scan(_cylinder_scan(tmp_path), "foam")
+
+
+def test_evaluate_and_datasets_commands_take_an_imported_name(tmp_path):
+    env = {**os.environ, "AIAX_BENCH_DATA": str(tmp_path / "data"), "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "aiax_bench.cli", *args], capture_output=True, text=True,
+                              env=env)
+
+    done = cli("import", str(_cylinder_scan(tmp_path)), "--name", "cyl", "--subsample", "20", "--voxel-size", "10um")
+    assert done.returncode == 0, done.stderr
+    assert "centre of rotation" in done.stdout and "imported as dataset 'cyl'" in done.stdout
+    assert "cyl@user" in cli("datasets", "list").stdout
+    info = cli("datasets", "info", "cyl").stdout
+    assert "10 µm" in info and "against the reference" in info
+    done = cli("evaluate", "--dataset", "cyl", "--split", "20proj", "--method", "fbp-ramp",
+               "--output", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(Path(done.stdout.split("result file ")[-1].strip()).read_text())
+    keys = result["runs"][0]["records"][0]
+    assert "psnr/reference" in keys and not any(k.endswith("/truth") for k in keys)
+    bad = cli("import", str(tmp_path / "nothing.h5"), "--name", "x")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "nothing.h5" in bad.stderr
+
+
+def test_a_second_scan_imports_as_a_pair(tmp_path, monkeypatch):
+    from aiax_bench.data.loader import load
+
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(tmp_path / "data"))
+    low = _cylinder_scan(tmp_path, name="short.h5", photons=200.0, seed=1)
+    import_scan(_cylinder_scan(tmp_path), "cyl", options=ImportOptions(low=low))
+    sample = load("cyl").split("pair").test[0]
+    low_v, high_v = np.asarray(sample.low), np.asarray(sample.high)
+    mask = np.asarray(sample.mask)
+    assert low_v.shape == high_v.shape
+    assert np.std((low_v - high_v)[mask]) > 0.1 * np.std(high_v[mask])  # ten times fewer photons: noisier
+
+
+def test_flats_before_and_after_are_interpolated():
+    rows, cols, n = 4, 6, 11
+    drift = np.linspace(1000, 1200, n, dtype=np.float32)[:, None, None]
+    data = np.broadcast_to(0.5 * drift, (n, rows, cols)).astype(np.float32)
+    flats = np.concatenate([np.full((2, rows, cols), 1000, np.float32), np.full((2, rows, cols), 1200, np.float32)])
+    scan = Projections(data=data, flats=flats, darks=None, angles=np.linspace(0, np.pi, n), source="drift",
+                       flat_positions=np.array([0, 0, n - 1, n - 1], float))
+    assert np.allclose(correct(scan), 0.5, atol=1e-6)
+    assert "interpolated" in scan.provenance["flat_dark"]["flats_combined"]
+    averaged = correct(scan, flat_mode="mean")
+    assert not np.allclose(averaged, 0.5, atol=0.02)
+
+
+def test_zingers_dead_pixels_and_paganin():
+    rng = np.random.default_rng(0)
+    image = (0.8 + 0.01 * rng.standard_normal((1, 32, 32))).astype(np.float32)
+    hit = image.copy()
+    hit[0, 10, 12] = 3.0
+    assert abs(remove_zingers(hit, 0.08)[0, 10, 12] - 0.8) < 0.05
+    # Phase retrieval is a low-pass filter of unit gain: a uniform transmission is kept, an edge is smoothed.
+    settings = Paganin(delta_beta=500, distance_mm=100, energy_kev=20, pixel_um=1)
+    flat = np.full((1, 16, 16), 0.7, np.float32)
+    assert np.allclose(paganin_filter(flat, settings), 0.7, atol=1e-5)
+    edge = np.where(np.arange(32) < 16, 0.5, 0.9).astype(np.float32)[None, None, :].repeat(32, 1)
+    filtered = paganin_filter(edge, settings)
+    assert np.abs(np.diff(filtered[0, 16])).max() < 0.5 * np.abs(np.diff(edge[0, 16])).max()
+    with pytest.raises(InputError, match="--paganin delta_beta"):
+        Paganin(delta_beta=-1, distance_mm=1, energy_kev=1, pixel_um=1)
+
+
+@needs_realdata
+def test_nxtomo_with_image_keys_and_dangling_links():
+    scan = read_source(REALDATA / "k11-nxtomo" / "k11-18014.nxs")
+    by_key = scan.provenance["frames_by_key"]
+    assert by_key == {"projections": 3001, "flats": 100, "darks": 100}
+    assert scan.data.shape == (3001, 22, 26) and len(scan.provenance["dangling_links"]) > 0
+    assert np.rad2deg(np.ptp(scan.angles)) == pytest.approx(180, abs=1)
+
+
+@needs_realdata
+def test_separate_flat_and_dark_files_and_a_given_angle_range():
+    root = REALDATA / "i12-lfov"
+    options = ReadOptions(flats=(root / "dark_flat" / "pco2_flats_00000.hdf",),
+                          darks=(root / "dark_flat" / "pco2_darks_00000.hdf",), angle_range_deg=(0.0, 180.0))
+    scan = read_source(root / "tomo_data" / "pc2_projections.hdf", options)
+    assert scan.data.shape == (19, 32, 64) and scan.flats.shape == (5, 32, 64) and scan.darks.shape == (5, 32, 64)
+    assert np.rad2deg(scan.angles[[0, -1]]) == pytest.approx([0, 180])
+    with pytest.raises(InputError, match="stores no projection angles"):
+        read_source(root / "tomo_data" / "pc2_projections.hdf")
+
+
+@needs_realdata
+def test_zeiss_txrm_nikon_and_matlab_sources():
+    txrm = read_source(REALDATA / "xradia-chip" / "txrm_test_chip_tomo.txrm")
+    assert txrm.data.shape == (7, 256, 256) and txrm.pixel_size_um == pytest.approx(0.1558, abs=1e-4)
+    assert np.rad2deg(txrm.angles[[0, -1]]) == pytest.approx([-45.0, 45.0], abs=0.05)
+    nikon = read_source(REALDATA / "nikon-xtek" / "radiogram.xtekct")
+    assert nikon.geometry == "cone" and nikon.signal == "transmission"
+    assert nikon.pixel_size_um == pytest.approx(13.6148, abs=1e-3)  # the file's VoxelSizeX, 0.0136148 mm
+    mat = read_source(REALDATA / "htc2022" / "training" / "htc2022_ta_full.mat")
+    assert mat.signal == "line-integrals" and mat.geometry == "fan" and mat.data.shape == (721, 1, 560)
+    with pytest.raises(InputError, match="cone-beam scan"):
+        import_scan(REALDATA / "nikon-xtek" / "radiogram.xtekct", "nikon-test", root=Path("/nonexistent"))
+
+
+@needs_realdata
+def test_dicom_and_nifti_volumes():
+    dicom = read_source(REALDATA / "clinical-ct" / "CT_small.dcm")
+    assert dicom.units == "HU" and dicom.volume.shape == (1, 128, 128)
+    nifti = read_source(REALDATA / "clinical-ct" / "example_ct_sm.nii.gz")
+    assert nifti.volume.shape == (30, 101, 122) and nifti.voxel_size_um == pytest.approx(3000)
+
+
+def test_bad_files_are_refused_in_one_line(tmp_path):
+    fake = tmp_path / "scan.txrm"
+    fake.write_bytes(b"not an OLE file")
+    with pytest.raises(InputError, match="not an OLE2 compound file"):
+        read_source(fake)
+    xtek = tmp_path / "scan.xtekct"
+    xtek.write_text("[XTekCT]\nName=scan\nProjections=10\nInitialAngle=0\nAngularStep=abc\n")
+    with pytest.raises(InputError, match=r"scan\.xtekct: field AngularStep"):
+        read_source(xtek)
+    raw = tmp_path / "proj.raw"
+    raw.write_bytes(np.zeros(100, np.uint16).tobytes())
+    with pytest.raises(InputError, match="holds 200 bytes"):
+        read_source(raw, ReadOptions(raw_shape=(4, 4, 4), raw_dtype="<u2", angle_range_deg=(0, 180)))
+    with pytest.raises(InputError, match="--bin"):
+        Preprocessing(bin=0)
+
+
+@needs_realdata
+def test_tooth_imports_from_raw_files_in_one_call(tmp_path):
+    """The APS tooth: raw counts, 10 flats and darks, 181 angles: the documented centre is about 295.5 px."""
+    report = import_scan(REALDATA / "tooth-aps" / "tooth.h5", "tooth", root=tmp_path,
+                         options=ImportOptions(subsample=(45,)))
+    assert report.center == pytest.approx(295.5, abs=1.0)
+    assert report.parts == {"test": (0, 2)} and report.shape == (2, 640, 640)
