@@ -3,11 +3,13 @@
 The checkpoint names its method (``metadata.json``), which loads it. Enhancement
 methods run slab by slab (:func:`aiax_bench.training.predict_volume`: a few
 slices in memory, their neighbours as halo), written to a chunked zarr array or
-a TIFF / ``.npy`` file; ``--dtype uint16`` maps the training targets' range
+a TIFF / ``.npy`` file; ``--dtype uint16`` maps the training inputs' range
 (mean ± 5 std) to 0–65535 and records the mapping. When the input's values
 are far from those the network was trained on (median more than 5 training
 standard deviations from the training mean), a warning says so: the network
-is extrapolating.
+is extrapolating. ``--match-intensity`` maps the input linearly onto the
+training inputs' mean and standard deviation first (and the output back), for
+a scan in other units or of another material; the map is recorded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 
-__all__ = ["apply_checkpoint", "intensity_warning", "load_trained"]
+__all__ = ["apply_checkpoint", "intensity_map", "intensity_warning", "load_trained"]
 
 #: Output types and how values are stored in them.
 DTYPES = ("float32", "uint16")
@@ -58,6 +60,48 @@ def intensity_warning(volume: Any, value_range: dict[str, float]) -> str | None:
     return None
 
 
+class _Scaled:
+    """A volume seen through ``a * x + b``, read slab by slab like the volume itself."""
+
+    def __init__(self, volume: Any, a: float, b: float) -> None:
+        self.volume, self.a, self.b = volume, a, b
+        self.shape = tuple(volume.shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, index):
+        return (self.a * np.asarray(self.volume[index], dtype=np.float32) + self.b).astype(np.float32)
+
+    def __array__(self, dtype=None, copy=None):
+        return self[...] if dtype is None else self[...].astype(dtype)
+
+
+class _MappedBack:
+    """An output array written through ``(y - b) / a``: the inverse of :class:`_Scaled`, slab by slab."""
+
+    def __init__(self, target: Any, a: float, b: float) -> None:
+        self.target, self.a, self.b = target, a, b
+        self.shape = tuple(target.shape)
+        self.chunks = getattr(target, "chunks", None)
+
+    def __setitem__(self, index, values) -> None:
+        self.target[index] = (np.asarray(values, dtype=np.float32) - self.b) / self.a
+
+
+def intensity_map(volume: Any, value_range: dict[str, float]) -> tuple[float, float]:
+    """``(a, b)`` so that ``a * volume + b`` has the training inputs' mean and standard deviation."""
+    if "input_mean" not in value_range:
+        raise InputError("--match-intensity", "needs the training inputs' statistics",
+                         "a checkpoint whose metadata has value_range.input_mean and input_std")
+    step = max(1, volume.shape[0] // 16)
+    sample = np.asarray(volume[::step], dtype=np.float64)
+    std = float(sample.std())
+    if not std > 0:
+        raise InputError("--input", "is constant", "a volume with contrast")
+    a = value_range["input_std"] / std
+    return a, value_range["input_mean"] - a * float(sample.mean())
+
+
 def _open_output(path: Path, shape: tuple[int, ...]):
     if path.suffix == ".zarr":
         import zarr
@@ -70,11 +114,16 @@ def _open_output(path: Path, shape: tuple[int, ...]):
 
 
 def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *, dtype: str = "float32",
-                     batch_size: int | None = None, progress: bool = False) -> dict[str, Any]:
+                     batch_size: int | None = None, progress: bool = False,
+                     match_intensity: bool = False) -> dict[str, Any]:
     """Run a trained enhancement method on ``volume`` (1/cm) and write the result to ``output``.
 
+    With ``match_intensity`` the input is first mapped linearly onto the
+    training inputs' mean and standard deviation and the output mapped back
+    (both slab by slab).
+
     Returns a record of what was done: method, shapes, seconds, slices per
-    minute, the stored type and its scaling, and any warning.
+    minute, the stored type and its scaling, the intensity map, and any warning.
     """
     from aiax_bench.training.inference import predict_volume
 
@@ -92,6 +141,13 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
     if dtype == "uint16":
         target = None  # scaled in memory, then written once
     value_range = (method.metadata or {}).get("value_range", {})
+    intensity = None
+    if match_intensity:
+        a, b = intensity_map(volume, value_range)
+        volume = _Scaled(volume, a, b)
+        target = None if target is None else _MappedBack(target, a, b)
+        intensity = {"a": a, "b": b, "rule": "input mapped to a * x + b: the training inputs' mean and std; "
+                                             "output mapped back by (y - b) / a"}
     warning = intensity_warning(volume, value_range)
     if warning:
         warnings.warn(warning, stacklevel=2)
@@ -100,10 +156,16 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
     result = predict_volume(method.model, volume, slices=c.slices, batch_size=batch_size or c.inference_batch_size,
                             tile=c.inference_tile, overlap=c.inference_overlap, out=target, progress=progress)
     seconds = time.perf_counter() - start
+    if intensity is not None:
+        result = result.target if isinstance(result, _MappedBack) else (np.asarray(result) - intensity["b"]) / \
+            intensity["a"]
     scaling = None
     if dtype == "uint16":
-        mean, std = value_range.get("output_mean", 0.0), value_range.get("output_std", 1.0)
+        # The output is in the input's units; a residual network's output statistics are those of the correction.
+        mean, std = value_range.get("input_mean", 0.0), value_range.get("input_std", 1.0)
         lo, hi = mean - 5 * std, mean + 5 * std
+        if intensity is not None:
+            lo, hi = sorted(((lo - intensity["b"]) / intensity["a"], (hi - intensity["b"]) / intensity["a"]))
         scaling = {"value_at_0": lo, "value_at_65535": hi, "units": "1/cm"}
     if target is None or scaling is not None:
         data = np.asarray(result)
@@ -120,5 +182,5 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
 
             tifffile.imwrite(output, data)
     return {"method": method.name, "checkpoint": str(checkpoint), "shape": list(shape), "output": str(output),
-            "dtype": dtype, "scaling": scaling, "seconds": round(seconds, 3),
+            "dtype": dtype, "scaling": scaling, "intensity_map": intensity, "seconds": round(seconds, 3),
             "slices_per_minute": round(shape[0] / seconds * 60, 1) if seconds > 0 else None, "warning": warning}

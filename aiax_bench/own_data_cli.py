@@ -172,20 +172,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
     import warnings
 
     from aiax_bench.apply import apply_checkpoint
-    from aiax_bench.evaluation.analyze import read_volume
+    from aiax_bench.ingest.volumes import open_volume
     from aiax_bench.jsonio import dump_json, write_replacing
 
-    source = Path(args.input)
-    if source.suffix == ".zarr" and source.exists():
-        import zarr
-
-        volume = zarr.open_array(str(source), mode="r")  # read slab by slab: the volume may not fit in memory
-    else:
-        volume = read_volume(source)
+    # Read slab by slab where the format allows: the volume may not fit in memory.
+    volume = open_volume(args.input)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the record carries the warning; it is printed below
         record = apply_checkpoint(args.checkpoint, volume, args.output, dtype=args.dtype,
-                                  batch_size=args.batch_size, progress=sys.stderr.isatty())
+                                  batch_size=args.batch_size, progress=sys.stderr.isatty(),
+                                  match_intensity=args.match_intensity)
     write_replacing(Path(args.output + ".json"), dump_json(record))
     print(f"{record['method']}: {'×'.join(map(str, record['shape']))} -> {args.output} ({record['dtype']}) in "
           f"{record['seconds']:.1f} s, {record['slices_per_minute']} slices/min")
@@ -301,4 +297,6 @@ def add_subcommands(sub) -> None:
     ap.add_argument("--dtype", choices=("float32", "uint16"), default="float32",
                     help="stored type; uint16 maps the training range (mean ± 5 std) to 0-65535, recorded")
     ap.add_argument("--batch-size", type=int, default=None, help="slices per forward pass")
+    ap.add_argument("--match-intensity", action="store_true",
+                    help="map the input onto the training inputs' mean and std first (other units or material)")
     ap.set_defaults(func=cmd_apply)

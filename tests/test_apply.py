@@ -51,6 +51,9 @@ def test_uint16_output_records_its_scaling(trained, tmp_path):
     stored = np.load(tmp_path / "out.npy")
     assert stored.dtype == np.uint16
     s = record["scaling"]
+    predicted = method.predict(volume)
+    # The stored range covers what the network gives: nothing clipped.
+    assert s["value_at_0"] < predicted.min() and predicted.max() < s["value_at_65535"]
     back = s["value_at_0"] + stored / 65535 * (s["value_at_65535"] - s["value_at_0"])
     np.testing.assert_allclose(back, np.clip(method.predict(volume), s["value_at_0"], s["value_at_65535"]),
                                atol=(s["value_at_65535"] - s["value_at_0"]) / 65535)
@@ -62,6 +65,32 @@ def test_input_far_from_the_training_range_is_flagged(trained, tmp_path):
     with pytest.warns(UserWarning, match="extrapolates"):
         record = apply_checkpoint(method.checkpoint_path, volume * 1000, tmp_path / "out.npy")
     assert "training standard deviations" in record["warning"]
+
+
+def test_matched_intensity_is_scale_equivariant_and_flags_nothing(trained, tmp_path):
+    """A scan in other units (here × 1000) gives the same result in its own units."""
+    method, volume = trained
+    same = apply_checkpoint(method.checkpoint_path, volume, tmp_path / "a.zarr", match_intensity=True)
+    scaled = apply_checkpoint(method.checkpoint_path, volume * 1000, tmp_path / "b.zarr", match_intensity=True)
+    assert scaled["warning"] is None and scaled["intensity_map"]["a"] == pytest.approx(same["intensity_map"]["a"] / 1000)
+    import zarr
+
+    a = np.asarray(zarr.open_array(str(tmp_path / "a.zarr"), mode="r"))
+    b = np.asarray(zarr.open_array(str(tmp_path / "b.zarr"), mode="r"))
+    np.testing.assert_allclose(b, 1000 * a, rtol=1e-4, atol=1e-3 * np.abs(1000 * a).max())
+
+
+def test_a_tiff_stack_is_read_slab_by_slab(trained, tmp_path):
+    import tifffile
+
+    from aiax_bench.ingest.volumes import SliceStack, open_volume
+
+    method, volume = trained
+    tifffile.imwrite(tmp_path / "stack.tif", volume)
+    stack = open_volume(tmp_path / "stack.tif")
+    assert isinstance(stack, SliceStack) and stack.shape == volume.shape
+    apply_checkpoint(method.checkpoint_path, stack, tmp_path / "out.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), method.predict(volume), rtol=1e-5, atol=1e-6)
 
 
 def test_a_directory_that_is_no_checkpoint_is_refused_in_one_line(tmp_path):

@@ -10,13 +10,14 @@ and what was expected.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aiax_bench.errors import InputError
 from aiax_bench.ingest.scan import ReadOptions, VolumeScan
 
-__all__ = ["read_dicom", "read_nifti", "read_raw", "read_volume", "read_volume_scan"]
+__all__ = ["SliceStack", "open_volume", "read_dicom", "read_nifti", "read_raw", "read_volume", "read_volume_scan"]
 
 
 def read_volume(path: Path | str, *, key: str | None = None, raw_shape: tuple[int, ...] | None = None,
@@ -155,3 +156,75 @@ def read_volume_scan(path: Path | str, options: ReadOptions | None = None) -> Vo
     volume = read_volume(path, key=key, raw_shape=raw[0], raw_dtype=raw[1], raw_offset=raw[2])
     return VolumeScan(volume=np.asarray(volume, dtype=np.float32), source=str(path),
                       provenance={"reader": "volume (tifffile / numpy / zarr / raw)", "dtype": str(volume.dtype)})
+
+
+class SliceStack:
+    """A TIFF stack read slice by slice on demand: ``stack[a:b]`` loads only slices ``a`` to ``b``.
+
+    A folder of 2D TIFFs (one file per slice, in name order) or one
+    multi-page TIFF. Values are returned as float32.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        import tifffile
+
+        self.path = Path(path)
+        if self.path.is_dir():
+            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+            if not self._files:
+                raise InputError(str(self.path), "holds no .tif/.tiff slices", "a folder of 2D TIFF slices")
+            self._tiff = None
+            first = tifffile.imread(self._files[0])
+            n = len(self._files)
+        else:
+            self._files = []
+            self._tiff = tifffile.TiffFile(self.path)
+            first = self._tiff.pages[0].asarray()
+            n = len(self._tiff.pages)
+        if first.ndim != 2:
+            raise InputError(str(self._files[0] if self._files else self.path), f"has pages of shape {first.shape}",
+                             "2D slices")
+        self.shape = (n, *first.shape)
+        self.ndim = 3
+        self.dtype = np.dtype(np.float32)
+
+    def _slice(self, k: int) -> np.ndarray:
+        import tifffile
+
+        image = tifffile.imread(self._files[k]) if self._files else self._tiff.pages[k].asarray()
+        if image.shape != self.shape[1:]:
+            where = self._files[k] if self._files else f"{self.path} page {k}"
+            raise InputError(str(where), f"has shape {image.shape}", f"{self.shape[1:]} like the first slice")
+        return image.astype(np.float32)
+
+    def __getitem__(self, index):
+        index = index if isinstance(index, tuple) else (index,)
+        first, rest = index[0], index[1:]
+        if isinstance(first, int | np.integer):
+            return self._slice(int(first))[rest] if rest else self._slice(int(first))
+        if first is Ellipsis:
+            first, rest = slice(None), ()
+        picks = range(*first.indices(self.shape[0]))
+        block = np.stack([self._slice(k) for k in picks]) if len(picks) else np.empty((0, *self.shape[1:]), np.float32)
+        return block[(slice(None), *rest)] if rest else block
+
+    def __array__(self, dtype=None, copy=None):
+        return self[...] if dtype is None else self[...].astype(dtype)
+
+
+def open_volume(path: Path | str) -> Any:
+    """A volume to read slab by slab where the format allows: zarr, ``.npy`` (memory-mapped) and TIFF stacks;
+    anything else is read whole by :func:`read_volume`."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".zarr" and path.exists():
+        import zarr
+
+        return zarr.open_array(str(path), mode="r")
+    if suffix == ".npy" and path.is_file():
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    if (suffix in (".tif", ".tiff") and path.is_file()) or (path.is_dir() and suffix != ".zarr"):
+        stack = SliceStack(path)
+        if stack.shape[0] > 1 or path.is_dir():
+            return stack
+    return read_volume(path)
