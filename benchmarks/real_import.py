@@ -142,7 +142,8 @@ def markdown(doc: dict) -> str:
              "Made by `python benchmarks/real_import.py`.", "", "## Import: raw files to a dataset in one command", "",
              "| scan | centre found (px) | documented (px) | difference (px) |", "|---|---|---|---|"]
     for name, row in doc["imports"].items():
-        lines.append(f"| {name} | {row['center_px']:.2f} | {row['documented_center_px']} | {row['difference_px']:+.2f} |")
+        lines.append(f"| {name} | {row['center_px']:.2f} | {row['documented_center_px']} | "
+                     f"{row['difference_px']:+.2f} |")
     lines += ["", "## I13: 45 of 91 projections, against the reference of all 91", "",
               "| method | seeds | PSNR (dB) | SSIM 3D | porosity error vs reference |", "|---|---|---|---|---|"]
     for method, m in doc["i13"].items():
