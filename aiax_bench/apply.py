@@ -7,7 +7,9 @@ a TIFF / ``.npy`` file; ``--dtype uint16`` maps the training inputs' range
 (mean ± 5 std) to 0–65535 and records the mapping. When the input's values
 are far from those the network was trained on (median more than 5 training
 standard deviations from the training mean), a warning says so: the network
-is extrapolating. ``--match-intensity`` maps the input linearly onto the
+is extrapolating. A self-supervised method (``--method noise2inverse``) needs
+no checkpoint: it trains on the imported scan itself (:func:`apply_self_supervised`).
+``--match-intensity`` maps the input linearly onto the
 training inputs' mean and standard deviation first (and the output back), for
 a scan in other units or of another material; the map is recorded.
 """
@@ -24,7 +26,7 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 
-__all__ = ["apply_checkpoint", "intensity_map", "intensity_warning", "load_trained"]
+__all__ = ["apply_checkpoint", "apply_self_supervised", "intensity_map", "intensity_warning", "load_trained"]
 
 #: Output types and how values are stored in them.
 DTYPES = ("float32", "uint16")
@@ -102,6 +104,22 @@ def intensity_map(volume: Any, value_range: dict[str, float]) -> tuple[float, fl
     return a, value_range["input_mean"] - a * float(sample.mean())
 
 
+#: Slices larger than this (pixels) go through the network in tiles on the CPU: activations of whole 2048² slices
+#: in a batch of 8 take gigabytes.
+_LARGE_SLICE = 1024 * 1024
+_CPU_TILE = 512
+
+
+def _inference_plan(config: Any, shape: tuple[int, ...], batch_size: int | None) -> tuple[int, int | None]:
+    """Batch size and tile of the forward passes: the method's, or on the CPU one tile of 512² at a time for
+    large slices (batching gains nothing there and multiplies the memory)."""
+    import torch
+
+    if torch.cuda.is_available() or shape[1] * shape[2] <= _LARGE_SLICE:
+        return batch_size or config.inference_batch_size, config.inference_tile
+    return batch_size or 1, config.inference_tile or _CPU_TILE
+
+
 def _open_output(path: Path, shape: tuple[int, ...]):
     if path.suffix == ".zarr":
         import zarr
@@ -152,9 +170,10 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
     if warning:
         warnings.warn(warning, stacklevel=2)
     c = method.config
+    batch, tile = _inference_plan(c, shape, batch_size)
     start = time.perf_counter()
-    result = predict_volume(method.model, volume, slices=c.slices, batch_size=batch_size or c.inference_batch_size,
-                            tile=c.inference_tile, overlap=c.inference_overlap, out=target, progress=progress)
+    result = predict_volume(method.model, volume, slices=c.slices, batch_size=batch, tile=tile,
+                            overlap=c.inference_overlap, out=target, progress=progress)
     seconds = time.perf_counter() - start
     if intensity is not None:
         result = result.target if isinstance(result, _MappedBack) else (np.asarray(result) - intensity["b"]) / \
@@ -184,3 +203,75 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
     return {"method": method.name, "checkpoint": str(checkpoint), "shape": list(shape), "output": str(output),
             "dtype": dtype, "scaling": scaling, "intensity_map": intensity, "seconds": round(seconds, 3),
             "slices_per_minute": round(shape[0] / seconds * 60, 1) if seconds > 0 else None, "warning": warning}
+
+
+def _write(output: Path, data: np.ndarray) -> None:
+    if output.suffix == ".npy":
+        np.save(output, data)
+    elif output.suffix == ".zarr":
+        import zarr
+
+        zarr.create_array(str(output), data=data, overwrite=True)
+    elif output.suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(output, data)
+    else:
+        raise InputError("--output", f"is {str(output)!r}", "a .zarr, .tif or .npy path")
+
+
+def apply_self_supervised(dataset: str, output: Path | str, *, method: str = "noise2inverse", seed: int = 0,
+                          config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a self-supervised method on an imported scan itself and write its result for every row.
+
+    The method learns from the scan's own sinograms (the train slab, validated
+    on the val slab, as ``evaluate`` trains it), never from the reference; the
+    result covers the rows of all slabs, in order.
+
+    Parameters
+    ----------
+    dataset : str
+        The name an ``aiax-bench import`` gave the scan.
+    output : path
+        ``.zarr``, ``.tif`` or ``.npy``.
+    method : str
+        A registered method whose supervision is ``self``.
+    seed : int
+        Random seed of the training.
+    config : dict, optional
+        The method's hyper-parameters.
+    """
+    from aiax_bench.data.loader import load
+    from aiax_bench.data.sealed import seal
+    from aiax_bench.methods import FitContext, get_method
+
+    output = Path(output)
+    if output.suffix not in (".zarr", ".tif", ".tiff", ".npy"):
+        raise InputError("--output", f"is {str(output)!r}", "a .zarr, .tif or .npy path")
+    method_cls = get_method(method)
+    if method_cls.supervision != "self":
+        raise InputError("--method", f"is {method!r} ({method_cls.supervision}-supervised)",
+                         "a self-supervised method, which trains on the scan itself (noise2inverse)")
+    data = load(dataset)
+    if not data.spec.imported:
+        raise InputError("--input", f"is {dataset!r}, a registered dataset", "the name of a scan you imported")
+    split = data.split("reference")
+    samples = sorted([*split.train, *split.val, *split.test], key=lambda s: s.meta["rows"][0])
+    if samples[0].read("sinogram").size == 0:
+        raise InputError("--input", f"is {dataset!r}, imported without projections", "a scan imported from projections")
+    trainer = method_cls(config)
+    start = time.perf_counter()
+    # Sealed: a self-supervised method sees projections and reconstructions of the scan, never the reference.
+    trainer.fit(seal(split.train or split.test), seal(split.val or split.test), seed=seed,
+                context=FitContext(dataset=data.spec.ref, profile=data.profile, split="reference",
+                                   dataset_sha256=data.content_sha256))
+    trained = time.perf_counter() - start
+    result = np.concatenate([np.asarray(trainer.predict(s), dtype=np.float32) for s in seal(samples)])
+    seconds = time.perf_counter() - start - trained
+    _write(output, result)
+    rows = [samples[0].meta["rows"][0], samples[-1].meta["rows"][1]]
+    return {"method": method, "dataset": data.spec.ref, "seed": seed, "config": trainer.config_dict(),
+            "rows": rows, "shape": list(result.shape), "output": str(output), "dtype": "float32",
+            "train_seconds": round(trained, 1), "seconds": round(seconds, 3),
+            "slices_per_minute": round(result.shape[0] / seconds * 60, 1) if seconds > 0 else None,
+            "warning": None}

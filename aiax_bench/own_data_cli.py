@@ -171,17 +171,27 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     import warnings
 
-    from aiax_bench.apply import apply_checkpoint
+    from aiax_bench.apply import apply_checkpoint, apply_self_supervised
     from aiax_bench.ingest.volumes import open_volume
     from aiax_bench.jsonio import dump_json, write_replacing
 
-    # Read slab by slab where the format allows: the volume may not fit in memory.
-    volume = open_volume(args.input)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the record carries the warning; it is printed below
-        record = apply_checkpoint(args.checkpoint, volume, args.output, dtype=args.dtype,
-                                  batch_size=args.batch_size, progress=sys.stderr.isatty(),
-                                  match_intensity=args.match_intensity)
+    if (args.checkpoint is None) == (args.method is None):
+        raise InputError("--checkpoint/--method", "are both given or both missing",
+                         "--checkpoint DIR, or --method noise2inverse to train on an imported scan itself")
+    if args.method is not None:
+        from aiax_bench.cli import _parse_config
+
+        record = apply_self_supervised(args.input, args.output, method=args.method, seed=args.seed,
+                                       config=_parse_config(args.config))
+        print(f"{record['method']} trained on {record['dataset']} itself in {record['train_seconds']} s")
+    else:
+        # Read slab by slab where the format allows: the volume may not fit in memory.
+        volume = open_volume(args.input)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the record carries the warning; it is printed below
+            record = apply_checkpoint(args.checkpoint, volume, args.output, dtype=args.dtype,
+                                      batch_size=args.batch_size, progress=sys.stderr.isatty(),
+                                      match_intensity=args.match_intensity)
     write_replacing(Path(args.output + ".json"), dump_json(record))
     print(f"{record['method']}: {'×'.join(map(str, record['shape']))} -> {args.output} ({record['dtype']}) in "
           f"{record['seconds']:.1f} s, {record['slices_per_minute']} slices/min")
@@ -291,8 +301,14 @@ def add_subcommands(sub) -> None:
     ap = sub.add_parser("apply", help="run a trained method's checkpoint on a new volume",
                         description="Load the checkpoint (its metadata names the method), run it slab by slab on "
                                     "VOLUME (1/cm) and write the result.")
-    ap.add_argument("--checkpoint", required=True, help="checkpoint directory (printed when training writes it)")
-    ap.add_argument("--input", required=True, help="volume: .zarr (read slab by slab), TIFF file or folder, .npy")
+    ap.add_argument("--checkpoint", default=None, help="checkpoint directory (printed when training writes it)")
+    ap.add_argument("--method", default=None,
+                    help="instead of a checkpoint: a self-supervised method (noise2inverse) trained on the scan "
+                         "itself; --input is then the name of an imported scan")
+    ap.add_argument("--seed", type=int, default=0, help="random seed of --method's training")
+    ap.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="--method's hyper-parameters")
+    ap.add_argument("--input", required=True, help="volume: .zarr, TIFF file or folder, .npy (read slab by slab); "
+                                                   "with --method, an imported scan's name")
     ap.add_argument("--output", required=True, help="result: .zarr (written slab by slab), .tif or .npy")
     ap.add_argument("--dtype", choices=("float32", "uint16"), default="float32",
                     help="stored type; uint16 maps the training range (mean ± 5 std) to 0-65535, recorded")

@@ -207,3 +207,20 @@ def test_tooth_imports_from_raw_files_in_one_call(tmp_path):
                          options=ImportOptions(subsample=(45,)))
     assert report.center == pytest.approx(295.5, abs=1.0)
     assert report.parts == {"test": (0, 2)} and report.shape == (2, 640, 640)
+
+
+def test_apply_trains_a_self_supervised_method_on_the_imported_scan_itself(tmp_path):
+    env = {**os.environ, "AIAX_BENCH_DATA": str(tmp_path / "data"), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    import_scan(_cylinder_scan(tmp_path), "cyl", root=tmp_path / "data")
+    out = tmp_path / "denoised.npy"
+    done = subprocess.run([sys.executable, "-m", "aiax_bench.cli", "apply", "--method", "noise2inverse", "--input",
+                           "cyl", "--output", str(out), "--config", "max_steps=2", "val_every=2", "patch_size=16",
+                           "batch_size=2", "depth=1", "base_channels=4", "progress=false", "val_slice_step=32"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(Path(str(out) + ".json").read_text())
+    assert record["method"] == "noise2inverse" and "trained on cyl@user itself" in done.stdout
+    assert np.load(out).shape == (record["rows"][1] - record["rows"][0], N, N) and np.isfinite(np.load(out)).all()
+    refused = subprocess.run([sys.executable, "-m", "aiax_bench.cli", "apply", "--method", "unet", "--input", "cyl",
+                              "--output", str(out)], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "self-supervised" in refused.stderr

@@ -114,7 +114,8 @@ def pore_size_overlay(distributions: Mapping[str, Any], path: str | Path) -> Pat
     ax_d.set_xscale("log")
     ax_d.set_xlabel("equivalent diameter of complete pores (mm)")
     ax_d.set_ylabel("pores")
-    ax_d.legend(fontsize=8)
+    if any(d.size for d in diameters.values()):  # a volume with no complete pore has nothing to label
+        ax_d.legend(fontsize=8)
     ax_d.set_title("pore sizes (dotted: small / medium / large bounds)", fontsize=9)
     for who in COLOURS:
         entry = distributions.get(who) or {}
