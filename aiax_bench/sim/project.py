@@ -124,7 +124,9 @@ def project_phantom(
             rows = torch.nonzero(torch.abs(z_sub - cz) < r).ravel()
             if rows.numel() == 0:
                 continue
-            rz_sq = (r * r - (z_sub[rows] - cz) ** 2)[:, None, None]
+            # The rows a sphere crosses are contiguous: add into a view of them, not a copy of whole rows.
+            r0, r1 = int(rows[0]), int(rows[-1]) + 1
+            rz_sq = (r * r - (z_sub[r0:r1] - cz) ** 2)[:, None, None]
             uc = (cx - centre) * cos + (cy - centre) * sin  # (A,)
             first = torch.floor((uc - r + centre + 0.5) * su - 0.5).long()
             width = int(np.ceil(2 * r * su)) + 3
@@ -135,9 +137,7 @@ def project_phantom(
             valid = (first[:, None] + torch.arange(width)[None, :] >= 0) & (
                 first[:, None] + torch.arange(width)[None, :] < n * su)
             chord = chord * valid[None]
-            sub = path[rows]
-            sub.scatter_add_(2, cols[None].expand_as(chord), -chord)
-            path[rows] = sub
+            path[r0:r1].scatter_add_(2, cols[None].expand_as(chord), -chord)
         out[z0:z1] = _detector_average(mu_solid * path.clamp(min=0.0), sz, su)
         if progress is not None:
             progress(z1 - z0)
