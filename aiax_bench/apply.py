@@ -257,7 +257,7 @@ def apply_self_supervised(dataset: str, output: Path | str, *, method: str = "no
         raise InputError("--input", f"is {dataset!r}, a registered dataset", "the name of a scan you imported")
     split = data.split("reference")
     samples = sorted([*split.train, *split.val, *split.test], key=lambda s: s.meta["rows"][0])
-    if samples[0].read("sinogram").size == 0:
+    if not samples[0].has("sinogram"):
         raise InputError("--input", f"is {dataset!r}, imported without projections", "a scan imported from projections")
     trainer = method_cls(config)
     start = time.perf_counter()

@@ -9,28 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiax_bench.errors import AiaxError, InputError
+from aiax_bench.errors import AiaxError
 from aiax_bench.tables import format_table
 
 __all__ = ["format_table", "main"]
 
 #: The image metrics ``evaluate`` prints, in this order (labels, units and formats from the catalog).
 TABLE_IMAGE_METRICS = ("mse", "psnr", "ssim", "ssim_slices")
-
-
-def _parse_config(pairs: Sequence[str]) -> dict[str, Any]:
-    import yaml
-
-    config = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError("--config", f"item {pair!r} is not KEY=VALUE", "write e.g. --config filter=hann")
-        try:
-            config[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            config[key] = value  # plain text; the method's Config types decide whether it is valid
-    return config
 
 
 def _spread(agg: dict[str, Any]) -> float | None:
@@ -102,10 +87,11 @@ def metrics_table(result: dict[str, Any]) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aiax_bench.harness import EvaluationRequest, run_seeds
+    from aiax_bench.methods.base import parse_config_pairs
 
     seeds = args.seeds if args.seeds else [args.seed]
     request = EvaluationRequest(method=args.method, split=args.split, dataset=args.dataset,
-                                profile=args.profile, seed=seeds[0], config=_parse_config(args.config),
+                                profile=args.profile, seed=seeds[0], config=parse_config_pairs(args.config),
                                 tracking_uri=args.tracking_uri, output_dir=Path(args.output),
                                 annotated_slices=args.annotated)
     result = run_seeds(request, seeds)
@@ -117,9 +103,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from aiax_bench.harness import EvaluationRequest, run_training
+    from aiax_bench.methods.base import parse_config_pairs
 
     request = EvaluationRequest(method=args.method, split=args.split, dataset=args.dataset, profile=args.profile,
-                                seed=args.seed, config=_parse_config(args.config), annotated_slices=args.annotated)
+                                seed=args.seed, config=parse_config_pairs(args.config), annotated_slices=args.annotated)
     checkpoint = run_training(request)
     print(f"checkpoint: {checkpoint}  (aiax-bench apply --checkpoint {checkpoint} --input ... --output ...)")
     return 0

@@ -109,8 +109,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     from aiax_bench.ingest.importer import ImportOptions, import_scan
 
     read = _read_options(args)
+    from aiax_bench.ingest.scan import ReadOptions
+
+    # The second scan has flats, darks and angles of its own, never the first scan's.
+    low_read = ReadOptions(flats=tuple(Path(f) for f in args.low_flats or ()),
+                           darks=tuple(Path(f) for f in args.low_darks or ()),
+                           angles=Path(args.low_angles) if args.low_angles else None,
+                           angle_range_deg=_numbers(args.low_angle_range, "--low-angle-range", 2),
+                           data_path=args.data_path, kind=args.kind)
     options = ImportOptions(subsample=_numbers(args.subsample, "--subsample", None, int) or (),
-                            low=Path(args.low) if args.low else None, low_read=read,
+                            low=Path(args.low) if args.low else None, low_read=low_read,
                             parts=_numbers(args.parts, "--parts", 3) or (0.6, 0.2, 0.2),
                             voxel_size_um=parse_voxel_size(args.voxel_size) if args.voxel_size else None,
                             reference_filter=args.reference_filter, title=args.title)
@@ -162,9 +170,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         tifffile.imwrite(output, volume)
     write_replacing(output.with_name(output.name + ".json"), dump_json(provenance))
     center = provenance["center"]
+    flat_dark = provenance.get("flat_dark")
+    clipped = flat_dark.get("clipped_pixels", 0) if isinstance(flat_dark, dict) else 0
     print(f"{args.source}: {volume.shape[0]} slice(s) of {volume.shape[1]}×{volume.shape[2]} written to {output}; "
           f"centre of rotation {center['pixels']:.2f} px ({center['method']}); "
-          f"{provenance['flat_dark']['clipped_pixels']} pixel(s) clipped")
+          f"{clipped} pixel(s) clipped")
     return 0
 
 
@@ -179,10 +189,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise InputError("--checkpoint/--method", "are both given or both missing",
                          "--checkpoint DIR, or --method noise2inverse to train on an imported scan itself")
     if args.method is not None:
-        from aiax_bench.cli import _parse_config
+        from aiax_bench.methods.base import parse_config_pairs
 
         record = apply_self_supervised(args.input, args.output, method=args.method, seed=args.seed,
-                                       config=_parse_config(args.config))
+                                       config=parse_config_pairs(args.config))
         print(f"{record['method']} trained on {record['dataset']} itself in {record['train_seconds']} s")
     else:
         # Read slab by slab where the format allows: the volume may not fit in memory.
@@ -250,6 +260,10 @@ def add_subcommands(sub) -> None:
                     help="sparse splits: N of the scan's projections (e.g. 50,100,250)")
     im.add_argument("--low", default=None, metavar="SCAN",
                     help="a second scan of the sample (short exposure): split 'pair'")
+    im.add_argument("--low-flats", nargs="+", default=None, metavar="FILE", help="the second scan's flats")
+    im.add_argument("--low-darks", nargs="+", default=None, metavar="FILE", help="the second scan's darks")
+    im.add_argument("--low-angles", default=None, metavar="FILE", help="the second scan's angles file (degrees)")
+    im.add_argument("--low-angle-range", default=None, metavar="FIRST,LAST", help="the second scan's angles")
     im.add_argument("--voxel-size", default=None, metavar="SIZE", help="voxel edge (default: from the file)")
     im.add_argument("--parts", default=None, metavar="TRAIN,VAL,TEST",
                     help="fractions of the rows in each slab (default 0.6,0.2,0.2)")

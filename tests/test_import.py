@@ -224,3 +224,47 @@ def test_apply_trains_a_self_supervised_method_on_the_imported_scan_itself(tmp_p
     refused = subprocess.run([sys.executable, "-m", "aiax_bench.cli", "apply", "--method", "unet", "--input", "cyl",
                               "--output", str(out)], capture_output=True, text=True, env=env)
     assert refused.returncode != 0 and "self-supervised" in refused.stderr
+
+
+def test_an_angles_file_with_other_extra_values_is_refused(tmp_path):
+    from aiax_bench.ingest import read_angles
+
+    path = tmp_path / "angles.txt"
+    path.write_text("\n".join(map(str, np.linspace(0, 180, 1800))))  # 1800 angles for 180 projections
+    with pytest.raises(InputError, match="no increasing run of 180"):
+        read_angles(path, 180)
+
+
+def test_binning_sums_counts_and_averages_line_integrals():
+    from aiax_bench.ingest.preprocess import bin_projections
+
+    images = np.full((1, 4, 4), 1.5, np.float32)
+    assert np.allclose(bin_projections(images, 2), 6.0) and np.allclose(bin_projections(images, 2, average=True), 1.5)
+    lines = Projections(data=images.repeat(4, 0), flats=None, darks=None, angles=np.linspace(0, np.pi, 4),
+                        source="sino.mat", signal="line-integrals")
+    with pytest.raises(InputError, match="--paganin"):
+        from aiax_bench.ingest.preprocess import preprocess
+
+        preprocess(lines, Preprocessing(paganin=Paganin(delta_beta=100, distance_mm=50, energy_kev=20, pixel_um=1)))
+
+
+@pytest.mark.parametrize("parts", [(0.6, 0.2, 0.2), (0.01, 0.0, 0.99), (0.0, 0.5, 0.5), (1, 1, 1)])
+@pytest.mark.parametrize("rows", [3, 10, 33, 135])
+def test_slabs_are_disjoint_and_cover_the_rows(rows, parts):
+    from aiax_bench.ingest.importer import _slabs
+
+    slabs = _slabs(rows, parts)
+    covered = sorted(r for a, b in slabs.values() for r in range(a, b))
+    assert covered == list(range(rows)) and "test" in slabs
+
+
+def test_tiff_projections_are_taken_in_numeric_order_without_the_flats(tmp_path):
+    import tifffile
+
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    for k in (1, 2, 10):
+        tifffile.imwrite(folder / f"p_{k}.tif", np.full((4, 6), k, np.float32))
+    tifffile.imwrite(folder / "flat.tif", np.full((4, 6), 100, np.float32))
+    scan = read_source(folder, ReadOptions(flats=(folder / "flat.tif",), angle_range_deg=(0, 180)))
+    assert scan.data[:, 0, 0].tolist() == [1, 2, 10] and scan.flats.shape == (1, 4, 6)

@@ -315,8 +315,18 @@ def imported_datasets() -> list[DatasetVersion]:
     root = data_dir()
     if not root.is_dir():
         return []
-    names = sorted(p.parent.parent.name for p in root.glob(f"*/{IMPORTED_VERSION}/{IMPORTED_PROFILE}.zarr"))
-    return [spec for spec in map(_resolve_imported, names) if spec is not None]
+    import warnings
+
+    specs = []
+    for name in sorted(p.parent.parent.name for p in root.glob(f"*/{IMPORTED_VERSION}/{IMPORTED_PROFILE}.zarr")):
+        try:
+            spec = _resolve_imported(name)
+        except InputError as exc:  # one damaged import does not hide the others
+            warnings.warn(str(exc), stacklevel=2)
+            continue
+        if spec is not None:
+            specs.append(spec)
+    return specs
 
 
 def resolve(ref: str) -> DatasetVersion:

@@ -71,7 +71,7 @@ class ImportOptions:
     low : Path, optional
         A second scan of the same sample: split ``pair``.
     low_read : ReadOptions
-        How to read ``low`` (its own flats, darks and angles).
+        How to read ``low``: its own flats, darks and angles (``--low-flats``, ...), never the first scan's.
     parts : (float, float, float)
         Fractions of the rows in the train, val and test slabs.
     voxel_size_um : float, optional
@@ -139,9 +139,9 @@ def _slabs(rows: int, parts: tuple[float, float, float]) -> dict[str, tuple[int,
         return {"test": (0, rows)}
     total = sum(parts)
     least = _MIN_SCORED_ROWS if rows >= 3 * _MIN_SCORED_ROWS else 1
-    test = max(round(rows * parts[2] / total), least)
-    val = max(round(rows * parts[1] / total), least if parts[1] > 0 else 0)
-    val = min(val, rows - test - (1 if parts[0] > 0 else 0))
+    # Each slab asked for keeps at least one row; the test slab comes first, then val, then train.
+    test = min(max(round(rows * parts[2] / total), least), rows - (parts[0] > 0) - (parts[1] > 0))
+    val = min(max(round(rows * parts[1] / total), least if parts[1] > 0 else 0), rows - test - (parts[0] > 0))
     train = rows - test - val if parts[0] > 0 else 0
     bounds = {"train": (0, train), "val": (train, train + val), "test": (train + val, rows)}
     return {k: v for k, v in bounds.items() if v[1] > v[0]}
@@ -200,7 +200,7 @@ class _Volumes:
 def _voxel(options: ImportOptions, from_file: float | None, binning: int) -> tuple[float, str]:
     if options.voxel_size_um is not None:
         return float(options.voxel_size_um), "given (--voxel-size)"
-    if from_file is not None:
+    if from_file is not None and np.isfinite(from_file) and from_file > 0:
         return float(from_file) * binning, "from the file" + (f", times the binning {binning}" if binning > 1 else "")
     return ASSUMED_VOXEL_UM, f"unknown: {ASSUMED_VOXEL_UM:g} µm assumed (give --voxel-size for physical units)"
 
@@ -210,9 +210,7 @@ def _from_projections(scan: Projections, options: ImportOptions, settings: Prepr
     from aiax_bench.sim.acquire import angle_subset
 
     sinograms, center, provenance = preprocess(scan, settings)
-    order = np.argsort(scan.angles, kind="stable")
-    angles = scan.angles[order]
-    sinograms = np.ascontiguousarray(sinograms[:, order])
+    angles = scan.angles  # sorted by preprocess, as the sinograms are
     voxel_um, how = _voxel(options, scan.pixel_size_um, settings.bin)
     voxel_cm = voxel_um * 1e-4
     high = (np.asarray(fbp(sinograms, angles, filter=options.reference_filter)) / voxel_cm).astype(np.float32)
@@ -237,6 +235,8 @@ def _from_projections(scan: Projections, options: ImportOptions, settings: Prepr
             raise InputError(str(options.low), "holds a reconstructed volume", "raw projections like the first scan")
         from dataclasses import replace
 
+        if low_scan.geometry != scan.geometry or low_scan.angles.size < 2:
+            raise InputError(str(options.low), "is not a scan like the first", "a second scan of the same geometry")
         low_sino, _, low_prov = preprocess(low_scan, replace(settings, center=center))
         if low_sino.shape[0] != sinograms.shape[0] or low_sino.shape[2] != sinograms.shape[2]:
             raise InputError(str(options.low), f"gives sinograms of {low_sino.shape[0]} rows × {low_sino.shape[2]} "

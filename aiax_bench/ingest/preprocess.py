@@ -29,7 +29,7 @@ The steps, in the order :func:`preprocess` applies them:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -134,8 +134,12 @@ def _crop(projections: Projections, rows, columns) -> None:
                          "a non-empty detector region")
 
 
-def bin_projections(images: np.ndarray, factor: int) -> np.ndarray:
-    """``(n, R, C)`` images binned ``factor × factor`` by summing (rows and columns beyond a multiple are dropped)."""
+def bin_projections(images: np.ndarray, factor: int, *, average: bool = False) -> np.ndarray:
+    """``(n, R, C)`` images binned ``factor × factor`` (rows and columns beyond a multiple are dropped).
+
+    Counts are summed (the photon statistics stay those of the photons);
+    transmission and line integrals, which are per-pixel values, are averaged.
+    """
     if factor == 1:
         return images
     n, rows, cols = images.shape
@@ -143,7 +147,8 @@ def bin_projections(images: np.ndarray, factor: int) -> np.ndarray:
     if rows == 0 or cols == 0:
         raise InputError("--bin", f"is {factor}", f"at most the detector size {images.shape[1:]}")
     view = images[:, :rows, :cols].reshape(n, rows // factor, factor, cols // factor, factor)
-    return view.sum(axis=(2, 4), dtype=np.float64).astype(np.float32)
+    binned = view.sum(axis=(2, 4), dtype=np.float64)
+    return (binned / factor**2 if average else binned).astype(np.float32)
 
 
 def remove_dead_pixels(projections: Projections) -> int:
@@ -256,11 +261,16 @@ def _line_integrals(projections: Projections, settings: Preprocessing, record: d
         _crop(projections, settings.crop_rows, settings.crop_columns)
         record["crop"] = {"rows": settings.crop_rows, "columns": settings.crop_columns}
     if settings.bin > 1:
-        projections.data = bin_projections(projections.data, settings.bin)
+        average = projections.signal != "counts"
+        projections.data = bin_projections(projections.data, settings.bin, average=average)
         projections.flats = None if projections.flats is None else bin_projections(projections.flats, settings.bin)
         projections.darks = None if projections.darks is None else bin_projections(projections.darks, settings.bin)
-        record["bin"] = settings.bin
+        record["bin"] = f"{settings.bin}×{settings.bin}, {'averaged' if average else 'counts summed'}"
     if projections.signal == "line-integrals":
+        for option, value in (("--zingers", settings.zingers), ("--paganin", settings.paganin)):
+            if value is not None:
+                raise InputError(option, f"is set for {projections.source}, which holds line integrals",
+                                 "raw counts or transmission: these steps act on intensities")
         record["flat_dark"] = "none: the file holds line integrals already"
         return np.asarray(projections.data, dtype=np.float32)
     if settings.dead_pixels:
@@ -270,8 +280,10 @@ def _line_integrals(projections: Projections, settings: Preprocessing, record: d
         transmission = remove_zingers(transmission, settings.zingers)
         record["zingers"] = f"removed (algotom remove_zinger, threshold {settings.zingers:g})"
     if settings.paganin is not None:
-        transmission = paganin_filter(transmission, settings.paganin)
-        record["paganin"] = asdict(settings.paganin)
+        # The filter acts on the pixels as they are now: binned ones are `bin` times larger.
+        binned = replace(settings.paganin, pixel_um=settings.paganin.pixel_um * settings.bin)
+        transmission = paganin_filter(transmission, binned)
+        record["paganin"] = asdict(binned)
     record["minus_log"] = True
     return -np.log(transmission).astype(np.float32)
 
@@ -279,6 +291,8 @@ def _line_integrals(projections: Projections, settings: Preprocessing, record: d
 def preprocess(projections: Projections, settings: Preprocessing = Preprocessing()) -> tuple[np.ndarray, float,
                                                                                               dict[str, Any]]:
     """Centred sinograms ``(R, A, D)`` of line integrals, the centre found or given, and the provenance.
+
+    ``projections.angles`` is left in the sinograms' order (increasing).
 
     Raises
     ------
@@ -292,6 +306,13 @@ def preprocess(projections: Projections, settings: Preprocessing = Preprocessing
                          "a parallel-beam scan: the project's projector is parallel-beam only")
     record: dict[str, Any] = {"settings": settings.record()}
     lines = _line_integrals(projections, settings, record)
+    # In angle order from here (after the flat interpolation, which needs acquisition order): interlaced or
+    # back-and-forth scans give the centre finder and the ring filter a continuous sinogram.
+    order = np.argsort(projections.angles, kind="stable")
+    if np.any(order != np.arange(order.size)):
+        record["angles_sorted"] = True
+        projections.angles = projections.angles[order]
+        lines = lines[order]
     projections.provenance.update(record)
     sinograms = np.ascontiguousarray(lines.transpose(1, 0, 2))
     if settings.rings:

@@ -20,9 +20,10 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 from aiax_bench.ingest.scan import NO_OPTIONS, Projections, ReadOptions, VolumeScan
+from aiax_bench.ingest.volumes import natural_sorted
 
-__all__ = ["READERS", "ReadOptions", "Reader", "detect_format", "read_angles", "read_data_exchange", "read_images",
-           "read_scan", "read_source", "read_tiff_scan"]
+__all__ = ["READERS", "ReadOptions", "Reader", "detect_format", "read_angles", "read_data_exchange",
+           "read_images", "read_scan", "read_source", "read_tiff_scan"]
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -43,8 +44,11 @@ def read_angles(path: Path | str, n_projections: int) -> tuple[np.ndarray, str]:
         return values, f"{path.name}: {n_projections} angles"
     steps = np.diff(values) > 0
     for start in range(values.size - n_projections + 1):
-        if steps[start:start + n_projections - 1].all():
-            return (values[start:start + n_projections],
+        run = values[start:start + n_projections]
+        rest = np.concatenate([values[:start], values[start + n_projections:]])
+        repeats = np.isclose(rest[:, None], run[[0, -1]][None, :], atol=1e-6).any(axis=1).all()
+        if steps[start:start + n_projections - 1].all() and repeats:
+            return (run,
                     f"{path.name}: the increasing run of {n_projections} of its {values.size} angles "
                     f"(entries {start}-{start + n_projections - 1}; the rest repeat the first and last angle)")
     raise InputError(str(path), f"holds {values.size} angles with no increasing run of {n_projections}",
@@ -74,23 +78,37 @@ def read_images(path: Path | str, *, data_path: str | None = None) -> np.ndarray
     if not path.is_file():
         raise InputError(str(path), "is not a file", "a flat or dark image file (TIFF, HDF5, XRM, .npy)")
     suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        images = tifffile.imread(path)
-    elif suffix in (".h5", ".hdf5", ".hdf", ".nxs"):
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            images = _h5_dataset(handle, data_path or "entry/data/data", path, "the images (set --data-path)")[()]
-    elif suffix in (".xrm", ".txrm"):
-        images = _read_ole_images(path)[0]
-    elif suffix == ".npy":
-        images = np.load(path, allow_pickle=False)
-    else:
-        raise InputError(str(path), f"has suffix {suffix!r}", "a TIFF, HDF5, XRM or .npy image file")
-    images = np.asarray(images, dtype=np.float32)
+    try:
+        if suffix in (".tif", ".tiff"):
+            images = _imread(path)
+        elif suffix in (".h5", ".hdf5", ".hdf", ".nxs"):
+            with _open_h5(path, "an HDF5 image file") as handle:
+                images = _h5_dataset(handle, data_path or "entry/data/data", path,
+                                     "the images (set --data-path)")[()]
+        elif suffix in (".xrm", ".txrm"):
+            images = _read_ole_images(path)[0]
+        elif suffix == ".npy":
+            images = np.load(path, allow_pickle=False)
+        else:
+            raise InputError(str(path), f"has suffix {suffix!r}", "a TIFF, HDF5, XRM or .npy image file")
+        images = np.asarray(images, dtype=np.float32)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(str(path), f"cannot be read ({type(exc).__name__}: {exc})", "a flat or dark image file") \
+            from None
+    if images.ndim not in (2, 3):
+        raise InputError(str(path), f"holds an array of shape {images.shape}", "2D images")
     return images[None] if images.ndim == 2 else images
+
+
+def _imread(path: Path) -> np.ndarray:
+    """One TIFF file, or a one-line refusal naming it."""
+    import tifffile
+
+    try:
+        return tifffile.imread(path)
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise InputError(str(path), f"cannot be read as TIFF ({type(exc).__name__}: {exc})", "a TIFF image") \
+            from None
 
 
 def _extra_images(files: tuple[Path, ...], shape: tuple[int, ...], name: str,
@@ -121,7 +139,7 @@ def read_data_exchange(path: Path | str, options: ReadOptions = NO_OPTIONS) -> P
 
         data = read("exchange/data", True)
         flats, darks = read("exchange/data_white", False), read("exchange/data_dark", False)
-        theta = read("exchange/theta", not options.has_angles, np.float64)
+        theta = None if options.has_angles else read("exchange/theta", True, np.float64)
     _check_stack(path, "exchange/data", data)
     how = "exchange/theta"
     if theta is None:
@@ -194,9 +212,16 @@ def read_nxtomo(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projecti
             raise InputError(f"{path.name}: field image_key", "is missing", "an NXtomo file (frames with image_key)")
         image_key = np.asarray(datasets[keys_at[0]][()]).astype(int)
         frames_at = options.data_path or _nx_frames_path(datasets, image_key.size, path)
-        frames = np.asarray(_h5_dataset(handle, frames_at, path, "the detector frames")[()], dtype=np.float32)
-        angles_at = _nx_angles_path(datasets, image_key.size)
-        theta = None if angles_at is None else np.asarray(datasets[angles_at][()], dtype=np.float64)
+        frames_ds = _h5_dataset(handle, frames_at, path, "the detector frames")
+        _check_virtual_sources(frames_ds, frames_at, path)
+        frames = np.asarray(frames_ds[()], dtype=np.float32)
+        angles_at = None if options.has_angles else _nx_angles_path(datasets, image_key.size)
+        theta = None
+        if angles_at is not None:
+            theta = np.asarray(datasets[angles_at][()], dtype=np.float64)
+            units = datasets[angles_at].attrs.get("units", b"degree")
+            if (units.decode() if isinstance(units, bytes) else str(units)).lower().startswith("rad"):
+                theta = np.rad2deg(theta)
     _check_stack(path, frames_at, frames)
     if frames.shape[0] != image_key.size:
         raise InputError(f"{path.name}: field {frames_at}", f"has {frames.shape[0]} frames",
@@ -221,6 +246,17 @@ def read_nxtomo(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projecti
                                                                     "flats": int(flat_index.size),
                                                                     "darks": int(dark_index.size)},
                                    "dangling_links": dangling})
+
+
+def _check_virtual_sources(dataset, field: str, path: Path) -> None:
+    """A virtual dataset whose source files are missing reads as zeros without a word: refuse it."""
+    if not getattr(dataset, "is_virtual", False):
+        return
+    for source in dataset.virtual_sources():
+        name = Path(source.file_name)
+        if source.file_name != "." and not (name if name.is_absolute() else path.parent / name).is_file():
+            raise InputError(f"{path.name}: field {field}", f"maps frames to {source.file_name}, which is missing",
+                             "every source file of the virtual dataset beside the master file")
 
 
 def _nx_frames_path(datasets: dict[str, Any], n: int, path: Path) -> str:
@@ -276,21 +312,21 @@ def read_tiff_scan(folder: Path | str, *, flat: Path | str | None = None, dark: 
                    angles: Path | str | None = None, options: ReadOptions | None = None) -> Projections:
     """Projections from a folder of 2D TIFFs (in name order) or one multi-page TIFF, with flat and dark
     images and angles (``--angles`` file or ``--angle-range``)."""
-    import tifffile
 
     options = options or ReadOptions(flats=(Path(flat),) if flat else (), darks=(Path(dark),) if dark else (),
                                      angles=Path(angles) if angles else None)
     folder = Path(folder)
     if folder.is_file():
-        data = np.asarray(tifffile.imread(folder), dtype=np.float32)
+        data = np.asarray(_imread(folder), dtype=np.float32)
         _check_stack(folder, "pages", data)
         what = f"multi-page TIFF ({data.shape[0]} pages, tifffile)"
     else:
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff")) \
-            if folder.is_dir() else []
+        given = {Path(f).resolve() for f in (*options.flats, *options.darks)}
+        files = natural_sorted(p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff")
+                               and p.resolve() not in given) if folder.is_dir() else []
         if not files:
             raise InputError(str(folder), "holds no .tif/.tiff projections", "a folder of 2D TIFF projections")
-        stack = [np.asarray(tifffile.imread(p), dtype=np.float32) for p in files]
+        stack = [np.asarray(_imread(p), dtype=np.float32) for p in files]
         for p, image in zip(files, stack, strict=True):
             if image.shape != stack[0].shape:
                 raise InputError(str(p), f"has shape {image.shape}", f"{stack[0].shape} like {files[0].name}")
@@ -312,8 +348,9 @@ _OLE_DTYPES = {5: np.uint16, 10: np.float32}
 def _ole_scalar(ole, name: str, dtype: str) -> Any:
     if not ole.exists(name):
         return None
-    values = np.frombuffer(ole.openstream(name).read(), dtype=dtype)
-    return values
+    raw = ole.openstream(name).read()
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(raw[:len(raw) // size * size], dtype=dtype)
 
 
 def _read_ole_images(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -340,7 +377,8 @@ def _read_ole_images(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             name = f"ImageData{(k - 1) // 100 + 1}/Image{k}"
             if not ole.exists(name):
                 raise InputError(f"{path.name}: stream {name}", "is missing", f"{meta['ImagesTaken']} images")
-            raw = np.frombuffer(ole.openstream(name).read(), dtype=dtype)
+            data = ole.openstream(name).read()
+            raw = np.frombuffer(data[:len(data) // np.dtype(dtype).itemsize * np.dtype(dtype).itemsize], dtype=dtype)
             if raw.size != shape[0] * shape[1]:
                 raise InputError(f"{path.name}: stream {name}", f"holds {raw.size} pixels", f"{shape[0]}×{shape[1]}")
             images.append(raw.reshape(shape))
@@ -348,8 +386,14 @@ def _read_ole_images(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         pixel = _ole_scalar(ole, "ImageInfo/PixelSize", "<f4")
         reference = None
         if ole.exists("ReferenceData/Image"):
-            ref = np.frombuffer(ole.openstream("ReferenceData/Image").read(), dtype=dtype)
-            reference = ref.reshape(shape) if ref.size == shape[0] * shape[1] else None
+            # The reference has a data type of its own (often float32 beside uint16 images).
+            code = _ole_scalar(ole, "ReferenceData/DataType", "<i4")
+            ref_dtype = _OLE_DTYPES.get(int(code[0]), dtype) if code is not None and code.size else dtype
+            ref = np.frombuffer(ole.openstream("ReferenceData/Image").read(), dtype=ref_dtype)
+            if ref.size != shape[0] * shape[1]:
+                raise InputError(f"{path.name}: stream ReferenceData/Image", f"holds {ref.size} pixels",
+                                 f"{shape[0]}×{shape[1]} like the images")
+            reference = ref.reshape(shape)
     meta.update(angles=None if angles is None else angles[:meta["ImagesTaken"]].astype(np.float64),
                 pixel_size_um=None if pixel is None or not pixel.size else float(pixel[0]), reference=reference)
     return np.stack(images).astype(np.float32), meta
@@ -363,8 +407,13 @@ def read_txrm(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projection
     """
     path = Path(path)
     data, meta = _read_ole_images(path)
-    theta, how = (meta["angles"], "ImageInfo/Angles") if meta["angles"] is not None and not options.has_angles \
-        else _given_angles(options, data.shape[0], str(path))
+    if meta["angles"] is not None and not options.has_angles:
+        theta, how = meta["angles"], "ImageInfo/Angles"
+        if theta.shape != (data.shape[0],):
+            raise InputError(f"{path.name}: stream ImageInfo/Angles", f"holds {theta.size} angles",
+                             f"one per image ({data.shape[0]}), or --angles / --angle-range")
+    else:
+        theta, how = _given_angles(options, data.shape[0], str(path))
     flats = _extra_images(options.flats, data.shape[1:], "flat", options.data_path)
     if flats is None and meta["reference"] is not None:
         flats = meta["reference"][None].astype(np.float32)
@@ -402,8 +451,11 @@ def read_xtekct(path: Path | str) -> dict[str, float | str]:
         try:
             values[key] = float(section[key])
         except (KeyError, ValueError):
-            raise InputError(f"{path.name}: field {key}", f"is {section.get(key)!r}", f"a number: the {what}") \
-                from None
+            values[key] = float("nan")
+        positive = key not in ("InitialAngle", "AngularStep")
+        if not np.isfinite(values[key]) or (positive and not values[key] > 0):
+            raise InputError(f"{path.name}: field {key}", f"is {section.get(key)!r}",
+                             f"a {'positive ' if positive else ''}number: the {what}")
     return values
 
 
@@ -418,13 +470,12 @@ def read_nikon(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projectio
     path = Path(path)
     xtek = read_xtekct(path)
     folder = path.parent
-    files = sorted(folder.glob(f"{xtek['Name']}_[0-9]*.tif")) or sorted(folder.glob(f"{path.stem}.tif"))
+    files = natural_sorted(folder.glob(f"{xtek['Name']}_[0-9]*.tif")) or sorted(folder.glob(f"{path.stem}.tif"))
     if not files:
         raise InputError(str(folder), f"holds no projections {xtek['Name']}_NNNN.tif or {path.stem}.tif",
                          "the TIFF projections beside the .xtekct file")
-    import tifffile
 
-    data = np.stack([np.asarray(tifffile.imread(f), dtype=np.float32) for f in files])
+    data = np.stack([np.asarray(_imread(f), dtype=np.float32) for f in files])
     theta = xtek["InitialAngle"] + xtek["AngularStep"] * np.arange(len(files))
     magnification = xtek["SrcToDetector"] / xtek["SrcToObject"]
     geometry = {k: float(xtek[k]) for k in ("SrcToObject", "SrcToDetector", "DetectorPixelSizeX")}
@@ -472,8 +523,9 @@ def read_mat(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections
         theta, how = _given_angles(options, sinogram.shape[0], str(path))
     geometry = "fan" if "fan" in str(parameters.get("geometryType", "")).lower() or "distanceSourceDetector" \
         in parameters else "parallel"
-    distances = {k: float(parameters[k]) for k in ("distanceSourceOrigin", "distanceSourceDetector",
-                                                   "pixelSize", "pixelSizePost") if k in parameters}
+    distances = {k: float(np.asarray(parameters[k]).ravel()[0]) for k in (
+        "distanceSourceOrigin", "distanceSourceDetector", "pixelSize", "pixelSizePost")
+        if k in parameters and np.asarray(parameters[k]).size}
     return Projections(data=np.asarray(sinogram, dtype=np.float32), flats=None, darks=None,
                        angles=np.deg2rad(theta), source=str(path), signal="line-integrals", geometry=geometry,
                        geometry_parameters=distances,
@@ -509,12 +561,28 @@ def read_raw_projections(path: Path | str, options: ReadOptions = NO_OPTIONS) ->
 
     path = Path(path)
     data = read_raw(path, options.raw_shape, options.raw_dtype, options.raw_offset).astype(np.float32)
+    _check_stack(path, "--raw-shape", data)
     theta, how = _given_angles(options, data.shape[0], str(path))
     flats = _extra_images(options.flats, data.shape[1:], "flat", options.data_path)
     darks = _extra_images(options.darks, data.shape[1:], "dark", options.data_path)
     return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(path),
                        provenance={"reader": f"raw binary {options.raw_dtype} {options.raw_shape}, offset "
                                              f"{options.raw_offset} B", "angles": how})
+
+
+def read_npy_projections(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
+    """Projections ``(angles, rows, columns)`` saved with NumPy, with the angles, flats and darks given."""
+    path = Path(path)
+    try:
+        data = np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"cannot be read as .npy ({exc})", "a NumPy array file") from None
+    _check_stack(path, "array", data)
+    theta, how = _given_angles(options, data.shape[0], str(path))
+    flats = _extra_images(options.flats, data.shape[1:], "flat", options.data_path)
+    darks = _extra_images(options.darks, data.shape[1:], "dark", options.data_path)
+    return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(path),
+                       provenance={"reader": ".npy projections (numpy)", "angles": how})
 
 
 # --------------------------------------------------------------------------- the registry
@@ -546,6 +614,7 @@ READERS: dict[str, Reader] = {r.name: r for r in (
     Reader("txrm", "Zeiss/Xradia TXRM tomography (olefile)", read_txrm),
     Reader("nikon", "Nikon XTek .xtekct with its TIFF projections (cone beam)", read_nikon),
     Reader("mat", "MATLAB .mat sinogram (line integrals)", read_mat),
+    Reader("npy-projections", "NumPy projections (--kind projections, angles, flats, darks)", read_npy_projections),
     Reader("raw-projections", "raw binary projections (--raw-shape, --raw-dtype, --raw-offset, angles)",
            read_raw_projections),
     Reader("volume", "a reconstructed volume: TIFF stack, DICOM series, NIfTI, .npy/.npz, zarr, raw", _volume),
@@ -565,7 +634,7 @@ def detect_format(path: Path, options: ReadOptions) -> str:
         return "nikon"
     if suffix == ".mat":
         return "mat"
-    if suffix in (".dcm", ".nii", ".nii.gz", ".zarr", ".npz"):
+    if suffix in (".dcm", ".nii", ".nii.gz", ".zarr", ".npz") or (suffix == ".npy" and not projections):
         return "volume"
     if path.is_dir():
         if any(path.glob("*.xtekct")) and not projections:
@@ -576,7 +645,7 @@ def detect_format(path: Path, options: ReadOptions) -> str:
     if suffix in (".raw", ".bin", ".vol") or options.raw_shape is not None:
         return "raw-projections" if projections else "volume"
     if suffix == ".npy":
-        return "volume"
+        return "npy-projections" if projections else "volume"
     raise InputError(str(path), f"has suffix {suffix!r}",
                      "one of: " + "; ".join(f"{r.name} ({r.description})" for r in READERS.values()))
 

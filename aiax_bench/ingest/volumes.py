@@ -17,7 +17,15 @@ import numpy as np
 from aiax_bench.errors import InputError
 from aiax_bench.ingest.scan import ReadOptions, VolumeScan
 
-__all__ = ["SliceStack", "open_volume", "read_dicom", "read_nifti", "read_raw", "read_volume", "read_volume_scan"]
+__all__ = ["SliceStack", "natural_sorted", "open_volume", "read_dicom", "read_nifti", "read_raw", "read_volume",
+           "read_volume_scan"]
+
+
+def natural_sorted(paths) -> list[Path]:
+    """Paths in name order with numbers compared as numbers (``p_2`` before ``p_10``)."""
+    import re
+
+    return sorted(paths, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
 
 
 def read_volume(path: Path | str, *, key: str | None = None, raw_shape: tuple[int, ...] | None = None,
@@ -40,7 +48,7 @@ def read_volume(path: Path | str, *, key: str | None = None, raw_shape: tuple[in
         elif path.is_dir() and suffix != ".zarr":
             import tifffile
 
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+            files = natural_sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
             if not files:
                 raise InputError(str(path), "holds no .tif/.tiff slices", "a folder of 2D TIFF slices")
             volume = np.stack([tifffile.imread(f) for f in files])
@@ -90,6 +98,18 @@ def read_raw(path: Path, shape: tuple[int, ...] | None, dtype: str | None, offse
     return np.fromfile(path, dtype=dt, offset=offset).reshape(shape)
 
 
+def _slice_position(ds, fallback: int) -> float:
+    """Where a slice sits along the series' normal (the cross product of its row and column directions)."""
+    position = getattr(ds, "ImagePositionPatient", None)
+    orientation = getattr(ds, "ImageOrientationPatient", None)
+    if position is None:
+        return float(getattr(ds, "InstanceNumber", fallback))
+    if orientation is None:
+        return float(position[2])
+    normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
+    return float(np.dot(normal, np.asarray(position, float)))
+
+
 def read_dicom(path: Path | str) -> VolumeScan:
     """A DICOM series (a folder of ``.dcm`` files, or one file) in Hounsfield units, ordered along z."""
     import pydicom
@@ -99,6 +119,7 @@ def read_dicom(path: Path | str) -> VolumeScan:
     if not files:
         raise InputError(str(path), "holds no .dcm files", "a DICOM series")
     slices = []
+    series = set()
     for f in files:
         try:
             ds = pydicom.dcmread(f)
@@ -106,11 +127,18 @@ def read_dicom(path: Path | str) -> VolumeScan:
         except Exception as exc:  # pydicom raises many types for damaged files
             raise InputError(str(f), f"cannot be read as DICOM ({type(exc).__name__}: {exc})",
                              "a DICOM image file") from None
+        if pixels.ndim != 2:
+            raise InputError(f"{f.name}: field NumberOfFrames", f"gives pixels of shape {pixels.shape}",
+                             "one 2D image per file")
+        series.add(str(getattr(ds, "SeriesInstanceUID", "")))
         hu = pixels * float(getattr(ds, "RescaleSlope", 1.0)) + float(getattr(ds, "RescaleIntercept", 0.0))
-        position = getattr(ds, "ImagePositionPatient", None)
-        order = float(position[2]) if position is not None else float(getattr(ds, "InstanceNumber", len(slices)))
-        slices.append((order, hu, ds))
+        slices.append((_slice_position(ds, len(slices)), hu, ds))
+    if len(series) > 1:
+        raise InputError(str(path), f"holds {len(series)} series (SeriesInstanceUID)", "one series per folder")
     slices.sort(key=lambda item: item[0])
+    positions = [s[0] for s in slices]
+    if len(set(positions)) != len(positions):
+        raise InputError(str(path), "holds two slices at one position (ImagePositionPatient)", "one slice each")
     shapes = {s[1].shape for s in slices}
     if len(shapes) != 1:
         raise InputError(str(path), f"holds slices of shapes {sorted(shapes)}", "one image size per series")
@@ -137,10 +165,13 @@ def read_nifti(path: Path | str) -> VolumeScan:
             from None
     if data.ndim != 3:
         raise InputError(f"{path.name}: field dim", f"is {data.ndim}D", "a 3D volume")
-    zooms = [float(z) for z in image.header.get_zooms()[:3]]
+    spatial_unit = image.header.get_xyzt_units()[0] or "mm"  # NIfTI's default unit is the millimetre
+    to_um = {"mm": 1000.0, "micron": 1.0, "meter": 1e6}.get(spatial_unit, 1000.0)
+    zooms = [float(z) * to_um for z in image.header.get_zooms()[:3]]
     return VolumeScan(volume=np.ascontiguousarray(data.transpose(2, 1, 0)), source=str(path),
-                      voxel_size_um=1000.0 * zooms[0], units="HU" if data.min() < -500 else "grey value",
-                      provenance={"reader": "NIfTI (nibabel)", "voxel_size_mm": zooms})
+                      voxel_size_um=zooms[0], units="HU" if data.min() < -500 else "grey value",
+                      provenance={"reader": "NIfTI (nibabel)", "voxel_size_um_xyz": zooms,
+                                  "anisotropic": len({round(z, 6) for z in zooms}) > 1})
 
 
 def read_volume_scan(path: Path | str, options: ReadOptions | None = None) -> VolumeScan:
@@ -169,18 +200,22 @@ class SliceStack:
         import tifffile
 
         self.path = Path(path)
-        if self.path.is_dir():
-            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
-            if not self._files:
-                raise InputError(str(self.path), "holds no .tif/.tiff slices", "a folder of 2D TIFF slices")
-            self._tiff = None
-            first = tifffile.imread(self._files[0])
-            n = len(self._files)
-        else:
-            self._files = []
-            self._tiff = tifffile.TiffFile(self.path)
-            first = self._tiff.pages[0].asarray()
-            n = len(self._tiff.pages)
+        try:
+            if self.path.is_dir():
+                self._files = natural_sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+                if not self._files:
+                    raise InputError(str(self.path), "holds no .tif/.tiff slices", "a folder of 2D TIFF slices")
+                self._tiff = None
+                first = tifffile.imread(self._files[0])
+                n = len(self._files)
+            else:
+                self._files = []
+                self._tiff = tifffile.TiffFile(self.path)
+                first = self._tiff.pages[0].asarray()
+                n = len(self._tiff.pages)
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
+            raise InputError(str(self.path), f"cannot be read as TIFF ({type(exc).__name__}: {exc})",
+                             "a TIFF stack") from None
         if first.ndim != 2:
             raise InputError(str(self._files[0] if self._files else self.path), f"has pages of shape {first.shape}",
                              "2D slices")

@@ -118,6 +118,22 @@ _COERCERS = {type(None): _to_none, typing.Union: _to_union, types.UnionType: _to
              str: _exactly(str), dict: _exactly(dict)}
 
 
+def parse_config_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--config KEY=VALUE ...`` as a mapping, each value read as YAML (the Config types then check it)."""
+    import yaml
+
+    config = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError("--config", f"item {pair!r} is not KEY=VALUE", "write e.g. --config filter=hann")
+        try:
+            config[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            config[key] = value  # plain text; the method's Config types decide whether it is valid
+    return config
+
+
 def coerce_value(value: Any, annotation: Any) -> Any:
     """``value`` converted to the type ``annotation`` names, or ``ValueError``.
 
