@@ -58,6 +58,9 @@ def test_import_writes_a_store_every_command_opens_by_name(tmp_path, monkeypatch
     spec = resolve("cyl")
     assert spec.imported and spec.ref == "cyl@user" and "cyl@user" in [s.ref for s in list_datasets()]
     assert spec.split_spec("20proj").kind == "subsample" and spec.split_spec("20proj").n_angles == 20
+    from aiax_bench.data.verify import verify_store
+
+    assert verify_store("cyl") == []
     dataset = load("cyl")
     test = dataset.split("20proj").test[0]
     assert np.asarray(test.low).shape == np.asarray(test.high).shape == (ROWS - report.parts["test"][0], N, N)

@@ -353,9 +353,17 @@ def _write(target: Path, name: str, manifest: dict[str, Any], volumes: _Volumes,
            parts: dict[str, tuple[int, int]]) -> None:
     import zarr
 
-    from aiax_bench.data.store import STORE_FORMAT, array_sha256, atomic_store, digest_of_hashes, write_array
+    from aiax_bench.data.store import (
+        STORE_FORMAT,
+        array_fingerprint,
+        array_sha256,
+        atomic_store,
+        digest_of_hashes,
+        write_array,
+    )
 
     hashes: dict[str, str] = {}
+    fingerprint: dict[str, dict[str, float]] = {}
     sample_ids = []
     with atomic_store(target) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
@@ -376,8 +384,10 @@ def _write(target: Path, name: str, manifest: dict[str, Any], volumes: _Volumes,
             for key, data in arrays.items():
                 write_array(group, key, data)
                 hashes[f"{sample_id}/{key}"] = sha256[key]
+                fingerprint[f"{sample_id}/{key}"] = array_fingerprint(data)
         # Written last: a store without these attributes is incomplete by construction.
         root.attrs.update({"name": name, "version": IMPORTED_VERSION, "profile": IMPORTED_PROFILE,
                            "recipe_sha256": manifest_sha256(manifest), "store_format": STORE_FORMAT,
                            "samples": sample_ids, "splits": sorted(volumes.split_specs),
-                           "content_sha256": digest_of_hashes(hashes), "manifest": manifest, "source": "imported"})
+                           "content_sha256": digest_of_hashes(hashes), "fingerprint": fingerprint,
+                           "manifest": manifest, "source": "imported"})
