@@ -96,6 +96,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                 annotated_slices=args.annotated)
     result = run_seeds(request, seeds)
     print(metrics_table(result))
+    from aiax_bench.data.registry import resolve
+
+    evaluation = resolve(result["dataset"]).evaluation
+    if not evaluation.get("truth", True):
+        print(f"no truth: scored against your reference; data range {evaluation['data_range_rule']}; pores below "
+              "Otsu's threshold of the reference (protocol reference-otsu)")
     runs = [r["mlflow_run_id"] for r in result["runs"]]
     print(f"MLflow run(s) {', '.join(runs)}; result file {result['result_path']}")
     return 0

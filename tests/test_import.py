@@ -93,6 +93,7 @@ def test_evaluate_and_datasets_commands_take_an_imported_name(tmp_path):
     done = cli("evaluate", "--dataset", "cyl", "--split", "20proj", "--method", "fbp-ramp",
                "--output", str(tmp_path / "out"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert done.returncode == 0, done.stderr
+    assert "no truth: scored against your reference" in done.stdout
     result = json.loads(Path(done.stdout.split("result file ")[-1].strip()).read_text())
     keys = result["runs"][0]["records"][0]
     assert "psnr/reference" in keys and not any(k.endswith("/truth") for k in keys)
