@@ -70,7 +70,10 @@ def _enhancement(dataset: str, split: str) -> list[Planned]:
 
 
 def _segmentation(dataset: str) -> list[Planned]:
-    rows = [Planned("Multi-Otsu threshold", "threshold", dataset, "reference", annotated=5)]
+    rows = [Planned("Multi-Otsu threshold", "threshold", dataset, "reference", annotated=5),
+            # What a user with five annotated slices does without a network: thresholds fitted to them.
+            Planned("Thresholds fitted to the annotated slices", "threshold", dataset, "reference",
+                    ("thresholds=labels",), annotated=5)]
     for variant in ("2d", "2.5d", "3d"):
         rows.append(Planned(f"Segmentation U-Net {variant.upper()} (CPU preset)", "unet-seg", dataset, "reference",
                             (f"variant={variant}", *NO_TIME_CAP), SEEDS, annotated=5))
