@@ -193,6 +193,36 @@ def test_blockwise_operator_equals_stored(projector):
     np.testing.assert_allclose(streamed.backward(y), projector.backward(y), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize(("n_det", "spacing"), [(N, 1.0), (N + 9, 0.7), (N - 8, 1.3)])
+def test_pixel_driven_back_projection_is_the_operator_transpose(n_det, spacing):
+    """Without the matrix, pixel by pixel: the same Joseph transpose, to float32 rounding."""
+    from aiax_bench.recon.fbp import backproject_pixel_driven
+
+    angles = np.linspace(0, np.pi, 37, endpoint=False) + 0.01
+    stored = ParallelBeamProjector(N, angles, n_detector=n_det, det_spacing=spacing, device="cpu")
+    y = torch.as_tensor(np.random.default_rng(5).random((3, angles.size, n_det), dtype=np.float32))
+    expected = stored.backward(y).numpy()
+    got = backproject_pixel_driven(y, angles, N, det_spacing=spacing).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_fbp_without_a_stored_operator_back_projects_pixel_by_pixel(projector):
+    """An operator too large to keep is not rebuilt at each call: the same FBP, to float32 rounding,
+    and the same bytes whatever the number of threads."""
+    streamed = ParallelBeamProjector(N, _angles(), device="cpu", max_bytes=operator_nbytes(N, 20))
+    y = np.random.default_rng(3).random((4, N_ANGLES, N), dtype=np.float32)
+    expected = fbp(y, projector=projector)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = fbp(y, projector=streamed)
+        torch.set_num_threads(3)
+        np.testing.assert_array_equal(fbp(y, projector=streamed), one)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(one, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
 def test_operator_larger_than_one_angle_limit_still_works():
     n, angles = 16, _angles(7)
     with pytest.warns(RuntimeWarning, match="one angle at a time"):

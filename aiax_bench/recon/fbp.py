@@ -19,7 +19,7 @@ import torch
 from aiax_bench.errors import InputError
 from aiax_bench.recon.projector import ParallelBeamProjector, _positive_int
 
-__all__ = ["FILTERS", "fbp", "filter_sinogram"]
+__all__ = ["FILTERS", "backproject_pixel_driven", "fbp", "filter_sinogram"]
 
 
 def _ram_lak_response(n_fft: int) -> np.ndarray:
@@ -151,6 +151,48 @@ def filter_sinogram(sinogram: torch.Tensor, *, filter: str = "ramp", padding: bo
     return _filter_torch(sinogram, response, n_fft)
 
 
+def backproject_pixel_driven(filtered: torch.Tensor, angles: np.ndarray, n_pixels: int, *,
+                             det_spacing: float = 1.0) -> torch.Tensor:
+    """The projector's back projection of ``(B, A, D)`` sinograms onto ``(B, N, N)``, without its matrix.
+
+    Joseph's model, transposed: at angle ``theta`` pixel ``(x, y)`` takes
+    detector value ``t`` with the weight ``max(0, 1 - |t - u| / c) / c``,
+    ``u = x cos(theta) + y sin(theta)`` and ``c = max(|cos|, |sin|)`` (the
+    interpolation along the ray's dominant axis, times its step length). It is
+    the transpose of :class:`~aiax_bench.recon.ParallelBeamProjector`'s matrix
+    up to float32 rounding, computed pixel by pixel. FBP uses it where that
+    matrix is too large to keep (a 2048-pixel detector at 1,500 angles would
+    take about 200 GB) instead of rebuilding the matrix at every call. Angles
+    are summed in order with elementwise operations only: the same bytes
+    whatever the number of threads.
+    """
+    b, a, d = filtered.shape
+    device = filtered.device
+    coords = torch.arange(n_pixels, dtype=torch.float64, device=device) - (n_pixels - 1) / 2
+    # Slices innermost: every gathered detector value is a contiguous run of B numbers.
+    columns = filtered.permute(1, 2, 0).reshape(a * d, b).contiguous()
+    flat = columns[:, 0] if b == 1 else None
+    out = torch.zeros((n_pixels * n_pixels, b), dtype=torch.float32, device=device)
+    for k, theta in enumerate(np.asarray(angles, dtype=np.float64)):
+        cos, sin = math.cos(theta), math.sin(theta)
+        c = max(abs(cos), abs(sin))
+        half = c / det_spacing  # the kernel's half-width in detector pixels
+        u = ((coords[None, :] * cos + coords[:, None] * sin) / det_spacing + (d - 1) / 2).reshape(-1)
+        first = torch.floor(u - half).to(torch.int64) + 1
+        offset = (first - u).to(torch.float32)  # index - u of the first tap
+        u = None
+        # The taps strictly inside (u - half, u + half): at most ceil(2 half) detector pixels.
+        for m in range(math.ceil(2 * half)):
+            index = first + m
+            weight = torch.clamp_(1 - torch.abs(offset + m) / half, min=0).mul_(((index >= 0) & (index < d)) / c)
+            index = index.clamp_(0, d - 1).add_(k * d)
+            if flat is not None:
+                out[:, 0].addcmul_(flat.take(index), weight)
+            else:
+                out.addcmul_(columns.index_select(0, index), weight[:, None])
+    return out.T.reshape(b, n_pixels, n_pixels)
+
+
 def fbp(
     sinogram,
     angles=None,
@@ -227,9 +269,15 @@ def fbp(
     out = torch.empty((stack.shape[0], n, n), dtype=torch.float32, device=data.device)
     # Half a turn of angles integrates every line once: the FBP integral's d(theta).
     scale = math.pi / a
+    # An operator too large to keep would be rebuilt for every batch: back-project pixel-driven instead.
+    stored = projector.stored
     for start in range(0, stack.shape[0], batch):
         chunk = stack[start : start + batch].to(projector.device)
         filtered = filter_sinogram(chunk, filter=filter, padding=padding, cutoff=cutoff)
-        out[start : start + batch] = projector.backward(filtered).mul_(scale).to(out.device)
+        if stored:
+            back = projector.backward(filtered)
+        else:
+            back = backproject_pixel_driven(filtered, projector.angles, n, det_spacing=projector.det_spacing)
+        out[start : start + batch] = back.mul_(scale).to(out.device)
     out = out[0] if data.ndim == 2 else out
     return out.numpy() if as_numpy else out
