@@ -26,7 +26,8 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 
-__all__ = ["apply_checkpoint", "apply_self_supervised", "intensity_map", "intensity_warning", "load_trained"]
+__all__ = ["apply_checkpoint", "apply_self_supervised", "intensity_map", "intensity_warning", "load_trained",
+           "write_volume"]
 
 #: Output types and how values are stored in them.
 DTYPES = ("float32", "uint16")
@@ -190,22 +191,14 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
         data = np.asarray(result)
         if scaling is not None:
             data = np.round(np.clip((data - lo) / (hi - lo), 0, 1) * 65535).astype(np.uint16)
-        if output.suffix == ".npy":
-            np.save(output, data)
-        elif output.suffix == ".zarr":
-            import zarr
-
-            zarr.create_array(str(output), data=data, overwrite=True)
-        else:
-            import tifffile
-
-            tifffile.imwrite(output, data)
+        write_volume(output, data)
     return {"method": method.name, "checkpoint": str(checkpoint), "shape": list(shape), "output": str(output),
             "dtype": dtype, "scaling": scaling, "intensity_map": intensity, "seconds": round(seconds, 3),
             "slices_per_minute": round(shape[0] / seconds * 60, 1) if seconds > 0 else None, "warning": warning}
 
 
-def _write(output: Path, data: np.ndarray) -> None:
+def write_volume(output: Path, data: np.ndarray) -> None:
+    """``data`` to a ``.npy``, ``.zarr`` or ``.tif`` file, by the suffix."""
     if output.suffix == ".npy":
         np.save(output, data)
     elif output.suffix == ".zarr":
@@ -268,7 +261,7 @@ def apply_self_supervised(dataset: str, output: Path | str, *, method: str = "no
     trained = time.perf_counter() - start
     result = np.concatenate([np.asarray(trainer.predict(s), dtype=np.float32) for s in seal(samples)])
     seconds = time.perf_counter() - start - trained
-    _write(output, result)
+    write_volume(output, result)
     rows = [samples[0].meta["rows"][0], samples[-1].meta["rows"][1]]
     return {"method": method, "dataset": data.spec.ref, "seed": seed, "config": trainer.config_dict(),
             "rows": rows, "shape": list(result.shape), "output": str(output), "dtype": "float32",

@@ -141,33 +141,24 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    import numpy as np
+    from dataclasses import replace
 
-    from aiax_bench.ingest import read_scan, reconstruct
+    from aiax_bench.apply import write_volume
+    from aiax_bench.ingest import read_source, reconstruct
+    from aiax_bench.ingest.scan import Projections
     from aiax_bench.jsonio import dump_json, write_replacing
 
-    rows = None
-    if args.rows:
-        try:
-            start, stop = (int(v) if v else None for v in args.rows.split(":"))
-        except ValueError:
-            raise InputError("--rows", f"is {args.rows!r}", "START:STOP, e.g. 0:16") from None
-        rows = slice(start, stop)
     output = Path(args.output)
     if output.suffix not in (".zarr", ".tif", ".tiff", ".npy"):
         raise InputError("--output", f"is {args.output!r}", "a .zarr, .tif or .npy path")
-    scan = read_scan(args.source, flat=args.flat, dark=args.dark, angles=args.angles)
-    volume, provenance = reconstruct(scan, center=args.center, rows=rows, filter=args.filter, rings=args.rings)
-    if output.suffix == ".zarr":
-        import zarr
-
-        zarr.create_array(str(output), data=volume, overwrite=True)
-    elif output.suffix == ".npy":
-        np.save(output, volume)
-    else:
-        import tifffile
-
-        tifffile.imwrite(output, volume)
+    settings = _preprocessing(args)
+    if args.rows:  # the same as --crop-rows, kept for the rows of a quick look
+        settings = replace(settings, crop_rows=_range(args.rows, "--rows"))
+    scan = read_source(args.source, _read_options(args), format=args.format)
+    if not isinstance(scan, Projections):
+        raise InputError(args.source, "holds a reconstructed volume", "raw projections")
+    volume, provenance = reconstruct(scan, filter=args.filter, settings=settings)
+    write_volume(output, volume)
     write_replacing(output.with_name(output.name + ".json"), dump_json(provenance))
     center = provenance["center"]
     flat_dark = provenance.get("flat_dark")
@@ -296,20 +287,15 @@ def add_subcommands(sub) -> None:
     an.set_defaults(func=cmd_analyze)
 
     rc = sub.add_parser("reconstruct", help="reconstruct your own raw projections (flat/dark, -log, centre, FBP)",
-                        description="Read raw projections with their flats, darks and angles, correct them, find "
-                                    "the centre of rotation and reconstruct with FBP; writes the slices and a "
-                                    "provenance JSON beside them.")
-    rc.add_argument("source", help="raw scan: HDF5 data-exchange (exchange/data, data_white, data_dark, theta), "
-                                   "or a folder of TIFF projections (with --flat, --dark, --angles)")
-    rc.add_argument("--flat", default=None, help="flat-field (open-beam) TIFF of a TIFF folder")
-    rc.add_argument("--dark", default=None, help="dark TIFF of a TIFF folder")
-    rc.add_argument("--angles", default=None, help="angles file (degrees) of a TIFF folder")
-    rc.add_argument("--rings", action="store_true", help="remove ring artefacts (sinogram stripes) first")
+                        description="Read raw projections with their flats, darks and angles, pre-process them "
+                                    "as `import` does, find the centre of rotation and reconstruct with FBP; writes "
+                                    "the slices and a provenance JSON beside them.")
+    rc.add_argument("source", help="raw projections in any format `import` reads (HDF5, TIFF, TXRM, .mat, raw)")
     rc.add_argument("--output", required=True, help="slices to write: .zarr, .tif or .npy")
-    rc.add_argument("--center", type=float, default=None,
-                    help="centre of rotation in detector pixels (default: estimated on the middle row)")
     rc.add_argument("--rows", default=None, metavar="START:STOP", help="detector rows to reconstruct (default all)")
     rc.add_argument("--filter", default="hann", help="FBP filter (default hann)")
+    _add_reading(rc)
+    _add_preprocessing(rc)
     rc.set_defaults(func=cmd_reconstruct)
 
     ap = sub.add_parser("apply", help="run a trained method's checkpoint on a new volume",
