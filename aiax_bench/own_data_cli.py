@@ -102,7 +102,8 @@ def _preprocessing(args: argparse.Namespace):
     return Preprocessing(crop_rows=_range(args.crop_rows, "--crop-rows"),
                          crop_columns=_range(args.crop_columns, "--crop-columns"), bin=args.bin,
                          flats=args.flat_mode, dead_pixels=not args.keep_dead_pixels, zingers=args.zingers,
-                         paganin=Paganin(*paganin) if paganin else None, rings=args.rings, center=args.center)
+                         paganin=Paganin(*paganin) if paganin else None, background=args.background,
+                         rings=args.rings, center=args.center)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -233,6 +234,8 @@ def _add_preprocessing(parser: argparse.ArgumentParser) -> None:
                    help="remove zingers, relative threshold T (0.05-0.1)")
     g.add_argument("--paganin", default=None, metavar="DELTA_BETA,DISTANCE_MM,ENERGY_KEV,PIXEL_UM",
                    help="Paganin phase retrieval")
+    g.add_argument("--background", type=int, default=0, metavar="N",
+                   help="zero the air: subtract the mean of the N outermost detector columns on each side")
     g.add_argument("--rings", action="store_true", help="remove ring artefacts (sinogram stripes)")
     g.add_argument("--center", type=float, default=None,
                    help="centre of rotation in detector pixels (default: estimated on the middle row)")

@@ -276,3 +276,15 @@ def test_tiff_projections_are_taken_in_numeric_order_without_the_flats(tmp_path)
     tifffile.imwrite(folder / "flat.tif", np.full((4, 6), 100, np.float32))
     scan = read_source(folder, ReadOptions(flats=(folder / "flat.tif",), angle_range_deg=(0, 180)))
     assert scan.data[:, 0, 0].tolist() == [1, 2, 10] and scan.flats.shape == (1, 4, 6)
+
+
+def test_background_columns_zero_the_air_whatever_the_drift():
+    from aiax_bench.ingest.preprocess import subtract_background
+
+    rng = np.random.default_rng(1)
+    lines = np.zeros((5, 2, 40), np.float32)
+    lines[:, :, 10:30] = 1.0  # the sample
+    drifted = lines + rng.uniform(-0.2, 0.2, (5, 2, 1)).astype(np.float32)  # beam intensity varies per projection
+    np.testing.assert_allclose(subtract_background(drifted, 5), lines, atol=1e-6)
+    with pytest.raises(InputError, match="--background"):
+        subtract_background(drifted, 20)

@@ -19,6 +19,9 @@ The steps, in the order :func:`preprocess` applies them:
    ``1 / (1 + π λ z (δ/β) |f|²)`` applied to the transmission (Paganin et al.
    2002; own code, a few lines of FFT, with reflective padding).
 7. **−log**: line integrals.
+   **Background** (``--background N``): the mean of the ``N`` outermost detector
+   columns on each side, which see air, is subtracted from every projection
+   row, so that air reads 0 whatever the beam's intensity drift (own code).
 8. **Ring removal** (``--rings``): sinogram stripes removed by sorting (Vo et
    al. 2018, algotom ``remove_stripe_based_sorting``).
 9. **Centre of rotation**: the Fourier double-wedge method (Vo et al. 2014,
@@ -41,7 +44,7 @@ from aiax_bench.validation import check_positive, check_positive_int
 
 __all__ = ["MIN_TRANSMISSION", "Paganin", "Preprocessing", "bin_projections", "correct", "find_center",
            "paganin_filter", "preprocess", "remove_dead_pixels", "remove_rings", "remove_zingers",
-           "shift_to_center"]
+           "shift_to_center", "subtract_background"]
 
 #: Smallest transmission kept: a zero count or a flat no brighter than the dark is clipped to it.
 MIN_TRANSMISSION = 1e-6
@@ -92,6 +95,8 @@ class Preprocessing:
         Relative threshold of the zinger filter (0.05–0.1 typical); off if None.
     paganin : Paganin, optional
         Phase retrieval; off if None.
+    background : int
+        Detector columns on each side that see air, to zero the background (0: off).
     rings : bool
         Remove sinogram stripes.
     center : float, optional
@@ -106,6 +111,7 @@ class Preprocessing:
     dead_pixels: bool = True
     zingers: float | None = None
     paganin: Paganin | None = None
+    background: int = 0
     rings: bool = False
     center: float | None = None
 
@@ -115,6 +121,8 @@ class Preprocessing:
             raise InputError("--flat-mode", f"is {self.flats!r}", "auto, mean or interpolate")
         if self.zingers is not None:
             check_positive("--zingers", self.zingers, "")
+        if not (isinstance(self.background, int) and self.background >= 0):
+            raise InputError("--background", f"is {self.background!r}", "0 or a number of detector columns")
 
     def record(self) -> dict[str, Any]:
         """The settings, JSON-ready, for the provenance."""
@@ -285,7 +293,20 @@ def _line_integrals(projections: Projections, settings: Preprocessing, record: d
         transmission = paganin_filter(transmission, binned)
         record["paganin"] = asdict(binned)
     record["minus_log"] = True
-    return -np.log(transmission).astype(np.float32)
+    lines = -np.log(transmission).astype(np.float32)
+    if settings.background:
+        lines = subtract_background(lines, settings.background)
+        record["background"] = f"mean of the {settings.background} outermost columns on each side subtracted"
+    return lines
+
+
+def subtract_background(lines: np.ndarray, columns: int) -> np.ndarray:
+    """Line integrals ``(A, R, C)`` with the mean of the ``columns`` outermost columns on each side
+    (air) subtracted from every projection row."""
+    if not 0 < 2 * columns < lines.shape[-1]:
+        raise InputError("--background", f"is {columns}", f"fewer than half the detector's {lines.shape[-1]} columns")
+    edges = np.concatenate([lines[..., :columns], lines[..., -columns:]], axis=-1)
+    return (lines - edges.mean(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32)
 
 
 def preprocess(projections: Projections, settings: Preprocessing = Preprocessing()) -> tuple[np.ndarray, float,
