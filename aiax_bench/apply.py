@@ -26,8 +26,8 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 
-__all__ = ["apply_checkpoint", "apply_self_supervised", "intensity_map", "intensity_warning", "load_trained",
-           "write_volume"]
+__all__ = ["VOLUME_OUTPUTS", "apply_checkpoint", "apply_self_supervised", "check_volume_output", "intensity_map",
+           "intensity_warning", "load_trained", "write_volume"]
 
 #: Output types and how values are stored in them.
 DTYPES = ("float32", "uint16")
@@ -121,15 +121,26 @@ def _inference_plan(config: Any, shape: tuple[int, ...], batch_size: int | None)
     return batch_size or 1, config.inference_tile or _CPU_TILE
 
 
+#: What a volume can be written as, by suffix.
+VOLUME_OUTPUTS = (".zarr", ".tif", ".tiff", ".npy")
+
+
+def check_volume_output(path: Path | str) -> Path:
+    """``path`` as a Path, or one line when its suffix is no volume format :func:`write_volume` writes."""
+    path = Path(path)
+    if path.suffix not in VOLUME_OUTPUTS:
+        raise InputError("--output", f"is {str(path)!r}", "a .zarr, .tif or .npy path")
+    return path
+
+
 def _open_output(path: Path, shape: tuple[int, ...]):
+    check_volume_output(path)
     if path.suffix == ".zarr":
         import zarr
 
         return zarr.create_array(str(path), shape=shape, dtype="float32", chunks=(min(16, shape[0]), *shape[1:]),
                                  overwrite=True)
-    if path.suffix in (".tif", ".tiff", ".npy"):
-        return None  # written whole at the end
-    raise InputError("--output", f"is {str(path)!r}", "a .zarr, .tif or .npy path")
+    return None  # written whole at the end
 
 
 def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *, dtype: str = "float32",
@@ -199,18 +210,17 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
 
 def write_volume(output: Path, data: np.ndarray) -> None:
     """``data`` to a ``.npy``, ``.zarr`` or ``.tif`` file, by the suffix."""
+    output = check_volume_output(output)
     if output.suffix == ".npy":
         np.save(output, data)
     elif output.suffix == ".zarr":
         import zarr
 
         zarr.create_array(str(output), data=data, overwrite=True)
-    elif output.suffix in (".tif", ".tiff"):
+    else:
         import tifffile
 
         tifffile.imwrite(output, data)
-    else:
-        raise InputError("--output", f"is {str(output)!r}", "a .zarr, .tif or .npy path")
 
 
 def apply_self_supervised(dataset: str, output: Path | str, *, method: str = "noise2inverse", seed: int = 0,
@@ -238,9 +248,7 @@ def apply_self_supervised(dataset: str, output: Path | str, *, method: str = "no
     from aiax_bench.data.sealed import seal
     from aiax_bench.methods import FitContext, get_method
 
-    output = Path(output)
-    if output.suffix not in (".zarr", ".tif", ".tiff", ".npy"):
-        raise InputError("--output", f"is {str(output)!r}", "a .zarr, .tif or .npy path")
+    output = check_volume_output(output)
     method_cls = get_method(method)
     if method_cls.supervision != "self":
         raise InputError("--method", f"is {method!r} ({method_cls.supervision}-supervised)",

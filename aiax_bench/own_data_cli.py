@@ -106,18 +106,24 @@ def _preprocessing(args: argparse.Namespace):
                          rings=args.rings, center=args.center)
 
 
+def _centre_and_clipping(provenance: dict) -> str:
+    """The centre of rotation and the clipped-pixel count of a reconstruction's provenance, in words."""
+    center, flat_dark = provenance["center"], provenance.get("flat_dark")
+    clipped = flat_dark.get("clipped_pixels", 0) if isinstance(flat_dark, dict) else 0  # none for line integrals
+    return f"centre of rotation {center['pixels']:.2f} px ({center['method']}); {clipped} pixel(s) clipped"
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from aiax_bench.ingest.importer import ImportOptions, import_scan
 
     read = _read_options(args)
-    from aiax_bench.ingest.scan import ReadOptions
-
     # The second scan has flats, darks and angles of its own, never the first scan's.
-    low_read = ReadOptions(flats=tuple(Path(f) for f in args.low_flats or ()),
-                           darks=tuple(Path(f) for f in args.low_darks or ()),
-                           angles=Path(args.low_angles) if args.low_angles else None,
-                           angle_range_deg=_numbers(args.low_angle_range, "--low-angle-range", 2),
-                           data_path=args.data_path, kind=args.kind)
+    low_read = replace(read, flats=tuple(Path(f) for f in args.low_flats or ()),
+                       darks=tuple(Path(f) for f in args.low_darks or ()),
+                       angles=Path(args.low_angles) if args.low_angles else None,
+                       angle_range_deg=_numbers(args.low_angle_range, "--low-angle-range", 2))
     options = ImportOptions(subsample=_numbers(args.subsample, "--subsample", None, int) or (),
                             low=Path(args.low) if args.low else None, low_read=low_read,
                             parts=_numbers(args.parts, "--parts", 3) or (0.6, 0.2, 0.2),
@@ -129,10 +135,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(f"{args.source}: imported as dataset {report.name!r} ({'×'.join(map(str, report.shape))} voxels of "
           f"{manifest['voxel_size_um']:g} µm, {manifest['voxel_size']}) in {report.seconds} s at {report.path}")
     if report.center is not None:
-        clipped = manifest["provenance"].get("flat_dark", {})
-        clipped = clipped.get("clipped_pixels", 0) if isinstance(clipped, dict) else 0
-        print(f"centre of rotation {report.center:.2f} px ({manifest['provenance']['center']['method']}); "
-              f"{clipped} pixel(s) clipped")
+        print(_centre_and_clipping(manifest["provenance"]))
     rows = [[part, f"{a}-{b}"] for part, (a, b) in report.parts.items()]
     print(format_table(["part", "rows"], rows))
     print(f"splits: {', '.join(report.splits) or 'none (reference only)'}; scores against the reference "
@@ -144,14 +147,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from aiax_bench.apply import write_volume
+    from aiax_bench.apply import check_volume_output, write_volume
     from aiax_bench.ingest import read_source, reconstruct
     from aiax_bench.ingest.scan import Projections
     from aiax_bench.jsonio import dump_json, write_replacing
 
-    output = Path(args.output)
-    if output.suffix not in (".zarr", ".tif", ".tiff", ".npy"):
-        raise InputError("--output", f"is {args.output!r}", "a .zarr, .tif or .npy path")
+    output = check_volume_output(args.output)
     settings = _preprocessing(args)
     if args.rows:  # the same as --crop-rows, kept for the rows of a quick look
         settings = replace(settings, crop_rows=_range(args.rows, "--rows"))
@@ -161,12 +162,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     volume, provenance = reconstruct(scan, filter=args.filter, settings=settings)
     write_volume(output, volume)
     write_replacing(output.with_name(output.name + ".json"), dump_json(provenance))
-    center = provenance["center"]
-    flat_dark = provenance.get("flat_dark")
-    clipped = flat_dark.get("clipped_pixels", 0) if isinstance(flat_dark, dict) else 0
     print(f"{args.source}: {volume.shape[0]} slice(s) of {volume.shape[1]}×{volume.shape[2]} written to {output}; "
-          f"centre of rotation {center['pixels']:.2f} px ({center['method']}); "
-          f"{clipped} pixel(s) clipped")
+          f"{_centre_and_clipping(provenance)}")
     return 0
 
 

@@ -13,14 +13,7 @@ from typing import Any
 import numpy as np
 
 from aiax_bench.data.registry import PARTS, DatasetVersion
-from aiax_bench.data.store import (
-    STORE_FORMAT,
-    array_fingerprint,
-    array_sha256,
-    atomic_store,
-    digest_of_hashes,
-    write_array,
-)
+from aiax_bench.data.store import STORE_FORMAT, atomic_store, digest_of_hashes, write_sample
 from aiax_bench.errors import InputError
 from aiax_bench.recon import ParallelBeamProjector, fbp
 from aiax_bench.sim.acquire import (
@@ -222,17 +215,11 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                 arrays[f"splits/{split}/sinogram"] = sino
                 arrays[f"splits/{split}/angles"] = angles
                 bar.update()
-            group = root.create_group(f"samples/{sample_id}")
-            sha256 = {name: array_sha256(data) for name, data in arrays.items()}
-            group.attrs.update({"sha256": sha256, "part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
-                                "phases": list(phantom.phases),
-                                "attenuation_per_cm": list(phantom.attenuation),
-                                "phantom": _jsonable(phantom.params), "photons": acq["photons"]})
-            for name, data in arrays.items():
-                write_array(group, name, data)
-                key = f"{sample_id}/{name}"
-                fingerprint[key] = array_fingerprint(data)
-                hashes[key] = sha256[name]
+            write_sample(root, sample_id, arrays,
+                         {"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
+                          "phases": list(phantom.phases), "attenuation_per_cm": list(phantom.attenuation),
+                          "phantom": _jsonable(phantom.params), "photons": acq["photons"]},
+                         hashes=hashes, fingerprint=fingerprint)
             del arrays, ctx
         attrs = {
             "name": spec.name, "version": spec.version, "profile": profile,

@@ -36,7 +36,7 @@ from aiax_bench.errors import StoreError
 
 __all__ = ["STORE_FORMAT", "array_fingerprint", "array_sha256", "atomic_store", "content_digest",
            "digest_of_hashes", "open_group", "read_verified", "store_path",
-           "verify_array", "write_array"]
+           "verify_array", "write_array", "write_sample"]
 
 #: 1: fingerprints only; 2: a sha256 per array in each sample's attributes.
 STORE_FORMAT = 2
@@ -58,6 +58,22 @@ def write_array(group, path: str, data: np.ndarray) -> None:
     chunks = tuple(min(CHUNK, s) for s in data.shape) if data.ndim else ()
     group.create_array(path, data=data, chunks=chunks,
                        compressors=BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"))
+
+
+def write_sample(root, sample_id: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any], *,
+                 hashes: dict[str, str], fingerprint: dict[str, dict[str, float]]) -> None:
+    """Write one sample's arrays under ``samples/<sample_id>`` with a sha256 per array in its attributes.
+
+    The store-wide ``hashes`` (for :func:`digest_of_hashes`) and ``fingerprint``
+    gain ``<sample_id>/<array>`` entries, so a writer never holds more than one sample.
+    """
+    group = root.create_group(f"samples/{sample_id}")
+    sha256 = {name: array_sha256(data) for name, data in arrays.items()}
+    group.attrs.update({"sha256": sha256, **attrs})
+    for name, data in arrays.items():
+        write_array(group, name, data)
+        hashes[f"{sample_id}/{name}"] = sha256[name]
+        fingerprint[f"{sample_id}/{name}"] = array_fingerprint(data)
 
 
 def array_fingerprint(data: np.ndarray) -> dict[str, float]:

@@ -353,14 +353,7 @@ def _write(target: Path, name: str, manifest: dict[str, Any], volumes: _Volumes,
            parts: dict[str, tuple[int, int]]) -> None:
     import zarr
 
-    from aiax_bench.data.store import (
-        STORE_FORMAT,
-        array_fingerprint,
-        array_sha256,
-        atomic_store,
-        digest_of_hashes,
-        write_array,
-    )
+    from aiax_bench.data.store import STORE_FORMAT, atomic_store, digest_of_hashes, write_sample
 
     hashes: dict[str, str] = {}
     fingerprint: dict[str, dict[str, float]] = {}
@@ -377,14 +370,9 @@ def _write(target: Path, name: str, manifest: dict[str, Any], volumes: _Volumes,
             for split, stored in volumes.splits.items():
                 for key, data in stored.items():
                     arrays[f"splits/{split}/{key}"] = data if key == "angles" else data[rows]
-            group = root.create_group(f"samples/{sample_id}")
-            sha256 = {key: array_sha256(np.ascontiguousarray(data)) for key, data in arrays.items()}
-            group.attrs.update({"sha256": sha256, "part": part, "seed": 0, "voxel_size_um": volumes.voxel_um,
-                                "rows": [start, stop], "phases": ["pore", "material"]})
-            for key, data in arrays.items():
-                write_array(group, key, data)
-                hashes[f"{sample_id}/{key}"] = sha256[key]
-                fingerprint[f"{sample_id}/{key}"] = array_fingerprint(data)
+            write_sample(root, sample_id, arrays, {"part": part, "seed": 0, "voxel_size_um": volumes.voxel_um,
+                                                   "rows": [start, stop], "phases": ["pore", "material"]},
+                         hashes=hashes, fingerprint=fingerprint)
         # Written last: a store without these attributes is incomplete by construction.
         root.attrs.update({"name": name, "version": IMPORTED_VERSION, "profile": IMPORTED_PROFILE,
                            "recipe_sha256": manifest_sha256(manifest), "store_format": STORE_FORMAT,

@@ -126,7 +126,7 @@ class Preprocessing:
 
     def record(self) -> dict[str, Any]:
         """The settings, JSON-ready, for the provenance."""
-        return {k: v for k, v in asdict(self).items()}
+        return asdict(self)
 
 
 def _crop(projections: Projections, rows, columns) -> None:

@@ -65,6 +65,16 @@ def _given_angles(options: ReadOptions, n: int, source: str) -> tuple[np.ndarray
     raise InputError(source, "stores no projection angles", "--angles FILE (degrees) or --angle-range FIRST,LAST")
 
 
+def _given_projections(data: np.ndarray, source: Path, options: ReadOptions, reader: str,
+                       **provenance: Any) -> Projections:
+    """Projections from a file that holds only the frames: angles, flats and darks come from ``options``."""
+    theta, how = _given_angles(options, data.shape[0], str(source))
+    return Projections(data=data, flats=_extra_images(options.flats, data.shape[1:], "flat", options.data_path),
+                       darks=_extra_images(options.darks, data.shape[1:], "dark", options.data_path),
+                       angles=np.deg2rad(theta), source=str(source),
+                       provenance={"reader": reader, "angles": how, **provenance})
+
+
 def _h5_dataset(handle, name: str, path: Path, expected: str):
     try:
         return handle[name]
@@ -284,13 +294,8 @@ def read_hdf5_frames(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Pro
     with _open_h5(path, "an HDF5 file of projections") as handle:
         data = np.asarray(_h5_dataset(handle, name, path, "the projections (set --data-path)")[()], np.float32)
     _check_stack(path, name, data)
-    theta, how = _given_angles(options, data.shape[0], str(path))
-    flats = _extra_images(options.flats, data.shape[1:], "flat", options.data_path)
-    darks = _extra_images(options.darks, data.shape[1:], "dark", options.data_path)
-    return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(path),
-                       provenance={"reader": f"HDF5 dataset {name} (h5py)", "angles": how,
-                                   "flat_files": [str(f) for f in options.flats],
-                                   "dark_files": [str(f) for f in options.darks]})
+    return _given_projections(data, path, options, f"HDF5 dataset {name} (h5py)",
+                              flat_files=[str(f) for f in options.flats], dark_files=[str(f) for f in options.darks])
 
 
 def read_hdf5(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
@@ -308,13 +313,9 @@ def read_hdf5(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projection
 
 # --------------------------------------------------------------------------- TIFF projections
 
-def read_tiff_scan(folder: Path | str, *, flat: Path | str | None = None, dark: Path | str | None = None,
-                   angles: Path | str | None = None, options: ReadOptions | None = None) -> Projections:
+def read_tiff_scan(folder: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
     """Projections from a folder of 2D TIFFs (in name order) or one multi-page TIFF, with flat and dark
     images and angles (``--angles`` file or ``--angle-range``)."""
-
-    options = options or ReadOptions(flats=(Path(flat),) if flat else (), darks=(Path(dark),) if dark else (),
-                                     angles=Path(angles) if angles else None)
     folder = Path(folder)
     if folder.is_file():
         data = np.asarray(_imread(folder), dtype=np.float32)
@@ -332,11 +333,7 @@ def read_tiff_scan(folder: Path | str, *, flat: Path | str | None = None, dark: 
                 raise InputError(str(p), f"has shape {image.shape}", f"{stack[0].shape} like {files[0].name}")
         data = np.stack(stack)
         what = f"TIFF folder ({len(files)} files, tifffile)"
-    theta, how = _given_angles(options, data.shape[0], str(folder))
-    flats = _extra_images(options.flats, data.shape[1:], "flat", options.data_path)
-    darks = _extra_images(options.darks, data.shape[1:], "dark", options.data_path)
-    return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(folder),
-                       provenance={"reader": what, "angles": how})
+    return _given_projections(data, folder, options, what)
 
 
 # --------------------------------------------------------------------------- Zeiss TXRM / XRM
@@ -345,7 +342,8 @@ def read_tiff_scan(folder: Path | str, *, flat: Path | str | None = None, dark: 
 _OLE_DTYPES = {5: np.uint16, 10: np.float32}
 
 
-def _ole_scalar(ole, name: str, dtype: str) -> Any:
+def _ole_array(ole, name: str, dtype) -> np.ndarray | None:
+    """Stream ``name`` as an array of ``dtype`` (a trailing partial element dropped), None if absent."""
     if not ole.exists(name):
         return None
     raw = ole.openstream(name).read()
@@ -362,7 +360,7 @@ def _read_ole_images(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     with olefile.OleFileIO(str(path)) as ole:
         meta: dict[str, Any] = {}
         for name in ("ImagesTaken", "ImageHeight", "ImageWidth", "DataType"):
-            value = _ole_scalar(ole, f"ImageInfo/{name}", "<i4")
+            value = _ole_array(ole, f"ImageInfo/{name}", "<i4")
             if value is None or value.size == 0:
                 raise InputError(f"{path.name}: stream ImageInfo/{name}", "is missing", "a Zeiss TXRM/XRM file")
             meta[name] = int(value[0])
@@ -375,21 +373,20 @@ def _read_ole_images(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         for k in range(1, meta["ImagesTaken"] + 1):
             # Zeiss files hold 100 images per ImageData folder.
             name = f"ImageData{(k - 1) // 100 + 1}/Image{k}"
-            if not ole.exists(name):
+            raw = _ole_array(ole, name, dtype)
+            if raw is None:
                 raise InputError(f"{path.name}: stream {name}", "is missing", f"{meta['ImagesTaken']} images")
-            data = ole.openstream(name).read()
-            raw = np.frombuffer(data[:len(data) // np.dtype(dtype).itemsize * np.dtype(dtype).itemsize], dtype=dtype)
             if raw.size != shape[0] * shape[1]:
                 raise InputError(f"{path.name}: stream {name}", f"holds {raw.size} pixels", f"{shape[0]}×{shape[1]}")
             images.append(raw.reshape(shape))
-        angles = _ole_scalar(ole, "ImageInfo/Angles", "<f4")
-        pixel = _ole_scalar(ole, "ImageInfo/PixelSize", "<f4")
+        angles = _ole_array(ole, "ImageInfo/Angles", "<f4")
+        pixel = _ole_array(ole, "ImageInfo/PixelSize", "<f4")
         reference = None
         if ole.exists("ReferenceData/Image"):
             # The reference has a data type of its own (often float32 beside uint16 images).
-            code = _ole_scalar(ole, "ReferenceData/DataType", "<i4")
+            code = _ole_array(ole, "ReferenceData/DataType", "<i4")
             ref_dtype = _OLE_DTYPES.get(int(code[0]), dtype) if code is not None and code.size else dtype
-            ref = np.frombuffer(ole.openstream("ReferenceData/Image").read(), dtype=ref_dtype)
+            ref = _ole_array(ole, "ReferenceData/Image", ref_dtype)
             if ref.size != shape[0] * shape[1]:
                 raise InputError(f"{path.name}: stream ReferenceData/Image", f"holds {ref.size} pixels",
                                  f"{shape[0]}×{shape[1]} like the images")
@@ -562,12 +559,8 @@ def read_raw_projections(path: Path | str, options: ReadOptions = NO_OPTIONS) ->
     path = Path(path)
     data = read_raw(path, options.raw_shape, options.raw_dtype, options.raw_offset).astype(np.float32)
     _check_stack(path, "--raw-shape", data)
-    theta, how = _given_angles(options, data.shape[0], str(path))
-    flats = _extra_images(options.flats, data.shape[1:], "flat", options.data_path)
-    darks = _extra_images(options.darks, data.shape[1:], "dark", options.data_path)
-    return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(path),
-                       provenance={"reader": f"raw binary {options.raw_dtype} {options.raw_shape}, offset "
-                                             f"{options.raw_offset} B", "angles": how})
+    return _given_projections(data, path, options, f"raw binary {options.raw_dtype} {options.raw_shape}, offset "
+                                                   f"{options.raw_offset} B")
 
 
 def read_npy_projections(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
@@ -578,11 +571,7 @@ def read_npy_projections(path: Path | str, options: ReadOptions = NO_OPTIONS) ->
     except (OSError, ValueError) as exc:
         raise InputError(str(path), f"cannot be read as .npy ({exc})", "a NumPy array file") from None
     _check_stack(path, "array", data)
-    theta, how = _given_angles(options, data.shape[0], str(path))
-    flats = _extra_images(options.flats, data.shape[1:], "flat", options.data_path)
-    darks = _extra_images(options.darks, data.shape[1:], "dark", options.data_path)
-    return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(path),
-                       provenance={"reader": ".npy projections (numpy)", "angles": how})
+    return _given_projections(data, path, options, ".npy projections (numpy)")
 
 
 # --------------------------------------------------------------------------- the registry
@@ -596,10 +585,6 @@ class Reader:
     read: Callable[[Path, ReadOptions], Projections | VolumeScan]
 
 
-def _read_tiff(path: Path, options: ReadOptions) -> Projections:
-    return read_tiff_scan(path, options=options)
-
-
 def _volume(path: Path, options: ReadOptions) -> VolumeScan:
     from aiax_bench.ingest.volumes import read_volume_scan
 
@@ -610,7 +595,7 @@ READERS: dict[str, Reader] = {r.name: r for r in (
     Reader("hdf5", "HDF5: data-exchange (exchange/data, data_white, data_dark, theta), NeXus NXtomo (image_key), "
                    "or a plain dataset (--data-path) with --flats/--darks files", read_hdf5),
     Reader("tiff-projections", "TIFF projections: a folder of 2D files or one multi-page file, with --flats, "
-                               "--darks and --angles/--angle-range", _read_tiff),
+                               "--darks and --angles/--angle-range", read_tiff_scan),
     Reader("txrm", "Zeiss/Xradia TXRM tomography (olefile)", read_txrm),
     Reader("nikon", "Nikon XTek .xtekct with its TIFF projections (cone beam)", read_nikon),
     Reader("mat", "MATLAB .mat sinogram (line integrals)", read_mat),
@@ -668,10 +653,8 @@ def read_scan(source: Path | str, *, flat: Path | str | None = None, dark: Path 
               angles: Path | str | None = None) -> Projections:
     """A raw scan: an HDF5 file (data-exchange, NXtomo), or a TIFF folder with ``flat``, ``dark`` and ``angles``."""
     source = Path(source)
-    if source.is_dir():
-        if angles is None:
-            raise InputError("--angles", "is missing", "an angles file (degrees) for a TIFF folder")
-        return read_tiff_scan(source, flat=flat, dark=dark, angles=angles)
+    if source.is_dir() and angles is None:
+        raise InputError("--angles", "is missing", "an angles file (degrees) for a TIFF folder")
     options = ReadOptions(flats=(Path(flat),) if flat else (), darks=(Path(dark),) if dark else (),
                           angles=Path(angles) if angles else None)
     scan = read_source(source, options)

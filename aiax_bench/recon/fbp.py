@@ -184,7 +184,6 @@ def backproject_pixel_driven(filtered: torch.Tensor, angles: np.ndarray, n_pixel
         u = ((coords[None, :] * cos + coords[:, None] * sin) / det_spacing + (d - 1) / 2).reshape(-1)
         first = torch.floor(u - half).to(torch.int64) + 1
         offset = (first - u).to(torch.float32)  # index - u of the first tap
-        u = None
         # The taps strictly inside (u - half, u + half): at most ceil(2 half) detector pixels.
         for m in range(math.ceil(2 * half)):
             index = first + m
