@@ -105,22 +105,6 @@ def intensity_map(volume: Any, value_range: dict[str, float]) -> tuple[float, fl
     return a, value_range["input_mean"] - a * float(sample.mean())
 
 
-#: Slices larger than this (pixels) go through the network in tiles on the CPU: activations of whole 2048² slices
-#: in a batch of 8 take gigabytes.
-_LARGE_SLICE = 1024 * 1024
-_CPU_TILE = 512
-
-
-def _inference_plan(config: Any, shape: tuple[int, ...], batch_size: int | None) -> tuple[int, int | None]:
-    """Batch size and tile of the forward passes: the method's, or on the CPU one tile of 512² at a time for
-    large slices (batching gains nothing there and multiplies the memory)."""
-    import torch
-
-    if torch.cuda.is_available() or shape[1] * shape[2] <= _LARGE_SLICE:
-        return batch_size or config.inference_batch_size, config.inference_tile
-    return batch_size or 1, config.inference_tile or _CPU_TILE
-
-
 #: What a volume can be written as, by suffix.
 VOLUME_OUTPUTS = (".zarr", ".tif", ".tiff", ".npy")
 
@@ -182,9 +166,9 @@ def apply_checkpoint(checkpoint: Path | str, volume: Any, output: Path | str, *,
     if warning:
         warnings.warn(warning, stacklevel=2)
     c = method.config
-    batch, tile = _inference_plan(c, shape, batch_size)
     start = time.perf_counter()
-    result = predict_volume(method.model, volume, slices=c.slices, batch_size=batch, tile=tile,
+    result = predict_volume(method.model, volume, slices=c.slices, batch_size=batch_size or c.inference_batch_size,
+                            tile=c.inference_tile,
                             overlap=c.inference_overlap, out=target, progress=progress)
     seconds = time.perf_counter() - start
     if intensity is not None:

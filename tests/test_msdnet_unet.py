@@ -59,17 +59,49 @@ def test_msd_network_follows_the_paper():
 
 def test_msd_fast_formulation_equals_the_dilated_convolution():
     torch.manual_seed(0)
-    conv = MSDNetwork(3, 1, depth=12, formulation="conv")
+    conv = MSDNetwork(3, 1, depth=12, formulation="conv").double()
     torch.nn.init.normal_(conv.final.weight)
-    taps = MSDNetwork(3, 1, depth=12, formulation="taps")
+    taps = MSDNetwork(3, 1, depth=12, formulation="taps").double()
     taps.load_state_dict(conv.state_dict())
-    x = torch.randn(2, 3, 30, 26, requires_grad=True)
+    x = torch.randn(2, 3, 30, 26, dtype=torch.float64, requires_grad=True)
     ya, yb = conv(x), taps(x)
-    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
-    ga = torch.autograd.grad(ya.square().sum(), [x, conv.weights[11], conv.biases[4]])
-    gb = torch.autograd.grad(yb.square().sum(), [x, taps.weights[11], taps.biases[4]])
+    # float64: the two differ only in the order of the sums.
+    torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
+    wrt_a = [x, *conv.weights, *conv.biases, conv.final.weight]
+    wrt_b = [x, *taps.weights, *taps.biases, taps.final.weight]
+    ga = torch.autograd.grad(ya.square().sum(), wrt_a)
+    gb = torch.autograd.grad(yb.square().sum(), wrt_b)
     for a, b in zip(ga, gb, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(taps(x), yb, rtol=0, atol=0)  # inference runs the same forward pass
+
+
+def _saved_bytes(net: MSDNetwork, x: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward pass of one training step."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net(x).square().sum().backward()
+    return sum(storages.values())
+
+
+def test_msd_training_memory_grows_linearly_with_depth():
+    x = torch.randn(2, 1, 32, 32)
+    map_bytes = x.numel() * 4
+    for depth in (10, 40):
+        net = MSDNetwork(1, 1, depth=depth)
+        weight_bytes = sum(p.numel() * 4 for p in net.parameters())
+        # One buffer of the input and all depth maps, the output (for the
+        # loss) and the weights; the textbook form keeps every layer's
+        # concatenated input, ~depth²/2 maps.
+        assert _saved_bytes(net, x) <= (1 + depth + 1) * map_bytes + weight_bytes
+    textbook = _saved_bytes(MSDNetwork(1, 1, depth=40, formulation="conv"), x)
+    assert textbook > 40 * 41 / 2 * map_bytes
 
 
 def test_unet_accepts_any_size_and_the_method_is_residual():

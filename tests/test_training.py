@@ -226,6 +226,33 @@ def test_sliding_window_inference_zarr_in_zarr_out(tmp_path):
         predict_volume(net, volume[0], slices=3)
 
 
+def test_inference_batch_and_tile_are_chosen_by_bytes():
+    from aiax_bench.baselines._nets import MSDNetwork, UNetwork
+    from aiax_bench.training.inference import CPU_BATCH_BYTES, TILE_BYTES, activation_bytes_per_pixel, inference_plan
+
+    cpu = torch.device("cpu")
+    msd = MSDNetwork(5, 1, depth=20)
+    assert activation_bytes_per_pixel(Standardized(msd), 5) == 4 * (5 + 20 + 18 + 1)
+    # As many slices as fit the CPU budget, at least one; given values win.
+    assert inference_plan(176, (128, 128), device=cpu) == (CPU_BATCH_BYTES // (176 * 128 * 128), None)
+    assert inference_plan(176, (512, 512), device=cpu) == (1, None)
+    assert inference_plan(176, (128, 128), device=cpu, batch_size=3) == (3, None)
+    # Tiles only when one slice's activations pass the fixed limit, and then the largest that fits it.
+    batch, tile = inference_plan(1000, (2048, 2048), device=cpu)
+    assert batch == 1 and tile % 64 == 0 and 1000 * tile**2 <= TILE_BYTES < 1000 * (tile + 64) ** 2
+    # Without a method of its own, the leaf modules' outputs are counted, in eval mode: a batch norm's
+    # running statistics stay untouched.
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 1, 1))
+    running = net[1].running_mean.clone()
+    assert activation_bytes_per_pixel(net, 3) == 4 * (8 + 8 + 8 + 1)
+    assert net.training and torch.equal(net[1].running_mean, running)
+    assert activation_bytes_per_pixel(UNetwork(5, 1, depth=2, base_channels=4), 5) > 0
+    # The chosen batch predicts what one slice at a time does.
+    volume = np.random.default_rng(2).normal(size=(7, 24, 24)).astype(np.float32)
+    np.testing.assert_array_equal(predict_volume(msd, volume, slices=5, device="cpu"),
+                                  predict_volume(msd, volume, slices=5, batch_size=1, device="cpu"))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_inference_is_the_same_on_cpu_and_gpu():
     volume = np.random.default_rng(1).normal(size=(6, 48, 48)).astype(np.float32)

@@ -20,40 +20,100 @@ from torch import nn
 __all__ = ["MSDNetwork", "UNetwork", "msd_dilations"]
 
 
-class _ShiftSum(torch.autograd.Function):
+def _shift_sum(taps: torch.Tensor, bias: torch.Tensor, d: int) -> torch.Tensor:
     """Sum of the 9 taps shifted by their 3×3 offsets × dilation, borders reflected, plus a bias.
 
-    ``taps (9, B, H, W) -> (1, B, H, W)`` (channels first: see :meth:`MSDNetwork.forward`).
-    Written as one autograd function so that the backward pass fills one
-    padded gradient buffer instead of nine zero-filled ones (the generic
-    slicing backward), which dominated the cost.
+    ``taps (9, B, H, W) -> (B, H, W)``: tap ``t = 3*ky + kx`` of a 3×3 kernel
+    with dilation ``d``.
+    """
+    h, w = taps.shape[-2:]
+    padded = F.pad(taps, (d, d, d, d), mode="reflect")
+    out = padded[0, :, 0:h, 0:w] + bias
+    for t in range(1, 9):
+        ky, kx = divmod(t, 3)
+        out += padded[t, :, ky * d:ky * d + h, kx * d:kx * d + w]
+    return out
+
+
+def _shift_sum_adjoint(grad: torch.Tensor, taps_shape: torch.Size, d: int) -> torch.Tensor:
+    """Adjoint of :func:`_shift_sum` in its taps: ``grad (B, H, W) -> (9, B, H, W)``.
+
+    Fills one padded buffer and folds the reflected border back in one call,
+    instead of the nine zero-filled buffers of the generic slicing backward.
+    """
+    _, b, h, w = taps_shape
+    grad_padded = grad.new_empty(9, b, h + 2 * d, w + 2 * d)
+    for t in range(9):
+        ky, kx = divmod(t, 3)
+        # Only the window each tap reads matters; the rest must be zero.
+        grad_padded[t].zero_()
+        grad_padded[t, :, ky * d:ky * d + h, kx * d:kx * d + w] = grad
+    return torch.ops.aten.reflection_pad2d_backward(grad_padded, grad.new_empty(taps_shape), [d, d, d, d])
+
+
+def _taps_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """``(1, C, 3, 3) -> (9, C)``: row ``t = 3*ky + kx`` holds tap ``t`` of every input map."""
+    return weight[0].permute(1, 2, 0).reshape(9, weight.shape[1])
+
+
+def _msd_fill(maps: torch.Tensor, c_in: int, weights: list[torch.Tensor], biases: list[torch.Tensor],
+              dilations: list[int]) -> None:
+    """Compute every MS-D layer in place: map ``c_in + i`` of ``maps (C, B, H, W)`` from the maps before it."""
+    _, bsz, h, w = maps.shape
+    for i, (weight, bias, d) in enumerate(zip(weights, biases, dilations, strict=True)):
+        c = c_in + i
+        # One plain matrix product over the channels, much cheaper on CPU than a convolution.
+        taps = torch.mm(_taps_matrix(weight), maps[:c].reshape(c, -1)).view(9, bsz, h, w)
+        torch.clamp_min(_shift_sum(taps, bias, d), 0.0, out=maps[c])
+
+
+class _MSDLayers(torch.autograd.Function):
+    """All 3×3 layers of an MS-D network with activation memory linear in the depth.
+
+    ``(x (C_in, B, H, W), weights..., biases...) -> maps (C_in + depth, B, H, W)``.
+    The forward pass writes every map once into one buffer, and only that
+    buffer is kept for the backward pass; the backward pass walks the layers
+    from the last and accumulates the gradient of every map in a second
+    buffer (the scheme of the paper's reference CUDA code). Generic autograd
+    instead keeps the concatenated input of every layer: memory in depth².
+
+    The products and sums are those autograd performs on the per-layer
+    formulation, in the same order, so outputs and gradients are the same.
     """
 
     @staticmethod
-    def forward(ctx, taps: torch.Tensor, bias: torch.Tensor, d: int) -> torch.Tensor:
-        h, w = taps.shape[-2:]
-        padded = F.pad(taps, (d, d, d, d), mode="reflect")
-        out = padded[0, :, 0:h, 0:w] + bias
-        for t in range(1, 9):
-            ky, kx = divmod(t, 3)
-            out += padded[t, :, ky * d:ky * d + h, kx * d:kx * d + w]
-        ctx.d = d
-        ctx.save_for_backward(taps)
-        return out.unsqueeze(0)
+    def forward(ctx, x: torch.Tensor, dilations: list[int], *params: torch.Tensor) -> torch.Tensor:
+        depth = len(dilations)
+        weights, biases = list(params[:depth]), list(params[depth:])
+        c_in, bsz, h, w = x.shape
+        maps = x.new_empty((c_in + depth, bsz, h, w))
+        maps[:c_in] = x
+        _msd_fill(maps, c_in, weights, biases, dilations)
+        ctx.dilations, ctx.c_in = dilations, c_in
+        ctx.save_for_backward(maps, *weights)
+        return maps
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        (taps,) = ctx.saved_tensors
-        d = ctx.d
-        _, b, h, w = taps.shape
-        grad_padded = grad.new_empty(9, b, h + 2 * d, w + 2 * d)
-        for t in range(9):
-            ky, kx = divmod(t, 3)
-            # Only the window each tap reads matters; the rest must be zero.
-            grad_padded[t].zero_()
-            grad_padded[t, :, ky * d:ky * d + h, kx * d:kx * d + w] = grad[0]
-        grad_taps = torch.ops.aten.reflection_pad2d_backward(grad_padded, taps, [d, d, d, d])
-        return grad_taps, grad.sum().reshape(1), None
+    def backward(ctx, grad_maps: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        maps, *weights = ctx.saved_tensors
+        dilations, c_in = ctx.dilations, ctx.c_in
+        depth = len(dilations)
+        grad = grad_maps.clone(memory_format=torch.contiguous_format)
+        grad_weights: list[torch.Tensor] = [torch.empty(0)] * depth
+        grad_biases: list[torch.Tensor] = [torch.empty(0)] * depth
+        _, bsz, h, w = maps.shape
+        for i in reversed(range(depth)):
+            c, d = c_in + i, dilations[i]
+            grad_pre = torch.ops.aten.threshold_backward(grad[c], maps[c], 0)
+            grad_taps = _shift_sum_adjoint(grad_pre, torch.Size((9, bsz, h, w)), d).reshape(9, -1)
+            inputs = maps[:c].reshape(c, -1)
+            # The layouts autograd's matrix-product backward chooses for a
+            # column-major (9, C) weight view and a row-major input.
+            grad_weights[i] = inputs.mm(grad_taps.t()).view(1, c, 3, 3)
+            grad_biases[i] = grad_pre.sum().reshape(1)
+            grad[:c] += _taps_matrix(weights[i]).t().mm(grad_taps).view(c, bsz, h, w)
+        grad_x = grad[:c_in] if ctx.needs_input_grad[0] else None
+        return (grad_x, None, *grad_weights, *grad_biases)
 
 
 def msd_dilations(depth: int, max_dilation: int = 10) -> list[int]:
@@ -118,34 +178,29 @@ class MSDNetwork(nn.Module):
         nn.init.zeros_(self.final.weight)
         nn.init.zeros_(self.final.bias)
 
-    def _layer(self, maps: torch.Tensor, i: int) -> torch.Tensor:
-        """One 3×3 layer on channel-first maps ``(C, B, H, W)``, before its ReLU."""
+    def activation_bytes_per_pixel(self, in_channels: int | None = None) -> float:
+        """Bytes per pixel of an inference pass: the maps' buffer, one layer's taps, their padded copy, the output."""
+        c_in = self.in_channels if in_channels is None else in_channels
+        return 4.0 * (c_in + self.depth + 2 * 9 + self.out_channels)
+
+    def _conv_layer(self, maps: torch.Tensor, i: int) -> torch.Tensor:
+        """One 3×3 layer as a dilated convolution on channel-first maps ``(C, B, H, W)``, before its ReLU."""
         d = self.dilations[i]
-        w, b = self.weights[i], self.biases[i]
-        if self.formulation == "conv":
-            padded = F.pad(maps.transpose(0, 1), (d, d, d, d), mode="reflect")
-            return F.conv2d(padded, w, b, dilation=d).transpose(0, 1)
-        # (1, C, 3, 3) -> (9, C): tap t = 3*ky + kx of the 3×3 kernel. One plain
-        # matrix product over the channels, much cheaper on CPU than a convolution.
-        c, bsz, h, wd = maps.shape
-        taps = torch.mm(w[0].permute(1, 2, 0).reshape(9, c), maps.reshape(c, -1))
-        return _ShiftSum.apply(taps.view(9, bsz, h, wd), b, d)
+        padded = F.pad(maps.transpose(0, 1), (d, d, d, d), mode="reflect")
+        return F.conv2d(padded, self.weights[i], self.biases[i], dilation=d).transpose(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Channels first, (C, B, H, W): appending a map is then a contiguous
-        # copy and every layer is a single matrix product without transposes.
-        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            maps = x.transpose(0, 1).contiguous()
+        # Channels first, (C, B, H, W): every layer is then a single matrix
+        # product over contiguous maps, without transposes.
+        channels_first = x.transpose(0, 1).contiguous()
+        if self.formulation == "conv":
+            # The textbook form, kept as the reference: autograd stores the
+            # concatenated maps of every layer (memory in depth²).
+            maps = channels_first
             for i in range(self.depth):
-                maps = torch.cat([maps, F.relu(self._layer(maps, i))], dim=0)
+                maps = torch.cat([maps, F.relu(self._conv_layer(maps, i))], dim=0)
         else:
-            # Without autograd every map is written once into one buffer, instead
-            # of copying all earlier maps at every layer (depth² traffic).
-            bsz, c_in, h, w = x.shape
-            maps = x.new_empty((c_in + self.depth, bsz, h, w))
-            maps[:c_in] = x.transpose(0, 1)
-            for i in range(self.depth):
-                maps[c_in + i] = F.relu(self._layer(maps[:c_in + i], i))[0]
+            maps = _MSDLayers.apply(channels_first, self.dilations, *self.weights, *self.biases)
         c, bsz, h, w = maps.shape
         out = torch.addmm(self.final.bias[:, None], self.final.weight[:, :, 0, 0], maps.reshape(c, -1))
         return out.view(-1, bsz, h, w).transpose(0, 1)

@@ -67,8 +67,7 @@ class MSDNet(SliceMethod):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "cpu": {},
         "paper": {"depth": 100, "patch_size": 256, "batch_size": 4, "max_steps": 200_000, "max_seconds": None,
-                  "val_every": 1000, "val_slice_step": 1, "patience": 20, "num_workers": 4,
-                  "inference_batch_size": 16},
+                  "val_every": 1000, "val_slice_step": 1, "patience": 20, "num_workers": 4},
     }
 
     def _check_config(self) -> None:

@@ -26,7 +26,21 @@ from aiax_bench.data.torch_adapter import reflect_indices
 from aiax_bench.errors import InputError
 from aiax_bench.recon.device import default_device
 
-__all__ = ["predict_volume", "tile_starts"]
+__all__ = ["CPU_BATCH_BYTES", "TILE_BYTES", "activation_bytes_per_pixel", "inference_plan", "predict_volume",
+           "tile_starts"]
+
+#: Activations one forward pass may hold on the CPU. Past the caches every
+#: slice costs more: MS-D at 512² is about 3× slower per slice in batches of 4
+#: than alone (``benchmarks/bench_msd.py``), so on the CPU the batch is the
+#: largest whose activations fit here, often 1.
+CPU_BATCH_BYTES = 16 * 2**20
+#: A slice whose activations exceed this is predicted in tiles of at most this.
+#: A fixed number, not the device's memory: tiles change the prediction at
+#: their seams, and the same model must give the same volume on every machine.
+TILE_BYTES = 256 * 2**20
+_MAX_BATCH = 64
+#: Tile edges are multiples of this (a U-Net halves the plane several times).
+_TILE_MULTIPLE = 64
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -36,6 +50,70 @@ def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     step = max(tile - overlap, 1)
     starts = list(range(0, n - tile, step))
     return [*starts, n - tile]
+
+
+def activation_bytes_per_pixel(model: nn.Module, in_channels: int) -> float:
+    """Bytes of activations per in-plane pixel of one ``(1, in_channels, H, W)`` forward pass.
+
+    A network that knows its own (``activation_bytes_per_pixel(in_channels)``
+    on it or a submodule, e.g. MS-D, whose layers are no modules) answers;
+    otherwise the outputs of every leaf module on a 64² input are summed, an
+    upper bound (inference frees most of them on the way).
+    """
+    for module in model.modules():
+        own = getattr(module, "activation_bytes_per_pixel", None)
+        if callable(own):
+            return float(own(in_channels))
+    total = 0
+
+    def count(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * output.element_size()
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    parameter = next(model.parameters(), None)
+    was_training = model.training
+    try:
+        with torch.inference_mode():  # in eval mode: a training-mode batch norm would update its statistics
+            model.eval()(torch.zeros((1, in_channels, 64, 64),
+                                     device=parameter.device if parameter is not None else None))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return total / 64**2
+
+
+def inference_plan(bytes_per_pixel: float, plane: tuple[int, int], *, device: torch.device,
+                   batch_size: int | None = None, tile: int | None = None) -> tuple[int, int | None]:
+    """Batch size and tile edge (px, None for whole slices) of the forward passes, chosen by bytes.
+
+    Parameters
+    ----------
+    bytes_per_pixel : float
+        Activation bytes per pixel (:func:`activation_bytes_per_pixel`).
+    plane : (int, int)
+        Slice shape (px).
+    device : torch.device
+        On the CPU a batch holds at most :data:`CPU_BATCH_BYTES` of
+        activations; on CUDA a quarter of the free memory.
+    batch_size, tile : int, optional
+        Given values win.
+    """
+    ny, nx = plane
+    if tile is None and bytes_per_pixel * ny * nx > TILE_BYTES:
+        edge = int((TILE_BYTES / bytes_per_pixel) ** 0.5) // _TILE_MULTIPLE * _TILE_MULTIPLE
+        tile = max(edge, _TILE_MULTIPLE)
+    if batch_size is None:
+        th, tw = (ny, nx) if tile is None else (min(tile, ny), min(tile, nx))
+        if device.type == "cuda":
+            budget = torch.cuda.mem_get_info(device)[0] / 4
+        else:
+            budget = CPU_BATCH_BYTES
+        batch_size = int(min(max(budget // (bytes_per_pixel * th * tw), 1), _MAX_BATCH))
+    return batch_size, tile
 
 
 def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
@@ -67,7 +145,7 @@ def _open_output(out: Any, shape: tuple[int, ...], slab: int) -> Any:
 
 
 @torch.inference_mode()
-def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size: int = 8,
+def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size: int | None = None,
                    tile: int | None = None, overlap: int = 32, slab: int | None = None,
                    device: torch.device | str | None = None, amp: bool = False, out: Any = None,
                    progress: bool = False) -> Any:
@@ -81,10 +159,13 @@ def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size
         ``(Z, Y, X)`` numpy or zarr array (read slab by slab).
     slices : int
         Adjacent slices per input stack (odd), reflected at the volume's ends.
-    batch_size : int
-        Slices (or tiles) per forward pass.
+    batch_size : int, optional
+        Slices (or tiles) per forward pass; chosen by bytes if omitted
+        (:func:`inference_plan`).
     tile : int, optional
-        In-plane tile edge (px); whole slices if omitted or larger than the slice.
+        In-plane tile edge (px); whole slices if larger than the slice, chosen
+        by bytes if omitted (whole slices unless one slice's activations
+        exceed :data:`TILE_BYTES`).
     overlap : int
         Overlap of neighbouring tiles (px), blended linearly.
     slab : int, optional
@@ -112,11 +193,14 @@ def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size
         raise InputError("volume", f"has shape {shape}", "expected a 3D volume (Z, Y, X)")
     if slices < 1 or slices % 2 == 0:
         raise InputError("slices", f"is {slices}", "expected an odd number of adjacent slices")
-    if (tile is not None and tile < 1) or overlap < 0 or batch_size < 1:
+    if (tile is not None and tile < 1) or overlap < 0 or (batch_size is not None and batch_size < 1):
         raise InputError("tile / overlap / batch_size", f"are {tile} / {overlap} / {batch_size}",
                          "expected a positive tile, overlap >= 0 and a positive batch size")
     device = torch.device(device) if device is not None else default_device()
     nz, ny, nx = shape
+    if batch_size is None or tile is None:
+        batch_size, tile = inference_plan(activation_bytes_per_pixel(model, slices), (ny, nx), device=device,
+                                          batch_size=batch_size, tile=tile)
     if slab is None:
         chunks = getattr(out, "chunks", None) if out is not None and not isinstance(out, str | Path) else None
         slab = int(chunks[0]) if chunks else 64

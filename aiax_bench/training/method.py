@@ -101,10 +101,12 @@ class SliceConfig:
         DataLoader worker processes.
     progress : bool
         Progress bars on stderr.
-    inference_batch_size : int
-        Slices per forward pass at prediction.
+    inference_batch_size : int, optional
+        Slices per forward pass at prediction; chosen by bytes if omitted
+        (:func:`aiax_bench.training.inference.inference_plan`).
     inference_tile : int, optional
-        In-plane tile (px) at prediction; whole slices if omitted.
+        In-plane tile (px) at prediction; chosen by bytes if omitted (whole
+        slices unless one slice's activations exceed 256 MiB).
     inference_overlap : int
         Overlap of prediction tiles (px).
     """
@@ -128,7 +130,7 @@ class SliceConfig:
     patches_per_epoch: int = 4096
     num_workers: int = 0
     progress: bool = True
-    inference_batch_size: int = 8
+    inference_batch_size: int | None = None
     inference_tile: int | None = None
     inference_overlap: int = 32
 
