@@ -30,6 +30,30 @@ def test_ssim_slices_equals_mean_of_scikit_image_2d():
     assert metrics.ssim_slices(pred, ref, data_range=1.0) == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.parametrize("slices", [False, True])
+def test_compiled_ssim_kernel_equals_numpy_and_scikit_image(slices):
+    """Large volumes take the compiled kernel; the same sums, with and without a mask, to float32 rounding."""
+    rng = np.random.default_rng(2)
+    ref = np.cumsum(rng.random((24, 30, 37)), axis=1).astype(np.float32) / 8
+    pred = (ref + rng.normal(0, 0.3, ref.shape)).astype(np.float32)
+    inner = (slice(None), slice(5, -5), slice(5, -5)) if slices else (slice(5, -5),) * 3
+    mask = rng.random(ref.shape)[inner] > 0.3
+    for m in (None, mask):
+        fused = metrics.ssim_sums(pred, ref, data_range=4.0, mask=m, slices=slices, fused=True)
+        numpy = metrics.ssim_sums(pred, ref, data_range=4.0, mask=m, slices=slices)
+        np.testing.assert_array_equal(fused[1], numpy[1])
+        np.testing.assert_allclose(fused[0] / fused[1], numpy[0] / numpy[1], rtol=0, atol=1e-6)
+    plane = structural_similarity(pred[3], ref[3], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                  data_range=4.0)
+    whole = structural_similarity(pred, ref, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                  data_range=4.0)
+    sums, counts = metrics.ssim_sums(pred, ref, data_range=4.0, slices=slices, fused=True)
+    if slices:
+        assert sums[3] / counts[3] == pytest.approx(plane, abs=1e-6)
+    else:
+        assert float(sums / counts) == pytest.approx(whole, abs=1e-6)
+
+
 def test_psnr_uses_fixed_range_and_mask():
     ref = np.zeros((8, 8, 8))
     pred = ref.copy()

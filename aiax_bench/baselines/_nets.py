@@ -20,14 +20,44 @@ from torch import nn
 __all__ = ["MSDNetwork", "UNetwork", "msd_dilations"]
 
 
-def _shift_sum(taps: torch.Tensor, bias: torch.Tensor, d: int) -> torch.Tensor:
+class _Workspace:
+    """Buffers reused by every layer of one pass: the taps, their reflected padding, the tap gradients.
+
+    Fresh temporaries of ten different sizes per layer (one per dilation) fragment the C heap: at
+    depth 100 the process kept about three times the memory the pass needs.
+    """
+
+    def __init__(self, like: torch.Tensor, bsz: int, h: int, w: int, max_dilation: int) -> None:
+        n = 9 * bsz * h * w
+        self.shape = (9, bsz, h, w)
+        self.taps = like.new_empty(n)
+        self.padded = like.new_empty(9 * bsz * (h + 2 * max_dilation) * (w + 2 * max_dilation))
+        self.grad_taps = like.new_empty(n)
+
+    def padded_view(self, d: int) -> torch.Tensor:
+        _, bsz, h, w = self.shape
+        return self.padded[:9 * bsz * (h + 2 * d) * (w + 2 * d)].view(9, bsz, h + 2 * d, w + 2 * d)
+
+
+def _reflect_pad_into(taps: torch.Tensor, d: int, out: torch.Tensor) -> torch.Tensor:
+    """``F.pad(taps, (d, d, d, d), mode='reflect')`` written into ``out`` (the same values)."""
+    h, w = taps.shape[-2:]
+    out[..., d:d + h, d:d + w] = taps
+    out[..., d:d + h, :d] = taps[..., :, 1:d + 1].flip(-1)
+    out[..., d:d + h, d + w:] = taps[..., :, w - d - 1:w - 1].flip(-1)
+    out[..., :d, :] = out[..., d + 1:2 * d + 1, :].flip(-2)
+    out[..., d + h:, :] = out[..., h - 1:h - 1 + d, :].flip(-2)
+    return out
+
+
+def _shift_sum(taps: torch.Tensor, bias: torch.Tensor, d: int, padded: torch.Tensor) -> torch.Tensor:
     """Sum of the 9 taps shifted by their 3×3 offsets × dilation, borders reflected, plus a bias.
 
     ``taps (9, B, H, W) -> (B, H, W)``: tap ``t = 3*ky + kx`` of a 3×3 kernel
-    with dilation ``d``.
+    with dilation ``d``; ``padded`` is the buffer of the reflected taps.
     """
     h, w = taps.shape[-2:]
-    padded = F.pad(taps, (d, d, d, d), mode="reflect")
+    padded = _reflect_pad_into(taps, d, padded)
     out = padded[0, :, 0:h, 0:w] + bias
     for t in range(1, 9):
         ky, kx = divmod(t, 3)
@@ -35,20 +65,22 @@ def _shift_sum(taps: torch.Tensor, bias: torch.Tensor, d: int) -> torch.Tensor:
     return out
 
 
-def _shift_sum_adjoint(grad: torch.Tensor, taps_shape: torch.Size, d: int) -> torch.Tensor:
-    """Adjoint of :func:`_shift_sum` in its taps: ``grad (B, H, W) -> (9, B, H, W)``.
+def _shift_sum_adjoint(grad: torch.Tensor, d: int, work: _Workspace) -> torch.Tensor:
+    """Adjoint of :func:`_shift_sum` in its taps: ``grad (B, H, W) -> (9, B, H, W)`` (a view of ``work``).
 
     Fills one padded buffer and folds the reflected border back in one call,
     instead of the nine zero-filled buffers of the generic slicing backward.
     """
-    _, b, h, w = taps_shape
-    grad_padded = grad.new_empty(9, b, h + 2 * d, w + 2 * d)
+    _, _, h, w = work.shape
+    grad_padded = work.padded_view(d).zero_()
     for t in range(9):
         ky, kx = divmod(t, 3)
-        # Only the window each tap reads matters; the rest must be zero.
-        grad_padded[t].zero_()
+        # Only the window each tap reads matters; the rest stays zero.
         grad_padded[t, :, ky * d:ky * d + h, kx * d:kx * d + w] = grad
-    return torch.ops.aten.reflection_pad2d_backward(grad_padded, grad.new_empty(taps_shape), [d, d, d, d])
+    out = work.grad_taps.view(work.shape)
+    # The input argument only lends its shape: a stride-0 view of one element allocates nothing.
+    return torch.ops.aten.reflection_pad2d_backward.grad_input(
+        grad_padded, grad.new_empty(1).expand(work.shape), [d, d, d, d], grad_input=out)
 
 
 def _taps_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -60,29 +92,33 @@ def _msd_fill(maps: torch.Tensor, c_in: int, weights: list[torch.Tensor], biases
               dilations: list[int]) -> None:
     """Compute every MS-D layer in place: map ``c_in + i`` of ``maps (C, B, H, W)`` from the maps before it."""
     _, bsz, h, w = maps.shape
+    work = _Workspace(maps, bsz, h, w, max(dilations))
     for i, (weight, bias, d) in enumerate(zip(weights, biases, dilations, strict=True)):
         c = c_in + i
         # One plain matrix product over the channels, much cheaper on CPU than a convolution.
-        taps = torch.mm(_taps_matrix(weight), maps[:c].reshape(c, -1)).view(9, bsz, h, w)
-        torch.clamp_min(_shift_sum(taps, bias, d), 0.0, out=maps[c])
+        taps = torch.mm(_taps_matrix(weight), maps[:c].reshape(c, -1), out=work.taps.view(9, -1))
+        torch.clamp_min(_shift_sum(taps.view(work.shape), bias, d, work.padded_view(d)), 0.0, out=maps[c])
 
 
-class _MSDLayers(torch.autograd.Function):
-    """All 3×3 layers of an MS-D network with activation memory linear in the depth.
+class _MSDForward(torch.autograd.Function):
+    """An MS-D network's forward pass with activation memory linear in the depth.
 
-    ``(x (C_in, B, H, W), weights..., biases...) -> maps (C_in + depth, B, H, W)``.
-    The forward pass writes every map once into one buffer, and only that
-    buffer is kept for the backward pass; the backward pass walks the layers
-    from the last and accumulates the gradient of every map in a second
-    buffer (the scheme of the paper's reference CUDA code). Generic autograd
-    instead keeps the concatenated input of every layer: memory in depth².
+    ``(x (C_in, B, H, W), dilations, final weight, final bias, weights...,
+    biases...) -> (C_out, B·H·W)``. The forward pass writes every map once
+    into one buffer, and only that buffer is kept for the backward pass; the
+    backward pass walks the layers from the last and accumulates the gradient
+    of every map in a second buffer, in place (the scheme of the paper's
+    reference CUDA code). Generic autograd instead keeps the concatenated
+    input of every layer: memory in depth².
 
     The products and sums are those autograd performs on the per-layer
-    formulation, in the same order, so outputs and gradients are the same.
+    formulation, in the same order, so outputs and gradients are the same
+    bits (``benchmarks/training-fingerprints.json``).
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dilations: list[int], *params: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, dilations: list[int], final_weight: torch.Tensor, final_bias: torch.Tensor,
+                *params: torch.Tensor) -> torch.Tensor:
         depth = len(dilations)
         weights, biases = list(params[:depth]), list(params[depth:])
         c_in, bsz, h, w = x.shape
@@ -90,30 +126,33 @@ class _MSDLayers(torch.autograd.Function):
         maps[:c_in] = x
         _msd_fill(maps, c_in, weights, biases, dilations)
         ctx.dilations, ctx.c_in = dilations, c_in
-        ctx.save_for_backward(maps, *weights)
-        return maps
+        ctx.save_for_backward(maps, final_weight, *weights)
+        return torch.addmm(final_bias[:, None], final_weight[:, :, 0, 0], maps.view(c_in + depth, -1))
 
     @staticmethod
-    def backward(ctx, grad_maps: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        maps, *weights = ctx.saved_tensors
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        maps, final_weight, *weights = ctx.saved_tensors
         dilations, c_in = ctx.dilations, ctx.c_in
         depth = len(dilations)
-        grad = grad_maps.clone(memory_format=torch.contiguous_format)
+        n_maps, bsz, h, w = maps.shape
+        flat = maps.view(n_maps, -1)
+        # The layouts autograd's matrix-product backward picks: row-major maps and final weight, and a
+        # column-major (9, C) view of each 3×3 weight.
+        grad_final_weight = grad_out.mm(flat.t()).view(final_weight.shape)
+        grad_final_bias = grad_out.sum(1)
+        grad = final_weight[:, :, 0, 0].t().mm(grad_out)  # (C, B·H·W): every map's gradient, accumulated in place
         grad_weights: list[torch.Tensor] = [torch.empty(0)] * depth
         grad_biases: list[torch.Tensor] = [torch.empty(0)] * depth
-        _, bsz, h, w = maps.shape
+        work = _Workspace(maps, bsz, h, w, max(dilations))
         for i in reversed(range(depth)):
             c, d = c_in + i, dilations[i]
-            grad_pre = torch.ops.aten.threshold_backward(grad[c], maps[c], 0)
-            grad_taps = _shift_sum_adjoint(grad_pre, torch.Size((9, bsz, h, w)), d).reshape(9, -1)
-            inputs = maps[:c].reshape(c, -1)
-            # The layouts autograd's matrix-product backward chooses for a
-            # column-major (9, C) weight view and a row-major input.
-            grad_weights[i] = inputs.mm(grad_taps.t()).view(1, c, 3, 3)
+            grad_pre = torch.ops.aten.threshold_backward(grad[c].view(bsz, h, w), maps[c], 0)
+            grad_taps = _shift_sum_adjoint(grad_pre, d, work).view(9, -1)
+            grad_weights[i] = flat[:c].mm(grad_taps.t()).view(1, c, 3, 3)
             grad_biases[i] = grad_pre.sum().reshape(1)
-            grad[:c] += _taps_matrix(weights[i]).t().mm(grad_taps).view(c, bsz, h, w)
-        grad_x = grad[:c_in] if ctx.needs_input_grad[0] else None
-        return (grad_x, None, *grad_weights, *grad_biases)
+            grad[:c].addmm_(_taps_matrix(weights[i]).t(), grad_taps)
+        grad_x = grad[:c_in].view(c_in, bsz, h, w) if ctx.needs_input_grad[0] else None
+        return (grad_x, None, grad_final_weight, grad_final_bias, *grad_weights, *grad_biases)
 
 
 def msd_dilations(depth: int, max_dilation: int = 10) -> list[int]:
@@ -199,10 +238,11 @@ class MSDNetwork(nn.Module):
             maps = channels_first
             for i in range(self.depth):
                 maps = torch.cat([maps, F.relu(self._conv_layer(maps, i))], dim=0)
+            out = torch.addmm(self.final.bias[:, None], self.final.weight[:, :, 0, 0], maps.reshape(len(maps), -1))
         else:
-            maps = _MSDLayers.apply(channels_first, self.dilations, *self.weights, *self.biases)
-        c, bsz, h, w = maps.shape
-        out = torch.addmm(self.final.bias[:, None], self.final.weight[:, :, 0, 0], maps.reshape(c, -1))
+            out = _MSDForward.apply(channels_first, self.dilations, self.final.weight, self.final.bias,
+                                    *self.weights, *self.biases)
+        _, bsz, h, w = channels_first.shape
         return out.view(-1, bsz, h, w).transpose(0, 1)
 
 

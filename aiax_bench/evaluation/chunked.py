@@ -365,6 +365,7 @@ def _image_pass(prediction, targets: dict[str, Any], mask: _MaskSource, *, data_
     regions = [(slice(z0, z0 + nz), slice(y0, y0 + ny), slice(0, shape[2]))
                for z0, nz in zip(np.cumsum((0, *z_sizes[:-1])), z_sizes, strict=True)
                for y0, ny in zip(np.cumsum((0, *y_sizes[:-1])), y_sizes, strict=True)]
+    fused = int(np.prod(shape)) >= metrics.FUSED_MIN_VOXELS  # by the volume, as in memory
     acc = {n: {"sse": 0.0, "n": 0, "s3": 0.0, "c3": 0, "zs": np.zeros(shape[0]),
                "zc": np.zeros(shape[0], dtype=np.int64)} for n in names}
     for core in _progress(regions, len(regions), "image metrics", progress):
@@ -387,11 +388,12 @@ def _image_pass(prediction, targets: dict[str, Any], mask: _MaskSource, *, data_
             sse, n = metrics._sq_error_sums(x[inner], y[inner], m_core)
             a["sse"] += sse
             a["n"] += n
-            s3, c3 = metrics._slab_sums(x, y, data_range=data_range, mask=m_read, slices=False, workers=workers)
+            s3, c3 = metrics._slab_sums(x, y, data_range=data_range, mask=m_read, slices=False, workers=workers,
+                                        fused=fused)
             a["s3"] += float(s3)
             a["c3"] += int(c3)
             s2, c2 = metrics._slab_sums(x[inner[0]], y[inner[0]], data_range=data_range, mask=m_plane, slices=True,
-                                        workers=workers)
+                                        workers=workers, fused=fused)
             a["zs"][core[0]] += s2
             a["zc"][core[0]] += c2
             del y
