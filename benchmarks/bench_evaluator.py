@@ -96,20 +96,12 @@ def part(name: str, times: tuple[float, float], peer: tuple[float, float] | None
     return row
 
 
-def bench_size(size: int, *, workers: int, peers: bool, figures_dir: Path) -> dict[str, Any]:
+def bench_ssim(method: np.ndarray, reference: np.ndarray, *, workers: int, peers: bool,
+               result: dict[str, Any]) -> list[dict[str, Any]]:
+    """3D and slice-wise SSIM with both kernels against scikit-image."""
     from aiax_bench.evaluation import metrics
-    from aiax_bench.evaluation import porosity as pz
-    from aiax_bench.evaluation.evaluator import evaluate_arrays
-    from aiax_bench.evaluation.synthetic import SyntheticFoam
 
-    load_before = os.getloadavg()
-    foam, gen_wall, _ = timed(SyntheticFoam, size, seed=SEED)
-    (method, reference), pair_wall, _ = timed(foam.pair)
-    truth, labels, mask = foam.truth(), foam.labels(), foam.mask()
     rows: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"size": size, "n_pores_generated": len(foam.spheres),
-                              "generate_s": round(gen_wall + pair_wall, 1)}
-
     # SSIM, 3D, no mask: the definition scikit-image computes. Both kernels, the compiled one warm (its
     # one-off load is timed apart).
     _, load_wall, _ = timed(metrics.ssim, method[:16, :16, :16], reference[:16, :16, :16], data_range=DATA_RANGE,
@@ -149,6 +141,24 @@ def bench_size(size: int, *, workers: int, peers: bool, figures_dir: Path) -> di
         if theirs is not None:
             extra.update(skimage=theirs, abs_diff=abs(theirs - value))
         rows.append(part(f"ssim_slices ({kernel})", (w, c), peer, "skimage 2D SSIM per slice", **extra))
+
+    return rows
+
+
+def bench_size(size: int, *, workers: int, peers: bool, figures_dir: Path) -> dict[str, Any]:
+    from aiax_bench.evaluation import porosity as pz
+    from aiax_bench.evaluation.evaluator import evaluate_arrays
+    from aiax_bench.evaluation.synthetic import SyntheticFoam
+
+    load_before = os.getloadavg()
+    foam, gen_wall, _ = timed(SyntheticFoam, size, seed=SEED)
+    (method, reference), pair_wall, _ = timed(foam.pair)
+    truth, labels, mask = foam.truth(), foam.labels(), foam.mask()
+    rows: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"size": size, "n_pores_generated": len(foam.spheres),
+                              "generate_s": round(gen_wall + pair_wall, 1)}
+
+    rows += bench_ssim(method, reference, workers=workers, peers=peers, result=result)
 
     # Pore statistics of the protocol's segmentation; porespy gets the same (speck-free) labels.
     roi = eroded(mask)  # inside the sample, as the Evaluator: outside, the air would be one huge "pore"

@@ -158,6 +158,43 @@ def test_flake_band_classification_matches_brute_force(phantoms):
     np.testing.assert_allclose(ph.fractions[3], brute, atol=1e-6)
 
 
+def _pack_voids_against_every_candidate(rng, *, height, radius, porosity, max_void_radius, min_void_radius, min_wall,
+                                        n_candidates):
+    """The packing written plainly: every placement lowers the room of every remaining candidate."""
+    z = rng.uniform(-max_void_radius, height + max_void_radius, n_candidates)
+    rho = radius * np.sqrt(rng.uniform(0, 1, n_candidates))
+    phi = rng.uniform(0, 2 * np.pi, n_candidates)
+    pts = np.stack([z, rho * np.sin(phi), rho * np.cos(phi)], axis=1)
+    room = np.minimum(radius - rho - min_wall, max_void_radius)
+    placed, volume = [], 0.0
+    while room.size and volume < porosity * np.pi * radius**2 * height:
+        best = int(np.argmax(room))
+        r = float(room[best])
+        if r < min_void_radius:
+            break
+        centre = pts[best]
+        placed.append((*centre, r))
+        z_lo, z_hi = max(centre[0] - r, 0.0), min(centre[0] + r, height)
+        if z_hi > z_lo:
+            a, b = z_lo - centre[0], z_hi - centre[0]
+            volume += np.pi * (r**2 * (b - a) - (b**3 - a**3) / 3)
+        room = np.minimum(room, np.linalg.norm(pts - centre, axis=1) - r - min_wall)
+        keep = room >= min_void_radius
+        pts, room = pts[keep], room[keep]
+    return np.asarray(placed, dtype=np.float64).reshape(-1, 4)
+
+
+@pytest.mark.parametrize(("size", "max_void_radius", "min_wall"), [(40, 6.0, 1.0), (64, 4.0, 0.5), (48, 12.0, 2.0)])
+def test_void_packing_places_what_placing_against_every_candidate_does(size, max_void_radius, min_wall):
+    from aiax_bench.sim.phantoms._common import _pack_voids
+
+    options = {"height": size, "radius": 0.45 * size, "porosity": 0.4, "max_void_radius": max_void_radius,
+               "min_void_radius": 1.5, "min_wall": min_wall, "n_candidates": int(0.1 * size**3)}
+    fast = _pack_voids(np.random.default_rng(5), **options)
+    assert fast.shape[0] > 10
+    np.testing.assert_array_equal(fast, _pack_voids_against_every_candidate(np.random.default_rng(5), **options))
+
+
 def test_generation_is_fast():
     t0 = time.process_time()
     am_metal_phantom(64)
