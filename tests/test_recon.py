@@ -218,6 +218,26 @@ def test_fourier_back_projection_is_fbp_with_band_limited_interpolation(projecto
         fbp(y, projector=projector, backprojector="gridrec")
 
 
+def test_fourier_back_projection_in_threads_gives_the_same_bytes(monkeypatch):
+    """Angle groups (a rule of the geometry) and slice groups run in threads: the bytes do not depend on the
+    number of threads nor on the slices reconstructed together; more groups change the sum's rounding only."""
+    import sys
+
+    from aiax_bench.recon.fbp import backproject_fourier
+
+    module = sys.modules[backproject_fourier.__module__]
+    rng = np.random.default_rng(3)
+    filtered = torch.as_tensor(rng.normal(size=(3, 90, 48)).astype(np.float32))
+    angles = np.linspace(0, np.pi, 90, endpoint=False)
+    one_group = backproject_fourier(filtered, angles, 48, workers=1)
+    monkeypatch.setattr(module, "FOURIER_POINTS_PER_GROUP", 90 * 96 // 3)
+    serial = backproject_fourier(filtered, angles, 48, workers=1)
+    assert torch.equal(backproject_fourier(filtered, angles, 48, workers=4), serial)
+    alone = torch.stack([backproject_fourier(filtered[i:i + 1], angles, 48, workers=2)[0] for i in range(3)])
+    assert torch.equal(alone, serial)
+    torch.testing.assert_close(serial, one_group, rtol=0, atol=1e-5 * float(one_group.abs().max()))
+
+
 def test_operator_larger_than_one_angle_limit_still_works():
     n, angles = 16, _angles(7)
     with pytest.warns(RuntimeWarning, match="one angle at a time"):
