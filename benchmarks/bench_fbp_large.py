@@ -20,7 +20,7 @@ slice alone, and per slice of a stack of ``--slices`` (the rows of a scan are
 reconstructed together, sharing the geometry's arithmetic); astra
 reconstructs slice by slice. The accuracy is the largest difference from
 astra's slice inside the disc, relative to the image's maximum. Writes
-``benchmarks/fbp-large.json``.
+``--output`` (``benchmarks/fbp-large.json``).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=16)
     parser.add_argument("--pixel-max", type=int, default=1300, help="largest detector timed pixel by pixel")
     parser.add_argument("--with-rebuilt", action="store_true")
+    parser.add_argument("--output", type=Path, default=HERE / "fbp-large.json")
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
@@ -116,7 +117,7 @@ def main() -> None:
            "command": "python benchmarks/bench_fbp_large.py " + " ".join(
                ["--sizes", *args.sizes, "--slices", str(args.slices), "--pixel-max", str(args.pixel_max)]
                + (["--with-rebuilt"] * args.with_rebuilt))}
-    (HERE / "fbp-large.json").write_text(json.dumps(doc, indent=1) + "\n")
+    args.output.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -83,19 +83,24 @@ def inference_rows(size: int, n_slices: int, batches: list[int]) -> list[dict]:
 
     from aiax_bench.baselines.msdnet import MSDNet
     from aiax_bench.training import predict_volume
+    from aiax_bench.training.inference import activation_bytes_per_pixel, inference_plan
 
     torch.set_num_threads(1)
     method = MSDNet({"progress": False})
     model = method._new_model(seed=0)
     model.set_statistics(input_mean=0.0, input_std=1.0, output_mean=0.0, output_std=1.0)
     volume = np.random.default_rng(0).normal(size=(n_slices, size, size)).astype(np.float32)
-    chosen = method.inference_batch_size((size, size))
+    slices = method.config.slices
+    chosen, _ = inference_plan(activation_bytes_per_pixel(model, slices), (size, size), device=torch.device("cpu"))
     rows = []
     for batch in [*batches, chosen]:
-        predict_volume(model, volume[:batch], slices=1, batch_size=batch)
-        t0 = time.perf_counter()
-        predict_volume(model, volume, slices=1, batch_size=batch)
-        seconds = time.perf_counter() - t0
+        predict_volume(model, volume[:batch], slices=slices, batch_size=batch)
+        times = []
+        for _ in range(3):  # the median of three: the machine may be shared
+            t0 = time.perf_counter()
+            predict_volume(model, volume, slices=slices, batch_size=batch)
+            times.append(time.perf_counter() - t0)
+        seconds = statistics.median(times)
         rows.append({"slice": f"{size}x{size}", "batch": batch, "chosen_by_bytes": batch == chosen,
                      "s_per_slice": round(seconds / n_slices, 3)})
     return rows
@@ -138,11 +143,17 @@ def main(argv: list[str] | None = None) -> int:
                                   capture_output=True, text=True, check=True).stdout
             Path(source).write_text(text)
             formulations.append("before")
+        # Rows already in the output (same depth, formulation, patch, batch) are kept: the run resumes.
+        done = json.loads(args.output.read_text()).get("training", []) if args.output.exists() else []
         training = []
         for depth in args.depths:
             for formulation in formulations:
-                row = _in_subprocess([str(depth), formulation, str(args.patch), str(args.batch), str(args.steps),
-                                      source if formulation == "before" else "-"])
+                row = next((r for r in done if (r["depth"], r["formulation"], r["patch"], r["batch"]) ==
+                            (depth, formulation, args.patch, args.batch)), None)
+                if row is None:
+                    row = _in_subprocess([str(depth), formulation, str(args.patch), str(args.batch),
+                                          str(args.steps), source if formulation == "before" else "-"])
+                    args.output.write_text(json.dumps({"training": [*training, row]}, indent=2) + "\n")
                 training.append(row)
                 print(row, file=sys.stderr)
     for row in training:

@@ -29,10 +29,11 @@ from aiax_bench.recon.device import default_device
 __all__ = ["CPU_BATCH_BYTES", "TILE_BYTES", "activation_bytes_per_pixel", "inference_plan", "predict_volume",
            "tile_starts"]
 
-#: Activations one forward pass may hold on the CPU. Past the caches every
-#: slice costs more: MS-D at 512² is about 3× slower per slice in batches of 4
-#: than alone (``benchmarks/bench_msd.py``), so on the CPU the batch is the
-#: largest whose activations fit here, often 1.
+#: Activations one forward pass may hold on the CPU. Batches gain little there
+#: once a slice's activations leave the caches (``benchmarks/msd.json``: MS-D
+#: at 512², batches of 1 to 8 within the load's noise) and multiply the
+#: memory, so on the CPU the batch is the largest whose activations fit here,
+#: often 1.
 CPU_BATCH_BYTES = 16 * 2**20
 #: A slice whose activations exceed this is predicted in tiles of at most this.
 #: A fixed number, not the device's memory: tiles change the prediction at
