@@ -206,10 +206,10 @@ def bench_size(size: int, *, workers: int, peers: bool, figures_dir: Path) -> di
                          mask_erosion=EROSION, data_range=DATA_RANGE, voxel_size_um=VOXEL_UM, workers=workers)
     rows.append(part("full_suite", (w, c), keys=len([k for k in record if k != "distributions"])))
 
-    from aiax_bench.evaluation.evaluator import _ArraySample
+    from aiax_bench.evaluation.evaluator import ArraySample
     from aiax_bench.evaluation.figures import write_figures
 
-    sample = _ArraySample("volume", {"high": reference, "labels": labels, "low": None},
+    sample = ArraySample("volume", {"high": reference, "labels": labels, "low": None},
                           {"voxel_size_um": VOXEL_UM})
     _, w, c = timed(write_figures, sample, method, figures_dir / f"{size}", data_range=DATA_RANGE,
                     mask=roi, threshold=record["segmentation_threshold"],

@@ -112,6 +112,13 @@ def test_wasserstein_on_log_diameter():
     assert pz.wasserstein_log_diameter(d, d) == 0
     assert pz.wasserstein_log_diameter(1.5 * d, d) == pytest.approx(np.log(1.5))
     assert np.isnan(pz.wasserstein_log_diameter(d, np.array([])))
+    # Against scipy's, on sets of different sizes with ties.
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(4)
+    a, b = np.round(rng.lognormal(1.0, 0.5, 300), 1), rng.lognormal(1.2, 0.4, 170)
+    assert pz.wasserstein_log_diameter(a, b) == pytest.approx(wasserstein_distance(np.log(a), np.log(b)),
+                                                              rel=1e-12)
 
 
 def test_jaccard_dice_known_answers():

@@ -568,14 +568,18 @@ def wasserstein_log_diameter(diameters: np.ndarray, target: np.ndarray) -> float
 
     On the log scale a distance of 0.1 means sizes off by about 10 %; unlike the
     KS statistic it does not overreact to the quantisation of small voxel counts.
-    NaN when either set is empty.
+    NaN when either set is empty. Written out (the area between the two
+    empirical distribution functions) rather than taken from ``scipy.stats``,
+    whose import costs seconds in every evaluation process.
     """
-    from scipy.stats import wasserstein_distance
-
     a, b = np.asarray(diameters, dtype=np.float64), np.asarray(target, dtype=np.float64)
     if a.size == 0 or b.size == 0:
         return float("nan")
-    return float(wasserstein_distance(np.log(a), np.log(b)))
+    u, v = np.sort(np.log(a)), np.sort(np.log(b))
+    values = np.sort(np.concatenate((u, v)), kind="mergesort")
+    cdf_u = u.searchsorted(values[:-1], "right") / u.size
+    cdf_v = v.searchsorted(values[:-1], "right") / v.size
+    return float(np.sum(np.multiply(np.abs(cdf_u - cdf_v), np.diff(values))))
 
 
 def porosity_record(stats: Mapping[str, PoreStatistics], *, names: Sequence[str] | None = None,
