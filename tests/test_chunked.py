@@ -38,7 +38,7 @@ def in_memory(foam: SyntheticFoam) -> dict[str, float]:
     t = pz.otsu_threshold(ref, data_range=DATA_RANGE, mask=mask)
     rec["segmentation_threshold"] = t
     rim = pz.mask_rim(mask, mask.shape)
-    stats = {who: pz.pore_statistics(pores, voxel_size_um=VOXEL_UM, mask=mask, rim=rim, thickness=False)
+    stats = {who: pz.pore_statistics(pores, voxel_size_um=VOXEL_UM, mask=mask, rim=rim, thickness=True)
              for who, pores in (("method", pz.segment_pores(pred, threshold=t, mask=mask)),
                                 ("reference", pz.segment_pores(ref, threshold=t, mask=mask)),
                                 ("truth", labels == 2))}
@@ -57,8 +57,9 @@ def test_chunked_equals_in_memory(foam, chunks):
     expected = in_memory(foam)
     got = evaluate_chunked(paths["method"], paths["reference"], data_range=DATA_RANGE, voxel_size_um=VOXEL_UM,
                            mask=paths["mask"], mask_erosion=EROSION, truth=paths["truth"],
-                           truth_labels=paths["labels"], chunks=chunks, workers=2)
+                           truth_labels=paths["labels"], chunks=chunks, workers=2, thickness=True)
     assert expected["pore_count/method"] > 20  # pores cross block faces: the merge is exercised
+    assert expected["mean_local_thickness_mm/method"] > 0
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
     # No fixed threshold given: Otsu on the reference, the protocol of datasets of version 1.0.
@@ -75,6 +76,29 @@ def test_chunked_fixed_threshold_segments_the_truth_like_the_method(foam):
     assert got["segmentation_protocol"] == pz.SEGMENTATION_PROTOCOL
     assert got["porosity/rel_error_truth"] == 0 and got["pore_count/rel_error_truth"] == 0
     assert got["jaccard/pore"] == 1.0 and got["porosity/truth"] > 0
+
+
+@pytest.mark.parametrize("chunks", [(6, 7, 9), (16, 16, 16)])
+def test_blockwise_local_thickness_is_the_whole_volumes(chunks, monkeypatch):
+    """Pores larger than the blocks, touching the volume's faces: the same histogram, exactly."""
+    from aiax_bench.evaluation import chunked
+
+    rng = np.random.default_rng(7)
+    z, y, x = np.mgrid[:30, :34, :29]
+    pores = np.zeros(z.shape, dtype=bool)
+    for cz, cy, cx, r in [(4, 5, 3, 6.5), (15, 17, 14, 8.2), (27, 30, 26, 4.0), (15, 3, 25, 3.1)]:
+        pores |= (z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 < r * r
+    pores |= rng.random(pores.shape) < 0.02
+    expected = np.bincount(pz.local_thickness(pores)[pores])
+    expected[0] = 0
+    phase = chunked.BitVolume(pores.shape)
+    phase.set(tuple(slice(0, n) for n in pores.shape), pores)
+    blocks = chunked._blocks(pores.shape, chunks)
+    largest = int(np.bincount(ndimage.label(pores)[0].ravel())[1:].max())
+    got = chunked.thickness_histogram_chunked(phase, blocks, largest_pore_voxels=largest, workers=2)
+    np.testing.assert_array_equal(got, expected)
+    monkeypatch.setattr(chunked, "THICKNESS_BLOCK_VOXELS", 1000)  # a halo too large for blocks: left out
+    assert chunked.thickness_histogram_chunked(phase, blocks, largest_pore_voxels=largest, workers=1) is None
 
 
 def test_label_merge_across_faces_reproduces_whole_volume_components():

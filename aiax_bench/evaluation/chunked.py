@@ -23,8 +23,13 @@ block size, not on the volume:
 - **Mask**: eroded once, slab by slab, and kept bit-packed too, so no pass
   reads a halo from zarr (a halo read decompresses up to 27 chunks).
 
-Not streamed (left to the in-memory path): local thickness (its halo is the
-largest pore diameter) and Dice by pore size.
+- **Local thickness** (on request): block by block on the measured phase, each block
+  with a halo of twice the largest ball radius its largest pore allows and
+  background beyond its inner faces, which makes it exact (see
+  :func:`thickness_histogram_chunked`); left out when that halo is too large
+  for blocks (a percolating pore space).
+
+Not streamed (left to the in-memory path): Dice by pore size.
 
 Needs only NumPy, SciPy, zarr and ``cc3d``; blocks run in threads (NumPy,
 SciPy and cc3d release the GIL).
@@ -529,9 +534,60 @@ def _phase_sources(job: _Job, threshold: float, *, pore_index: int,
     return phases
 
 
+#: Voxels of one block with its halo that blockwise local thickness may hold (bool, radius, distance:
+#: about 7 bytes each); a larger halo (a pore too big for blocks) leaves local thickness out.
+THICKNESS_BLOCK_VOXELS = 64 * 2**20
+
+
+def _ball_radius_bound(largest_pore_voxels: int) -> int:
+    """An upper bound of any inscribed ball's radius (voxels) in a pore of this many voxels.
+
+    An open ball of radius ``R`` about a voxel holds every voxel whose unit cube
+    meets the ball of radius ``R - √3/2``, hence at least that ball's volume in voxels.
+    """
+    return int(np.cbrt(3 * largest_pore_voxels / (4 * np.pi)) + np.sqrt(3) / 2) + 1
+
+
+def thickness_histogram_chunked(phase: BitVolume, blocks: list[Region], *, largest_pore_voxels: int,
+                                workers: int) -> np.ndarray | None:
+    """Pore voxels per local-thickness radius, block by block: the in-memory histogram exactly.
+
+    Each block is read with a halo of twice the largest possible ball radius
+    (:func:`_ball_radius_bound`) and one layer of background beyond every face
+    inside the volume. The block's distances are then never above the whole
+    volume's, and exact for every ball centre within that radius of the
+    block's core; so the block's local thickness equals the volume's on the
+    core (:func:`aiax_bench.evaluation.porosity.local_thickness`). None when
+    the halo would make a block larger than :data:`THICKNESS_BLOCK_VOXELS`.
+    """
+    shape = phase.shape
+    halo = 2 * _ball_radius_bound(largest_pore_voxels) + 2
+    sizes = [min(n, (s.stop - s.start) + 2 * halo) for s, n in zip(blocks[0], shape, strict=True)]
+    if int(np.prod(sizes)) > THICKNESS_BLOCK_VOXELS:
+        return None
+
+    def one(core: Region) -> np.ndarray:
+        grown = _grow(core, halo, shape)
+        inner = tuple((0 if g.start == 0 else 1, 0 if g.stop == n else 1) for g, n in zip(grown, shape, strict=True))
+        block = np.pad(phase.get(grown), inner, constant_values=False)  # background beyond inner faces
+        radius = pz.local_thickness(block, workers=1)
+        local = _local(core, grown)
+        at = tuple(slice(sl.start + pad[0], sl.stop + pad[0]) for sl, pad in zip(local, inner, strict=True))
+        pores = block[at]
+        return np.bincount(radius[at][pores], minlength=1).astype(np.int64)
+
+    hist = np.zeros(1, dtype=np.int64)
+    for part in _ordered(one, blocks, workers):
+        if part.size > hist.size:
+            hist = np.pad(hist, (0, part.size - hist.size))
+        hist[:part.size] += part
+    hist[0] = 0
+    return hist
+
+
 def _phase_statistics(job: _Job, segment: Callable[[Region], np.ndarray], rim: Callable[[Region], np.ndarray], *,
                       roi_voxels: int, min_voxels: int,
-                      extra: Callable | None) -> tuple[pz.PoreStatistics, np.ndarray | None]:
+                      extra: Callable | None, thickness: bool) -> tuple[pz.PoreStatistics, np.ndarray | None]:
     """Stage 5: label one phase across blocks, merge, measure; with ``extra`` its summed per-block counts."""
     kept = BitVolume(job.shape)
     labelled = label_chunked(segment, job.shape, chunks=job.chunks, rim=rim, small=min_voxels, workers=job.workers,
@@ -549,10 +605,15 @@ def _phase_statistics(job: _Job, segment: Callable[[Region], np.ndarray], rim: C
     slabs = [(slice(z, min(z + 16, shape[0])), slice(0, shape[1]), slice(0, shape[2])) for z in range(0, shape[0], 16)]
     surface_counts = sum(_ordered(crofton, slabs, job.workers))
     cut = merged["cut"]
+    hist = None
+    if thickness:
+        largest = int(merged["volume"].max()) if merged["volume"].size else 0
+        hist = thickness_histogram_chunked(kept, job.blocks, largest_pore_voxels=largest, workers=job.workers)
     stats = pz.PoreStatistics(
         voxel_size_mm=job.voxel_mm, roi_voxels=roi_voxels, pore_voxels=int(merged["volume"].sum()),
         n_interior=int((~cut).sum()), n_border=int(cut.sum()), n_specks=merged["n_specks"],
-        surface_voxel2=pz.surface_from_counts(surface_counts), volumes_voxels=merged["volume"][~cut])
+        surface_voxel2=pz.surface_from_counts(surface_counts), volumes_voxels=merged["volume"][~cut],
+        thickness_histogram=hist)
     return stats, counts
 
 
@@ -561,12 +622,13 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
                      pore_index: int = 2, threshold: float | None = None, truth_by_threshold: bool = False,
                      chunks: int | tuple[int, ...] | None = None,
                      min_voxels: int = pz.MIN_PORE_VOXELS, workers: int | None = None,
-                     slab_bytes: int = 256 * 2**20, progress: bool = False) -> dict[str, Any]:
+                     slab_bytes: int = 256 * 2**20, thickness: bool = False,
+                     progress: bool = False) -> dict[str, Any]:
     """Evaluate a prediction against a reference block by block (volumes that do not fit in memory).
 
     The numbers equal the in-memory :class:`~aiax_bench.evaluation.Evaluator`'s
-    (same keys), except that local thickness and Dice by pore size are not
-    computed here.
+    (same keys), except that Dice by pore size is not computed here, and local
+    thickness only on request (``thickness``).
 
     Parameters
     ----------
@@ -599,6 +661,10 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     slab_bytes : int
         Largest slab (with its halo) of one volume held for the image metrics, in bytes; planes
         larger than that are cut into y-bands.
+    thickness : bool
+        Also the local thickness of every phase (exact, block by block; left
+        out when one pore is too large for blocks). Off by default: the
+        chunked record of evaluator 3.0 is frozen without it.
     progress : bool
         Show progress bars.
 
@@ -631,7 +697,7 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     for who, segment in phases.items():
         extra = confusion_counts if who == "method" and "truth" in phases else None
         stats[who], counts = _phase_statistics(job, segment, rim, roi_voxels=roi_voxels, min_voxels=min_voxels,
-                                               extra=extra)
+                                               extra=extra, thickness=thickness)
         confusion = counts if counts is not None else confusion
     # The record assembly the in-memory Evaluator uses too.
     record.update(pz.porosity_record(stats, targets=[t for t in ("reference", "truth") if t in stats]))
