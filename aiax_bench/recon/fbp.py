@@ -199,10 +199,11 @@ def backproject_pixel_driven(filtered: torch.Tensor, angles: np.ndarray, n_pixel
     return out.T.reshape(b, n_pixels, n_pixels)
 
 
-#: Polar points per non-uniform FFT of the Fourier back projection. More angles than this are split
-#: into groups whose images are added in a fixed order: a rule of the geometry, not of the thread
-#: count, so that the bytes do not depend on the machine while the groups run in parallel.
-FOURIER_POINTS_PER_GROUP = 1 << 21
+#: Polar points per non-uniform FFT of the Fourier back projection (bounds one call's memory). More
+#: angles than this are split into groups whose images are added in a fixed order: a rule of the
+#: geometry, not of the thread count, so the bytes do not depend on the machine. Each group pays a
+#: full FFT of the oversampled grid, so groups are few: 2048 pixels × 2048 angles is one.
+FOURIER_POINTS_PER_GROUP = 1 << 23
 
 
 def backproject_fourier(filtered: torch.Tensor, angles: np.ndarray, n_pixels: int, *, det_spacing: float = 1.0,
