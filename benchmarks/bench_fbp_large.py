@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--pixel-max", type=int, default=1300, help="largest detector timed pixel by pixel")
     parser.add_argument("--with-rebuilt", action="store_true")
     parser.add_argument("--output", type=Path, default=HERE / "fbp-large.json")
+    parser.add_argument("--threads-check", action="store_true", help="time the Fourier stack on 1 and 2 threads")
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
@@ -103,6 +104,16 @@ def main() -> None:
                                                          / np.abs(reference).max()),
                         "rms_difference_vs_astra": float(np.sqrt(np.mean((ours - reference)[inside] ** 2))
                                                          / np.abs(reference).max())}
+        if args.threads_check:  # the Fourier back projection of the stack alone, on 1 and on 2 threads
+            from aiax_bench.recon.fbp import backproject_fourier, filter_sinogram
+
+            filtered = filter_sinogram(torch.as_tensor(stack))
+            row["fourier_backprojection_seconds_per_slice"] = {}
+            for workers in (1, 2):
+                start = time.perf_counter()
+                backproject_fourier(filtered, angles, n, workers=workers)
+                row["fourier_backprojection_seconds_per_slice"][workers] = round(
+                    (time.perf_counter() - start) / args.slices, 2)
         if args.with_rebuilt and n <= args.pixel_max:  # beyond, a rebuild takes hours
             projector = ParallelBeamProjector(n, angles, device="cpu")
             start = time.perf_counter()
@@ -116,7 +127,8 @@ def main() -> None:
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
            "command": "python benchmarks/bench_fbp_large.py " + " ".join(
                ["--sizes", *args.sizes, "--slices", str(args.slices), "--pixel-max", str(args.pixel_max)]
-               + (["--with-rebuilt"] * args.with_rebuilt))}
+               + (["--with-rebuilt"] * args.with_rebuilt) + (["--threads-check"] * args.threads_check)
+               + ["--output", os.path.relpath(args.output, HERE.parent)])}
     args.output.write_text(json.dumps(doc, indent=1) + "\n")
 
 
