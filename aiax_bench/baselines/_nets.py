@@ -23,8 +23,8 @@ __all__ = ["MSDNetwork", "UNetwork", "msd_dilations"]
 class _Workspace:
     """Buffers reused by every layer of one pass: the taps, their reflected padding, the tap gradients.
 
-    Fresh temporaries of ten different sizes per layer (one per dilation) fragment the C heap: at
-    depth 100 the process kept about three times the memory the pass needs.
+    Fresh temporaries of ten different sizes per layer (one per dilation) fragment the C heap, and
+    the process keeps memory the pass no longer needs.
     """
 
     def __init__(self, like: torch.Tensor, bsz: int, h: int, w: int, max_dilation: int) -> None:

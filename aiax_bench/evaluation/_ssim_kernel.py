@@ -1,6 +1,6 @@
 """The fused SSIM kernel: one compiled pass per block, from the two volumes to the sums of local SSIM.
 
-The NumPy formulation makes about twenty passes over four float32 channels
+The NumPy formulation makes many passes over four float32 channels
 (moments, three separable filters, the formula); at volume size that is
 memory traffic, not arithmetic. Here every output slice is made from its
 input slices in one loop nest whose buffers (four channels of one slice of

@@ -31,7 +31,7 @@ __all__ = ["CPU_BATCH_BYTES", "TILE_BYTES", "activation_bytes_per_pixel", "infer
 
 #: Activations one forward pass may hold on the CPU. Batches gain little there
 #: once a slice's activations leave the caches (``benchmarks/msd.json``: MS-D
-#: at 512², batches of 1 to 8 within the load's noise) and multiply the
+#: at 512², batches of 2 to 8 no faster per slice than 1) and multiply the
 #: memory, so on the CPU the batch is the largest whose activations fit here,
 #: often 1.
 CPU_BATCH_BYTES = 16 * 2**20
