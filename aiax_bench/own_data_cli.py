@@ -156,6 +156,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     settings = _preprocessing(args)
     if args.rows:  # the same as --crop-rows, kept for the rows of a quick look
         settings = replace(settings, crop_rows=_range(args.rows, "--rows"))
+    if args.out_of_core:
+        return _reconstruct_out_of_core(args, output, settings)
     scan = read_source(args.source, _read_options(args), format=args.format)
     if not isinstance(scan, Projections):
         raise InputError(args.source, "holds a reconstructed volume", "raw projections")
@@ -164,6 +166,31 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     write_replacing(output.with_name(output.name + ".json"), dump_json(provenance))
     print(f"{args.source}: {volume.shape[0]} slice(s) of {volume.shape[1]}×{volume.shape[2]} written to {output}; "
           f"{_centre_and_clipping(provenance)}")
+    return 0
+
+
+def _reconstruct_out_of_core(args: argparse.Namespace, output: Path, settings) -> int:
+    from tqdm.auto import tqdm
+
+    from aiax_bench.ingest.readers import open_projections
+    from aiax_bench.ingest.streamed import reconstruct_out_of_core
+    from aiax_bench.jsonio import dump_json, write_replacing
+
+    if not args.memory > 0:
+        raise InputError("--memory", f"is {args.memory}", "a positive number of GiB")
+    scan = open_projections(args.source, _read_options(args), format=args.format)
+    with tqdm(desc="reconstruct", unit="slice", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = reconstruct_out_of_core(scan, output, settings=settings, filter=args.filter,
+                                         memory_bytes=int(args.memory * 2**30), progress=progress)
+    write_replacing(output.with_name(output.name + ".json"), dump_json(result.provenance))
+    resumed = f", {result.resumed_slabs} of {result.slabs} slabs from an earlier run" if result.resumed_slabs else ""
+    print(f"{args.source}: {result.shape[0]} slice(s) of {result.shape[1]}×{result.shape[2]} written to {output} "
+          f"in {result.seconds:.1f} s ({result.slices_per_second:.2f} slices/s, {result.slab_rows} per slab"
+          f"{resumed}); {_centre_and_clipping(result.provenance)}")
     return 0
 
 
@@ -294,6 +321,11 @@ def add_subcommands(sub) -> None:
     rc.add_argument("--output", required=True, help="slices to write: .zarr, .tif or .npy")
     rc.add_argument("--rows", default=None, metavar="START:STOP", help="detector rows to reconstruct (default all)")
     rc.add_argument("--filter", default="hann", help="FBP filter (default hann)")
+    rc.add_argument("--out-of-core", action="store_true",
+                    help="read the projections slab by slab from the file (HDF5, .npy, raw) and write a .zarr "
+                         "volume slab by slab, for scans larger than memory; resumes an interrupted run")
+    rc.add_argument("--memory", type=float, default=2.0, metavar="GIB",
+                    help="working memory of --out-of-core slabs in GiB (default 2; the result does not depend on it)")
     _add_reading(rc)
     _add_preprocessing(rc)
     rc.set_defaults(func=cmd_reconstruct)

@@ -335,3 +335,32 @@ def test_unet_seg_beats_multi_otsu_on_every_composite_phase_from_five_annotated_
     for phase in ("matrix", "fibre", "pore", "mean"):
         assert scores["unet-seg"][f"jaccard/{phase}"] > scores["otsu"][f"jaccard/{phase}"], phase
     assert scores["unet-seg"]["jaccard/mean"] > 0.7
+
+
+@pytest.mark.parametrize("preset", ["2d", "2.5d"])
+def test_unet_seg_slices_through_the_shared_tiled_inference(preset, monkeypatch):
+    """Whole slices give the probabilities of a plain batched softmax; slices too large for one
+    pass go through blended tiles, as every slice model's do, and agree with whole slices."""
+    import aiax_bench.training.inference as inference
+    from aiax_bench.data.torch_adapter import reflect_indices
+
+    sample = _composite_like()
+    method = UNetSeg({"preset": preset, "depth": 2, "base_channels": 4, "patch_size": 32, "batch_size": 2,
+                      "max_steps": 2, "val_every": 2, "inference_batch_size": 4})
+    method.fit([sample], [_composite_like(1)], seed=0)
+    volume = sample.read("low")
+    probabilities = method.predict_probabilities(volume)
+    x, h, nz = method._standardise(volume), method.in_channels // 2, volume.shape[0]
+    with torch.no_grad():
+        stacks = np.stack([x[reflect_indices(z - h, z + h + 1, nz)] for z in range(nz)])
+        plain = torch.softmax(method.model.eval()(torch.from_numpy(stacks)).float(), 1).numpy().transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(probabilities, plain, rtol=0, atol=1e-6)  # batches of 4 against one of 16
+    per_pixel = inference.activation_bytes_per_pixel(method.model, method.in_channels)
+    monkeypatch.setattr(inference, "TILE_BYTES", per_pixel * 64**2)  # tiles of at most 64²
+    wide = np.tile(volume, (1, 2, 2))[:, :72, :72]  # 72² slices: 2 × 2 tiles of 64² overlapping by 56 px
+    tiled = method.predict_probabilities(wide)
+    monkeypatch.setattr(inference, "TILE_BYTES", 1 << 40)
+    whole = method.predict_probabilities(wide)
+    assert tiled.shape == whole.shape == (4, *wide.shape)
+    np.testing.assert_allclose(tiled.sum(0), 1.0, atol=1e-5)
+    assert np.mean(tiled.argmax(0) == whole.argmax(0)) > 0.99

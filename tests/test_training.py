@@ -237,9 +237,17 @@ def test_inference_batch_and_tile_are_chosen_by_bytes():
     assert inference_plan(176, (128, 128), device=cpu) == (CPU_BATCH_BYTES // (176 * 128 * 128), None)
     assert inference_plan(176, (512, 512), device=cpu) == (1, None)
     assert inference_plan(176, (128, 128), device=cpu, batch_size=3) == (3, None)
-    # Tiles only when one slice's activations pass the fixed limit, and then the largest that fits it.
-    batch, tile = inference_plan(1000, (2048, 2048), device=cpu)
-    assert batch == 1 and tile % 64 == 0 and 1000 * tile**2 <= TILE_BYTES < 1000 * (tile + 64) ** 2
+    # Tiles only when one slice's activations pass the fixed limit; then the fewest that fit it, cut evenly.
+    from aiax_bench.training.inference import tile_starts
+
+    for bpp, n in ((1000, 2048), (648, 2048), (648, 4096), (200, 1500)):
+        batch, tile = inference_plan(bpp, (n, n), device=cpu)
+        largest = int((TILE_BYTES / bpp) ** 0.5) // 32 * 32
+        assert batch == 1 and tile % 32 == 0 and bpp * tile**2 <= TILE_BYTES
+        count = len(tile_starts(n, tile, 32))
+        assert count == len(tile_starts(n, largest, 32))  # no more tiles than the largest would take
+        assert count * (tile - 32) + 32 >= n and tile - 32 < largest  # each covered, with 32 px of overlap
+    assert inference_plan(648, (2048, 2048), device=cpu) == (1, 544)  # 4 × 4 tiles: 1.13× the slice's pixels
     # Without a method of its own, the leaf modules' outputs are counted, in eval mode: a batch norm's
     # running statistics stay untouched.
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 1, 1))

@@ -27,6 +27,7 @@ from aiax_bench.data.torch_adapter import reflect_indices
 from aiax_bench.errors import InputError
 from aiax_bench.jsonio import json_ready
 from aiax_bench.methods.base import Budget, FitContext, Method
+from aiax_bench.training.inference import activation_bytes_per_pixel, inference_plan, predict_volume
 from aiax_bench.training.method import TRAINING_CODE_VERSION, TrainingRecord
 from aiax_bench.training.trainer import Trainer, TrainResult, TrainSettings
 
@@ -466,14 +467,11 @@ class UNetSeg(TrainingRecord, Method):
                 acc[:, z0:z0 + d] += torch.softmax(model(block).float(), 1)[0].cpu().numpy()
                 hits[z0:z0 + d] += 1
             return acc / hits[None, :, None, None]
-        h = self.in_channels // 2
-        out = np.empty((self.n_classes, *x.shape), dtype=np.float32)
-        for z0 in range(0, nz, c.inference_batch_size):
-            zs = range(z0, min(z0 + c.inference_batch_size, nz))
-            stack = np.stack([x[reflect_indices(z - h, z + h + 1, nz)] for z in zs])
-            probabilities = torch.softmax(model(torch.from_numpy(stack).to(device)).float(), 1).cpu().numpy()
-            out[:, zs.start:zs.stop] = probabilities.transpose(1, 0, 2, 3)
-        return out
+        # Slices whose activations are too large go through in tiles, as every slice model's do; whole
+        # slices keep the configured batch, the whole volume one slab, so the batches are those of training.
+        _, tile = inference_plan(activation_bytes_per_pixel(model, self.in_channels), x.shape[1:], device=device)
+        return predict_volume(model, x, slices=self.in_channels, classes=self.n_classes, device=device,
+                              batch_size=c.inference_batch_size if tile is None else None, tile=tile, slab=nz)
 
     def labels_from_probabilities(self, probabilities: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """Most probable phase per voxel (uint8); with a mask: air outside it, the other phases inside."""

@@ -48,6 +48,8 @@ __all__ = ["MIN_TRANSMISSION", "Paganin", "Preprocessing", "bin_projections", "c
 
 #: Smallest transmission kept: a zero count or a flat no brighter than the dark is clipped to it.
 MIN_TRANSMISSION = 1e-6
+#: Distance (pixels) at which the zinger filter compares a pixel with its neighbours.
+ZINGER_SIZE = 2
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,9 @@ def _flat_for_each_projection(projections: Projections, mode: str) -> tuple[np.n
         f"interpolated between {int(before.sum())} before and {int(after.sum())} after"
 
 
-def correct(projections: Projections, *, flat_mode: str = "auto") -> np.ndarray:
-    """Transmission ``(I - dark) / (flat - dark)``, clipped to :data:`MIN_TRANSMISSION`; records the clipped count."""
+def correct(projections: Projections, *, flat_mode: str = "auto", counted_rows: slice | None = None) -> np.ndarray:
+    """Transmission ``(I - dark) / (flat - dark)``, clipped to :data:`MIN_TRANSMISSION`; records the clipped count
+    (over ``counted_rows`` of the detector only, where given: a slab's own rows, not the neighbours it reads)."""
     data = projections.data
     if projections.signal == "transmission":
         transmission = data
@@ -208,16 +211,28 @@ def correct(projections: Projections, *, flat_mode: str = "auto") -> np.ndarray:
         transmission = (data - dark) / np.maximum(flat - dark, MIN_TRANSMISSION)
         how = {"flats": len(projections.flats), "flats_combined": combined,
                "darks": 0 if projections.darks is None else len(projections.darks)}
-    clipped = int(np.count_nonzero(~(transmission >= MIN_TRANSMISSION)))
+    clipped = int(np.count_nonzero(~(transmission[:, counted_rows or slice(None)] >= MIN_TRANSMISSION)))
     projections.provenance.update(flat_dark={**how, "clipped_pixels": clipped})
     return np.clip(np.nan_to_num(transmission, nan=MIN_TRANSMISSION), MIN_TRANSMISSION, None).astype(np.float32)
 
 
 def remove_zingers(transmission: np.ndarray, threshold: float) -> np.ndarray:
-    """Projections ``(A, R, C)`` with zingers removed (algotom ``remove_zinger``, Vo et al. 2021)."""
+    """Projections ``(A, R, C)`` with zingers removed (algotom ``remove_zinger``, Vo et al. 2021).
+
+    Each pixel is compared with its neighbours 2 pixels away. algotom finds
+    them with ``np.roll``, which wraps the top rows onto the bottom ones: each
+    projection is padded by reflection first, so an edge pixel meets its own
+    side of the detector, and any band of rows gives the same result given 2
+    rows of neighbours on each side (what :mod:`aiax_bench.ingest.streamed` reads).
+    """
     from algotom.prep.removal import remove_zinger
 
-    return np.stack([remove_zinger(p, threshold, size=2) for p in transmission]).astype(np.float32)
+    reach = ZINGER_SIZE
+    out = np.empty(transmission.shape, dtype=np.float32)
+    for k, image in enumerate(transmission):
+        padded = np.pad(image, reach, mode="reflect")
+        out[k] = remove_zinger(padded, threshold, size=ZINGER_SIZE)[reach:-reach, reach:-reach]
+    return out
 
 
 def paganin_filter(transmission: np.ndarray, settings: Paganin) -> np.ndarray:
@@ -263,7 +278,8 @@ def shift_to_center(sinograms: np.ndarray, center: float) -> np.ndarray:
     return ndimage.shift(sinograms, offsets, order=1, mode="nearest").astype(np.float32)
 
 
-def _line_integrals(projections: Projections, settings: Preprocessing, record: dict[str, Any]) -> np.ndarray:
+def _line_integrals(projections: Projections, settings: Preprocessing, record: dict[str, Any],
+                    counted_rows: slice | None = None) -> np.ndarray:
     """``(A, R, C)`` line integrals after steps 1–7."""
     if settings.crop_rows or settings.crop_columns:
         _crop(projections, settings.crop_rows, settings.crop_columns)
@@ -283,7 +299,7 @@ def _line_integrals(projections: Projections, settings: Preprocessing, record: d
         return np.asarray(projections.data, dtype=np.float32)
     if settings.dead_pixels:
         record["dead_pixels"] = remove_dead_pixels(projections)
-    transmission = correct(projections, flat_mode=settings.flats)
+    transmission = correct(projections, flat_mode=settings.flats, counted_rows=counted_rows)
     if settings.zingers is not None:
         transmission = remove_zingers(transmission, settings.zingers)
         record["zingers"] = f"removed (algotom remove_zinger, threshold {settings.zingers:g})"
@@ -309,11 +325,13 @@ def subtract_background(lines: np.ndarray, columns: int) -> np.ndarray:
     return (lines - edges.mean(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32)
 
 
-def preprocess(projections: Projections, settings: Preprocessing = Preprocessing()) -> tuple[np.ndarray, float,
-                                                                                              dict[str, Any]]:
+def preprocess(projections: Projections, settings: Preprocessing = Preprocessing(), *,
+               counted_rows: slice | None = None) -> tuple[np.ndarray, float, dict[str, Any]]:
     """Centred sinograms ``(R, A, D)`` of line integrals, the centre found or given, and the provenance.
 
     ``projections.angles`` is left in the sinograms' order (increasing).
+    ``counted_rows`` (after cropping and binning) limits the clipped-pixel count
+    to a slab's own rows when its neighbours were read too.
 
     Raises
     ------
@@ -326,7 +344,7 @@ def preprocess(projections: Projections, settings: Preprocessing = Preprocessing
                          f"({projections.geometry_parameters})",
                          "a parallel-beam scan: the project's projector is parallel-beam only")
     record: dict[str, Any] = {"settings": settings.record()}
-    lines = _line_integrals(projections, settings, record)
+    lines = _line_integrals(projections, settings, record, counted_rows)
     # In angle order from here (after the flat interpolation, which needs acquisition order): interlaced or
     # back-and-forth scans give the centre finder and the ring filter a continuous sinogram.
     order = np.argsort(projections.angles, kind="stable")

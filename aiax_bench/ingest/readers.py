@@ -649,6 +649,80 @@ def read_source(source: Path | str, options: ReadOptions = NO_OPTIONS, *,
     return READERS[name].read(path, options)
 
 
+def _lazy_hdf5(path: Path, options: ReadOptions) -> Projections:
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")  # stays open while the dataset is referenced
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be opened as HDF5 ({exc})", "an HDF5 file") from None
+    if "exchange/data" in handle:
+        data = handle["exchange/data"]
+        _check_stack(path, "exchange/data", data)
+        flats = np.asarray(handle["exchange/data_white"][()], np.float32) if "exchange/data_white" in handle else None
+        darks = np.asarray(handle["exchange/data_dark"][()], np.float32) if "exchange/data_dark" in handle else None
+        if options.has_angles:
+            theta, how = _given_angles(options, data.shape[0], str(path))
+        elif "exchange/theta" in handle:
+            theta, how = np.asarray(handle["exchange/theta"][()], np.float64), "exchange/theta"
+        else:
+            raise InputError(f"{path.name}: field exchange/theta", "is missing", "the angles, or --angles")
+        if theta.shape != (data.shape[0],):
+            raise InputError(f"{path.name}: field exchange/theta", f"has {theta.size} angles",
+                             f"one per projection ({data.shape[0]})")
+        return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(path),
+                           provenance={"reader": "HDF5 data-exchange (h5py, read slab by slab)", "angles": how})
+    if any(p.rsplit("/", 1)[-1] == "image_key" for p in _walk_h5(handle)[0]):
+        raise InputError(str(path), "is NXtomo, whose flats and darks are interleaved with the projections",
+                         "a data-exchange file, a plain HDF5 dataset, .npy or raw projections for --out-of-core")
+    name = options.data_path or "entry/data/data"
+    data = _h5_dataset(handle, name, path, "the projections (set --data-path)")
+    _check_stack(path, name, data)
+    return _given_projections(data, path, options, f"HDF5 dataset {name} (h5py, read slab by slab)")
+
+
+def _lazy_npy(path: Path, options: ReadOptions) -> Projections:
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"cannot be read as .npy ({exc})", "a NumPy array file") from None
+    _check_stack(path, "array", data)
+    return _given_projections(data, path, options, ".npy projections (memory-mapped)")
+
+
+def _lazy_raw(path: Path, options: ReadOptions) -> Projections:
+    from aiax_bench.ingest.volumes import read_raw
+
+    data = read_raw(path, options.raw_shape, options.raw_dtype, options.raw_offset, memory_map=True)
+    _check_stack(path, "--raw-shape", data)
+    return _given_projections(data, path, options, f"raw binary {options.raw_dtype} {options.raw_shape}, offset "
+                                                   f"{options.raw_offset} B (memory-mapped)")
+
+
+#: Formats whose projections can stay in the file and be read slab by slab (``reconstruct --out-of-core``).
+LAZY_READERS: dict[str, Callable[[Path, ReadOptions], Projections]] = {
+    "hdf5": _lazy_hdf5, "npy-projections": _lazy_npy, "raw-projections": _lazy_raw}
+
+
+def open_projections(source: Path | str, options: ReadOptions = NO_OPTIONS, *,
+                     format: str | None = None) -> Projections:
+    """Projections whose ``data`` stays in the file and is read by slicing (flats and darks are read whole).
+
+    For HDF5 (data-exchange or a plain dataset), ``.npy`` and raw files; the
+    other formats are refused in one line (convert them, or reconstruct in memory).
+    """
+    path = Path(source)
+    if not path.exists():
+        raise InputError(str(path), "does not exist", "a scan file")
+    if format is not None and format not in READERS:
+        raise InputError("--format", f"is {format!r}", f"one of {list(READERS)}")
+    name = format or detect_format(path, options)
+    if name not in LAZY_READERS:
+        raise InputError(str(path), f"is read by the {name} reader, which loads it whole",
+                         f"projections in {', '.join(LAZY_READERS)} for --out-of-core")
+    return LAZY_READERS[name](path, options)
+
+
 def read_scan(source: Path | str, *, flat: Path | str | None = None, dark: Path | str | None = None,
               angles: Path | str | None = None) -> Projections:
     """A raw scan: an HDF5 file (data-exchange, NXtomo), or a TIFF folder with ``flat``, ``dark`` and ``angles``."""

@@ -81,8 +81,10 @@ def read_volume(path: Path | str, *, key: str | None = None, raw_shape: tuple[in
     return volume
 
 
-def read_raw(path: Path, shape: tuple[int, ...] | None, dtype: str | None, offset: int) -> np.ndarray:
-    """A raw binary array of ``shape`` and NumPy ``dtype`` after ``offset`` header bytes, size-checked."""
+def read_raw(path: Path, shape: tuple[int, ...] | None, dtype: str | None, offset: int, *,
+             memory_map: bool = False) -> np.ndarray:
+    """A raw binary array of ``shape`` and NumPy ``dtype`` after ``offset`` header bytes, size-checked
+    (read-only and memory-mapped with ``memory_map``)."""
     if shape is None or dtype is None:
         raise InputError(str(path), "is raw binary without --raw-shape and --raw-dtype",
                          "pass --raw-shape Z,Y,X and --raw-dtype (e.g. uint8, <f4)")
@@ -95,6 +97,8 @@ def read_raw(path: Path, shape: tuple[int, ...] | None, dtype: str | None, offse
     if size != need:
         raise InputError(str(path), f"holds {size} bytes after offset {offset}",
                          f"{need} bytes for shape {tuple(shape)} of {dt}")
+    if memory_map:
+        return np.memmap(path, dtype=dt, mode="r", offset=offset, shape=tuple(shape))
     return np.fromfile(path, dtype=dt, offset=offset).reshape(shape)
 
 

@@ -14,6 +14,7 @@ on both.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ CPU_BATCH_BYTES = 16 * 2**20
 #: their seams, and the same model must give the same volume on every machine.
 TILE_BYTES = 256 * 2**20
 _MAX_BATCH = 64
-#: Tile edges are multiples of this (a U-Net halves the plane several times).
-_TILE_MULTIPLE = 64
+#: Tile edges are multiples of this (a U-Net halves the plane up to 5 times).
+_TILE_MULTIPLE = 32
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -88,7 +89,8 @@ def activation_bytes_per_pixel(model: nn.Module, in_channels: int) -> float:
 
 
 def inference_plan(bytes_per_pixel: float, plane: tuple[int, int], *, device: torch.device,
-                   batch_size: int | None = None, tile: int | None = None) -> tuple[int, int | None]:
+                   batch_size: int | None = None, tile: int | None = None,
+                   overlap: int = 32) -> tuple[int, int | None]:
     """Batch size and tile edge (px, None for whole slices) of the forward passes, chosen by bytes.
 
     Parameters
@@ -102,11 +104,20 @@ def inference_plan(bytes_per_pixel: float, plane: tuple[int, int], *, device: to
         activations; on CUDA a quarter of the free memory.
     batch_size, tile : int, optional
         Given values win.
+    overlap : int
+        Overlap of neighbouring tiles (px). The tiles are the fewest of at most
+        :data:`TILE_BYTES` that cover the slice, cut evenly: a 2048² slice in
+        4 × 4 tiles of 544² computes 1.13× its pixels, where tiles of the
+        largest edge that fits (640²) would compute 1.56×.
     """
     ny, nx = plane
     if tile is None and bytes_per_pixel * ny * nx > TILE_BYTES:
-        edge = int((TILE_BYTES / bytes_per_pixel) ** 0.5) // _TILE_MULTIPLE * _TILE_MULTIPLE
-        tile = max(edge, _TILE_MULTIPLE)
+        largest = max(int((TILE_BYTES / bytes_per_pixel) ** 0.5) // _TILE_MULTIPLE * _TILE_MULTIPLE, _TILE_MULTIPLE)
+        tile, span = largest, max(ny, nx)
+        if largest > overlap:
+            count = math.ceil((span - overlap) / (largest - overlap))
+            even = math.ceil((span + (count - 1) * overlap) / count / _TILE_MULTIPLE) * _TILE_MULTIPLE
+            tile = min(largest, max(even, _TILE_MULTIPLE))
     if batch_size is None:
         th, tw = (ny, nx) if tile is None else (min(tile, ny), min(tile, nx))
         if device.type == "cuda":
@@ -136,7 +147,7 @@ def _open_output(out: Any, shape: tuple[int, ...], slab: int) -> Any:
         import zarr
         from zarr.codecs import BloscCodec
 
-        chunks = (min(slab, shape[0]), *(min(64, s) for s in shape[1:]))
+        chunks = (*(1,) * (len(shape) - 3), min(slab, shape[-3]), *(min(64, s) for s in shape[-2:]))
         return zarr.create_array(store=str(out), shape=shape, chunks=chunks, dtype="float32",
                                  compressors=BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
                                  overwrite=True)
@@ -149,13 +160,14 @@ def _open_output(out: Any, shape: tuple[int, ...], slab: int) -> Any:
 def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size: int | None = None,
                    tile: int | None = None, overlap: int = 32, slab: int | None = None,
                    device: torch.device | str | None = None, amp: bool = False, out: Any = None,
-                   progress: bool = False) -> Any:
+                   progress: bool = False, classes: int | None = None) -> Any:
     """Apply a 2.5D slice model to every slice of a volume.
 
     Parameters
     ----------
     model : torch.nn.Module
-        Maps ``(B, slices, H, W)`` to ``(B, 1, H, W)`` in the volume's units (1/cm).
+        Maps ``(B, slices, H, W)`` to ``(B, 1, H, W)`` in the volume's units
+        (1/cm), or to ``(B, classes, H, W)`` class scores with ``classes``.
     volume : array_like
         ``(Z, Y, X)`` numpy or zarr array (read slab by slab).
     slices : int
@@ -181,11 +193,14 @@ def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size
         new chunked zarr array. A numpy array is returned if omitted.
     progress : bool
         Show a progress bar on stderr.
+    classes : int, optional
+        For a segmentation model: its softmax probabilities are blended across
+        tiles (the scores of different tiles are not on one scale) and returned.
 
     Returns
     -------
     numpy.ndarray or zarr.Array
-        The prediction, float32 ``(Z, Y, X)``.
+        The prediction, float32 ``(Z, Y, X)``, or ``(classes, Z, Y, X)`` probabilities.
     """
     from tqdm.auto import tqdm
 
@@ -201,11 +216,12 @@ def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size
     nz, ny, nx = shape
     if batch_size is None or tile is None:
         batch_size, tile = inference_plan(activation_bytes_per_pixel(model, slices), (ny, nx), device=device,
-                                          batch_size=batch_size, tile=tile)
+                                          batch_size=batch_size, tile=tile, overlap=overlap)
     if slab is None:
         chunks = getattr(out, "chunks", None) if out is not None and not isinstance(out, str | Path) else None
         slab = int(chunks[0]) if chunks else 64
-    out = _open_output(out, shape, slab)
+    channels = 1 if classes is None else int(classes)
+    out = _open_output(out, shape if classes is None else (channels, *shape), slab)
     h = slices // 2
     th, tw = (ny, nx) if tile is None else (min(tile, ny), min(tile, nx))
     windows = [(y0, x0) for y0 in tile_starts(ny, th, overlap) for x0 in tile_starts(nx, tw, overlap)]
@@ -226,7 +242,7 @@ def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size
             zs = reflect_indices(z0 - h, z1 + h, nz)
             lo, hi = int(zs.min()), int(zs.max()) + 1
             block = torch.from_numpy(np.asarray(volume[lo:hi], dtype=np.float32)[zs - lo]).to(device)
-            acc = torch.zeros((z1 - z0, ny, nx), dtype=torch.float32, device=device)
+            acc = torch.zeros((channels, z1 - z0, ny, nx), dtype=torch.float32, device=device)
             norm = torch.zeros((ny, nx), dtype=torch.float32, device=device)
             for y0, x0 in windows:
                 norm[y0:y0 + th, x0:x0 + tw] += weights[y0, x0]
@@ -237,10 +253,15 @@ def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size
                 x = torch.stack([block[z:z + slices, y0:y0 + th, x0:x0 + tw] for z, y0, x0 in batch])
                 with autocast:
                     pred = model(x).float()
-                for (z, y0, x0), p in zip(batch, pred[:, 0], strict=True):
-                    acc[z, y0:y0 + th, x0:x0 + tw] += p * weights[y0, x0]
+                if classes is not None:
+                    pred = torch.softmax(pred, 1)
+                for (z, y0, x0), p in zip(batch, pred[:, :channels], strict=True):
+                    acc[:, z, y0:y0 + th, x0:x0 + tw] += p * weights[y0, x0]
             result = (acc / norm).cpu().numpy()
-            out[z0:z1] = result
+            if classes is None:
+                out[z0:z1] = result[0]
+            else:
+                out[:, z0:z1] = result
             bar.update(z1 - z0)
     finally:
         bar.close()
