@@ -100,3 +100,21 @@ def test_a_format_1_store_is_checked_against_its_fingerprint(data_root, tmp_path
     next(p for p in (path / "samples" / "test-000" / "truth" / "c").rglob("*") if p.is_file()).unlink()
     with pytest.raises(StoreError, match="samples/test-000/truth does not match its build-time fingerprint"):
         load("foam@1.0", profile="tiny", root=root, build=False).split("100proj").test[0].read("truth")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8", "bool", "float64"])
+def test_streamed_hash_and_fingerprint_equal_the_whole_array_ones(tmp_path, dtype):
+    import zarr
+
+    from aiax_bench.data.store import array_fingerprint, array_sha256, stream_sha256_and_fingerprint
+
+    rng = np.random.default_rng(0)
+    data = (rng.normal(3.0, 0.5, (37, 19, 23)) * (100 if dtype == "uint8" else 1)).astype(dtype)
+    stored = zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, dtype=data.dtype, chunks=(8, 19, 23))
+    stored[...] = data
+    for slab_bytes in (1, 5 * 19 * 23 * data.itemsize, 1 << 30):  # one row, several rows, all at once
+        digest, fingerprint = stream_sha256_and_fingerprint(stored, slab_bytes=slab_bytes)
+        assert digest == array_sha256(data)
+        whole = array_fingerprint(data)
+        for key, value in whole.items():
+            assert fingerprint[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key

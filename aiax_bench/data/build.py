@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from aiax_bench.data.registry import PARTS, DatasetVersion
-from aiax_bench.data.store import STORE_FORMAT, atomic_store, digest_of_hashes, write_sample
+from aiax_bench.data.store import STORE_FORMAT, SampleWriter, atomic_store, digest_of_hashes
 from aiax_bench.errors import InputError
 from aiax_bench.recon import ParallelBeamProjector, fbp
 from aiax_bench.sim.acquire import (
@@ -196,31 +196,30 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                                  independent_noise=independent, seed=seed, voxel_cm=recipe["voxel_size_um"] * 1e-4,
                                  recon_filter=recipe["reconstruction"]["filter"], projector=projector_for,
                                  project=project)
-            arrays = {
-                "truth": phantom.attenuation_map(),
-                "labels": phantom.labels,
-                "mask": phantom.mask,
-                "high": ctx.fbp(ctx.noisy, ref_angles),
-                "sinogram": ctx.noisy,
-                "angles": ref_angles,
-            }
+            # Each array is written as soon as it exists and dropped: memory holds one split's, not the sample's.
+            writer = SampleWriter(root, sample_id, hashes=hashes, fingerprint=fingerprint)
+            writer.add("truth", phantom.attenuation_map())
+            writer.add("labels", phantom.labels)
+            writer.add("mask", phantom.mask)
+            writer.add("high", ctx.fbp(ctx.noisy, ref_angles))
+            writer.add("sinogram", ctx.noisy)
+            writer.add("angles", ref_angles)
             if recipe["reconstruction"].get("store_clean", False):
                 # The ceiling of any method trained on independent noise: the same FBP without noise.
-                arrays["clean"] = ctx.fbp(clean, ref_angles)
+                writer.add("clean", ctx.fbp(clean, ref_angles))
             bar.update()
             for split, params in spec.splits.items():
                 bar.set_postfix_str(f"{sample_id}: {split}")
                 low, sino, angles = SPLIT_KINDS[params["kind"]](ctx, split, params)
-                arrays[f"splits/{split}/low"] = low
-                arrays[f"splits/{split}/sinogram"] = sino
-                arrays[f"splits/{split}/angles"] = angles
+                writer.add(f"splits/{split}/low", low)
+                writer.add(f"splits/{split}/sinogram", sino)
+                writer.add(f"splits/{split}/angles", angles)
+                del low, sino
                 bar.update()
-            write_sample(root, sample_id, arrays,
-                         {"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
-                          "phases": list(phantom.phases), "attenuation_per_cm": list(phantom.attenuation),
-                          "phantom": _jsonable(phantom.params), "photons": acq["photons"]},
-                         hashes=hashes, fingerprint=fingerprint)
-            del arrays, ctx
+            writer.finish({"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
+                           "phases": list(phantom.phases), "attenuation_per_cm": list(phantom.attenuation),
+                           "phantom": _jsonable(phantom.params), "photons": acq["photons"]})
+            del ctx, clean, writer
         attrs = {
             "name": spec.name, "version": spec.version, "profile": profile,
             "recipe_sha256": spec.recipe_sha256, "store_format": STORE_FORMAT,

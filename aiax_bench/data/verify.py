@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from aiax_bench.data.package import compare_fingerprints
-from aiax_bench.data.store import array_fingerprint, array_sha256, content_digest, digest_of_hashes
+from aiax_bench.data.store import (
+    array_fingerprint,
+    content_digest,
+    digest_of_hashes,
+    stream_sha256_and_fingerprint,
+)
 
 __all__ = ["verify_store"]
 
@@ -13,7 +18,7 @@ __all__ = ["verify_store"]
 def verify_store(ref: str, *, profile: str | None = None) -> list[str]:
     """Problems found in the cached store of ``ref`` (empty: all is well).
 
-    Every array is read back; its statistics are compared with the stored
+    Every array is read back, slab by slab (store format 2); its statistics are compared with the stored
     fingerprint and the whole content with the stored sha256, and, where the
     registry publishes a fingerprint, with that one too.
     """
@@ -27,19 +32,19 @@ def verify_store(ref: str, *, profile: str | None = None) -> list[str]:
         sample_id, name = key.split("/", 1)
         group = ds.group[f"samples/{sample_id}"]
         try:
-            data = np.asarray(group[name][...])
+            if per_array:  # slab by slab: memory holds 64 MiB of one array, whatever the profile
+                hashes[key], fingerprint[key] = stream_sha256_and_fingerprint(group[name])
+            else:
+                arrays[key] = np.asarray(group[name][...])
+                fingerprint[key] = array_fingerprint(arrays[key])
         except Exception as exc:
             problems.append(f"{ds.path}/samples/{key}: unreadable ({type(exc).__name__})")
             continue
-        fingerprint[key] = array_fingerprint(data)
-        if per_array:  # one array in memory at a time
-            hashes[key] = array_sha256(data)
+        if per_array:
             recorded = dict(group.attrs).get("sha256", {}).get(name)
             if hashes[key] != recorded:
                 problems.append(f"{ds.path}/samples/{key}: sha256 {hashes[key][:12]}… differs from the "
                                 f"recorded {str(recorded)[:12]}… (missing, swapped or damaged chunk)")
-        else:
-            arrays[key] = data
     # Same bytes, but statistics of a strided view may differ in the last bit from the contiguous copy.
     problems += [f"{ds.path}: fingerprint {p}" for p in compare_fingerprints(fingerprint, attrs["fingerprint"],
                                                                              rtol=1e-9, atol=0)]
