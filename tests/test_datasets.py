@@ -173,3 +173,21 @@ def test_verify_finds_a_damaged_store(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("AIAX_BENCH_DATA", str(root))
     problems = verify_store("foam@1.0", profile="tiny")
     assert problems and "val-000/high" in problems[0]
+
+
+def test_build_keeps_operators_within_its_byte_budget():
+    from aiax_bench.data.build import _ProjectorCache
+
+    angles = [np.linspace(0, np.pi, a, endpoint=False) for a in (10, 20, 30)]
+    one = _ProjectorCache(1 << 40)(16, angles[0]).nbytes
+    cache = _ProjectorCache(5 * one)  # room for the 10- and 20-angle operators, not for all three
+    first = cache(16, angles[0])
+    assert cache(16, angles[0]) is first  # built once while it fits
+    cache(16, angles[1])
+    cache(16, angles[0])  # used again: now the most recent
+    cache(16, angles[2])  # 3 + 1 units: the 20-angle one, least recently used, goes first
+    assert list(len(np.frombuffer(k[1])) for k in cache.kept) == [10, 30]
+    assert sum(p.nbytes for p in cache.kept.values()) <= 5 * one
+    rebuilt = cache(16, angles[1])
+    x = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(rebuilt.forward(x), _ProjectorCache(1 << 40)(16, angles[1]).forward(x))
