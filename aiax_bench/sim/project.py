@@ -198,10 +198,14 @@ def project_voxels(
 
     Notes
     -----
-    The fine attenuation volume is kept in memory: ``4 * Z * Y * X * supersample³``
-    bytes (64 MiB for 128³ at ``supersample=2``). Operators are built per block
-    of angles, so the cost is dominated by building them (a few seconds per 64
-    angles for a 256-pixel fine grid on a CPU).
+    The fine attenuation volume takes ``4 * Z * Y * X * supersample³`` bytes
+    (64 MiB for 128³ at ``supersample=2``, 4 GiB for 512³): up to
+    :data:`FINE_GRID_MEMORY_BYTES` it is kept in memory, beyond that in a
+    temporary file read back one batch of rows at a time. Operators are built
+    per block of angles, at most :data:`OPERATOR_BLOCK_BYTES` each (64 angles
+    at 128³, 20 at 512³), so the cost is dominated by building them (a few
+    seconds per 64 angles for a 256-pixel fine grid on a CPU). Neither changes
+    a bit of the result: every ray is summed alone, whatever its block.
     """
     angles = check_angles(angles)
     s = check_positive_int("supersample", supersample)
@@ -212,27 +216,77 @@ def project_voxels(
     if n_y != n:
         raise InputError("phantom", f"has slices of {n_y} x {n} voxels", "expected square slices")
     mu = np.asarray(phantom.attenuation, dtype=np.float32) * np.float32(phantom.voxel_size_um * 1e-4 / s)
-    fine = np.empty((n_z * s, n * s, n * s), dtype=np.float32)  # attenuation per fine voxel
+    fine = _FineGrid((n_z * s, n * s, n * s))  # attenuation per fine voxel
     for z0 in range(0, n_z, row_batch):
         z1 = min(z0 + row_batch, n_z)
         fractions = render_fractions(phantom, scale=s, supersample=pv, rows=(z0, z1))
         # Phase by phase in a fixed order, not np.tensordot: BLAS picks its kernel (and rounding) by CPU.
-        part = fine[z0 * s : z1 * s]
-        np.multiply(mu[0], fractions[0], out=part)
+        part = np.multiply(mu[0], fractions[0])
         for mu_k, fraction in zip(mu[1:], fractions[1:], strict=True):
             part += mu_k * fraction
-    del fractions
+        fine.write(z0 * s, part)
+        del fractions, part
+    # Each ray's sum is its own, so fewer angles per operator change no bit of the result.
+    angle_batch = min(angle_batch, max(1, OPERATOR_BLOCK_BYTES // (24 * (n * s) * (n * su))))
     out = np.empty((n_z, angles.size, n), dtype=np.float32)
-    for a0 in range(0, angles.size, angle_batch):
-        a1 = min(a0 + angle_batch, angles.size)
-        last = a1 == angles.size
-        proj = ParallelBeamProjector(n * s, angles[a0:a1], n_detector=n * su, det_spacing=s / su,
-                                     device=device)
-        for z0 in range(0, n_z, row_batch):
-            z1 = min(z0 + row_batch, n_z)
-            sino = proj.forward(torch.from_numpy(fine[z0 * s : z1 * s])).cpu()
-            out[z0:z1, a0:a1] = _detector_average(sino, s, su)
-            if progress is not None and last:
-                progress(z1 - z0)
-        del proj
+    try:
+        for a0 in range(0, angles.size, angle_batch):
+            a1 = min(a0 + angle_batch, angles.size)
+            last = a1 == angles.size
+            proj = ParallelBeamProjector(n * s, angles[a0:a1], n_detector=n * su, det_spacing=s / su,
+                                         device=device)
+            for z0 in range(0, n_z, row_batch):
+                z1 = min(z0 + row_batch, n_z)
+                sino = proj.forward(torch.from_numpy(fine.read(z0 * s, z1 * s))).cpu()
+                out[z0:z1, a0:a1] = _detector_average(sino, s, su)
+                if progress is not None and last:
+                    progress(z1 - z0)
+            del proj
+    finally:
+        fine.close()
     return out
+
+
+#: Largest fine attenuation grid :func:`project_voxels` keeps in memory (bytes); a larger one goes to a
+#: temporary file (4 GiB at 512³ with ``supersample=2``).
+FINE_GRID_MEMORY_BYTES = 1 << 30
+#: Most memory one block of angles' operator on the fine grid may take (bytes).
+OPERATOR_BLOCK_BYTES = 1 << 30
+
+
+class _FineGrid:
+    """A float32 volume written and read by slabs of rows: in memory, or in a temporary file when large.
+
+    The file is read with plain reads, not memory-mapped, so its pages stay in
+    the page cache and never count as the process's resident memory.
+    """
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        import tempfile
+
+        self.shape = shape
+        self.row_bytes = 4 * shape[1] * shape[2]
+        self.array = self.file = None
+        if self.row_bytes * shape[0] <= FINE_GRID_MEMORY_BYTES:
+            self.array = np.empty(shape, dtype=np.float32)
+        else:
+            self.file = tempfile.TemporaryFile(prefix="aiax-fine-grid-")  # removed when closed
+
+    def write(self, z0: int, part: np.ndarray) -> None:
+        if self.array is not None:
+            self.array[z0 : z0 + part.shape[0]] = part
+        else:
+            self.file.seek(z0 * self.row_bytes)
+            self.file.write(np.ascontiguousarray(part, dtype=np.float32).tobytes())
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        if self.array is not None:
+            return self.array[z0:z1]
+        self.file.seek(z0 * self.row_bytes)
+        data = np.frombuffer(self.file.read((z1 - z0) * self.row_bytes), dtype=np.float32)
+        return data.reshape(z1 - z0, *self.shape[1:]).copy()  # writable, as torch.from_numpy wants
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.array = None
