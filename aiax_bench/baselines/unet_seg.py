@@ -125,7 +125,10 @@ class UNetSeg(TrainingRecord, Method):
             Use the sample mask at prediction (and validation): air outside it, the
             most probable of the other phases inside it (as the threshold baseline).
         inference_batch_size : int
-            Slices per forward pass at prediction (2D / 2.5D).
+            Slices per forward pass at prediction (2D / 2.5D). Slices whose
+            activations exceed :data:`aiax_bench.training.inference.TILE_BYTES`
+            (a 2048² slice with the ``cpu`` preset) go through in tiles, batched
+            by bytes, as every slice model's do.
         progress : bool
             Report training progress on stderr.
         """
