@@ -195,9 +195,9 @@ def _flat_for_each_projection(projections: Projections, mode: str) -> tuple[np.n
         f"interpolated between {int(before.sum())} before and {int(after.sum())} after"
 
 
-def correct(projections: Projections, *, flat_mode: str = "auto", counted_rows: slice | None = None) -> np.ndarray:
+def correct(projections: Projections, *, flat_mode: str = "auto", own_rows: slice | None = None) -> np.ndarray:
     """Transmission ``(I - dark) / (flat - dark)``, clipped to :data:`MIN_TRANSMISSION`; records the clipped count
-    (over ``counted_rows`` of the detector only, where given: a slab's own rows, not the neighbours it reads)."""
+    (over ``own_rows`` of the detector only, where given: a slab's own rows, not the neighbours it reads)."""
     data = projections.data
     if projections.signal == "transmission":
         transmission = data
@@ -211,7 +211,7 @@ def correct(projections: Projections, *, flat_mode: str = "auto", counted_rows: 
         transmission = (data - dark) / np.maximum(flat - dark, MIN_TRANSMISSION)
         how = {"flats": len(projections.flats), "flats_combined": combined,
                "darks": 0 if projections.darks is None else len(projections.darks)}
-    clipped = int(np.count_nonzero(~(transmission[:, counted_rows or slice(None)] >= MIN_TRANSMISSION)))
+    clipped = int(np.count_nonzero(~(transmission[:, own_rows or slice(None)] >= MIN_TRANSMISSION)))
     projections.provenance.update(flat_dark={**how, "clipped_pixels": clipped})
     return np.clip(np.nan_to_num(transmission, nan=MIN_TRANSMISSION), MIN_TRANSMISSION, None).astype(np.float32)
 
@@ -279,7 +279,7 @@ def shift_to_center(sinograms: np.ndarray, center: float) -> np.ndarray:
 
 
 def _line_integrals(projections: Projections, settings: Preprocessing, record: dict[str, Any],
-                    counted_rows: slice | None = None) -> np.ndarray:
+                    own_rows: slice | None = None) -> np.ndarray:
     """``(A, R, C)`` line integrals after steps 1–7."""
     if settings.crop_rows or settings.crop_columns:
         _crop(projections, settings.crop_rows, settings.crop_columns)
@@ -299,7 +299,7 @@ def _line_integrals(projections: Projections, settings: Preprocessing, record: d
         return np.asarray(projections.data, dtype=np.float32)
     if settings.dead_pixels:
         record["dead_pixels"] = remove_dead_pixels(projections)
-    transmission = correct(projections, flat_mode=settings.flats, counted_rows=counted_rows)
+    transmission = correct(projections, flat_mode=settings.flats, own_rows=own_rows)
     if settings.zingers is not None:
         transmission = remove_zingers(transmission, settings.zingers)
         record["zingers"] = f"removed (algotom remove_zinger, threshold {settings.zingers:g})"
@@ -326,12 +326,14 @@ def subtract_background(lines: np.ndarray, columns: int) -> np.ndarray:
 
 
 def preprocess(projections: Projections, settings: Preprocessing = Preprocessing(), *,
-               counted_rows: slice | None = None) -> tuple[np.ndarray, float, dict[str, Any]]:
+               own_rows: slice | None = None) -> tuple[np.ndarray, float, dict[str, Any]]:
     """Centred sinograms ``(R, A, D)`` of line integrals, the centre found or given, and the provenance.
 
     ``projections.angles`` is left in the sinograms' order (increasing).
-    ``counted_rows`` (after cropping and binning) limits the clipped-pixel count
-    to a slab's own rows when its neighbours were read too.
+    ``own_rows`` (after cropping and binning) are the rows returned, where the
+    others were read only as neighbours for the steps that look across rows
+    (dead pixels, zingers): the later steps and the clipped-pixel count see
+    these rows alone.
 
     Raises
     ------
@@ -344,7 +346,9 @@ def preprocess(projections: Projections, settings: Preprocessing = Preprocessing
                          f"({projections.geometry_parameters})",
                          "a parallel-beam scan: the project's projector is parallel-beam only")
     record: dict[str, Any] = {"settings": settings.record()}
-    lines = _line_integrals(projections, settings, record, counted_rows)
+    lines = _line_integrals(projections, settings, record, own_rows)
+    if own_rows is not None:
+        lines = lines[:, own_rows]
     # In angle order from here (after the flat interpolation, which needs acquisition order): interlaced or
     # back-and-forth scans give the centre finder and the ring filter a continuous sinogram.
     order = np.argsort(projections.angles, kind="stable")

@@ -196,14 +196,12 @@ def reconstruct_out_of_core(projections: Projections, target: Path | str, *, set
         halo = HALO_ROWS if (settings.dead_pixels and projections.flats is not None) or settings.zingers else 0
         lo, hi = max(0, first - halo), min(binned_rows, last + halo)
         slab = _slab(projections, start + lo * b, start + hi * b, columns)
-        sinograms, found, record = preprocess(slab, replace(per_slab, center=center),
-                                              counted_rows=slice(first - lo, last - lo))
-        return sinograms[first - lo:last - lo], found, record
+        return preprocess(slab, replace(per_slab, center=center), own_rows=slice(first - lo, last - lo))
 
     center = settings.center
     if center is None:
-        # The slab around the middle row has that row in its middle, where preprocess looks for the centre:
-        # the centre found in memory, with the same refusal of scans that do not span 180°.
+        # The middle row alone, where the in-memory reconstruction looks for the centre (and the same
+        # refusal of scans that do not span 180°).
         mid = binned_rows // 2
         _, center, _ = run(mid, mid + 1, None)
     slab_rows = min(binned_rows, slab_rows_for(n_angles, width, bin_factor=b, memory_bytes=memory_bytes))
