@@ -85,7 +85,8 @@ def run(files: dict[str, str], output: Path, *, out_of_core: bool, memory_gib: f
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
     peak_kb = int(done.stderr.rsplit("peak_rss_kb", 1)[1].split()[0])
-    line = done.stdout.strip().splitlines()[-1]
+    # The command's own summary, without this run's temporary paths.
+    line = done.stdout.strip().splitlines()[-1].replace(files["scan"], "scan.npy").replace(str(output), output.name)
     record = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak_kb / 1024), "message": line}
     if out_of_core:
         record["slices_per_second_after_start"] = float(line.split(" s (")[1].split(" slices/s")[0])
