@@ -471,10 +471,13 @@ class UNetSeg(TrainingRecord, Method):
                 hits[z0:z0 + d] += 1
             return acc / hits[None, :, None, None]
         # Slices whose activations are too large go through in tiles, as every slice model's do; whole
-        # slices keep the configured batch, the whole volume one slab, so the batches are those of training.
-        _, tile = inference_plan(activation_bytes_per_pixel(model, self.in_channels), x.shape[1:], device=device)
+        # slices (one tile the size of the slice) keep the configured batch over one slab, the volume.
+        batch, tile = inference_plan(activation_bytes_per_pixel(model, self.in_channels), x.shape[1:],
+                                     device=device)
+        if tile is None:
+            batch, tile = c.inference_batch_size, max(x.shape[1:])
         return predict_volume(model, x, slices=self.in_channels, classes=self.n_classes, device=device,
-                              batch_size=c.inference_batch_size if tile is None else None, tile=tile, slab=nz)
+                              batch_size=batch, tile=tile, slab=nz)
 
     def labels_from_probabilities(self, probabilities: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """Most probable phase per voxel (uint8); with a mask: air outside it, the other phases inside."""

@@ -124,10 +124,10 @@ def _continuous(ctx: _SampleContext, name: str, params: dict[str, Any]):
     return ctx.fbp(sino, angles), sino, angles
 
 
-#: Memory the build keeps reconstruction operators in, across splits and samples (bytes). At 128³ all of
-#: them fit (about 0.5 GB); from 256³ on the least recently used are dropped and built again when next
-#: needed (a few seconds each at 256³): time, never bytes, since an operator is a function of its
-#: geometry. The operator in use is always kept, whatever its size (3.4 GB at 512² × 500 angles).
+#: Memory the build keeps reconstruction operators in, across splits and samples (bytes). Beyond it the
+#: least recently used are dropped and built again when next needed: time, never bytes, since an
+#: operator is a function of its geometry. The operator in use is always kept, whatever its size
+#: (3.4 GB at 512² × 500 angles).
 PROJECTOR_CACHE_BYTES = 1 << 30
 
 

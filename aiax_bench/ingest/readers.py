@@ -134,11 +134,15 @@ def _extra_images(files: tuple[Path, ...], shape: tuple[int, ...], name: str,
 
 # --------------------------------------------------------------------------- HDF5: data-exchange, NXtomo, plain
 
-def read_data_exchange(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
-    """Projections, flats, darks and angles (degrees) of an HDF5 data-exchange file (APS / TomoPy layout)."""
+def read_data_exchange(path: Path | str, options: ReadOptions = NO_OPTIONS, *, lazy: bool = False) -> Projections:
+    """Projections, flats, darks and angles (degrees) of an HDF5 data-exchange file (APS / TomoPy layout).
+
+    With ``lazy`` the projections stay in the file (an ``h5py.Dataset``, read by slicing; the file stays
+    open while it is referenced).
+    """
     path = Path(path)
     handle = _open_h5(path, "an HDF5 data-exchange file")
-    with handle:
+    try:
         def read(name: str, required: bool, dtype=np.float32) -> np.ndarray | None:
             if name not in handle:
                 if required:
@@ -147,9 +151,12 @@ def read_data_exchange(path: Path | str, options: ReadOptions = NO_OPTIONS) -> P
                 return None
             return np.asarray(handle[name][()], dtype=dtype)
 
-        data = read("exchange/data", True)
+        data = handle["exchange/data"] if lazy and "exchange/data" in handle else read("exchange/data", True)
         flats, darks = read("exchange/data_white", False), read("exchange/data_dark", False)
         theta = None if options.has_angles else read("exchange/theta", True, np.float64)
+    finally:
+        if not lazy:
+            handle.close()
     _check_stack(path, "exchange/data", data)
     how = "exchange/theta"
     if theta is None:
@@ -162,7 +169,7 @@ def read_data_exchange(path: Path | str, options: ReadOptions = NO_OPTIONS) -> P
             raise InputError(f"{path.name}: field exchange/{name}", f"has images of {images.shape[1:]}",
                              f"the projections' {data.shape[1:]}")
     return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(path),
-                       provenance={"reader": "HDF5 data-exchange (h5py)", "angles": how,
+                       provenance={"reader": f"HDF5 data-exchange (h5py{_LAZY_NOTE if lazy else ''})", "angles": how,
                                    "angles_deg": [float(theta[0]), float(theta[-1])]})
 
 
@@ -173,6 +180,10 @@ def _open_h5(path: Path, expected: str):
         return h5py.File(path, "r")
     except OSError as exc:
         raise InputError(str(path), f"cannot be opened as HDF5 ({exc})", expected) from None
+
+
+#: Said in the provenance of projections left in their file.
+_LAZY_NOTE = ", read slab by slab"
 
 
 def _check_stack(path: Path, field: str, data: np.ndarray) -> None:
@@ -286,29 +297,42 @@ def _nx_angles_path(datasets: dict[str, Any], n: int) -> str | None:
     return None
 
 
-def read_hdf5_frames(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
+def read_hdf5_frames(path: Path | str, options: ReadOptions = NO_OPTIONS, *, lazy: bool = False) -> Projections:
     """Projections in a plain HDF5 dataset (``--data-path``, default ``entry/data/data``), with flats and
-    darks in separate files (``--flats``, ``--darks``) and the angles given (Diamond I12 and similar)."""
+    darks in separate files (``--flats``, ``--darks``) and the angles given (Diamond I12 and similar);
+    left in the file with ``lazy``."""
     path = Path(path)
     name = options.data_path or "entry/data/data"
-    with _open_h5(path, "an HDF5 file of projections") as handle:
-        data = np.asarray(_h5_dataset(handle, name, path, "the projections (set --data-path)")[()], np.float32)
+    handle = _open_h5(path, "an HDF5 file of projections")
+    try:
+        dataset = _h5_dataset(handle, name, path, "the projections (set --data-path)")
+        data = dataset if lazy else np.asarray(dataset[()], np.float32)
+    finally:
+        if not lazy:
+            handle.close()
     _check_stack(path, name, data)
-    return _given_projections(data, path, options, f"HDF5 dataset {name} (h5py)",
+    return _given_projections(data, path, options, f"HDF5 dataset {name} (h5py{_LAZY_NOTE if lazy else ''})",
                               flat_files=[str(f) for f in options.flats], dark_files=[str(f) for f in options.darks])
 
 
-def read_hdf5(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
-    """Any HDF5 scan: data-exchange, NXtomo (``image_key``), or a plain dataset, recognised by content."""
+def read_hdf5(path: Path | str, options: ReadOptions = NO_OPTIONS, *, lazy: bool = False) -> Projections:
+    """Any HDF5 scan: data-exchange, NXtomo (``image_key``), or a plain dataset, recognised by content.
+
+    With ``lazy`` the projections stay in the file; NXtomo, whose flats and darks are frames of the same
+    dataset, is then refused.
+    """
     path = Path(path)
     with _open_h5(path, "an HDF5 file") as handle:
         exchange = "exchange/data" in handle
         datasets, _ = _walk_h5(handle) if not exchange else ({}, [])
     if exchange:
-        return read_data_exchange(path, options)
+        return read_data_exchange(path, options, lazy=lazy)
     if any(p.rsplit("/", 1)[-1] == "image_key" for p in datasets):
+        if lazy:
+            raise InputError(str(path), "is NXtomo, whose flats and darks are interleaved with the projections",
+                             "a data-exchange file, a plain HDF5 dataset, .npy or raw projections for --out-of-core")
         return read_nxtomo(path, options)
-    return read_hdf5_frames(path, options)
+    return read_hdf5_frames(path, options, lazy=lazy)
 
 
 # --------------------------------------------------------------------------- TIFF projections
@@ -552,26 +576,30 @@ def _mat_sinogram(variables: dict[str, Any], key: str | None, path: Path) -> tup
     raise InputError(str(path), f"holds variables {sorted(variables)}", "one sinogram, or --key NAME to choose it")
 
 
-def read_raw_projections(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
-    """Projections in raw binary: ``--raw-shape A,R,C``, ``--raw-dtype`` and ``--raw-offset`` header bytes."""
+def read_raw_projections(path: Path | str, options: ReadOptions = NO_OPTIONS, *, lazy: bool = False) -> Projections:
+    """Projections in raw binary: ``--raw-shape A,R,C``, ``--raw-dtype`` and ``--raw-offset`` header bytes
+    (memory-mapped with ``lazy``)."""
     from aiax_bench.ingest.volumes import read_raw
 
     path = Path(path)
-    data = read_raw(path, options.raw_shape, options.raw_dtype, options.raw_offset).astype(np.float32)
+    data = read_raw(path, options.raw_shape, options.raw_dtype, options.raw_offset, memory_map=lazy)
+    data = data if lazy else data.astype(np.float32)
     _check_stack(path, "--raw-shape", data)
     return _given_projections(data, path, options, f"raw binary {options.raw_dtype} {options.raw_shape}, offset "
-                                                   f"{options.raw_offset} B")
+                                                   f"{options.raw_offset} B{_LAZY_NOTE if lazy else ''}")
 
 
-def read_npy_projections(path: Path | str, options: ReadOptions = NO_OPTIONS) -> Projections:
-    """Projections ``(angles, rows, columns)`` saved with NumPy, with the angles, flats and darks given."""
+def read_npy_projections(path: Path | str, options: ReadOptions = NO_OPTIONS, *, lazy: bool = False) -> Projections:
+    """Projections ``(angles, rows, columns)`` saved with NumPy, with the angles, flats and darks given
+    (memory-mapped with ``lazy``)."""
     path = Path(path)
     try:
-        data = np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+        data = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+        data = data if lazy else np.asarray(data, dtype=np.float32)
     except (OSError, ValueError) as exc:
         raise InputError(str(path), f"cannot be read as .npy ({exc})", "a NumPy array file") from None
     _check_stack(path, "array", data)
-    return _given_projections(data, path, options, ".npy projections (numpy)")
+    return _given_projections(data, path, options, f".npy projections (numpy{_LAZY_NOTE if lazy else ''})")
 
 
 # --------------------------------------------------------------------------- the registry
@@ -649,59 +677,10 @@ def read_source(source: Path | str, options: ReadOptions = NO_OPTIONS, *,
     return READERS[name].read(path, options)
 
 
-def _lazy_hdf5(path: Path, options: ReadOptions) -> Projections:
-    import h5py
-
-    try:
-        handle = h5py.File(path, "r")  # stays open while the dataset is referenced
-    except OSError as exc:
-        raise InputError(str(path), f"cannot be opened as HDF5 ({exc})", "an HDF5 file") from None
-    if "exchange/data" in handle:
-        data = handle["exchange/data"]
-        _check_stack(path, "exchange/data", data)
-        flats = np.asarray(handle["exchange/data_white"][()], np.float32) if "exchange/data_white" in handle else None
-        darks = np.asarray(handle["exchange/data_dark"][()], np.float32) if "exchange/data_dark" in handle else None
-        if options.has_angles:
-            theta, how = _given_angles(options, data.shape[0], str(path))
-        elif "exchange/theta" in handle:
-            theta, how = np.asarray(handle["exchange/theta"][()], np.float64), "exchange/theta"
-        else:
-            raise InputError(f"{path.name}: field exchange/theta", "is missing", "the angles, or --angles")
-        if theta.shape != (data.shape[0],):
-            raise InputError(f"{path.name}: field exchange/theta", f"has {theta.size} angles",
-                             f"one per projection ({data.shape[0]})")
-        return Projections(data=data, flats=flats, darks=darks, angles=np.deg2rad(theta), source=str(path),
-                           provenance={"reader": "HDF5 data-exchange (h5py, read slab by slab)", "angles": how})
-    if any(p.rsplit("/", 1)[-1] == "image_key" for p in _walk_h5(handle)[0]):
-        raise InputError(str(path), "is NXtomo, whose flats and darks are interleaved with the projections",
-                         "a data-exchange file, a plain HDF5 dataset, .npy or raw projections for --out-of-core")
-    name = options.data_path or "entry/data/data"
-    data = _h5_dataset(handle, name, path, "the projections (set --data-path)")
-    _check_stack(path, name, data)
-    return _given_projections(data, path, options, f"HDF5 dataset {name} (h5py, read slab by slab)")
-
-
-def _lazy_npy(path: Path, options: ReadOptions) -> Projections:
-    try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(str(path), f"cannot be read as .npy ({exc})", "a NumPy array file") from None
-    _check_stack(path, "array", data)
-    return _given_projections(data, path, options, ".npy projections (memory-mapped)")
-
-
-def _lazy_raw(path: Path, options: ReadOptions) -> Projections:
-    from aiax_bench.ingest.volumes import read_raw
-
-    data = read_raw(path, options.raw_shape, options.raw_dtype, options.raw_offset, memory_map=True)
-    _check_stack(path, "--raw-shape", data)
-    return _given_projections(data, path, options, f"raw binary {options.raw_dtype} {options.raw_shape}, offset "
-                                                   f"{options.raw_offset} B (memory-mapped)")
-
-
-#: Formats whose projections can stay in the file and be read slab by slab (``reconstruct --out-of-core``).
-LAZY_READERS: dict[str, Callable[[Path, ReadOptions], Projections]] = {
-    "hdf5": _lazy_hdf5, "npy-projections": _lazy_npy, "raw-projections": _lazy_raw}
+#: Formats whose readers can leave the projections in the file, read slab by slab (``lazy=True``:
+#: ``reconstruct --out-of-core``).
+LAZY_READERS: dict[str, Callable[..., Projections]] = {
+    "hdf5": read_hdf5, "npy-projections": read_npy_projections, "raw-projections": read_raw_projections}
 
 
 def open_projections(source: Path | str, options: ReadOptions = NO_OPTIONS, *,
@@ -720,7 +699,7 @@ def open_projections(source: Path | str, options: ReadOptions = NO_OPTIONS, *,
     if name not in LAZY_READERS:
         raise InputError(str(path), f"is read by the {name} reader, which loads it whole",
                          f"projections in {', '.join(LAZY_READERS)} for --out-of-core")
-    return LAZY_READERS[name](path, options)
+    return LAZY_READERS[name](path, options, lazy=True)
 
 
 def read_scan(source: Path | str, *, flat: Path | str | None = None, dark: Path | str | None = None,

@@ -198,12 +198,13 @@ def reconstruct_out_of_core(projections: Projections, target: Path | str, *, set
         slab = _slab(projections, start + lo * b, start + hi * b, columns)
         return preprocess(slab, replace(per_slab, center=center), own_rows=slice(first - lo, last - lo))
 
-    center = settings.center
+    center, centring = settings.center, "given"
     if center is None:
         # The middle row alone, where the in-memory reconstruction looks for the centre (and the same
         # refusal of scans that do not span 180°).
         mid = binned_rows // 2
-        _, center, _ = run(mid, mid + 1, None)
+        _, center, found = run(mid, mid + 1, None)
+        centring = found["center"]["method"]
     slab_rows = min(binned_rows, slab_rows_for(n_angles, width, bin_factor=b, memory_bytes=memory_bytes))
     bounds = [(r, min(r + slab_rows, binned_rows)) for r in range(0, binned_rows, slab_rows)]
     key = _settings_key(projections, settings, filter, (start, stop))
@@ -230,9 +231,7 @@ def reconstruct_out_of_core(projections: Projections, target: Path | str, *, set
         if progress is not None:
             progress(sum(hi - lo for lo, hi in bounds if lo in done), binned_rows)
     seconds = time.perf_counter() - started
-    provenance = {**record, "center": {"pixels": float(center),
-                                       "method": "given" if settings.center is not None
-                                       else "Vo et al. 2014 (algotom find_center_vo), middle row"},
+    provenance = {**record, "center": {"pixels": float(center), "method": centring},
                   "settings": settings.record(),
                   "reconstruction": {"algorithm": "FBP", "filter": filter, "units": "1/voxel",
                                      "out_of_core": {"slab_rows": slab_rows, "memory_bytes": memory_bytes}}}
