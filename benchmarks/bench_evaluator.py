@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 
 DATA_RANGE, VOXEL_UM, EROSION, SEED = 4.2, 20.0, 2, 0
+#: Arrays of the out-of-core pair: everything a complete record needs.
+OUT_OF_CORE_ARRAYS = ("method", "reference", "truth", "labels", "mask")
 
 
 def peak_rss_mb() -> float:
@@ -227,8 +229,7 @@ def worker_write(directory: str, size: int) -> dict[str, Any]:
     from aiax_bench.evaluation.synthetic import SyntheticFoam
 
     foam, pack_s, _ = timed(SyntheticFoam, size, seed=SEED)
-    _, write_s, _ = timed(foam.write_zarr, directory, chunks=128, names=("method", "reference", "mask"),
-                          progress=True)
+    _, write_s, _ = timed(foam.write_zarr, directory, chunks=128, names=OUT_OF_CORE_ARRAYS, progress=True)
     return {"pack_s": round(pack_s, 1), "write_s": round(write_s, 1), "peak_rss_mb": round(peak_rss_mb())}
 
 
@@ -238,6 +239,7 @@ def worker_evaluate(directory: str, workers: int) -> dict[str, Any]:
     d = Path(directory)
     record, wall, cpu = timed(evaluate_chunked, d / "method.zarr", d / "reference.zarr", data_range=DATA_RANGE,
                               voxel_size_um=VOXEL_UM, mask=d / "mask.zarr", mask_erosion=EROSION,
+                              truth=d / "truth.zarr", truth_labels=d / "labels.zarr", complete=True,
                               workers=workers, progress=True)
     return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_mb": round(peak_rss_mb()),
             "record": record}
@@ -250,9 +252,17 @@ def crop_check(directory: str, crop: int, workers: int) -> dict[str, Any]:
     from aiax_bench.evaluation import metrics
     from aiax_bench.evaluation import porosity as pz
     from aiax_bench.evaluation.chunked import evaluate_chunked
+    from aiax_bench.evaluation.segmentation import (
+        SIZE_STRATA,
+        class_scores_record,
+        confusion_matrix,
+        dice_by_size,
+        scores_from_confusion,
+        size_strata,
+    )
 
     d = Path(directory)
-    big = {n: zarr.open_array(str(d / f"{n}.zarr"), mode="r") for n in ("method", "reference", "mask")}
+    big = {n: zarr.open_array(str(d / f"{n}.zarr"), mode="r") for n in OUT_OF_CORE_ARRAYS}
     n = big["method"].shape[0]
     # A crop that holds the edge of the cylinder, so that mask handling is part of the check.
     start = (0, (n - crop) // 2, max(0, int(0.05 * n) - 10))
@@ -265,23 +275,31 @@ def crop_check(directory: str, crop: int, workers: int) -> dict[str, Any]:
         stored[...] = v
     chunked, cw, _ = timed(evaluate_chunked, out / "method.zarr", out / "reference.zarr", data_range=DATA_RANGE,
                            voxel_size_um=VOXEL_UM, mask=out / "mask.zarr", mask_erosion=EROSION, chunks=64,
+                           truth=out / "truth.zarr", truth_labels=out / "labels.zarr", complete=True,
                            workers=workers)
     pred, ref, mask = arrays["method"], arrays["reference"], eroded(arrays["mask"])
-    memory = {"mse/reference": metrics.mse(pred, ref, mask=mask),
-              "psnr/reference": metrics.psnr(pred, ref, data_range=DATA_RANGE, mask=mask),
-              "ssim/reference": metrics.ssim(pred, ref, data_range=DATA_RANGE, mask=mask),
-              "ssim_slices/reference": metrics.ssim_slices(pred, ref, data_range=DATA_RANGE, mask=mask)}
+    memory = {}
+    for name, target in (("reference", ref), ("truth", arrays["truth"])):
+        memory[f"mse/{name}"] = metrics.mse(pred, target, mask=mask)
+        memory[f"psnr/{name}"] = metrics.psnr(pred, target, data_range=DATA_RANGE, mask=mask)
+        memory[f"ssim/{name}"] = metrics.ssim(pred, target, data_range=DATA_RANGE, mask=mask)
+        memory[f"ssim_slices/{name}"] = metrics.ssim_slices(pred, target, data_range=DATA_RANGE, mask=mask)
     t = pz.otsu_threshold(ref, data_range=DATA_RANGE, mask=mask)
     memory["segmentation_threshold"] = t
     rim = pz.mask_rim(mask, mask.shape)
-    stats = {who: pz.pore_statistics(pz.segment_pores(v, threshold=t, mask=mask), voxel_size_um=VOXEL_UM,
-                                     mask=mask, rim=rim, thickness=False) for who, v in (("method", pred),
-                                                                                        ("reference", ref))}
-    for who, s in stats.items():
-        memory.update({f"{k}/{who}": v for k, v in s.scalars().items()})
-    memory["wasserstein_log_diameter/reference"] = pz.wasserstein_log_diameter(stats["method"].diameters_mm,
-                                                                               stats["reference"].diameters_mm)
-    diffs = {k: abs(chunked[k] - v) / max(abs(v), 1e-300) for k, v in memory.items()}
+    truth_pores = (arrays["labels"] == 2) & mask
+    method_pores = pz.segment_pores(pred, threshold=t, mask=mask)
+    stats = {who: pz.pore_statistics(pores, voxel_size_um=VOXEL_UM, mask=mask, rim=rim, keep_labels=True)
+             for who, pores in (("method", method_pores), ("reference", pz.segment_pores(ref, threshold=t, mask=mask)),
+                                ("truth", truth_pores))}
+    memory.update(pz.porosity_record(stats, floor=True))
+    confusion = confusion_matrix(method_pores.astype(np.uint8), truth_pores.astype(np.uint8), n_classes=2, mask=mask)
+    j, dc = scores_from_confusion(confusion)
+    memory.update(class_scores_record(j, dc, ("solid", "pore"), (0, 1)))
+    strata, _ = size_strata(stats["truth"].all_volumes)
+    by_size = dice_by_size(stats["method"].labels, stats["truth"].labels, strata)
+    memory.update({f"dice_{name}/pore": value for name, value in zip(SIZE_STRATA, by_size, strict=True)})
+    diffs = {k: abs(chunked[k] - v) / max(abs(v), 1e-300) for k, v in memory.items() if not np.isnan(v)}
     return {"crop_region": [[s.start, s.stop] for s in region], "keys_compared": len(diffs),
             "max_relative_difference": max(diffs.values()), "worst_key": max(diffs, key=diffs.get),
             "chunked_wall_s": round(cw, 1), "pores_method": memory["pore_count/method"]}

@@ -10,6 +10,7 @@ from aiax_bench.errors import InputError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
 from aiax_bench.evaluation.chunked import UnionFind, evaluate_chunked, label_chunked
+from aiax_bench.evaluation.segmentation import SIZE_STRATA, dice_by_size, size_strata
 from aiax_bench.evaluation.synthetic import SyntheticFoam
 
 DATA_RANGE, VOXEL_UM, EROSION = 4.2, 20.0, 2
@@ -38,16 +39,15 @@ def in_memory(foam: SyntheticFoam) -> dict[str, float]:
     t = pz.otsu_threshold(ref, data_range=DATA_RANGE, mask=mask)
     rec["segmentation_threshold"] = t
     rim = pz.mask_rim(mask, mask.shape)
-    stats = {who: pz.pore_statistics(pores, voxel_size_um=VOXEL_UM, mask=mask, rim=rim, thickness=True)
+    stats = {who: pz.pore_statistics(pores, voxel_size_um=VOXEL_UM, mask=mask, rim=rim, thickness=True,
+                                     keep_labels=True)
              for who, pores in (("method", pz.segment_pores(pred, threshold=t, mask=mask)),
                                 ("reference", pz.segment_pores(ref, threshold=t, mask=mask)),
                                 ("truth", labels == 2))}
-    for who, s in stats.items():
-        for key, value in s.scalars().items():
-            rec[f"{key}/{who}"] = value
-    for target in ("reference", "truth"):
-        rec[f"wasserstein_log_diameter/{target}"] = pz.wasserstein_log_diameter(
-            stats["method"].diameters_mm, stats[target].diameters_mm)
+    rec.update(pz.porosity_record(stats, floor=True))
+    strata, _ = size_strata(stats["truth"].all_volumes)
+    by_size = dice_by_size(stats["method"].labels, stats["truth"].labels, strata)
+    rec.update({f"dice_{name}/pore": value for name, value in zip(SIZE_STRATA, by_size, strict=True)})
     return rec
 
 
@@ -57,9 +57,10 @@ def test_chunked_equals_in_memory(foam, chunks):
     expected = in_memory(foam)
     got = evaluate_chunked(paths["method"], paths["reference"], data_range=DATA_RANGE, voxel_size_um=VOXEL_UM,
                            mask=paths["mask"], mask_erosion=EROSION, truth=paths["truth"],
-                           truth_labels=paths["labels"], chunks=chunks, workers=2, thickness=True)
+                           truth_labels=paths["labels"], chunks=chunks, workers=2, complete=True)
     assert expected["pore_count/method"] > 20  # pores cross block faces: the merge is exercised
     assert expected["mean_local_thickness_mm/method"] > 0
+    assert all(0 < expected[f"dice_{name}/pore"] < 1 for name in SIZE_STRATA)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
     # No fixed threshold given: Otsu on the reference, the protocol of datasets of version 1.0.
@@ -136,3 +137,25 @@ def test_chunked_rejects_bad_input(tmp_path, foam):
     with pytest.raises(InputError, match="cannot be opened"):
         evaluate_chunked(tmp_path / "missing.zarr", paths["reference"], data_range=DATA_RANGE,
                          voxel_size_um=VOXEL_UM)
+
+
+def test_dice_by_size_breaks_ties_in_raster_order_like_the_whole_volume():
+    """A method pore overlapping two truth pores equally takes the stratum of the first in raster order,
+    although the blocks meet them the other way round."""
+    truth = np.zeros((12, 12, 32), dtype=np.uint8)
+    truth[0:4, 0:4, 20:28] = 2  # large, first in raster order, in the second block
+    truth[2:6, 0:4, 0:4] = 2  # medium, in the first block
+    truth[8:11, 8:11, 10:13] = 2  # small
+    method = np.zeros(truth.shape, dtype=bool)
+    method[2:4, 0:2, 0:4] = True  # 16 voxels of the medium pore
+    method[2, 0, 4:20] = True  # a bridge through solid
+    method[2:4, 0:2, 20:24] = True  # 16 voxels of the large pore
+    prediction = np.where(method, 0.0, 1.0).astype(np.float32)
+    got = evaluate_chunked(prediction, prediction, data_range=1.0, voxel_size_um=VOXEL_UM, truth_labels=truth,
+                           threshold=0.5, chunks=(12, 12, 16), workers=1, complete=True)
+    stats = {who: pz.pore_statistics(p, voxel_size_um=VOXEL_UM, keep_labels=True, thickness=False)
+             for who, p in (("method", method), ("truth", truth == 2))}
+    strata, _ = size_strata(stats["truth"].all_volumes)
+    expected = dice_by_size(stats["method"].labels, stats["truth"].labels, strata)
+    assert expected[2] > 0 and expected[1] == 0  # the tie went to the large pore
+    np.testing.assert_allclose([got[f"dice_{name}/pore"] for name in SIZE_STRATA], expected, rtol=1e-12)

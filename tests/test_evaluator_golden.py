@@ -65,6 +65,21 @@ def test_scores_match_the_golden_record_of_this_evaluator_version(tiny_v2):
     assert not differ, f"the chunked path disagrees with the in-memory one on {sorted(differ)}"
 
 
+def test_complete_chunked_record_is_the_in_memory_one(tiny_v2):
+    """Every key of the in-memory record, local thickness and Dice by pore size included, block by block."""
+    evaluator = Evaluator(tiny_v2, "100proj")
+    sample_id = evaluator.sample_ids[1]
+    sample = evaluator.samples[sample_id]
+    memory = evaluator.evaluate_volume(sample_id, np.asarray(sample.read("low")))
+    memory.pop(DISTRIBUTIONS_KEY)
+    chunked = evaluator.evaluate_volume_chunked(sample_id, sample.low, chunks=24, complete=True)
+    assert set(chunked) == set(memory)
+    assert memory["dice_small/pore"] > 0 and memory["mean_local_thickness_mm/method"] > 0
+    differ = {k: (memory[k], chunked[k]) for k in memory
+              if not (memory[k] == chunked[k] if isinstance(memory[k], str) else _same(memory[k], chunked[k]))}
+    assert not differ, f"(in memory, chunked) {differ}"
+
+
 def write_golden() -> Path:
     """Write the golden file of the current evaluator version (never over an existing one)."""
     from aiax_bench.data.loader import load

@@ -29,7 +29,11 @@ block size, not on the volume:
   :func:`thickness_histogram_chunked`); left out when that halo is too large
   for blocks (a percolating pore space).
 
-Not streamed (left to the in-memory path): Dice by pore size.
+- **Dice by pore size** (on request): while the method's phase is labelled,
+  each block's pairs of overlapping method and truth labels are counted;
+  once both phases' labels are merged, each method pore takes the stratum of
+  the truth pore it overlaps most (ties to the truth pore whose first voxel
+  comes first in raster order, as the whole volume's labels are numbered).
 
 Needs only NumPy, SciPy, zarr and ``cc3d``; blocks run in threads (NumPy,
 SciPy and cc3d release the GIL).
@@ -51,10 +55,11 @@ from scipy import ndimage
 from aiax_bench.errors import InputError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
-from aiax_bench.evaluation.segmentation import class_scores_record, scores_from_confusion
+from aiax_bench.evaluation.segmentation import SIZE_STRATA, class_scores_record, scores_from_confusion, size_strata
 from aiax_bench.validation import check_positive
 
-__all__ = ["DEFAULT_CHUNK", "BitVolume", "UnionFind", "evaluate_chunked", "label_chunked", "open_volume"]
+__all__ = ["DEFAULT_CHUNK", "BitVolume", "UnionFind", "dice_by_size_chunked", "evaluate_chunked", "label_chunked",
+           "open_volume"]
 
 DEFAULT_CHUNK = 128
 Region = tuple[slice, slice, slice]
@@ -226,8 +231,8 @@ class UnionFind:
 
 def label_chunked(segment: Callable[[Region], np.ndarray], shape: tuple[int, ...], *, chunks: tuple[int, ...],
                   rim: Callable[[Region], np.ndarray], small: int = pz.MIN_PORE_VOXELS, workers: int = 1,
-                  progress: bool = False, extra: Callable[[Region, np.ndarray], Any] | None = None,
-                  store: BitVolume | None = None) -> dict[str, Any]:
+                  progress: bool = False, extra: Callable[[Region, np.ndarray, np.ndarray], Any] | None = None,
+                  store: BitVolume | None = None, first_voxels: bool = False) -> dict[str, Any]:
     """Label a boolean phase block by block and merge the labels across block faces.
 
     Parameters
@@ -245,16 +250,21 @@ def label_chunked(segment: Callable[[Region], np.ndarray], shape: tuple[int, ...
     workers : int
         Threads labelling blocks.
     extra : callable, optional
-        ``extra(region, phase)`` called per block; its results are returned in order.
+        ``extra(region, phase, labels)`` called per block with the block's local labels;
+        its results are returned in order.
     store : BitVolume, optional
         Where to keep the phase (for the surface pass).
+    first_voxels : bool
+        Also the raster index (in the whole volume) of each provisional label's first voxel.
 
     Returns
     -------
     dict
         ``root`` (merged id of every provisional label, index 0 unused), ``volume``
         and ``cut`` per provisional label, ``small_coords`` / ``small_ids``
-        (coordinates of the voxels of small pieces and their provisional id), ``extra``.
+        (coordinates of the voxels of small pieces and their provisional id), ``extra``,
+        ``offsets`` (the provisional id before each block's first label), and with
+        ``first_voxels`` ``first`` per provisional label.
     """
     blocks = _blocks(shape, chunks)
 
@@ -279,19 +289,24 @@ def label_chunked(segment: Callable[[Region], np.ndarray], shape: tuple[int, ...
         coords = np.argwhere(picked) + np.array([s.start for s in region])
         return {"n": n, "volume": volume, "cut": cut, "faces": faces, "coords": coords,
                 "coord_labels": labels[picked].astype(np.int64),
-                "extra": None if extra is None else extra(region, phase)}
+                "first": _first_voxels(labels, n, region, shape) if first_voxels else None,
+                "extra": None if extra is None else extra(region, phase, labels)}
 
     grid = [len(sizes) for sizes in _grid(shape, chunks)]
     volumes, cuts = [np.zeros(1, np.int64)], [np.zeros(1, bool)]  # index 0: background
-    pairs, coords, coord_ids, extras = [], [], [], []
+    firsts = [np.full(1, -1, np.int64)]
+    pairs, coords, coord_ids, extras, offsets = [], [], [], [], []
     high_faces: dict[tuple[int, ...], dict[int, np.ndarray]] = {}
     total = 0
     results = _ordered(one, blocks, workers)
     for index, res in _progress(zip(np.ndindex(*grid), results, strict=True), len(blocks), "labelling", progress):
         offset = total
+        offsets.append(offset)
         total += res["n"]
         volumes.append(res["volume"][1:])
         cuts.append(res["cut"][1:])
+        if first_voxels:
+            firsts.append(res["first"][1:])
         globalise = np.concatenate([[0], np.arange(offset + 1, offset + res["n"] + 1)])
         for axis in range(3):
             low = globalise[res["faces"][(axis, 0)]]
@@ -313,7 +328,25 @@ def label_chunked(segment: Callable[[Region], np.ndarray], shape: tuple[int, ...
         uf.union_pairs(np.concatenate(pairs))
     return {"root": uf.roots(), "volume": np.concatenate(volumes), "cut": np.concatenate(cuts),
             "small_coords": np.concatenate(coords) if coords else np.zeros((0, 3), np.int64),
-            "small_ids": np.concatenate(coord_ids) if coord_ids else np.zeros(0, np.int64), "extra": extras}
+            "small_ids": np.concatenate(coord_ids) if coord_ids else np.zeros(0, np.int64), "extra": extras,
+            "offsets": np.asarray(offsets, dtype=np.int64),
+            "first": np.concatenate(firsts) if first_voxels else None}
+
+
+def _first_voxels(labels: np.ndarray, n: int, region: Region, shape: tuple[int, ...]) -> np.ndarray:
+    """Raster index in the whole volume of each label's first voxel (index 0 unused).
+
+    A block's raster order is the volume's restricted to the block, so the
+    first voxel within the block is the smallest whole-volume index.
+    """
+    flat = labels.ravel()
+    at = np.flatnonzero(flat)
+    first_local = np.full(n + 1, flat.size, dtype=np.int64)
+    np.minimum.at(first_local, flat[at], at)
+    local = np.unravel_index(np.minimum(first_local, flat.size - 1), labels.shape)
+    whole = np.ravel_multi_index(tuple(c + r.start for c, r in zip(local, region, strict=True)), shape)
+    whole[0] = -1
+    return whole.astype(np.int64)
 
 
 def _merge(labelled: dict[str, Any], min_voxels: int) -> dict[str, Any]:
@@ -327,8 +360,59 @@ def _merge(labelled: dict[str, Any], min_voxels: int) -> dict[str, Any]:
     speck_of_label[1:] = speck[index]
     coords = labelled["small_coords"][speck_of_label[labelled["small_ids"]]]
     keep = ~speck
+    # Provisional label -> index of its kept component (-1: background or speck).
+    kept_index = np.where(keep, np.cumsum(keep) - 1, -1)
+    kept_of_label = np.concatenate([[-1], kept_index[index]])
+    first = None
+    if labelled.get("first") is not None:
+        first = np.full(ids.size, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, index, labelled["first"][1:])
+        first = first[keep]
     return {"volume": volume[keep], "cut": cut[keep], "n_specks": int(speck.sum()), "speck_coords": coords,
-            "extra": labelled["extra"]}
+            "extra": labelled["extra"], "kept_of_label": kept_of_label, "offsets": labelled["offsets"],
+            "first": first}
+
+
+def dice_by_size_chunked(method: dict[str, Any], truth: dict[str, Any], overlaps: list[np.ndarray]) -> np.ndarray:
+    """Dice of the pore phase per truth size stratum from merged labels and per-block overlaps.
+
+    Equal to :func:`aiax_bench.evaluation.segmentation.dice_by_size` on the
+    whole volume's labels.
+
+    Parameters
+    ----------
+    method, truth : dict
+        Merged labels of each phase (``volume``, ``kept_of_label``, ``offsets``; ``first`` for the truth).
+    overlaps : list of numpy.ndarray
+        Per block, rows ``(method label, truth label, voxels)`` of the block's local labels.
+    """
+    strata, _ = size_strata(truth["volume"])
+    rows = []
+    for block, pairs in enumerate(overlaps):
+        if pairs.size:
+            p = method["kept_of_label"][pairs[:, 0] + method["offsets"][block]]
+            t = truth["kept_of_label"][pairs[:, 1] + truth["offsets"][block]]
+            rows.append(np.stack([p, t, pairs[:, 2]], axis=1))
+    pairs = np.concatenate(rows) if rows else np.zeros((0, 3), np.int64)
+    pairs = pairs[(pairs[:, 0] >= 0) & (pairs[:, 1] >= 0)]  # specks are no pores on either side
+    n_truth = truth["volume"].size
+    keys, inverse = np.unique(pairs[:, 0] * n_truth + pairs[:, 1], return_inverse=True)
+    p, t = keys // max(n_truth, 1), keys % max(n_truth, 1)
+    count = np.bincount(inverse, weights=pairs[:, 2], minlength=keys.size).astype(np.int64)
+    # Per method pore the truth pore of the largest overlap, ties to the first in raster order.
+    rank = np.argsort(np.argsort(truth["first"], kind="stable"), kind="stable")
+    order = np.lexsort((rank[t], -count, p))
+    lead = order[np.r_[True, p[order][1:] != p[order][:-1]]] if order.size else order
+    pred_stratum = np.full(method["volume"].size, -1, dtype=np.int64)
+    pred_stratum[p[lead]] = strata[t[lead]]
+    out = np.full(len(SIZE_STRATA), np.nan)
+    for s in range(len(SIZE_STRATA)):
+        t_size = truth["volume"][strata == s].sum()
+        p_size = method["volume"][pred_stratum == s].sum()
+        inter = count[(pred_stratum[p] == s) & (strata[t] == s)].sum()
+        if t_size + p_size:
+            out[s] = 2 * inter / (t_size + p_size)
+    return out
 
 
 def _crofton_block(clean_grown: np.ndarray, mask_grown: np.ndarray | None, core: Region, grown: Region
@@ -420,6 +504,7 @@ class _Job:
     reference: Any
     truth: Any
     truth_labels: Any
+    clean: Any
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     blocks: list[Region]
@@ -430,7 +515,8 @@ class _Job:
     progress: bool
 
 
-def _open_job(prediction: Any, reference: Any, *, truth: Any, truth_labels: Any, mask: Any, mask_erosion: int,
+def _open_job(prediction: Any, reference: Any, *, truth: Any, truth_labels: Any, clean: Any, mask: Any,
+              mask_erosion: int,
               data_range: float, voxel_size_um: float, chunks: int | tuple[int, ...] | None, workers: int | None,
               progress: bool) -> _Job:
     """Stage 1: open and check every input (one line per problem) and lay out the blocks."""
@@ -441,8 +527,8 @@ def _open_job(prediction: Any, reference: Any, *, truth: Any, truth_labels: Any,
         raise InputError("prediction", f"has shape {shape}", "expected a 3D volume (z, y, x)")
     if not np.issubdtype(np.dtype(prediction.dtype), np.floating):
         raise InputError("prediction", f"has dtype {prediction.dtype}", "expected a floating-point volume in 1/cm")
-    opened = {"truth": None, "truth_labels": None}
-    for name, vol in (("reference", reference), ("truth", truth), ("truth_labels", truth_labels)):
+    opened = {"truth": None, "truth_labels": None, "clean": None}
+    for name, vol in (("reference", reference), ("truth", truth), ("truth_labels", truth_labels), ("clean", clean)):
         if vol is None:
             continue
         vol = open_volume(vol, name)
@@ -457,16 +543,18 @@ def _open_job(prediction: Any, reference: Any, *, truth: Any, truth_labels: Any,
     if min(chunks) < 2 * metrics._pad() + 1:
         raise InputError("chunks", f"is {chunks}", f"expected blocks of at least {2 * metrics._pad() + 1} voxels")
     return _Job(prediction=prediction, reference=reference, truth=opened["truth"],
-                truth_labels=opened["truth_labels"], shape=shape, chunks=chunks, blocks=_blocks(shape, chunks),
+                truth_labels=opened["truth_labels"], clean=opened["clean"], shape=shape, chunks=chunks,
+                blocks=_blocks(shape, chunks),
                 masks=_MaskSource(mask, shape, mask_erosion), data_range=data_range, voxel_mm=voxel_mm,
                 workers=metrics.default_workers() if workers is None else max(1, int(workers)), progress=progress)
 
 
 def _image_scores(job: _Job, slab_bytes: int) -> dict[str, float]:
-    """Stage 2: MSE, PSNR and SSIM against the reference (and the truth), slab by slab."""
+    """Stage 2: MSE, PSNR and SSIM against the reference (and the truth, the clean reconstruction), slab by slab."""
     targets = {"reference": job.reference}
-    if job.truth is not None:
-        targets["truth"] = job.truth
+    for name in ("truth", "clean"):
+        if getattr(job, name) is not None:
+            targets[name] = getattr(job, name)
     images = _image_pass(job.prediction, targets, job.masks, data_range=job.data_range, slab=job.chunks[0],
                          budget=slab_bytes, workers=job.workers, progress=job.progress)
     return {f"{key}/{name}": float(value) for name, values in images.items() for key, value in values.items()}
@@ -586,15 +674,18 @@ def thickness_histogram_chunked(phase: BitVolume, blocks: list[Region], *, large
 
 
 def _phase_statistics(job: _Job, segment: Callable[[Region], np.ndarray], rim: Callable[[Region], np.ndarray], *,
-                      roi_voxels: int, min_voxels: int,
-                      extra: Callable | None, thickness: bool) -> tuple[pz.PoreStatistics, np.ndarray | None]:
-    """Stage 5: label one phase across blocks, merge, measure; with ``extra`` its summed per-block counts."""
+                      roi_voxels: int, min_voxels: int, extra: Callable | None, thickness: bool,
+                      first_voxels: bool = False) -> tuple[pz.PoreStatistics, list[Any], dict[str, Any]]:
+    """Stage 5: label one phase across blocks, merge, measure.
+
+    Returns the statistics, the per-block results of ``extra`` and the merged labels.
+    """
     kept = BitVolume(job.shape)
     labelled = label_chunked(segment, job.shape, chunks=job.chunks, rim=rim, small=min_voxels, workers=job.workers,
-                             progress=job.progress, extra=extra, store=kept)
+                             progress=job.progress, extra=extra, store=kept, first_voxels=first_voxels)
     merged = _merge(labelled, min_voxels)
     del labelled
-    counts = sum(merged.pop("extra")) if extra is not None else None
+    extras = merged.pop("extra")
     kept.clear(merged["speck_coords"])  # the phase as measured: specks back to solid
     shape = job.shape
 
@@ -614,21 +705,24 @@ def _phase_statistics(job: _Job, segment: Callable[[Region], np.ndarray], rim: C
         n_interior=int((~cut).sum()), n_border=int(cut.sum()), n_specks=merged["n_specks"],
         surface_voxel2=pz.surface_from_counts(surface_counts), volumes_voxels=merged["volume"][~cut],
         thickness_histogram=hist)
-    return stats, counts
+    labels = {k: merged[k] for k in ("volume", "kept_of_label", "offsets", "first")}
+    return stats, extras, labels
 
 
 def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxel_size_um: float,
                      mask: Any = None, mask_erosion: int = 0, truth: Any = None, truth_labels: Any = None,
-                     pore_index: int = 2, threshold: float | None = None, truth_by_threshold: bool = False,
-                     chunks: int | tuple[int, ...] | None = None,
+                     clean: Any = None, pore_index: int = 2, threshold: float | None = None,
+                     truth_by_threshold: bool = False, chunks: int | tuple[int, ...] | None = None,
                      min_voxels: int = pz.MIN_PORE_VOXELS, workers: int | None = None,
-                     slab_bytes: int = 256 * 2**20, thickness: bool = False,
+                     slab_bytes: int = 256 * 2**20, complete: bool = False,
                      progress: bool = False) -> dict[str, Any]:
     """Evaluate a prediction against a reference block by block (volumes that do not fit in memory).
 
-    The numbers equal the in-memory :class:`~aiax_bench.evaluation.Evaluator`'s
-    (same keys), except that Dice by pore size is not computed here, and local
-    thickness only on request (``thickness``).
+    The numbers equal the in-memory :class:`~aiax_bench.evaluation.Evaluator`'s.
+    By default the record leaves out local thickness, Dice by pore size and
+    the reference's own errors against the truth (the chunked record of
+    evaluator 3.0 is frozen without them); ``complete`` adds them, which gives
+    the in-memory record's keys.
 
     Parameters
     ----------
@@ -644,6 +738,8 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
         Exact attenuation, for the image metrics against the truth.
     truth_labels : optional
         Exact labels, for the truth's porosity and the Jaccard / Dice of the pore phase.
+    clean : optional
+        Reconstruction of noise-free projections, one more target of the image metrics.
     pore_index : int
         Label of the pore phase in ``truth_labels``.
     threshold : float, optional
@@ -661,10 +757,10 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     slab_bytes : int
         Largest slab (with its halo) of one volume held for the image metrics, in bytes; planes
         larger than that are cut into y-bands.
-    thickness : bool
-        Also the local thickness of every phase (exact, block by block; left
-        out when one pore is too large for blocks). Off by default: the
-        chunked record of evaluator 3.0 is frozen without it.
+    complete : bool
+        Also local thickness of every phase (exact, block by block; left out
+        when one pore is too large for blocks), Dice by pore size and the
+        reference's errors against the truth (``floor_rel_error_truth``).
     progress : bool
         Show progress bars.
 
@@ -673,7 +769,7 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     dict
         A flat record (``metric/target`` keys).
     """
-    job = _open_job(prediction, reference, truth=truth, truth_labels=truth_labels, mask=mask,
+    job = _open_job(prediction, reference, truth=truth, truth_labels=truth_labels, clean=clean, mask=mask,
                     mask_erosion=mask_erosion, data_range=data_range, voxel_size_um=voxel_size_um, chunks=chunks,
                     workers=workers, progress=progress)
     record: dict[str, Any] = _image_scores(job, slab_bytes)
@@ -685,23 +781,48 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     masks = job.masks
     roi_voxels = sum(_ordered(lambda r: (int(masks.read(r).sum()) if masks.mask is not None
                                          else int(np.prod([s.stop - s.start for s in r]))), job.blocks, job.workers))
+    has_truth = "truth" in phases
+    by_size = complete and has_truth
 
-    def confusion_counts(region: Region, phase: np.ndarray) -> np.ndarray:
-        # Truth against method, counted while the method's phase is labelled: one pass over the blocks.
-        key = phases["truth"](region).astype(np.int64) * 2 + phase
+    def against_truth(region: Region, phase: np.ndarray, method_labels: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        # Counted while the method's phase is labelled: one pass over the blocks.
+        truth_phase = phases["truth"](region)
+        key = truth_phase.astype(np.int64) * 2 + phase
         m = masks.read(region)
-        return np.bincount(key[m] if m is not None else key.ravel(), minlength=4).reshape(2, 2)
+        confusion = np.bincount(key[m] if m is not None else key.ravel(), minlength=4).reshape(2, 2)
+        return confusion, (_label_overlaps(method_labels, truth_phase) if by_size else None)
 
     stats: dict[str, pz.PoreStatistics] = {}
-    confusion = None
+    labels: dict[str, dict[str, Any]] = {}
+    overlaps: list[tuple[np.ndarray, np.ndarray | None]] = []
     for who, segment in phases.items():
-        extra = confusion_counts if who == "method" and "truth" in phases else None
-        stats[who], counts = _phase_statistics(job, segment, rim, roi_voxels=roi_voxels, min_voxels=min_voxels,
-                                               extra=extra, thickness=thickness)
-        confusion = counts if counts is not None else confusion
+        extra = against_truth if who == "method" and has_truth else None
+        stats[who], extras, labels[who] = _phase_statistics(
+            job, segment, rim, roi_voxels=roi_voxels, min_voxels=min_voxels, extra=extra, thickness=complete,
+            first_voxels=by_size and who == "truth")
+        if extra is not None:
+            overlaps = extras
     # The record assembly the in-memory Evaluator uses too.
-    record.update(pz.porosity_record(stats, targets=[t for t in ("reference", "truth") if t in stats]))
-    if confusion is not None:
-        j, d = scores_from_confusion(confusion)
+    targets = [t for t in ("reference", "truth") if t in stats]
+    record.update(pz.porosity_record(stats, targets=targets, floor=complete and has_truth))
+    if has_truth:
+        j, d = scores_from_confusion(sum(confusion for confusion, _ in overlaps))
         record.update(class_scores_record(j, d, ("solid", "pore"), (0, 1)))
+    if by_size:
+        dice = dice_by_size_chunked(labels["method"], labels["truth"], [pairs for _, pairs in overlaps])
+        record.update({f"dice_{name}/pore": float(value) for name, value in zip(SIZE_STRATA, dice, strict=True)})
     return record
+
+
+def _label_overlaps(method_labels: np.ndarray, truth_phase: np.ndarray) -> np.ndarray:
+    """Rows ``(method label, truth label, voxels)`` of one block's overlapping local labels.
+
+    The labels are the ones :func:`label_chunked` gives the same block, so
+    each block's offsets turn them into provisional ids afterwards.
+    """
+    truth_labels, n_truth = pz.label_pores(truth_phase, connectivity=pz.PORE_CONNECTIVITY)
+    both = (method_labels > 0) & (truth_labels > 0)
+    key = method_labels[both].astype(np.int64) * (n_truth + 1) + truth_labels[both]
+    pairs, count = np.unique(key, return_counts=True)
+    return np.stack([pairs // (n_truth + 1), pairs % (n_truth + 1), count], axis=1)

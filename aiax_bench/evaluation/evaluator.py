@@ -423,12 +423,15 @@ class Evaluator:
         return out
 
     def evaluate_volume_chunked(self, sample_id: str, prediction: Any, *, chunks: int | None = None,
-                                progress: bool = False) -> dict[str, Any]:
+                                complete: bool = False, progress: bool = False) -> dict[str, Any]:
         """Score a volume larger than memory block by block (see :mod:`~aiax_bench.evaluation.chunked`).
 
         ``prediction`` is a zarr array (or its path) of the sample's shape. The
-        record has the keys of :meth:`evaluate_volume` but for local thickness
-        and Dice by pore size, and no ``distributions``.
+        record has no ``distributions``; without ``complete`` it also leaves
+        out local thickness, Dice by pore size, the reference's errors against
+        the truth and the scores against the clean reconstruction, as the
+        frozen chunked record of evaluator 3.0 does. With ``complete`` its
+        keys are :meth:`evaluate_volume`'s.
         """
         from aiax_bench.evaluation.chunked import evaluate_chunked, open_volume
 
@@ -450,9 +453,10 @@ class Evaluator:
             prediction, sample.high, data_range=self.data_range, voxel_size_um=float(meta["voxel_size_um"]),
             mask=None if self.mask_kind == "none" else sample.mask, mask_erosion=self.mask_erosion,
             truth=sample.truth, truth_labels=sample.labels,
+            clean=sample.clean if complete and "clean" in self.targets else None,
             pore_index=self._phases(sample).index(self.pore_phases[0]),
             threshold=self.pore_threshold, truth_by_threshold=self.pore_threshold is not None,
-            chunks=chunks, workers=self.workers, progress=progress))
+            chunks=chunks, workers=self.workers, complete=complete, progress=progress))
         return record
 
     @staticmethod
