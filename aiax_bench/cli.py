@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aiax_bench.leaderboard.cli import add_subcommands  # submit, leaderboard
 
     add_subcommands(sub)
+    from aiax_bench.study.cli import add_subcommands as add_study
+
+    add_study(sub)
     return parser
 
 

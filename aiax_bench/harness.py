@@ -57,6 +57,17 @@ class EvaluationRequest:
     budget : Budget, optional
         Caps every seed's training (steps and/or seconds) below the method's own
         settings; recorded in the result's provenance.
+    mlflow_tags : dict
+        Extra tags of every seed's MLflow run (a study makes its runs children
+        of its own with ``mlflow.parentRunId``).
+    predictions_dir : Path, optional
+        Where each seed's test predictions are written as zarr
+        (``<dir>/seed<N>/<sample id>.zarr``).
+    predictions_kept : int, optional
+        How many test volumes' predictions are written (the first ones); all by default.
+    figures : bool
+        Log the first test volume's figures to each seed's MLflow run (a study
+        draws its own, across runs).
     """
 
     method: str
@@ -70,6 +81,10 @@ class EvaluationRequest:
     annotated_slices: int | None = None
     reuse_checkpoints: bool = True
     budget: Budget | None = None
+    mlflow_tags: dict[str, str] = field(default_factory=dict)
+    predictions_dir: Path | None = None
+    predictions_kept: int | None = None
+    figures: bool = True
 
 
 def seed_everything(seed: int) -> None:
@@ -226,6 +241,7 @@ def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, p
             "supervision": supervision, "evaluator_version": evaluator.version, "git_commit": git["git_commit"]}
     if annotated is not None:
         tags["annotated_slices"] = str(annotated)
+    tags.update(request.mlflow_tags)
     params = {"method": method_cls.name, "config": method.config_dict(), "dataset": spec.ref,
               "profile": profile, "split": request.split, "annotated_slices": annotated, "seed": seed,
               "dataset_sha256": dataset.content_sha256, "dataset_source": dataset.source,
@@ -247,6 +263,9 @@ def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, p
             predictions[sample.id] = method.predict(sample)
             infer_seconds.append(time.perf_counter() - t0)
         scores = evaluator.evaluate(predictions)
+        if request.predictions_dir is not None:
+            kept = list(predictions)[:request.predictions_kept]
+            save_predictions({k: predictions[k] for k in kept}, Path(request.predictions_dir) / f"seed{seed}")
         # Out-of-distribution samples (another porosity or pore size) are scored in a group of their own:
         # they say whether a method generalises, not how it ranks.
         ood = split.ood_test
@@ -279,7 +298,8 @@ def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, p
         mlflow.log_dict({"records": run.records}, "records.json")
         if scores.get("distributions"):
             mlflow.log_dict(scores["distributions"], "distributions.json")
-        _log_figures(mlflow, evaluator, split.test[0], predictions[split.test[0].id], scores)
+        if request.figures:
+            _log_figures(mlflow, evaluator, split.test[0], predictions[split.test[0].id], scores)
     return run
 
 
@@ -295,6 +315,28 @@ def _log_figures(mlflow, evaluator, sample, prediction, scores) -> None:
                               task=evaluator.task)
         for path in paths.values():
             mlflow.log_artifact(str(path), artifact_path=f"figures/{sample.id}")
+
+
+def save_predictions(predictions: dict[str, np.ndarray], directory: Path) -> dict[str, Path]:
+    """Write each prediction as a zarr array ``<directory>/<sample id>.zarr`` (complete, or not at all)."""
+    import zarr
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for sample_id, volume in predictions.items():
+        final = directory / f"{sample_id}.zarr"
+        partial = directory / f".{sample_id}.zarr.partial"
+        volume = np.asarray(volume)
+        array = zarr.create_array(str(partial), shape=volume.shape, dtype=volume.dtype, overwrite=True,
+                                  chunks=tuple(min(n, 128) for n in volume.shape))
+        array[...] = volume
+        if final.exists():
+            import shutil
+
+            shutil.rmtree(final)
+        partial.rename(final)
+        paths[sample_id] = final
+    return paths
 
 
 def result_path(request: EvaluationRequest, method: str, seeds: Sequence[int], run_id: str) -> Path:

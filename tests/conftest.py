@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import _browser
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -59,3 +60,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Headless Chromium for the page tests (skipped, saying why, where there is none).
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    binary = _browser.find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium found: install Debian's chromium package (`apt-get install -y chromium`) "
+                    "or set AIAX_BENCH_CHROMIUM to run the browser checks of the leaderboard page")
+    return binary
+
+
+@pytest.fixture(scope="module")
+def browser(chromium, tmp_path_factory):
+    instance = _browser.Browser(chromium, tmp_path_factory.mktemp("chromium-profile"))
+    yield instance
+    instance.close()
