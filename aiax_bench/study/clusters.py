@@ -112,12 +112,17 @@ def read_settings(kind: str, path: Path | None) -> tuple[ClusterSettings, Path |
     return ClusterSettings(**values), path
 
 
+#: The worker resource each evaluation holds: one evaluation at a time per worker, whatever its threads.
+EVALUATION_RESOURCE = "evaluation"
+
+
 def _local(workers: int, settings_path: Path | None) -> Any:
     from distributed import LocalCluster
 
-    # One thread per worker process: the task itself spreads over the cores it was given.
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                        silence_logs=40)
+    # The worker's threads are the cores it may use; the resource keeps it to one evaluation at a time.
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None,
+                        silence_logs=40, resources={EVALUATION_RESOURCE: 1})
 
 
 def _jobqueue_kwargs(settings: ClusterSettings) -> dict[str, Any]:
@@ -128,7 +133,8 @@ def _jobqueue_kwargs(settings: ClusterSettings) -> dict[str, Any]:
         value = getattr(settings, key)
         if value is not None:
             kwargs[key] = value
-    kwargs["scheduler_options"] = {"dashboard_address": None}
+    kwargs["scheduler_options"] = {"dashboard_address": ":0"}
+    kwargs["worker_extra_args"] = ["--resources", f"{EVALUATION_RESOURCE}=1"]
     return kwargs
 
 

@@ -62,12 +62,19 @@ def finished_results(plan: StudyPlan, spec, profile: str) -> dict[StudyTask, Pat
 
 
 def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None, tracking_uri: str | None,
-             threads: int) -> dict[str, Any]:
-    """One evaluation through the harness (runs on a worker); returns its result path and timing."""
+             threads: int | None) -> dict[str, Any]:
+    """One evaluation through the harness (runs on a worker); returns its result path and timing.
+
+    ``threads`` defaults to the worker's own thread count: the cores its job or share of the machine holds.
+    """
     import torch
 
     from aiax_bench.harness import EvaluationRequest, run_seeds
 
+    if threads is None:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
     torch.set_num_threads(max(1, threads))
     tags = {"study": str(plan.out.resolve().name)}
     if parent_run_id:
@@ -101,7 +108,8 @@ def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = 
     tracking_uri : str, optional
         MLflow store; ``sqlite:///<study dir>/mlflow.db`` by default.
     threads_per_task : int, optional
-        Threads each evaluation uses; the cores divided among the local workers by default.
+        Threads each evaluation uses; by default the worker's own: the cores of its job on a batch
+        cluster, the machine's cores divided among the workers on ``local``.
     report : bool
         Write the report once the evaluations are done.
 
@@ -115,14 +123,13 @@ def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = 
     spec, profile, acquisitions = plan.check()
     cores = os.cpu_count() or 1
     workers = workers or max(1, min(cores, len(plan.tasks())))
-    threads = threads_per_task or max(1, cores // workers if cluster == "local" else 1)
     plan.out.mkdir(parents=True, exist_ok=True)
     tracking_uri = tracking_uri or f"sqlite:///{(plan.out / 'mlflow.db').resolve()}"
     done = finished_results(plan, spec, profile)
     todo = [t for t in plan.tasks() if t not in done]
     manifest: dict[str, Any] = {
         "plan": {**asdict(plan), "out": str(plan.out)}, "dataset": spec.ref, "profile": profile,
-        "cluster": cluster, "workers": workers, "threads_per_task": threads,
+        "cluster": cluster, "workers": workers, "threads_per_task": threads_per_task,
         "reused": sorted(t.key for t in done), "tasks": {t.key: str(p) for t, p in done.items()}, "failed": {}}
     started = time.perf_counter()
     # The parent run is created here, before any worker opens the store: a new sqlite store is made once.
@@ -134,7 +141,7 @@ def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = 
         manifest["mlflow_parent_run_id"] = parent
         if todo:
             _run_tasks(todo, plan, manifest, cluster=cluster, workers=workers, cluster_config=cluster_config,
-                       parent=parent, tracking_uri=tracking_uri, threads=threads, progress=progress)
+                       parent=parent, tracking_uri=tracking_uri, threads=threads_per_task, progress=progress)
         manifest["seconds"] = round(time.perf_counter() - started, 1)
         _write_manifest(plan.out, manifest)
         if report and manifest["tasks"]:
@@ -152,16 +159,17 @@ def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = 
 
 
 def _run_tasks(todo: list[StudyTask], plan: StudyPlan, manifest: dict[str, Any], *, cluster: str, workers: int,
-               cluster_config: Path | None, parent: str, tracking_uri: str, threads: int, progress: bool) -> None:
+               cluster_config: Path | None, parent: str, tracking_uri: str, threads: int | None,
+               progress: bool) -> None:
     from distributed import as_completed
 
-    from aiax_bench.study.clusters import start_cluster
+    from aiax_bench.study.clusters import EVALUATION_RESOURCE, start_cluster
 
     dask_cluster, client = start_cluster(cluster, workers=workers, config=cluster_config)
     try:
         futures = {client.submit(run_task, task, plan, parent_run_id=parent, tracking_uri=tracking_uri,
                                  threads=threads, key=f"evaluate-{task.slug()}", pure=False,
-                                 retries=TASK_RETRIES): task for task in todo}
+                                 retries=TASK_RETRIES, resources={EVALUATION_RESOURCE: 1}): task for task in todo}
         for n, future in enumerate(as_completed(futures), start=1):
             task = futures[future]
             try:
