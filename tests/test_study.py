@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 
 import pytest
@@ -18,8 +19,6 @@ SPLITS = ("50proj", "100proj")
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, data_root):
     """fbp-ramp at two splits, two seeds, on two local dask workers (module-wide: the run takes a while)."""
-    import os
-
     os.environ["AIAX_BENCH_DATA"] = str(data_root)  # the workers are new processes: they inherit it
     out = tmp_path_factory.mktemp("study") / "s"
     plan = StudyPlan(methods=["fbp-ramp"], splits=SPLITS, seeds=[0, 1], dataset="foam@2.0", profile="tiny", out=out)
@@ -130,8 +129,6 @@ def _slurm_available() -> bool:
 
 @pytest.fixture(scope="module")
 def slurm():
-    import os
-
     if not _slurm_available():
         if os.environ.get("AIAX_BENCH_REQUIRE_SLURM") == "1":
             pytest.fail("AIAX_BENCH_REQUIRE_SLURM=1 but no SLURM partition answers (run scripts/slurm-localhost.sh)")
@@ -198,3 +195,44 @@ def test_the_answer_is_the_smallest_acquisition_whose_whole_interval_stays_withi
     strict = study_table(results, acquisitions=acquisitions, reference_angles=500, methods=["msdnet"],
                          tolerance=0.005)
     assert next(a for a in strict.answers if a.statistic == "porosity").split is None
+
+
+def test_oar_job_script_passes_oars_own_parser(tmp_path, monkeypatch):
+    """The #OAR lines dask-jobqueue writes for our settings, read by OAR 2.5's own ``OAR::Sub::scan_script``.
+
+    Needs Debian's ``liboar-perl``. scan_script reads the file through ``oardodo`` (OAR's setuid
+    wrapper, installed with a server); a stand-in that runs ``cat`` as the caller replaces it here.
+    """
+    import shutil
+    import subprocess
+
+    from aiax_bench.study.clusters import ClusterSettings, oar_job_script
+
+    probe = subprocess.run(["perl", "-MOAR::Sub", "-e", "1"], capture_output=True) if shutil.which("perl") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("no OAR::Sub here: apt-get install -y liboar-perl to check job scripts with OAR's parser")
+    oardodo = tmp_path / "bin" / "oardodo"
+    oardodo.parent.mkdir()
+    oardodo.write_text('#!/bin/sh\nexec "$@"\n')
+    oardodo.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{oardodo.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("AIAX_BENCH_DATA", "/data/aiax bench")
+    settings = ClusterSettings(queue="default", walltime="02:00:00", cores=4, memory="16GB", gpus=1,
+                               project="tomo", job_extra_directives=("-t besteffort",))
+    script = tmp_path / "job.sh"
+    script.write_text(oar_job_script(settings))
+    dumper = ("use Data::Dumper; $Data::Dumper::Terse = 1; $Data::Dumper::Sortkeys = 1; "
+              "my $r = OAR::Sub::scan_script($ARGV[0], 'oarsub'); delete $r->{initial_request}; "
+              "local $Data::Dumper::Useqq = 0; print JSON::PP->new->canonical->encode($r);")
+    done = subprocess.run(["perl", "-MOAR::Sub", "-MJSON::PP", "-e", dumper, str(script)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    parsed = json.loads(done.stdout)
+    assert parsed == {"name": "dask-worker", "queue": "default", "project": "tomo", "types": ["besteffort"],
+                      "resources": ["/nodes=1/gpu=1/core=4,walltime=02:00:00"]}
+    assert "export AIAX_BENCH_DATA='/data/aiax bench'" in script.read_text()  # the job finds the data
+    # The parser is strict: a directive OAR does not know fails the submission.
+    script.write_text(script.read_text().replace("#OAR -n dask-worker", "#OAR --walltime 02:00:00"))
+    refused = subprocess.run(["perl", "-MOAR::Sub", "-MJSON::PP", "-e", dumper, str(script)], capture_output=True,
+                             text=True)
+    assert refused.returncode == 12 and "Not able to scan file line: #OAR --walltime" in refused.stderr

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,9 @@ def read_settings(kind: str, path: Path | None) -> tuple[ClusterSettings, Path |
     return ClusterSettings(**values), path
 
 
+#: Environment variables a batch worker gets from the study's process (where the data is, MLflow, threads).
+FORWARDED_ENVIRONMENT = ("AIAX_BENCH_DATA", "MLFLOW_DISABLE_TELEMETRY", "OMP_WAIT_POLICY")
+
 #: The worker resource each evaluation holds: one evaluation at a time per worker, whatever its threads.
 EVALUATION_RESOURCE = "evaluation"
 
@@ -133,6 +137,10 @@ def _jobqueue_kwargs(settings: ClusterSettings) -> dict[str, Any]:
         value = getattr(settings, key)
         if value is not None:
             kwargs[key] = value
+    # Batch jobs start with the system's environment (OAR always, SLURM by site policy): the settings an
+    # evaluation reads from it travel in the job script.
+    kwargs["job_script_prologue"] = [f"export {name}={shlex.quote(os.environ[name])}"
+                                     for name in FORWARDED_ENVIRONMENT if name in os.environ]
     kwargs["scheduler_options"] = {"dashboard_address": ":0"}
     kwargs["worker_extra_args"] = ["--resources", f"{EVALUATION_RESOURCE}=1"]
     return kwargs
