@@ -32,9 +32,10 @@ def test_study_runs_every_evaluation_once_through_the_harness(study):
     docs = [json.loads(open(p).read()) for p in manifest["tasks"].values()]
     assert {(d["split"], d["seeds"][0]) for d in docs} == {(s, seed) for s in SPLITS for seed in (0, 1)}
     assert all(d["dataset"] == "foam@2.0" and d["profile"] == "tiny" for d in docs)
-    # The first test volume's prediction is kept for the figures, as zarr.
-    kept = list((plan.out / "predictions" / "fbp-ramp").rglob("*.zarr"))
-    assert len(kept) == 4
+    # What the figures need of the first seed's first test volume is kept, not the volume (no --save-predictions).
+    kept = sorted(p.relative_to(plan.out).as_posix() for p in (plan.out / "figure-data").rglob("*.npz"))
+    assert kept == ["figure-data/fbp-ramp/100proj/seed0.npz", "figure-data/fbp-ramp/50proj/seed0.npz"]
+    assert not list(plan.out.rglob("*.zarr"))
 
 
 def test_mlflow_children_hang_under_the_study_run(study):

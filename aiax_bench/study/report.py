@@ -11,10 +11,11 @@ Figures:
   method (central crop of the first test volume);
 - a slice montage: the truth, the reference, and each method's output at every split.
 
-The histograms, renderings and montage come from the first test volume's
-prediction of the study's first seed, which every run keeps
-(``predictions/<method>/<split>/seed<N>/``). The page embeds its images
-(base64), so it opens anywhere without the network.
+The histograms, renderings and montage come from the first test volume of
+the study's first seed: each run keeps what they need of it
+(``figure-data/<method>/<split>/seed<N>.npz``: its central slice, the pores of
+the central crop, the pore diameters), not the volume. The page embeds its
+images (base64), so it opens anywhere without the network.
 """
 
 from __future__ import annotations
@@ -87,18 +88,54 @@ def statistic_figure(table: StudyTable, stat: str, stem: Path) -> list[Path]:
     return _save_both(fig, stem)
 
 
-def _first_prediction(plan: StudyPlan, method: str, split: str, sample_id: str) -> np.ndarray | None:
+#: Edge (voxels) of the central crop whose pores the 3D views draw.
+RENDER_CROP = 40
+
+
+def figure_data_path(plan: StudyPlan, method: str, split: str, seed: int) -> Path:
+    """``<out>/figure-data/<method>/<split>/seed<N>.npz``: what the report needs of one run."""
+    return plan.out / "figure-data" / method / split.replace("/", "_") / f"seed{seed}.npz"
+
+
+def prediction_path(plan: StudyPlan, method: str, split: str, seed: int, sample_id: str) -> Path:
+    return plan.out / "predictions" / method / split.replace("/", "_") / f"seed{seed}" / f"{sample_id}.zarr"
+
+
+def write_figure_data(plan: StudyPlan, method: str, split: str, seed: int, dataset) -> Path | None:
+    """Keep what the report draws of one run's first test volume (a few hundred kB, not the volume).
+
+    Its central slice, the pores of the central crop the 3D view draws, and
+    the complete pores' diameters of method and truth; None when the run
+    kept no prediction.
+    """
     import zarr
 
-    path = plan.out / "predictions" / method / split.replace("/", "_") / f"seed{plan.seeds[0]}" / f"{sample_id}.zarr"
-    if not path.exists():
+    from aiax_bench.evaluation import Evaluator
+    from aiax_bench.evaluation.figures import _crop
+
+    evaluator = Evaluator(dataset, split)
+    sample_id = evaluator.sample_ids[0]
+    source = prediction_path(plan, method, split, seed, sample_id)
+    if not source.exists():
         return None
-    return np.asarray(zarr.open_array(str(path), mode="r")[...])
+    prediction = np.asarray(zarr.open_array(str(source), mode="r")[...])
+    distributions = evaluator.evaluate_volume(sample_id, prediction).get("distributions", {})
+    target = "truth" if evaluator.spec.truth else "reference"
+    out = figure_data_path(plan, method, split, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial.npz")
+    np.savez_compressed(partial, sample_id=sample_id, central_slice=prediction[prediction.shape[0] // 2],
+                        pores_crop=_crop(evaluator.segment(sample_id, prediction), RENDER_CROP),
+                        diameters_method=np.asarray(distributions.get("method", {}).get("pore_diameters_mm", [])),
+                        diameters_target=np.asarray(distributions.get(target, {}).get("pore_diameters_mm", [])))
+    partial.replace(out)
+    return out
 
 
 def _volume_views(plan: StudyPlan, table: StudyTable, dataset) -> dict[str, Any]:
-    """Per (method, split): the first test volume's prediction, its pore phase and its distributions."""
+    """The first test volume's reference and truth, and per (method, split) its figure data (first seed)."""
     from aiax_bench.evaluation import Evaluator
+    from aiax_bench.evaluation.figures import _crop
 
     views: dict[str, Any] = {"by_cell": {}}
     for split in table.splits:
@@ -106,20 +143,19 @@ def _volume_views(plan: StudyPlan, table: StudyTable, dataset) -> dict[str, Any]
         sample_id = evaluator.sample_ids[0]
         sample = evaluator.samples[sample_id]
         ctx = evaluator.context(sample_id)
-        if "truth" not in views:
+        if "reference" not in views:
+            high = np.asarray(sample.read("high"))
             views.update(sample_id=sample_id, voxel_mm=float(sample.meta["voxel_size_um"]) / 1000,
-                         data_range=evaluator.data_range, reference=np.asarray(sample.read("high")),
-                         truth=np.asarray(sample.read("truth")) if evaluator.spec.truth else None,
-                         reference_pores=evaluator.segment(sample_id, np.asarray(sample.read("high"))),
-                         truth_pores=ctx.get("truth_pores"))
+                         data_range=evaluator.data_range, reference=high[high.shape[0] // 2],
+                         truth=np.asarray(sample.read("truth"))[high.shape[0] // 2] if evaluator.spec.truth else None,
+                         reference_pores=_crop(evaluator.segment(sample_id, high), RENDER_CROP),
+                         truth_pores=None if ctx.get("truth_pores") is None else _crop(ctx["truth_pores"], RENDER_CROP))
         for method in table.methods:
-            prediction = _first_prediction(plan, method, split, sample_id)
-            if prediction is None:
+            path = figure_data_path(plan, method, split, plan.seeds[0])
+            if not path.exists() and write_figure_data(plan, method, split, plan.seeds[0], dataset) is None:
                 continue
-            record = evaluator.evaluate_volume(sample_id, prediction)
-            views["by_cell"][method, split] = {"prediction": prediction,
-                                               "pores": evaluator.segment(sample_id, prediction),
-                                               "distributions": record.get("distributions", {})}
+            with np.load(path) as data:
+                views["by_cell"][method, split] = {k: data[k] for k in data.files}
     return views
 
 
@@ -129,8 +165,8 @@ def histogram_figure(table: StudyTable, views: dict[str, Any], method: str, stem
     cells = [(s, c) for s, c in cells if c]
     if not cells:
         return None
-    diameters = {s: np.asarray(c["distributions"].get("method", {}).get("pore_diameters_mm", [])) for s, c in cells}
-    truth = np.asarray(cells[0][1]["distributions"].get(table.target, {}).get("pore_diameters_mm", []))
+    diameters = {s: c["diameters_method"] for s, c in cells}
+    truth = cells[0][1]["diameters_target"]
     every = np.concatenate([d for d in [*diameters.values(), truth] if d.size] or [np.array([1e-3, 1.0])])
     bins = np.geomspace(every.min() * 0.95, every.max() * 1.05, 31)
     fig = _new_figure(6.4, 4.2)
@@ -166,20 +202,19 @@ def montage_figure(table: StudyTable, views: dict[str, Any], stem: Path) -> list
     cols = len(table.splits)
     fig = _new_figure(2.1 * (cols + 1), 2.1 * max(len(rows), 2))
     axes = fig.subplots(max(len(rows), 2), cols + 1, squeeze=False)
-    z = views["reference"].shape[0] // 2
     show = {"cmap": "gray", "vmin": 0.0, "vmax": views["data_range"]}
     firsts = [("truth", views["truth"]), ("reference", views["reference"])]
     for r, ax_row in enumerate(axes):
         for ax in ax_row:
             ax.set_axis_off()
         if r < len(firsts) and firsts[r][1] is not None:
-            ax_row[0].imshow(firsts[r][1][z], **show)
+            ax_row[0].imshow(firsts[r][1], **show)
             ax_row[0].set_title(firsts[r][0], fontsize=8)
     for r, method in enumerate(rows):
         for c, split in enumerate(table.splits):
             cell = views["by_cell"].get((method, split))
             if cell is not None:
-                axes[r][c + 1].imshow(cell["prediction"][z], **show)
+                axes[r][c + 1].imshow(cell["central_slice"], **show)
                 axes[r][c + 1].set_title(f"{method}, {split}", fontsize=8)
     return _save_both(fig, stem)
 
@@ -228,7 +263,8 @@ def write_report(plan: StudyPlan, manifest: dict[str, Any], *, spec, profile: st
             cell = views["by_cell"].get((method, split))
             if cell is None:
                 continue
-            phases = {"truth": views["truth_pores"], "reference": views["reference_pores"], "method": cell["pores"]}
+            phases = {"truth": views["truth_pores"], "reference": views["reference_pores"],
+                      "method": cell["pores_crop"]}
             phases = {k: v for k, v in phases.items() if v is not None}
             path = pore_rendering(phases, out / "figures" / f"pores-3d-{method}-{split.replace('/', '_')}.png",
                                   voxel_size_mm=views["voxel_mm"])

@@ -79,14 +79,25 @@ def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None, tra
     tags = {"study": str(plan.out.resolve().name)}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
+    # The report draws the first seed's first test volume; --save-predictions keeps every volume.
+    kept = None if plan.save_predictions else 1 if task.seed == plan.seeds[0] else 0
     request = EvaluationRequest(
         method=task.method, split=task.split, dataset=plan.dataset, profile=plan.profile, seed=task.seed,
         config=dict(plan.configs.get(task.method, {})), tracking_uri=tracking_uri, output_dir=plan.out / "runs",
-        mlflow_tags=tags, predictions_dir=plan.out / "predictions" / task.method / task.split.replace("/", "_"),
-        predictions_kept=None if plan.save_predictions else 1, figures=False)
+        mlflow_tags=tags, figures=False, predictions_kept=kept,
+        predictions_dir=None if kept == 0 else plan.out / "predictions" / task.method / task.split.replace("/", "_"))
     started = time.perf_counter()
     document = run_seeds(request, [task.seed])
     seconds = round(time.perf_counter() - started, 1)
+    if task.seed == plan.seeds[0]:
+        from aiax_bench.data.loader import load
+        from aiax_bench.study.report import write_figure_data
+
+        write_figure_data(plan, task.method, task.split, task.seed, load(plan.dataset, profile=plan.profile))
+    if request.predictions_dir is not None and not plan.save_predictions:
+        import shutil
+
+        shutil.rmtree(request.predictions_dir / f"seed{task.seed}", ignore_errors=True)
     return {"task": task.key, "result_path": document["result_path"], "seconds": seconds, "worker_pid": os.getpid()}
 
 
