@@ -56,23 +56,25 @@ def _x_labels(table: StudyTable) -> tuple[np.ndarray, list[str]]:
     return x, labels
 
 
-def statistic_figure(table: StudyTable, stat: str, stem: Path) -> list[Path]:
-    """``stat`` of each method against the saving (bands: 95 % intervals), with truth and reference."""
+def curves_figure(table: StudyTable, key_of: str, stem: Path, *, ylabel: str, title: str,
+                  lines: tuple[str, ...] = ()) -> list[Path]:
+    """Each method's ``key_of`` (``{who}`` in it names the method's entry) against the saving, with 95 % bands.
+
+    ``lines`` names the entries (``reference``, ``truth``) drawn as horizontal references.
+    """
     fig = _new_figure(6.4, 4.2)
     ax = fig.subplots()
     x, ticks = _x_labels(table)
     for i, method in enumerate(table.methods):
-        cells = [table.cells.get((method, s, f"{stat}/method")) for s in table.splits]
+        cells = [table.cells.get((method, s, key_of.format(who="method"))) for s in table.splits]
         if not any(cells):
             continue
-        mean = np.array([c.mean if c else np.nan for c in cells])
-        low = np.array([c.low if c else np.nan for c in cells])
-        high = np.array([c.high if c else np.nan for c in cells])
         colour = METHOD_COLOURS[i % len(METHOD_COLOURS)]
-        ax.plot(x, mean, "o-", color=colour, label=method)
-        ax.fill_between(x, low, high, color=colour, alpha=0.2, lw=0)
-    for who in ("reference", table.target):
-        cells = [table.cells.get((m, s, f"{stat}/{who}")) for m in table.methods for s in table.splits]
+        ax.plot(x, [c.mean if c else np.nan for c in cells], "o-", color=colour, label=method)
+        ax.fill_between(x, [c.low if c else np.nan for c in cells], [c.high if c else np.nan for c in cells],
+                        color=colour, alpha=0.2, lw=0)
+    for who in lines:
+        cells = [table.cells.get((m, s, key_of.format(who=who))) for m in table.methods for s in table.splits]
         values = [c.mean for c in cells if c]
         if values:
             ax.axhline(float(np.mean(values)), color=COLOURS.get(who, "gray"), ls="--" if who == "truth" else ":",
@@ -81,11 +83,18 @@ def statistic_figure(table: StudyTable, stat: str, stem: Path) -> list[Path]:
     ax.set_xticks(x, ticks, fontsize=7)
     ax.minorticks_off()
     ax.set_xlabel("acquisition saving against the reference scan")
-    spec = metric_spec(f"{stat}/method")
-    ax.set_ylabel(spec.label + (f" ({spec.unit})" if spec.unit else ""))
-    ax.set_title(f"{spec.label} against the acquisition (bands: 95 % intervals)", fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     return _save_both(fig, stem)
+
+
+def statistic_figure(table: StudyTable, stat: str, stem: Path) -> list[Path]:
+    """A porosity statistic of each method against the saving, with the reference's and the truth's."""
+    spec = metric_spec(f"{stat}/method")
+    return curves_figure(table, f"{stat}/{{who}}", stem, ylabel=spec.label + (f" ({spec.unit})" if spec.unit else ""),
+                         title=f"{spec.label} against the acquisition (bands: 95 % intervals)",
+                         lines=("reference", table.target))
 
 
 #: Edge (voxels) of the central crop whose pores the 3D views draw.
@@ -248,7 +257,8 @@ def write_report(plan: StudyPlan, manifest: dict[str, Any], *, spec, profile: st
     for key in ("psnr", "ssim", "jaccard"):
         stat_key = f"{key}/{table.target}" if key != "jaccard" else "jaccard/pore"
         if any(k == stat_key for (_, _, k) in table.cells):
-            png, _ = _image_metric_figure(table, stat_key, out / "figures" / f"metric-{key}")
+            png, _ = curves_figure(table, stat_key, out / "figures" / f"metric-{key}", ylabel=label(stat_key),
+                                   title=f"{label(stat_key)} against the acquisition (bands: 95 % intervals)")
             figures.append((label(stat_key), png))
     dataset = load(spec.ref, profile=profile)
     views = _volume_views(plan, table, dataset)
@@ -275,27 +285,6 @@ def write_report(plan: StudyPlan, manifest: dict[str, Any], *, spec, profile: st
     page = out / "index.html"
     page.write_text(_html(plan, manifest, table, figures + renderings, spec=spec, profile=profile))
     return page
-
-
-def _image_metric_figure(table: StudyTable, key: str, stem: Path) -> list[Path]:
-    fig = _new_figure(6.4, 4.2)
-    ax = fig.subplots()
-    x, ticks = _x_labels(table)
-    for i, method in enumerate(table.methods):
-        cells = [table.cells.get((method, s, key)) for s in table.splits]
-        if not any(cells):
-            continue
-        colour = METHOD_COLOURS[i % len(METHOD_COLOURS)]
-        ax.plot(x, [c.mean if c else np.nan for c in cells], "o-", color=colour, label=method)
-        ax.fill_between(x, [c.low if c else np.nan for c in cells], [c.high if c else np.nan for c in cells],
-                        color=colour, alpha=0.2, lw=0)
-    ax.set_xscale("log")
-    ax.set_xticks(x, ticks, fontsize=7)
-    ax.minorticks_off()
-    ax.set_xlabel("acquisition saving against the reference scan")
-    ax.set_ylabel(label(key))
-    ax.legend(fontsize=8)
-    return _save_both(fig, stem)
 
 
 def _img(path: Path, alt: str) -> str:

@@ -14,6 +14,7 @@ profile, split and seed, so an interrupted study resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -98,6 +99,9 @@ def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None, tra
         import shutil
 
         shutil.rmtree(request.predictions_dir / f"seed{task.seed}", ignore_errors=True)
+        for folder in (request.predictions_dir, request.predictions_dir.parent, plan.out / "predictions"):
+            with contextlib.suppress(OSError):  # only empty folders go; another worker's may still fill
+                folder.rmdir()
     return {"task": task.key, "result_path": document["result_path"], "seconds": seconds, "worker_pid": os.getpid()}
 
 
