@@ -104,6 +104,8 @@ def test_bad_study_input_gets_one_line(tmp_path):
     config.write_text("slurm:\n  cores: four\n")
     with pytest.raises(InputError, match=r"clusters.yaml: slurm.cores is 'four'; a non-negative integer"):
         read_settings("slurm", config)
+    with pytest.raises(InputError, match=r"--cluster-config .*missing.yaml is not a file"):
+        read_settings("slurm", tmp_path / "missing.yaml")
     config.write_text("slurm:\n  partition: x\n")
     with pytest.raises(InputError, match=r"slurm\.partition is not a setting"):
         read_settings("slurm", config)

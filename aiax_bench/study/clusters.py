@@ -82,6 +82,9 @@ def read_settings(kind: str, path: Path | None) -> tuple[ClusterSettings, Path |
     """The section ``kind`` of the YAML file at ``path`` (defaults when there is no file)."""
     import yaml
 
+    if path is not None and not path.is_file():
+        raise InputError("--cluster-config", f"{path} is not a file", "the YAML file of cluster settings, or none "
+                         f"to read {default_cluster_config()} (when it exists)")
     path = path or default_cluster_config()
     if not path.is_file():
         return ClusterSettings(), None
