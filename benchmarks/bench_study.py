@@ -8,7 +8,9 @@ Each worker count runs the same study from scratch (a new study directory,
 a fresh `aiax-bench study` process) on the local cluster. Peak memory is the
 largest sum of the resident memory of the study process and all its
 children (the dask scheduler's and the workers' processes), sampled every
-0.2 s; the dataset is built beforehand, so neither run pays for it. The
+0.2 s; the dataset is built beforehand, so neither run pays for it, and
+each run has a data directory of its own without trained checkpoints, so
+each trains its networks. The
 aggregates of the two runs must be equal: the worker count changes the
 schedule, not the numbers.
 """
@@ -46,7 +48,16 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def run(workers: int, args: argparse.Namespace, folder: Path) -> dict:
+    from aiax_bench.paths import ENV_DATA, data_dir
+
     out = folder / f"workers-{workers}"
+    # A data directory of its own, holding the dataset but no trained checkpoint: each run trains.
+    data = folder / f"data-{workers}"
+    data.mkdir()
+    for entry in data_dir().iterdir():
+        if entry.name != "checkpoints":
+            (data / entry.name).symlink_to(entry)
+    env = {**os.environ, ENV_DATA: str(data)}
     command = [sys.executable, "-m", "aiax_bench.cli", "study", "--profile", args.profile, "--out", str(out),
                "--workers", str(workers), "--splits", *args.splits, "--seeds", *map(str, args.seeds)]
     for method in args.methods:
@@ -55,7 +66,8 @@ def run(workers: int, args: argparse.Namespace, folder: Path) -> dict:
         command += ["--config", *args.config]
     load_before = os.getloadavg()
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder,
+                            env=env)
     peak = 0.0
     while proc.poll() is None:
         peak = max(peak, tree_rss_mb(proc.pid))
