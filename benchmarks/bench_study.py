@@ -66,16 +66,16 @@ def run(workers: int, args: argparse.Namespace, folder: Path) -> dict:
         command += ["--config", *args.config]
     load_before = os.getloadavg()
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder,
-                            env=env)
-    peak = 0.0
-    while proc.poll() is None:
-        peak = max(peak, tree_rss_mb(proc.pid))
-        time.sleep(0.2)
+    log = folder / f"workers-{workers}.log"
+    with log.open("w") as sink:  # a file, not a pipe nobody reads until the end: that would block the workers
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=folder, env=env)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss_mb(proc.pid))
+            time.sleep(0.2)
     seconds = time.perf_counter() - start
-    output = proc.stdout.read()
     if proc.returncode != 0:
-        raise SystemExit(output[-3000:])
+        raise SystemExit(log.read_text()[-3000:])
     manifest = json.loads((out / "study.json").read_text())
     table = (out / "report" / "study-table.csv").read_text()
     return {"workers": workers, "seconds": round(seconds, 1), "peak_rss_mb": round(peak),

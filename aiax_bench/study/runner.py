@@ -72,6 +72,8 @@ def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None, tra
 
     from aiax_bench.harness import EvaluationRequest, run_seeds
 
+    # One progress line per finished evaluation is the study's; training bars from every worker are noise.
+    os.environ["TQDM_DISABLE"] = "1"
     if threads is None:
         from distributed import get_worker
 
