@@ -29,10 +29,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     plan = StudyPlan(methods=args.method, splits=args.splits, seeds=args.seeds, dataset=args.dataset,
                      profile=args.profile, out=Path(args.out), configs=_method_configs(args.config, args.method),
-                     tolerance=args.tolerance / 100, save_predictions=args.save_predictions)
+                     tolerance=args.tolerance / 100, save_predictions=args.save_predictions, threads=args.threads)
     manifest = run_study(plan, cluster=args.cluster, workers=args.workers,
                          cluster_config=Path(args.cluster_config) if args.cluster_config else None,
-                         tracking_uri=args.tracking_uri, threads_per_task=args.threads)
+                         tracking_uri=args.tracking_uri)
     answers = Path(plan.out) / "report" / "answers.json"
     if answers.exists():
         import json
@@ -62,8 +62,10 @@ def add_subcommands(sub) -> None:
     st.add_argument("--cluster", default="local", choices=("local", "slurm", "oar"),
                     help="where the evaluations run (default local)")
     st.add_argument("--workers", type=int, default=None,
-                    help="dask workers (batch jobs on slurm or oar); the cores, by default, on local")
-    st.add_argument("--threads", type=int, default=None, help="threads per evaluation (default: cores / workers)")
+                    help="dask workers (batch jobs on slurm or oar); as many as cores by default")
+    st.add_argument("--threads", type=int, default=1,
+                    help="threads per evaluation (default 1: the numbers of trained networks do not then depend "
+                         "on --workers or on a cluster's cores; use more workers instead)")
     st.add_argument("--cluster-config", default=None,
                     help="YAML file of cluster settings (default: clusters.yaml in the user config directory)")
     st.add_argument("--config", nargs="*", default=[], metavar="METHOD:KEY=VALUE",

@@ -126,9 +126,8 @@ EVALUATION_RESOURCE = "evaluation"
 def _local(workers: int, settings_path: Path | None) -> Any:
     from distributed import LocalCluster
 
-    # The worker's threads are the cores it may use; the resource keeps it to one evaluation at a time.
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=None,
+    # The resource keeps each worker to one evaluation at a time; the evaluation sets its own threads.
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                         silence_logs=40, resources={EVALUATION_RESOURCE: 1})
 
 

@@ -118,7 +118,13 @@ class StudyPlan:
     tolerance : float
         Relative distance to the truth (fraction) within which a statistic "stays".
     save_predictions : bool
-        Keep every test volume's prediction (else only the first, for the report's figures).
+        Keep every test volume's prediction (else only what the report draws of the first).
+    threads : int
+        Threads of each evaluation. Fixed, not taken from the machine: the same study trained its
+        networks with 1 and with 2 threads per evaluation and its tables differed
+        (``benchmarks/study-local-threads-by-workers.json``), so a study's numbers would otherwise
+        depend on ``--workers`` and on the cores of each cluster's jobs. One thread each and as
+        many workers as cores also keeps every core busy through many evaluations.
     """
 
     methods: Sequence[str]
@@ -130,6 +136,7 @@ class StudyPlan:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     tolerance: float = 0.05
     save_predictions: bool = False
+    threads: int = 1
 
     def tasks(self) -> list[StudyTask]:
         return [StudyTask(m, s, seed) for m in self.methods for s in self.splits for seed in self.seeds]
@@ -146,6 +153,8 @@ class StudyPlan:
                 raise InputError(name, f"repeats a value ({list(values)})", "give distinct values")
         if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
             raise InputError("--seeds", f"is {list(self.seeds)}", "expected non-negative integers")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise InputError("--threads", f"is {self.threads!r}", "a positive number of threads per evaluation")
         if not 0 < self.tolerance < 1:
             raise InputError("--tolerance", f"is {self.tolerance}", "a fraction in (0, 1), e.g. 0.05 for 5 %")
         for method in self.methods:

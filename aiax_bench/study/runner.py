@@ -44,7 +44,7 @@ def _method_identity(method: str, config: dict[str, Any]) -> tuple[str, dict[str
 
 
 def finished_results(plan: StudyPlan, spec, profile: str) -> dict[StudyTask, Path]:
-    """The result file of every task of ``plan`` already done in its study directory."""
+    """The result file of every task of ``plan`` already done in its study directory (with the plan's threads)."""
     identities = {m: _method_identity(m, plan.configs.get(m, {})) for m in plan.methods}
     wanted = {(identities[t.method][0], t.split, t.seed): t for t in plan.tasks()}
     found: dict[StudyTask, Path] = {}
@@ -57,28 +57,22 @@ def finished_results(plan: StudyPlan, spec, profile: str) -> dict[StudyTask, Pat
             continue
         seeds = doc.get("seeds") or []
         task = wanted.get((doc.get("method"), doc.get("split"), seeds[0] if len(seeds) == 1 else None))
-        if task is not None and doc.get("config") == identities[task.method][1]:
+        threads = ((doc.get("provenance") or {}).get("hardware") or {}).get("torch_threads")
+        if task is not None and doc.get("config") == identities[task.method][1] and threads == plan.threads:
             found.setdefault(task, path)
     return found
 
 
-def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None, tracking_uri: str | None,
-             threads: int | None) -> dict[str, Any]:
-    """One evaluation through the harness (runs on a worker); returns its result path and timing.
-
-    ``threads`` defaults to the worker's own thread count: the cores its job or share of the machine holds.
-    """
+def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None,
+             tracking_uri: str | None) -> dict[str, Any]:
+    """One evaluation through the harness (runs on a worker); returns its result path and timing."""
     import torch
 
     from aiax_bench.harness import EvaluationRequest, run_seeds
 
     # One progress line per finished evaluation is the study's; training bars from every worker are noise.
     os.environ["TQDM_DISABLE"] = "1"
-    if threads is None:
-        from distributed import get_worker
-
-        threads = get_worker().state.nthreads
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(plan.threads)
     tags = {"study": str(plan.out.resolve().name)}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
@@ -108,8 +102,8 @@ def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None, tra
 
 
 def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = None,
-              cluster_config: Path | None = None, tracking_uri: str | None = None,
-              threads_per_task: int | None = None, report: bool = True, progress: bool = True) -> dict[str, Any]:
+              cluster_config: Path | None = None, tracking_uri: str | None = None, report: bool = True,
+              progress: bool = True) -> dict[str, Any]:
     """Run every evaluation of ``plan`` not already done, then write the study's table, figures and report.
 
     Parameters
@@ -124,9 +118,6 @@ def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = 
         The YAML file of cluster settings.
     tracking_uri : str, optional
         MLflow store; ``sqlite:///<study dir>/mlflow.db`` by default.
-    threads_per_task : int, optional
-        Threads each evaluation uses; by default the worker's own: the cores of its job on a batch
-        cluster, the machine's cores divided among the workers on ``local``.
     report : bool
         Write the report once the evaluations are done.
 
@@ -146,7 +137,7 @@ def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = 
     todo = [t for t in plan.tasks() if t not in done]
     manifest: dict[str, Any] = {
         "plan": {**asdict(plan), "out": str(plan.out)}, "dataset": spec.ref, "profile": profile,
-        "cluster": cluster, "workers": workers, "threads_per_task": threads_per_task,
+        "cluster": cluster, "workers": workers, "threads_per_task": plan.threads,
         "reused": sorted(t.key for t in done), "tasks": {t.key: str(p) for t, p in done.items()}, "failed": {}}
     started = time.perf_counter()
     # The parent run is created here, before any worker opens the store: a new sqlite store is made once.
@@ -158,7 +149,7 @@ def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = 
         manifest["mlflow_parent_run_id"] = parent
         if todo:
             _run_tasks(todo, plan, manifest, cluster=cluster, workers=workers, cluster_config=cluster_config,
-                       parent=parent, tracking_uri=tracking_uri, threads=threads_per_task, progress=progress)
+                       parent=parent, tracking_uri=tracking_uri, progress=progress)
         manifest["seconds"] = round(time.perf_counter() - started, 1)
         _write_manifest(plan.out, manifest)
         if report and manifest["tasks"]:
@@ -176,8 +167,7 @@ def run_study(plan: StudyPlan, *, cluster: str = "local", workers: int | None = 
 
 
 def _run_tasks(todo: list[StudyTask], plan: StudyPlan, manifest: dict[str, Any], *, cluster: str, workers: int,
-               cluster_config: Path | None, parent: str, tracking_uri: str, threads: int | None,
-               progress: bool) -> None:
+               cluster_config: Path | None, parent: str, tracking_uri: str, progress: bool) -> None:
     from distributed import as_completed
 
     from aiax_bench.study.clusters import EVALUATION_RESOURCE, start_cluster
@@ -185,7 +175,7 @@ def _run_tasks(todo: list[StudyTask], plan: StudyPlan, manifest: dict[str, Any],
     dask_cluster, client = start_cluster(cluster, workers=workers, config=cluster_config)
     try:
         futures = {client.submit(run_task, task, plan, parent_run_id=parent, tracking_uri=tracking_uri,
-                                 threads=threads, key=f"evaluate-{task.slug()}", pure=False,
+                                 key=f"evaluate-{task.slug()}", pure=False,
                                  retries=TASK_RETRIES, resources={EVALUATION_RESOURCE: 1}): task for task in todo}
         for n, future in enumerate(as_completed(futures), start=1):
             task = futures[future]
