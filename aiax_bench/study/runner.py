@@ -4,12 +4,14 @@ Layout of a study directory::
 
     study.json                       the plan, each task's result file, timings
     runs/<dataset>/<split>/*.json    result files of the one harness (``aiax-bench evaluate``'s)
-    predictions/<method>/<split>/seed<N>/<sample id>.zarr
+    figure-data/<method>/<split>/seed<N>.npz   what the report draws of the first test volume
+    predictions/<method>/<split>/seed<N>/<sample id>.zarr   with --save-predictions
     report/                          table (CSV, Markdown), figures (PNG, SVG), index.html
 
 A task's result file is its record of completion: a study started again scans
 ``runs/`` and reuses every result of the same method, config, dataset,
-profile, split and seed, so an interrupted study resumes where it stopped.
+profile, split, seed and thread count, so an interrupted study resumes where
+it stopped.
 """
 
 from __future__ import annotations
