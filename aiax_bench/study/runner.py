@@ -72,8 +72,6 @@ def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None,
 
     from aiax_bench.harness import EvaluationRequest, run_seeds
 
-    # One progress line per finished evaluation is the study's; training bars from every worker are noise.
-    os.environ["TQDM_DISABLE"] = "1"
     torch.set_num_threads(plan.threads)
     tags = {"study": str(plan.out.resolve().name)}
     if parent_run_id:
@@ -86,7 +84,9 @@ def run_task(task: StudyTask, plan: StudyPlan, *, parent_run_id: str | None,
         mlflow_tags=tags, figures=False, predictions_kept=kept,
         predictions_dir=None if kept == 0 else plan.out / "predictions" / task.method / task.split.replace("/", "_"))
     started = time.perf_counter()
-    document = run_seeds(request, [task.seed])
+    # One line per finished evaluation is the study's progress; every worker's training bars would bury it.
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
+        document = run_seeds(request, [task.seed])
     seconds = round(time.perf_counter() - started, 1)
     if task.seed == plan.seeds[0]:
         from aiax_bench.data.loader import load
