@@ -90,7 +90,7 @@ class StudyTable:
         return out
 
 
-def _tables(results: Sequence[Mapping[str, Any]]) -> tuple[dict[str, np.ndarray], list[int]]:
+def _tables(results: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Per metric key, the (seeds, volumes) table of one cell's results (volumes matched by sample id)."""
     runs = sorted((run for result in results for run in result["runs"]), key=lambda r: r["seed"])
     ids = sorted(r["sample_id"] for r in runs[0]["records"])
@@ -100,7 +100,7 @@ def _tables(results: Sequence[Mapping[str, Any]]) -> tuple[dict[str, np.ndarray]
         cells = [[records[sid].get(key) for sid in ids] for records in by_id]
         if all(isinstance(v, int | float) and not isinstance(v, bool) for row in cells for v in row):
             tables[key] = np.asarray(cells, dtype=np.float64)
-    return tables, [run["seed"] for run in runs]
+    return tables
 
 
 def _cell(table: np.ndarray) -> Cell:
@@ -136,7 +136,7 @@ def study_table(results: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]], 
             docs = results.get((method, split))
             if not docs:
                 continue
-            tables, _ = _tables(docs)
+            tables = _tables(docs)
             for key in keys:
                 if key in tables:
                     table.cells[method, split, key] = _cell(tables[key])

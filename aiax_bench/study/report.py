@@ -146,19 +146,21 @@ def _volume_views(plan: StudyPlan, table: StudyTable, dataset) -> dict[str, Any]
     from aiax_bench.evaluation import Evaluator
     from aiax_bench.evaluation.figures import _crop
 
-    views: dict[str, Any] = {"by_cell": {}}
+    # The reference and truth are the same for every split: one evaluator context gives them (its
+    # pore statistics are the costly part), not one per split.
+    evaluator = Evaluator(dataset, table.splits[0])
+    sample_id = evaluator.sample_ids[0]
+    sample = evaluator.samples[sample_id]
+    ctx = evaluator.context(sample_id)
+    high = np.asarray(sample.read("high"))
+    z = high.shape[0] // 2
+    views: dict[str, Any] = {
+        "by_cell": {}, "sample_id": sample_id, "voxel_mm": float(sample.meta["voxel_size_um"]) / 1000,
+        "data_range": evaluator.data_range, "reference": high[z],
+        "truth": np.asarray(sample.read("truth"))[z] if evaluator.spec.truth else None,
+        "reference_pores": _crop(evaluator.segment(sample_id, high), RENDER_CROP),
+        "truth_pores": None if ctx.get("truth_pores") is None else _crop(ctx["truth_pores"], RENDER_CROP)}
     for split in table.splits:
-        evaluator = Evaluator(dataset, split)
-        sample_id = evaluator.sample_ids[0]
-        sample = evaluator.samples[sample_id]
-        ctx = evaluator.context(sample_id)
-        if "reference" not in views:
-            high = np.asarray(sample.read("high"))
-            views.update(sample_id=sample_id, voxel_mm=float(sample.meta["voxel_size_um"]) / 1000,
-                         data_range=evaluator.data_range, reference=high[high.shape[0] // 2],
-                         truth=np.asarray(sample.read("truth"))[high.shape[0] // 2] if evaluator.spec.truth else None,
-                         reference_pores=_crop(evaluator.segment(sample_id, high), RENDER_CROP),
-                         truth_pores=None if ctx.get("truth_pores") is None else _crop(ctx["truth_pores"], RENDER_CROP))
         for method in table.methods:
             path = figure_data_path(plan, method, split, plan.seeds[0])
             if not path.exists() and write_figure_data(plan, method, split, plan.seeds[0], dataset) is None:
