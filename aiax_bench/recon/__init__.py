@@ -1,13 +1,16 @@
-"""Reconstruction: one parallel-beam projector (CPU or CUDA) and the algorithms built on it."""
+"""Reconstruction: parallel-beam and fan-beam projectors (CPU or CUDA) and the algorithms built on them."""
 
 from aiax_bench.recon.device import default_device
+from aiax_bench.recon.fan import FanBeamProjector
 from aiax_bench.recon.fbp import FILTERS, fbp, filter_sinogram
 from aiax_bench.recon.iterative import cgls, sirt, tv_reconstruction
-from aiax_bench.recon.projector import ParallelBeamProjector, operator_nbytes
+from aiax_bench.recon.projector import ParallelBeamProjector, SparseProjector, operator_nbytes
 
 __all__ = [
     "FILTERS",
+    "FanBeamProjector",
     "ParallelBeamProjector",
+    "SparseProjector",
     "cgls",
     "default_device",
     "fbp",

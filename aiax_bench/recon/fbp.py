@@ -1,4 +1,4 @@
-"""Filtered back-projection for parallel-beam sinograms.
+"""Filtered back-projection for parallel-beam and fan-beam sinograms.
 
 On CPUs the filter is applied by FFT with scipy's pocketfft, which does each
 detector row's transform on one thread with code that is the same on every
@@ -20,6 +20,7 @@ import scipy.fft
 import torch
 
 from aiax_bench.errors import InputError
+from aiax_bench.recon.fan import FanBeamProjector
 from aiax_bench.recon.projector import ParallelBeamProjector, _positive_int
 
 __all__ = ["BACKPROJECTORS", "FILTERS", "backproject_fourier", "backproject_pixel_driven", "fbp", "filter_sinogram"]
@@ -274,7 +275,7 @@ def fbp(
     sinogram,
     angles=None,
     *,
-    projector: ParallelBeamProjector | None = None,
+    projector: ParallelBeamProjector | FanBeamProjector | None = None,
     filter: str = "ramp",
     cutoff: float = 1.0,
     padding: bool = True,
@@ -282,7 +283,7 @@ def fbp(
     batch: int = 32,
     backprojector: str = "auto",
 ):
-    """Filtered back-projection of a stack of parallel-beam sinograms.
+    """Filtered back-projection of a stack of parallel-beam or fan-beam sinograms.
 
     Parameters
     ----------
@@ -292,8 +293,10 @@ def fbp(
     angles : array_like, optional
         Projection angles in radians, evenly covering 180 (or 360) degrees; not
         needed when ``projector`` is given.
-    projector : ParallelBeamProjector, optional
-        Reuse an operator (it is the expensive part to build).
+    projector : ParallelBeamProjector or FanBeamProjector, optional
+        Reuse an operator (it is the expensive part to build); a fan-beam one
+        gives fan-beam FBP (pre-weighted rows, distance-weighted back
+        projection pixel by pixel, see :meth:`FanBeamProjector.fbp_backproject`).
     filter : str
         Apodisation window, see :data:`FILTERS`.
     cutoff : float
@@ -309,7 +312,7 @@ def fbp(
         where it does not fit in memory), the same matrix's transpose computed
         pixel by pixel, or a non-uniform FFT (:func:`backproject_fourier`).
         ``auto``: the matrix where it fits, else the Fourier one (pixel by pixel
-        for detectors finer than the voxels).
+        for detectors finer than the voxels). Fan beam: ``auto`` or ``pixel``.
 
     Returns
     -------
@@ -350,6 +353,10 @@ def fbp(
     if tuple(data.shape[-2:]) != (a, d):
         raise InputError("sinogram", f"has shape {tuple(data.shape)}",
                          f"expected ({a}, {d}) or (Z, {a}, {d}) for {a} angles and {d} detector pixels")
+    fan = isinstance(projector, FanBeamProjector)
+    if fan and backprojector not in ("auto", "pixel"):
+        raise InputError("backprojector", f"is {backprojector!r} with a fan-beam projector",
+                         "use 'auto' or 'pixel': fan-beam FBP weights each pixel by its distance to the source")
     stack = data[None] if data.ndim == 2 else data
     n = projector.n_pixels
     out = torch.empty((stack.shape[0], n, n), dtype=torch.float32, device=data.device)
@@ -361,6 +368,11 @@ def fbp(
         how = "matrix" if projector.stored else ("fourier" if projector.det_spacing >= 1 else "pixel")
     for start in range(0, stack.shape[0], batch):
         chunk = stack[start : start + batch].to(projector.device)
+        if fan:
+            weighted = chunk * projector.fbp_preweights().to(chunk.device)
+            filtered = filter_sinogram(weighted, filter=filter, padding=padding, cutoff=cutoff)
+            out[start : start + batch] = projector.fbp_backproject(filtered).to(out.device)
+            continue
         filtered = filter_sinogram(chunk, filter=filter, padding=padding, cutoff=cutoff)
         if how == "matrix":
             back = projector.backward(filtered)

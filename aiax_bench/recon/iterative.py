@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from aiax_bench.errors import InputError
-from aiax_bench.recon.projector import ParallelBeamProjector, _positive_int
+from aiax_bench.recon.projector import SparseProjector, _positive_int
 
 __all__ = ["cgls", "sirt", "tv_reconstruction"]
 
@@ -34,8 +34,9 @@ class _Problem:
     """Checked inputs of an iterative reconstruction, as tensors on the projector's device."""
 
     def __init__(self, sinogram, projector, n_iter, x0, callback) -> None:
-        if not isinstance(projector, ParallelBeamProjector):
-            raise InputError("projector", f"is {type(projector).__name__}", "pass a ParallelBeamProjector")
+        if not isinstance(projector, SparseProjector):
+            raise InputError("projector", f"is {type(projector).__name__}",
+                             "pass a ParallelBeamProjector or a FanBeamProjector")
         self.n_iter = _positive_int(n_iter, "n_iter", "number of iterations")
         if callback is not None and not callable(callback):
             raise InputError("callback", f"is {type(callback).__name__}",
@@ -74,7 +75,7 @@ class _Problem:
         return volume, residuals
 
 
-def _row_col_sums(projector: ParallelBeamProjector) -> tuple[torch.Tensor, torch.Tensor]:
+def _row_col_sums(projector: SparseProjector) -> tuple[torch.Tensor, torch.Tensor]:
     """``A 1`` (ray lengths through the slice, ``(A, D)``) and ``A^T 1`` (per voxel, ``(N, N)``)."""
     n, a, d = projector.n_pixels, projector.angles.size, projector.n_detector
     device = projector.device
@@ -91,7 +92,7 @@ def _inverse(t: torch.Tensor) -> torch.Tensor:
 def sirt(
     sinogram,
     *,
-    projector: ParallelBeamProjector,
+    projector: SparseProjector,
     n_iter: int,
     x0=None,
     nonneg: bool = False,
@@ -107,7 +108,7 @@ def sirt(
     ----------
     sinogram : array_like or torch.Tensor
         Line integrals (dimensionless), ``(A, D)`` or ``(Z, A, D)``.
-    projector : ParallelBeamProjector
+    projector : SparseProjector
         The system matrix ``A``; the work runs on its device.
     n_iter : int
         Number of iterations (one forward and one back projection each).
@@ -156,7 +157,7 @@ def sirt(
 def cgls(
     sinogram,
     *,
-    projector: ParallelBeamProjector,
+    projector: SparseProjector,
     n_iter: int,
     x0=None,
     callback: Callback | None = None,
@@ -171,7 +172,7 @@ def cgls(
     ----------
     sinogram : array_like or torch.Tensor
         Line integrals (dimensionless), ``(A, D)`` or ``(Z, A, D)``.
-    projector : ParallelBeamProjector
+    projector : SparseProjector
         The system matrix ``A``; the work runs on its device.
     n_iter : int
         Number of iterations (one forward and one back projection each).
@@ -245,7 +246,7 @@ def _grad_adjoint(g: torch.Tensor) -> torch.Tensor:
 def tv_reconstruction(
     sinogram,
     *,
-    projector: ParallelBeamProjector,
+    projector: SparseProjector,
     weight: float,
     n_iter: int,
     x0=None,
@@ -265,7 +266,7 @@ def tv_reconstruction(
     ----------
     sinogram : array_like or torch.Tensor
         Line integrals (dimensionless), ``(A, D)`` or ``(Z, A, D)``.
-    projector : ParallelBeamProjector
+    projector : SparseProjector
         The system matrix ``A``; the work runs on its device.
     weight : float
         Regularisation strength (>= 0) in units of the data term: the squared

@@ -45,7 +45,7 @@ import torch
 from aiax_bench.errors import InputError
 from aiax_bench.recon.device import default_device
 
-__all__ = ["ParallelBeamProjector", "check_angles", "operator_nbytes"]
+__all__ = ["ParallelBeamProjector", "SparseProjector", "check_angles", "operator_nbytes"]
 
 #: Bytes per stored non-zero: a float32 value and an int32 index, in two matrices.
 _BYTES_PER_NNZ = 2 * 8
@@ -105,33 +105,34 @@ def check_angles(angles) -> np.ndarray:
     return angles
 
 
-def _joseph_csr(n: int, angles: np.ndarray, n_det: int, det_spacing: float):
-    """CSR arrays ``(counts, indices, values)`` of Joseph's model for a few angles.
+def _joseph_csr(n: int, cos: np.ndarray, sin: np.ndarray, u: np.ndarray):
+    """CSR arrays ``(counts, indices, values)`` of Joseph's model for a set of rays.
 
-    Rows are rays ``angle * n_det + d``. Each ray steps along the image axis it
-    is closest to (one step per column or row) and interpolates linearly
-    between the two nearest pixels of the other axis, weighting by the step
-    length ``1 / max(|cos|, |sin|)``. Entries come out ray by ray, so rows need
-    no sorting (columns within a row are not in order).
+    Ray ``(a, d)`` is the line ``x cos + y sin = u`` (pixel units, slice
+    centre at 0); ``cos``, ``sin`` and ``u`` broadcast to ``(A, D)``, and the
+    rows are the rays in that order. Each ray steps along the image axis it is
+    closest to (one step per column or row) and interpolates linearly between
+    the two nearest pixels of the other axis, weighting by the step length
+    ``1 / max(|cos|, |sin|)``. Entries come out ray by ray, so rows need no
+    sorting (columns within a row are not in order).
     """
     centre = (n - 1) / 2.0
-    det_u = (np.arange(n_det) - (n_det - 1) / 2.0) * det_spacing
     steps = np.arange(n, dtype=np.float64) - centre
-    cos, sin = np.cos(angles), np.sin(angles)
+    n_rays = np.broadcast_shapes(np.shape(cos), np.shape(u))
     # Rays closer to vertical step over columns (x) and interpolate in y, others the reverse.
     by_column = np.abs(sin) >= np.abs(cos)
     main = np.where(by_column, sin, cos)
     other = np.where(by_column, cos, sin)
     # Position along the interpolated axis, in pixel indices: shape (angle, detector, step).
-    pos = (det_u[None, :, None] / main[:, None, None] + centre) - (other / main)[:, None, None] * steps
+    pos = (u / main + centre)[..., None] - (other / main)[..., None] * steps
     low = np.floor(pos)
     frac = (pos - low).astype(np.float32)
     del pos
     low = low.astype(np.int32)
-    step_len = (1.0 / np.abs(main)).astype(np.float32)[:, None, None, None]
+    step_len = (1.0 / np.abs(main)).astype(np.float32)[..., None, None]
     # Flat pixel index = low * stride + step * step_stride, depending on the stepping axis.
-    stride = np.where(by_column, n, 1).astype(np.int32)[:, None, None]
-    step_stride = np.where(by_column, 1, n).astype(np.int32)[:, None, None]
+    stride = np.where(by_column, n, 1).astype(np.int32)[..., None]
+    step_stride = np.where(by_column, 1, n).astype(np.int32)[..., None]
     pixel_low = low * stride + np.arange(n, dtype=np.int32) * step_stride
     pixel = np.stack((pixel_low, pixel_low + stride), axis=-1)
     valid = np.stack(((low >= 0) & (low < n), (low >= -1) & (low < n - 1)), axis=-1)
@@ -139,8 +140,14 @@ def _joseph_csr(n: int, angles: np.ndarray, n_det: int, det_spacing: float):
     weight = np.stack((1.0 - frac, frac), axis=-1) * step_len
     del frac
     valid &= weight > 0  # drops exact grid hits, which would store zeros
-    counts = valid.reshape(angles.size * n_det, -1).sum(axis=1)
+    counts = valid.reshape(math.prod(n_rays), -1).sum(axis=1)
     return counts, pixel[valid], weight[valid]
+
+
+def _parallel_rays(angles: np.ndarray, n_det: int, det_spacing: float):
+    """``(cos, sin, u)`` of the parallel-beam rays, shapes ``(A, 1)`` and ``(1, D)``."""
+    det_u = (np.arange(n_det) - (n_det - 1) / 2.0) * det_spacing
+    return np.cos(angles)[:, None], np.sin(angles)[:, None], det_u[None, :]
 
 
 def _angle_chunk(n: int, n_det: int, limit: int) -> int:
@@ -149,9 +156,12 @@ def _angle_chunk(n: int, n_det: int, limit: int) -> int:
     return max(1, min(limit, _BUILD_SCRATCH_BYTES // per_angle))
 
 
-def _build_scipy(n: int, angles: np.ndarray, n_det: int, det_spacing: float, chunk: int):
-    """Joseph's matrix for ``angles`` as a scipy CSR matrix (rays x pixels)."""
-    parts = [_joseph_csr(n, angles[a : a + chunk], n_det, det_spacing) for a in range(0, angles.size, chunk)]
+def _build_scipy(n: int, angles: np.ndarray, n_det: int, rays, chunk: int):
+    """Joseph's matrix for ``angles`` as a scipy CSR matrix (rays x pixels).
+
+    ``rays(angles)`` gives the ``(cos, sin, u)`` of :func:`_joseph_csr` for some angles.
+    """
+    parts = [_joseph_csr(n, *rays(angles[a : a + chunk])) for a in range(0, angles.size, chunk)]
     counts = np.concatenate([p[0] for p in parts])
     indptr = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -254,8 +264,12 @@ class _Block:
 
 
 @dataclass(eq=False)  # identity equality: fields hold arrays and tensors
-class ParallelBeamProjector:
-    """Forward and back projection of slice stacks in parallel-beam geometry.
+class SparseProjector:
+    """Forward and back projection of slice stacks through Joseph's model, stored as sparse matrices.
+
+    The geometry's subclasses (:class:`ParallelBeamProjector`,
+    :class:`~aiax_bench.recon.FanBeamProjector`) only say where each ray runs;
+    storage, blocking, threads and devices are shared.
 
     Parameters
     ----------
@@ -330,10 +344,14 @@ class ParallelBeamProjector:
                               "projecting one angle at a time", RuntimeWarning, stacklevel=2)
             self._blocks = [_Block(s, min(s + size, a)) for s in range(0, a, size)]
 
+    def _rays(self, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(cos, sin, u)`` of each ray ``(angle, detector pixel)``: the line ``x cos + y sin = u``."""
+        raise NotImplementedError
+
     def _scipy_block(self, block: _Block) -> scipy.sparse.csr_matrix:
         n, d = self.n_pixels, self.n_detector
         chunk = _angle_chunk(n, d, self.angle_chunk)
-        return _build_scipy(n, self.angles[block.start : block.stop], d, self.det_spacing, chunk)
+        return _build_scipy(n, self.angles[block.start : block.stop], d, self._rays, chunk)
 
     def _store(self, block: _Block) -> None:
         matrix = self._scipy_block(block)
@@ -488,3 +506,16 @@ class ParallelBeamProjector:
             tensor on the operator's device.
         """
         return self._apply(sinograms, transposed=True)
+
+
+@dataclass(eq=False)
+class ParallelBeamProjector(SparseProjector):
+    """Forward and back projection of slice stacks in parallel-beam geometry.
+
+    See the module's notes for the geometry; the parameters are those of
+    :class:`SparseProjector`, ``det_spacing`` being the detector pixel size in
+    voxel units.
+    """
+
+    def _rays(self, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _parallel_rays(angles, self.n_detector, self.det_spacing)
