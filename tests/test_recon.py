@@ -497,3 +497,11 @@ def test_iterative_rejects_bad_parameters(no_heavy_work, projector, method):
         for bad in (-1.0, float("nan")):
             with pytest.raises(InputError, match="weight"):
                 method(sino, projector=projector, n_iter=3, weight=bad)
+
+
+def test_lazy_operator_is_built_at_first_use_and_gives_the_same_bytes(projector):
+    lazy = ParallelBeamProjector(N, _angles(), device="cpu", lazy=True)
+    assert lazy.stored and lazy.nbytes == 0
+    image = _phantom()
+    assert lazy.forward(image).tobytes() == projector.forward(image).tobytes()
+    assert lazy.nbytes == projector.nbytes

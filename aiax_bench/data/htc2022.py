@@ -232,13 +232,16 @@ class HTCPhantom:
     voxel_mm: float
 
     def projector(self, views: np.ndarray | None = None, *, device: str | None = None):
-        """A :class:`~aiax_bench.recon.FanBeamProjector` onto the 512² grid for ``views`` (all by default)."""
+        """A :class:`~aiax_bench.recon.FanBeamProjector` onto the 512² grid for ``views`` (all by default).
+
+        Its matrix is built at its first projection: FBP does without it.
+        """
         from aiax_bench.recon import FanBeamProjector
 
         angles = self.angles if views is None else self.angles[views]
         return FanBeamProjector(GRID, angles, n_detector=self.sinogram.shape[1], det_spacing=self.det_spacing,
                                 source_origin=self.source_origin, origin_detector=self.origin_detector,
-                                device=device)
+                                device=device, lazy=True)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(views, sinogram)`` of split ``name``: view indices and their ``(V, 560)`` rows."""

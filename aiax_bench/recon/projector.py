@@ -291,6 +291,9 @@ class SparseProjector:
         Most memory the stored operator may take (bytes, default 4 GiB). A
         larger operator is applied block by block, each block of angles built
         again at every ``forward`` or ``backward``: slower, but bounded memory.
+    lazy : bool
+        Build the stored operator at the first ``forward`` or ``backward``
+        rather than now (fan-beam FBP, for one, never needs it).
 
     Notes
     -----
@@ -308,8 +311,11 @@ class SparseProjector:
     device: str | torch.device | None = None
     angle_chunk: int = 64
     max_bytes: int = 4 * 2**30
+    lazy: bool = False
     _blocks: list[_Block] = field(init=False, repr=False)
     _back_rows: list[tuple[int, int]] = field(init=False, repr=False)
+    _keep: bool = field(init=False, repr=False)
+    _build_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.n_pixels = _positive_int(self.n_pixels, "n_pixels", "slice size in voxels")
@@ -329,13 +335,14 @@ class SparseProjector:
         per_angle = operator_nbytes(n, 1, d)
         self._cpu = self.device.type == "cpu"
         self._back_rows = _row_ranges(n * n, _CPU_BACK_PARTS if self._cpu else 1)
-        if operator_nbytes(n, a, d) <= self.max_bytes:
+        self._keep = operator_nbytes(n, a, d) <= self.max_bytes
+        if self._keep:
             # On CPUs, back-projecting a few angles at a time keeps the sinogram rows a
             # voxel needs in cache (3x faster at 256^2 x 500 angles); GPUs want one big product.
             size = _CPU_BLOCK_ANGLES if self._cpu else a
             self._blocks = [_Block(s, min(s + size, a)) for s in range(0, a, size)]
-            for block in self._blocks:  # one by one: building on threads measured slower (GIL)
-                self._store(block)
+            if not self.lazy:
+                self._store_all()
         else:
             # Half the limit per block leaves room for the temporaries of building it.
             size = max(1, min(a, self.max_bytes // (2 * per_angle)))
@@ -343,6 +350,12 @@ class SparseProjector:
                 warnings.warn(f"one angle's operator ({per_angle / 2**20:.0f} MB) exceeds max_bytes; "
                               "projecting one angle at a time", RuntimeWarning, stacklevel=2)
             self._blocks = [_Block(s, min(s + size, a)) for s in range(0, a, size)]
+
+    def _store_all(self) -> None:
+        with self._build_lock:
+            for block in self._blocks:  # one by one: building on threads measured slower (GIL)
+                if block.matrix is None:
+                    self._store(block)
 
     def _rays(self, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(cos, sin, u)`` of each ray ``(angle, detector pixel)``: the line ``x cos + y sin = u``."""
@@ -379,11 +392,11 @@ class SparseProjector:
     @property
     def stored(self) -> bool:
         """Whether the matrices are kept in memory (else rebuilt at every use)."""
-        return all(b.matrix is not None for b in self._blocks)
+        return self._keep
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the stored operator in bytes (0 when it is rebuilt on the fly)."""
+        """Memory held by the stored operator in bytes (0 when it is rebuilt on the fly or not built yet)."""
         return sum(_csr_nbytes(m) for b in self._blocks
                    for m in ([b.matrix] if b.matrix is not None else []) + (b.matrix_t or []))
 
@@ -414,7 +427,9 @@ class SparseProjector:
             # Slices become columns: each non-zero then reads one contiguous row of all slices.
             return x[z : z + step].permute(1, 2, 0).reshape(in_shape[0] * in_shape[1], -1).contiguous()
 
-        if self.stored:
+        if self._keep:
+            if self._blocks[-1].matrix is None:
+                self._store_all()
             for z in starts:
                 cols = columns(z)
                 part = self._back_chunk(cols) if transposed else self._forward_chunk(cols)
