@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import _browser
@@ -24,9 +26,28 @@ def data_root(tmp_path_factory):
     root = Path(kept) if kept else tmp_path_factory.mktemp("aiax-data")
     if kept:  # the datasets are kept, trained checkpoints are not: tests expect to train
         shutil.rmtree(root / "checkpoints", ignore_errors=True)
-    for ref in ("foam@1.0", "foam@2.0"):
-        load(ref, profile="tiny", root=root)
+    refs = ("foam@1.0", "foam@2.0")
+    # The builds are mostly single-threaded Python: one process per dataset, one thread each, side by side
+    # (their bytes do not depend on threads or processes).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    builds = [subprocess.Popen([sys.executable, "-c", _BUILD, ref, str(root)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for ref in refs]
+    for ref, build in zip(refs, builds, strict=True):
+        _, err = build.communicate()
+        assert build.returncode == 0, f"building {ref} tiny failed: {err[-2000:]}"
+    for ref in refs:
+        load(ref, profile="tiny", root=root, build=False)
     return root
+
+
+_BUILD = """
+import sys
+import torch
+from pathlib import Path
+from aiax_bench.data.loader import load
+torch.set_num_threads(1)
+load(sys.argv[1], profile="tiny", root=Path(sys.argv[2]))
+"""
 
 
 @pytest.fixture(scope="session")

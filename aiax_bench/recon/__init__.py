@@ -1,5 +1,6 @@
-"""Reconstruction: parallel-beam and fan-beam projectors (CPU or CUDA) and the algorithms built on them."""
+"""Reconstruction: parallel- and fan-beam projectors (CPU or CUDA), the algorithms built on them, cone-beam FDK."""
 
+from aiax_bench.recon.cone import ConeBeamGeometry, fdk
 from aiax_bench.recon.device import default_device
 from aiax_bench.recon.fan import FanBeamProjector
 from aiax_bench.recon.fbp import FILTERS, fbp, filter_sinogram
@@ -8,12 +9,14 @@ from aiax_bench.recon.projector import ParallelBeamProjector, SparseProjector, o
 
 __all__ = [
     "FILTERS",
+    "ConeBeamGeometry",
     "FanBeamProjector",
     "ParallelBeamProjector",
     "SparseProjector",
     "cgls",
     "default_device",
     "fbp",
+    "fdk",
     "filter_sinogram",
     "operator_nbytes",
     "sirt",

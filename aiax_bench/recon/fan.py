@@ -33,7 +33,7 @@ import torch
 from aiax_bench.errors import InputError
 from aiax_bench.recon.projector import SparseProjector
 
-__all__ = ["FanBeamProjector"]
+__all__ = ["FanBeamProjector", "angle_weights"]
 
 
 def _length(value, name: str, *, positive: bool) -> float:
@@ -42,6 +42,29 @@ def _length(value, name: str, *, positive: bool) -> float:
         raise InputError(name, f"is {value!r}",
                          f"use a {'positive' if positive else 'finite'} length in voxel units")
     return float(value)
+
+
+def angle_weights(angles: np.ndarray) -> np.ndarray:
+    """Each source position's share of a divergent-beam FBP integral (radians), ``(A,)``.
+
+    An angle weighs half the angular step on each side of it. A full turn
+    (360 degrees within one step) measures every line twice, so its weights
+    are halved; a shorter arc counts each measured line once, and lines it
+    misses stay missing (a limited-angle reconstruction). Short scans are
+    not Parker-weighted.
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    if angles.size == 1:
+        return np.array([math.pi])
+    order = np.argsort(angles, kind="stable")
+    ordered = angles[order]
+    gaps = np.diff(ordered)
+    step = float(np.median(gaps))
+    # Half the gap to each neighbour; the ends take the median step beyond them.
+    share = np.empty(angles.size)
+    share[order] = (np.concatenate(([step], gaps)) + np.concatenate((gaps, [step]))) / 2
+    covered = ordered[-1] - ordered[0] + step
+    return share / 2 if covered >= 2 * math.pi - step / 2 else share
 
 
 @dataclass(eq=False)
@@ -114,26 +137,8 @@ class FanBeamProjector(SparseProjector):
         return torch.from_numpy(np.cos(self._fan_angles()).astype(np.float32))
 
     def angle_weights(self) -> np.ndarray:
-        """Each angle's share of the FBP integral (radians), ``(A,)``.
-
-        An angle weighs half the angular step on each side of it. A full turn
-        (360 degrees within one step) measures every line twice, so its weights
-        are halved; a shorter arc counts each measured line once, and lines it
-        misses stay missing (a limited-angle reconstruction). Short scans are
-        not Parker-weighted.
-        """
-        angles = self.angles
-        if angles.size == 1:
-            return np.array([math.pi])
-        order = np.argsort(angles, kind="stable")
-        ordered = angles[order]
-        gaps = np.diff(ordered)
-        step = float(np.median(gaps))
-        # Half the gap to each neighbour; the ends take the median step beyond them.
-        share = np.empty(angles.size)
-        share[order] = (np.concatenate(([step], gaps)) + np.concatenate((gaps, [step]))) / 2
-        covered = ordered[-1] - ordered[0] + step
-        return share / 2 if covered >= 2 * math.pi - step / 2 else share
+        """Each angle's share of the FBP integral (radians), ``(A,)``; see :func:`angle_weights`."""
+        return angle_weights(self.angles)
 
     def fbp_backproject(self, filtered: torch.Tensor) -> torch.Tensor:
         """Distance-weighted back projection of ``(B, A, D)`` pre-weighted, ramp-filtered sinograms.
