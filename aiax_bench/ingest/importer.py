@@ -209,6 +209,11 @@ def _from_projections(scan: Projections, options: ImportOptions, settings: Prepr
     from aiax_bench.recon import fbp
     from aiax_bench.sim.acquire import angle_subset
 
+    if scan.geometry != "parallel":
+        # A store's sinograms and every method's reconstruction are parallel-beam.
+        raise InputError(scan.source, f"is a {scan.geometry}-beam scan ({scan.geometry_parameters})",
+                         "a parallel-beam scan for `aiax-bench import`; `aiax-bench reconstruct` reconstructs "
+                         "fan-beam scans")
     sinograms, center, provenance = preprocess(scan, settings)
     angles = scan.angles  # sorted by preprocess, as the sinograms are
     voxel_um, how = _voxel(options, scan.pixel_size_um, settings.bin)

@@ -338,13 +338,21 @@ def preprocess(projections: Projections, settings: Preprocessing = Preprocessing
     Raises
     ------
     InputError
-        For a geometry the project's parallel-beam projector cannot reconstruct,
-        and for automatic centring of a scan that does not span 180°.
+        For a cone-beam scan, for a fan-beam one with centring, binning or
+        column cropping asked for, and for automatic centring of a scan that
+        does not span 180°.
     """
-    if projections.geometry != "parallel":
-        raise InputError(projections.source, f"is a {projections.geometry}-beam scan "
-                         f"({projections.geometry_parameters})",
-                         "a parallel-beam scan: the project's projector is parallel-beam only")
+    if projections.geometry == "cone":
+        raise InputError(projections.source, f"is a cone-beam scan ({projections.geometry_parameters})",
+                         "a parallel- or fan-beam scan: cone-beam scans are reconstructed with "
+                         "aiax_bench.recon.fdk from Python")
+    fan = projections.geometry == "fan"
+    if fan:
+        for option, value in (("--center", settings.center), ("--bin", settings.bin > 1),
+                              ("--crop-columns", settings.crop_columns)):
+            if value:
+                raise InputError(option, f"is set for the fan-beam scan {projections.source}",
+                                 "nothing: a fan-beam scan is reconstructed with the geometry its file records")
     record: dict[str, Any] = {"settings": settings.record()}
     lines = _line_integrals(projections, settings, record, own_rows)
     if own_rows is not None:
@@ -361,6 +369,12 @@ def preprocess(projections: Projections, settings: Preprocessing = Preprocessing
     if settings.rings:
         sinograms = remove_rings(sinograms)
     projections.provenance["rings"] = "removed (algotom sorting, size 21)" if settings.rings else "kept"
+    if fan:
+        # The file's geometry places the rotation axis; rebinning to parallel rays would blur the data.
+        center = (sinograms.shape[-1] - 1) / 2
+        projections.provenance["center"] = {"pixels": center, "method": "fan beam: the central ray of the file's "
+                                            "geometry"}
+        return sinograms, center, projections.provenance
     center = settings.center
     if center is None:
         span = np.ptp(projections.angles)

@@ -10,13 +10,39 @@ import numpy as np
 from aiax_bench.ingest.preprocess import Preprocessing, preprocess
 from aiax_bench.ingest.scan import Projections
 
-__all__ = ["reconstruct"]
+__all__ = ["fan_projector", "reconstruct"]
+
+
+def fan_projector(projections: Projections, *, n_pixels: int | None = None):
+    """The fan-beam projector of a scan whose file records its geometry, onto voxels of the effective pixel size.
+
+    The voxel is the detector pixel divided by the magnification (source–detector over
+    source–axis distance), so a slice of ``D`` voxels spans the detector's field of view.
+    """
+    from aiax_bench.errors import InputError
+    from aiax_bench.recon import FanBeamProjector
+
+    parameters = projections.geometry_parameters
+    pixel = parameters.get("pixelSizePost", parameters.get("pixelSize"))
+    sod, sdd = parameters.get("distanceSourceOrigin"), parameters.get("distanceSourceDetector")
+    if pixel is None or sod is None or sdd is None or not 0 < sod < sdd:
+        raise InputError(f"{projections.source}: geometry", f"is {parameters}",
+                         "source-axis and source-detector distances (source-axis the smaller) and the pixel size")
+    voxel = pixel * sod / sdd
+    width = projections.data.shape[-1]
+    return FanBeamProjector(n_pixels or width, projections.angles, n_detector=width, det_spacing=pixel / voxel,
+                            source_origin=sod / voxel, origin_detector=(sdd - sod) / voxel, lazy=True), voxel
 
 
 def reconstruct(projections: Projections, *, center: float | None = None, rows: slice | None = None,
                 filter: str = "hann", rings: bool = False,
                 settings: Preprocessing | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Slices ``(rows, D, D)`` (attenuation per voxel) and the provenance of every step.
+
+    Parallel-beam scans are centred (found or given) and reconstructed with
+    FBP; fan-beam scans whose file records the geometry (distances, pixel
+    size) with fan-beam FBP on voxels of the effective pixel size
+    (:func:`fan_projector`).
 
     Parameters
     ----------
@@ -40,6 +66,12 @@ def reconstruct(projections: Projections, *, center: float | None = None, rows: 
     settings = replace(settings, center=center if center is not None else settings.center, crop_rows=crop,
                        rings=rings or settings.rings)
     sinograms, _, provenance = preprocess(projections, settings)
-    volume = fbp(sinograms, projections.angles, filter=filter)
-    provenance = {**provenance, "reconstruction": {"algorithm": "FBP", "filter": filter, "units": "1/voxel"}}
+    how = {"algorithm": "FBP", "filter": filter, "units": "1/voxel"}
+    if projections.geometry == "fan":
+        projector, voxel = fan_projector(projections)
+        volume = fbp(sinograms, projector=projector, filter=filter)
+        how.update(geometry="fan beam, flat detector", voxel_mm=voxel)
+    else:
+        volume = fbp(sinograms, projections.angles, filter=filter)
+    provenance = {**provenance, "reconstruction": how}
     return np.asarray(volume, dtype=np.float32), provenance
