@@ -28,9 +28,9 @@ from aiax_bench.recon import fbp, sirt, tv_reconstruction
 #: The published qualitative anchor the board is read against (the issue's wording of the CIL team's result).
 ANCHOR = ("CIL team's directional-TV entry (3rd in HTC2022): reported to segment well down to a 50 degree arc, "
           "sometimes at 40 and 30 degrees (challenge score: MCC)")
-SIRT_ITERATIONS = (25, 50, 100, 200, 400)
-TV_ITERATIONS = 150
-TV_WEIGHTS = (0.003, 0.01, 0.03, 0.1)
+SIRT_ITERATIONS = (25, 50, 100, 200)
+TV_ITERATIONS = 100
+TV_WEIGHTS = (0.003, 0.01, 0.03)
 FBP_FILTERS = [(f, c) for f in ("ramp", "hann") for c in (1.0, 0.6, 0.35)]
 
 
