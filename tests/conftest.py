@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
-    """A cache directory holding foam@1.0 and foam@2.0 (the default) at the tiny profile (64³)."""
+    """A cache directory holding foam@1.0, foam@2.0 (the default) and composite@1.0 at the tiny profile (64³)."""
     from aiax_bench.data.loader import load
 
     # AIAX_BENCH_TEST_DATA keeps the tiny builds between runs (they are rebuilt when missing).
@@ -26,7 +26,7 @@ def data_root(tmp_path_factory):
     root = Path(kept) if kept else tmp_path_factory.mktemp("aiax-data")
     if kept:  # the datasets are kept, trained checkpoints are not: tests expect to train
         shutil.rmtree(root / "checkpoints", ignore_errors=True)
-    refs = ("foam@1.0", "foam@2.0")
+    refs = ("foam@1.0", "foam@2.0", "composite@1.0")
     # The builds are mostly single-threaded Python: one process per dataset, one thread each, side by side
     # (their bytes do not depend on threads or processes).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

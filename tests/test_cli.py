@@ -122,7 +122,7 @@ def test_unwritable_cache_dir(tmp_path, monkeypatch, capsys):
 
 def _corrupt_copy(data_root: Path, tmp_path: Path) -> Path:
     root = tmp_path / "cache"
-    shutil.copytree(data_root, root)
+    shutil.copytree(data_root / "foam", root / "foam")
     return root / "foam" / "2.0" / "tiny.zarr"
 
 

@@ -171,7 +171,7 @@ def test_verify_finds_a_damaged_store(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("AIAX_BENCH_DATA", str(data_root))
     assert verify_store("foam@1.0", profile="tiny") == []
     root = tmp_path / "cache"
-    shutil.copytree(data_root, root)
+    shutil.copytree(data_root / "foam", root / "foam")
     chunk = next(p for p in (root / "foam/1.0/tiny.zarr/samples/val-000/high/c").rglob("*") if p.is_file())
     chunk.write_bytes(b"\x00" * 16)
     monkeypatch.setenv("AIAX_BENCH_DATA", str(root))

@@ -69,7 +69,7 @@ def test_deleted_chunk_fails_the_cli_run_and_scores_nothing(copied_root, tmp_pat
     _chunks(copied_root, "truth")[0].unlink()
     env = {**os.environ, "AIAX_BENCH_DATA": str(copied_root)}
     proc = subprocess.run(
-        [sys.executable, "-m", "aiax_bench.cli", "evaluate", "--method", "fbp", "--split", "100proj", "--profile",
+        [sys.executable, "-m", "aiax_bench.cli", "evaluate", "--method", "fbp-ramp", "--split", "100proj", "--profile",
          "tiny", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output", str(tmp_path / "results")],
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 2

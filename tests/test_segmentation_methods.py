@@ -303,10 +303,10 @@ def test_unet_seg_beats_threshold_on_noisy_foam(tiny_dataset):
 
 
 @pytest.fixture(scope="module")
-def composite_tiny(tmp_path_factory):
+def composite_tiny(data_root):
     from aiax_bench.data.loader import load
 
-    return load("composite@1.0", profile="tiny", root=tmp_path_factory.mktemp("composite"))
+    return load("composite@1.0", profile="tiny", root=data_root, build=False)
 
 
 @pytest.mark.slow

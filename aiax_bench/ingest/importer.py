@@ -206,6 +206,7 @@ def _voxel(options: ImportOptions, from_file: float | None, binning: int) -> tup
 
 
 def _from_projections(scan: Projections, options: ImportOptions, settings: Preprocessing) -> _Volumes:
+    from aiax_bench.ingest.reconstruct import scan_projector
     from aiax_bench.recon import fbp
     from aiax_bench.sim.acquire import angle_subset
 
@@ -218,7 +219,12 @@ def _from_projections(scan: Projections, options: ImportOptions, settings: Prepr
     angles = scan.angles  # sorted by preprocess, as the sinograms are
     voxel_um, how = _voxel(options, scan.pixel_size_um, settings.bin)
     voxel_cm = voxel_um * 1e-4
-    high = (np.asarray(fbp(sinograms, angles, filter=options.reference_filter)) / voxel_cm).astype(np.float32)
+    def reconstruct(sino: np.ndarray, views: np.ndarray, filter_name: str) -> np.ndarray:
+        projector, how = scan_projector(sino.shape[-1], views, n_rows=sino.shape[0])
+        image = fbp(sino, projector=projector, filter=filter_name, backprojector=how)
+        return (np.asarray(image) / voxel_cm).astype(np.float32)
+
+    high = reconstruct(sinograms, angles, options.reference_filter)
     mask, mask_rule = sample_mask(high, _disc(high.shape[-1]))
     out = _Volumes(high=high, mask=mask, voxel_um=voxel_um, voxel_how=how, sinogram=sinograms, angles=angles,
                    provenance={**provenance, "mask": mask_rule})
@@ -228,7 +234,7 @@ def _from_projections(scan: Projections, options: ImportOptions, settings: Prepr
             raise InputError("--subsample", f"asks for {n} projections", f"fewer than the scan's {m}")
         idx = angle_subset(m, n)
         sub = np.ascontiguousarray(sinograms[:, idx])
-        low = (np.asarray(fbp(sub, angles[idx], filter=options.filter)) / voxel_cm).astype(np.float32)
+        low = reconstruct(sub, angles[idx], options.filter)
         out.splits[f"{n}proj"] = {"low": low, "sinogram": sub, "angles": angles[idx]}
         out.split_specs[f"{n}proj"] = {
             "kind": "subsample", "n_angles": int(n),
@@ -246,7 +252,7 @@ def _from_projections(scan: Projections, options: ImportOptions, settings: Prepr
         if low_sino.shape[0] != sinograms.shape[0] or low_sino.shape[2] != sinograms.shape[2]:
             raise InputError(str(options.low), f"gives sinograms of {low_sino.shape[0]} rows × {low_sino.shape[2]} "
                              "columns", f"the first scan's {sinograms.shape[0]} × {sinograms.shape[2]}")
-        low = (np.asarray(fbp(low_sino, low_scan.angles, filter=options.filter)) / voxel_cm).astype(np.float32)
+        low = reconstruct(low_sino, np.asarray(low_scan.angles), options.filter)
         out.splits["pair"] = {"low": low, "sinogram": low_sino, "angles": np.asarray(low_scan.angles)}
         out.split_specs["pair"] = {"kind": "pair", "n_angles": int(low_scan.angles.size),
                                    "description": f"a second scan of the sample ({low_scan.source}), pre-processed "

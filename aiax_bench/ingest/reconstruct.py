@@ -10,7 +10,25 @@ import numpy as np
 from aiax_bench.ingest.preprocess import Preprocessing, preprocess
 from aiax_bench.ingest.scan import Projections
 
-__all__ = ["fan_projector", "reconstruct"]
+__all__ = ["MATRIX_MIN_ROWS", "fan_projector", "reconstruct", "scan_projector"]
+
+#: Scans with fewer rows than this are back-projected without the projector's stored matrix: building it
+#: costs as much as back-projecting dozens of slices through the non-uniform FFT.
+MATRIX_MIN_ROWS = 64
+
+
+def scan_projector(width: int, angles: np.ndarray, *, n_rows: int):
+    """The parallel-beam projector of a scan and the back projection its FBP uses.
+
+    A rule of the scan (rows reconstructed, width, angles), never of the slab
+    being reconstructed, so in-memory and out-of-core reconstructions of a scan
+    give the same bytes: the stored matrix where it fits and the scan has at
+    least :data:`MATRIX_MIN_ROWS` rows, else the non-uniform FFT back projection.
+    """
+    from aiax_bench.recon import ParallelBeamProjector
+
+    projector = ParallelBeamProjector(width, angles, n_detector=width, lazy=True)
+    return projector, ("matrix" if projector.stored and n_rows >= MATRIX_MIN_ROWS else "fourier")
 
 
 def fan_projector(projections: Projections, *, n_pixels: int | None = None):
@@ -72,6 +90,8 @@ def reconstruct(projections: Projections, *, center: float | None = None, rows: 
         volume = fbp(sinograms, projector=projector, filter=filter)
         how.update(geometry="fan beam, flat detector", voxel_mm=voxel)
     else:
-        volume = fbp(sinograms, projections.angles, filter=filter)
+        projector, how["backprojector"] = scan_projector(sinograms.shape[-1], projections.angles,
+                                                         n_rows=sinograms.shape[0])
+        volume = fbp(sinograms, projector=projector, filter=filter, backprojector=how["backprojector"])
     provenance = {**provenance, "reconstruction": how}
     return np.asarray(volume, dtype=np.float32), provenance

@@ -161,7 +161,8 @@ def reconstruct_out_of_core(projections: Projections, target: Path | str, *, set
         beam, Paganin phase retrieval (it filters whole projections), or a crop
         outside the detector.
     """
-    from aiax_bench.recon import ParallelBeamProjector, fbp
+    from aiax_bench.ingest.reconstruct import scan_projector
+    from aiax_bench.recon import fbp
     from aiax_bench.recon.fbp import FILTERS
 
     target = Path(target)
@@ -212,9 +213,8 @@ def reconstruct_out_of_core(projections: Projections, target: Path | str, *, set
     volume, done = _open_partial(partial, key, (binned_rows, binned_width, binned_width), slab_rows)
     resumed = sum(1 for b0, _ in bounds if b0 in done)
     sorted_angles = np.sort(np.asarray(projections.angles, dtype=np.float64), kind="stable")
-    # The projector the in-memory reconstruction builds, once: its matrix is kept only up to the
-    # projector's limit (3.4 GB at 512² × 500 angles); larger geometries back-project through the NUFFT.
-    projector = ParallelBeamProjector(binned_width, sorted_angles, n_detector=binned_width)
+    # The projector and back projection the in-memory reconstruction of these rows uses, once.
+    projector, backprojector = scan_projector(binned_width, sorted_angles, n_rows=binned_rows)
     started, made, record = time.perf_counter(), 0, {}
     clipped = int(volume.attrs.get("clipped_pixels", 0))
     for first, last in bounds:
@@ -223,7 +223,8 @@ def reconstruct_out_of_core(projections: Projections, target: Path | str, *, set
         sinograms, _, record = run(first, last, center)
         flat_dark = record.get("flat_dark")
         clipped += flat_dark.get("clipped_pixels", 0) if isinstance(flat_dark, dict) else 0
-        volume[first:last] = fbp(sinograms, projector=projector, filter=filter).astype(np.float32)
+        volume[first:last] = fbp(sinograms, projector=projector, filter=filter,
+                                 backprojector=backprojector).astype(np.float32)
         done.add(first)
         # After the slab's data: a slab recorded as done is on disk.
         volume.attrs.update({"done": sorted(done), "clipped_pixels": clipped})
