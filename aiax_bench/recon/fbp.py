@@ -231,8 +231,12 @@ def backproject_fourier(filtered: torch.Tensor, angles: np.ndarray, n_pixels: in
         raise InputError("det_spacing", f"is {det_spacing}", "at least 1 voxel for the Fourier back projection")
     b, a, d = filtered.shape
     padded = 2 * d  # the rows' periodic extension must not wrap onto the image
-    spectrum = np.fft.fft(filtered.detach().cpu().numpy().astype(np.float64), n=padded, axis=-1)
-    k = np.fft.fftfreq(padded) * padded
+    # Real rows have Hermitian spectra: the terms of -k are the conjugates of those of k, so the real
+    # image needs k >= 0 only, the others counted twice (half the polar points of the full spectrum).
+    spectrum = np.fft.rfft(filtered.detach().cpu().numpy().astype(np.float64), n=padded, axis=-1)
+    k = np.arange(padded // 2 + 1, dtype=np.float64)
+    twice = np.full(k.size, 2.0)
+    twice[[0, -1]] = 1.0  # the mean and the Nyquist term have no partner
     omega = 2 * np.pi * k / (padded * det_spacing)  # radians per voxel
     angles = np.asarray(angles, dtype=np.float64)
     x = (omega[None, :] * np.cos(angles)[:, None]).ravel()
@@ -240,8 +244,8 @@ def backproject_fourier(filtered: torch.Tensor, angles: np.ndarray, n_pixels: in
     # Detector pixel d sits at t = (d - (D-1)/2) s, pixel column j at x = j - (N-1)/2 = m + (N//2 - (N-1)/2).
     shift = n_pixels // 2 - (n_pixels - 1) / 2
     phase = np.exp(2j * np.pi * k * (d - 1) / (2 * padded))[None, :] * np.exp(1j * shift * (x + y)).reshape(a, -1)
-    strengths = (spectrum * phase[None] / padded).reshape(b, a, -1)
-    groups = np.linspace(0, a, -(-a * padded // FOURIER_POINTS_PER_GROUP) + 1).astype(int)
+    strengths = (spectrum * (phase * (twice / padded))[None]).reshape(b, a, -1)
+    groups = np.linspace(0, a, -(-a * k.size // FOURIER_POINTS_PER_GROUP) + 1).astype(int)
     points = [(x.reshape(a, -1)[g0:g1].ravel(), y.reshape(a, -1)[g0:g1].ravel())
               for g0, g1 in itertools.pairwise(groups)]
     workers = max(1, int(workers or os.cpu_count() or 1))
