@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _profiles import half_maximum_radius
 
 from aiax_bench.errors import InputError
 from aiax_bench.recon import FanBeamProjector, fbp
@@ -58,23 +59,11 @@ def _slice_of(z: float) -> int:
     return round(z + (Z - 1) / 2)
 
 
-def _bilinear(image, x, y):
-    n = image.shape[0]
-    col, row = np.asarray(x, dtype=float) + (n - 1) / 2, np.broadcast_to(y, np.shape(x)) + (n - 1) / 2
-    c0, r0 = np.floor(col).astype(int), np.floor(row).astype(int)
-    fc, fr = col - c0, row - r0
-    return ((1 - fr) * ((1 - fc) * image[r0, c0] + fc * image[r0, c0 + 1])
-            + fr * ((1 - fc) * image[r0 + 1, c0] + fc * image[r0 + 1, c0 + 1]))
-
-
 def test_fdk_recovers_every_sphere_radius_within_half_a_voxel(volume):
     for (x, y, z, radius, _), sign in zip(SPHERES, RADIUS_DIRECTIONS, strict=True):
         image = volume[_slice_of(z)]
-        r = np.linspace(0, radius + 3, 600)
-        outside = _bilinear(image, np.array([x + sign * (radius + 3)]), y)[0]
-        profile = _bilinear(image, x + sign * r, y) - outside
-        half = np.flatnonzero(np.sign(profile - profile[0] / 2) != np.sign(profile[0]))[0]
-        assert abs(r[half] - radius) < 0.5, (x, y, z, radius, r[half])
+        found = half_maximum_radius(image, x, y, radius, sign, margin=3)
+        assert abs(found - radius) < 0.5, (x, y, z, radius, found)
 
 
 def test_fdk_recovers_the_attenuation_inside_the_spheres(volume):

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from _profiles import half_maximum_radius
 
 from aiax_bench.errors import InputError
 from aiax_bench.recon import FanBeamProjector, ParallelBeamProjector, cgls, fbp, sirt
@@ -190,21 +191,8 @@ def test_fbp_of_analytic_discs_recovers_values_and_radii(detector_offset, axis_o
     assert np.sqrt(np.mean((image - truth)[interior] ** 2)) < 0.02
     # Radii from the half-maximum crossing along a ray out of each disc's centre: within half a voxel.
     for (cx, cy, radius, _), sign in zip(DISCS, RADIUS_DIRECTIONS, strict=True):
-        r = np.linspace(0, radius + 4, 600)
-        outside = _bilinear(image, np.array([cx + sign * (radius + 4)]), cy)[0]
-        profile = _bilinear(image, cx + sign * r, cy) - outside
-        half = np.flatnonzero(np.sign(profile - profile[0] / 2) != np.sign(profile[0]))[0]
-        assert abs(r[half] - radius) < 0.5, (cx, cy, radius, r[half])
-
-
-def _bilinear(image, x, y):
-    """Image values at points ``(x, y)`` (pixel coordinates, centre at 0), bilinear."""
-    n = image.shape[0]
-    col, row = np.asarray(x, dtype=float) + (n - 1) / 2, np.broadcast_to(y, np.shape(x)) + (n - 1) / 2
-    c0, r0 = np.floor(col).astype(int), np.floor(row).astype(int)
-    fc, fr = col - c0, row - r0
-    return ((1 - fr) * ((1 - fc) * image[r0, c0] + fc * image[r0, c0 + 1])
-            + fr * ((1 - fc) * image[r0 + 1, c0] + fc * image[r0 + 1, c0 + 1]))
+        found = half_maximum_radius(image, cx, cy, radius, sign, margin=4)
+        assert abs(found - radius) < 0.5, (cx, cy, radius, found)
 
 
 def test_fbp_weights_a_full_turn_half_and_a_short_arc_whole():

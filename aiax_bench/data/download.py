@@ -20,9 +20,20 @@ from typing import Any
 
 from aiax_bench.errors import AiaxError, StoreError
 
-__all__ = ["DownloadError", "ResumableDownloader", "fetch_archive", "safe_extract"]
+__all__ = ["DownloadError", "ResumableDownloader", "fetch_archive", "safe_extract", "sha256_file"]
 
 CHUNK_SIZE = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in blocks of 1 MiB."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK_SIZE), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class DownloadError(AiaxError):

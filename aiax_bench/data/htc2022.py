@@ -169,7 +169,7 @@ def fetch(names: Iterable[str] | None = None, *, directory: Path | None = None, 
     DownloadError
         When no URL delivers a file (the message lists why each failed).
     """
-    from aiax_bench.data.download import fetch_archive
+    from aiax_bench.data.download import fetch_archive, sha256_file
 
     directory = Path(directory) if directory is not None else default_directory()
     directory.mkdir(parents=True, exist_ok=True)
@@ -177,22 +177,12 @@ def fetch(names: Iterable[str] | None = None, *, directory: Path | None = None, 
     for name in (phantom_names() if names is None else list(names)):
         for entry in _files(name).values():
             target = directory / entry["file"]
-            if target.exists() and _sha256(target) == entry["sha256"]:
+            if target.exists() and sha256_file(target) == entry["sha256"]:
                 continue
             target.unlink(missing_ok=True)
             fetch_archive([f"{base}/{entry['file']}" for base in bases] + [entry["url"]], sha256=entry["sha256"],
                           fname=entry["file"], directory=directory, progressbar=progressbar)
     return directory
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -11,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from aiax_bench.data.download import sha256_file
 from aiax_bench.jsonio import write_replacing
 
 __all__ = ["compare_fingerprints", "package_store"]
@@ -42,11 +42,7 @@ def package_store(store: Path, out_dir: Path) -> dict[str, Any]:
             info.external_attr = 0o644 << 16
             zf.writestr(info, path.read_bytes())
     os.replace(tmp, archive)
-    digest = hashlib.sha256()
-    with open(archive, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return {"archive": str(archive), "sha256": digest.hexdigest(), "size": archive.stat().st_size,
+    return {"archive": str(archive), "sha256": sha256_file(archive), "size": archive.stat().st_size,
             "content_sha256": attrs["content_sha256"], "fingerprint": attrs["fingerprint"]}
 
 

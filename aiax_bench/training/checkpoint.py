@@ -15,7 +15,6 @@ metadata, so a truncated or edited file is refused rather than used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from aiax_bench.data.download import sha256_file
 from aiax_bench.data.store import atomic_store
 from aiax_bench.errors import InputError, StoreError
 
@@ -32,13 +32,6 @@ CHECKPOINT_FORMAT = 1
 WEIGHTS, CONFIG, METADATA = "weights.pt", "config.json", "metadata.json"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
