@@ -13,8 +13,8 @@ import numpy as np
 
 from aiax_bench.errors import InputError
 
-__all__ = ["check_finite", "check_label_volume", "check_mask", "check_positive", "check_positive_int",
-           "check_same_shape", "check_volume"]
+__all__ = ["check_finite", "check_finite_number", "check_label_volume", "check_mask", "check_positive",
+           "check_positive_int", "check_same_shape", "check_volume"]
 
 
 def check_positive(name: str, value: Any, unit: str) -> float:
@@ -26,6 +26,14 @@ def check_positive(name: str, value: Any, unit: str) -> float:
     if not np.isfinite(number) or number <= 0:
         raise InputError(name, f"is {value!r}", f"expected a positive number of {unit}")
     return number
+
+
+def check_finite_number(name: str, value: Any, unit: str) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite real number (a bool or a string is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
+            or not np.isfinite(value):
+        raise InputError(name, f"is {value!r}", f"expected a finite number of {unit}")
+    return float(value)
 
 
 def check_positive_int(name: str, value: Any, what: str = "") -> int:

@@ -34,33 +34,32 @@ TV_WEIGHTS = (0.003, 0.01, 0.03)
 FBP_FILTERS = [(f, c) for f in ("ramp", "hann") for c in (1.0, 0.6, 0.35)]
 
 
-def _fbp(setting):
-    filter_name, cutoff = setting
-
-    def run(sinogram, projector) -> dict[tuple, np.ndarray]:
-        return {setting: fbp(sinogram, projector=projector, filter=filter_name, cutoff=cutoff)}
-    return run
+def _fbp_all(sinogram, projector, settings=None) -> dict[tuple, np.ndarray]:
+    return {(f, c): fbp(sinogram, projector=projector, filter=f, cutoff=c) for f, c in (settings or FBP_FILTERS)}
 
 
-def _sirt_all(sinogram, projector) -> dict[tuple, np.ndarray]:
+def _sirt_all(sinogram, projector, settings=None) -> dict[tuple, np.ndarray]:
+    wanted = {s[0] for s in settings} if settings else set(SIRT_ITERATIONS)
     images: dict[tuple, np.ndarray] = {}
 
     def keep(iteration, x, _residual):
-        if iteration + 1 in SIRT_ITERATIONS:
+        if iteration + 1 in wanted:
             images[(iteration + 1,)] = x.cpu().numpy().copy()
-    sirt(sinogram, projector=projector, n_iter=max(SIRT_ITERATIONS), nonneg=True, callback=keep)
+    sirt(sinogram, projector=projector, n_iter=max(wanted), nonneg=True, callback=keep)
     return images
 
 
-def _tv_all(sinogram, projector) -> dict[tuple, np.ndarray]:
+def _tv_all(sinogram, projector, settings=None) -> dict[tuple, np.ndarray]:
+    weights = [s[0] for s in settings] if settings else TV_WEIGHTS
     return {(w,): tv_reconstruction(sinogram, projector=projector, weight=w, n_iter=TV_ITERATIONS, nonneg=True)
-            for w in TV_WEIGHTS}
+            for w in weights}
 
 
-#: Method name -> function giving every setting's image of one phantom ``{setting: image}``.
+#: Method name -> ``f(sinogram, projector, settings=None)``: ``{setting: image}`` of one phantom, for the
+#: given settings or the whole grid.
 METHODS: dict[str, Callable] = {
-    "fbp-ramp": _fbp(("ramp", 1.0)),
-    "fbp-tuned": lambda s, p: {k: v for setting in FBP_FILTERS for k, v in _fbp(setting)(s, p).items()},
+    "fbp-ramp": lambda s, p, settings=None: _fbp_all(s, p, [("ramp", 1.0)]),
+    "fbp-tuned": _fbp_all,
     "sirt": _sirt_all,
     "tv": _tv_all,
 }
@@ -111,7 +110,7 @@ def main() -> None:
             test_scores = {}
             for phantom in test:
                 views, sinogram = phantom.split(split)
-                image = METHODS[method](sinogram, phantom.projector(views))[chosen]
+                image = METHODS[method](sinogram, phantom.projector(views), [chosen])[chosen]
                 test_scores[phantom.name] = score(image, phantom)
                 if phantom is test[0]:
                     kept_images[method] = image

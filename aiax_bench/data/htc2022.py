@@ -268,6 +268,8 @@ def _number(parameters: dict[str, Any], key: str, path: Path) -> float:
 
 def read_phantom(name: str, directory: Path | None = None) -> HTCPhantom:
     """Read phantom ``name`` from ``directory`` (default: the cache; see :func:`fetch`)."""
+    from aiax_bench.recon.fan import geometry_in_voxels
+
     directory = Path(directory) if directory is not None else default_directory()
     files = {role: directory / entry["file"] for role, entry in _files(name).items()}
     missing = [str(p) for p in files.values() if not p.exists()]
@@ -285,6 +287,8 @@ def read_phantom(name: str, directory: Path | None = None) -> HTCPhantom:
     sod = _number(parameters, "distanceSourceOrigin", files["scan"])
     sdd = _number(parameters, "distanceSourceDetector", files["scan"])
     pixel = _number(parameters, "pixelSizePost", files["scan"])
+    geometry = geometry_in_voxels(pixel=pixel, source_origin=sod, source_detector=sdd, voxel=voxel)
+    del geometry["voxel"]
     reference = np.asarray(_struct(files["reference"], "reconFullFbp"), dtype=np.float32)[::-1]
     truth = np.asarray(_struct(files["truth"], "reconFullFbpSeg"))[::-1] > 0
     for role, image in (("reference", reference), ("truth", truth)):
@@ -294,8 +298,7 @@ def read_phantom(name: str, directory: Path | None = None) -> HTCPhantom:
     return HTCPhantom(name=name, part=part, index=phantom_names().index(name),
                       sinogram=np.ascontiguousarray(sinogram[:FULL_VIEWS]), angles=np.deg2rad(angles[:FULL_VIEWS]),
                       reference=np.ascontiguousarray(reference), truth=np.ascontiguousarray(truth),
-                      source_origin=sod / voxel, origin_detector=(sdd - sod) / voxel, det_spacing=pixel / voxel,
-                      voxel_mm=voxel)
+                      voxel_mm=voxel, **geometry)
 
 
 def segment(image: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ def fan_projector(projections: Projections, *, n_pixels: int | None = None):
     """
     from aiax_bench.errors import InputError
     from aiax_bench.recon import FanBeamProjector
+    from aiax_bench.recon.fan import geometry_in_voxels
 
     parameters = projections.geometry_parameters
     pixel = parameters.get("pixelSizePost", parameters.get("pixelSize"))
@@ -46,10 +47,10 @@ def fan_projector(projections: Projections, *, n_pixels: int | None = None):
     if pixel is None or sod is None or sdd is None or not 0 < sod < sdd:
         raise InputError(f"{projections.source}: geometry", f"is {parameters}",
                          "source-axis and source-detector distances (source-axis the smaller) and the pixel size")
-    voxel = pixel * sod / sdd
+    geometry = geometry_in_voxels(pixel=pixel, source_origin=sod, source_detector=sdd)
+    voxel = geometry.pop("voxel")
     width = projections.data.shape[-1]
-    return FanBeamProjector(n_pixels or width, projections.angles, n_detector=width, det_spacing=pixel / voxel,
-                            source_origin=sod / voxel, origin_detector=(sdd - sod) / voxel, lazy=True), voxel
+    return FanBeamProjector(n_pixels or width, projections.angles, n_detector=width, lazy=True, **geometry), voxel
 
 
 def reconstruct(projections: Projections, *, center: float | None = None, rows: slice | None = None,

@@ -13,17 +13,16 @@ part of what a method must remove.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from aiax_bench.errors import InputError
-from aiax_bench.recon.fan import angle_weights
+from aiax_bench.recon.fan import angle_weights, source_frame
 from aiax_bench.recon.fbp import FILTERS, filter_sinogram
 from aiax_bench.recon.projector import _positive_int, check_angles
+from aiax_bench.validation import check_finite_number, check_positive
 
 __all__ = ["ConeBeamGeometry", "fdk"]
 
@@ -56,14 +55,9 @@ class ConeBeamGeometry:
 
     def __post_init__(self) -> None:
         for name in ("source_origin", "origin_detector", "det_spacing", "row_spacing"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-                    or value <= 0:
-                raise InputError(name, f"is {value!r}", "use a positive length in voxel units")
+            check_positive(name, getattr(self, name), "voxels")
         for name in ("detector_offset", "axis_offset", "row_offset"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise InputError(name, f"is {value!r}", "use a finite length in voxel units")
+            check_finite_number(name, getattr(self, name), "voxels")
 
     @property
     def source_detector(self) -> float:
@@ -137,16 +131,12 @@ def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_sli
     row_centre = (rows - 1) / 2 - g.row_offset / g.row_spacing + 1
     out = np.empty((n_slices, n_pixels, n_pixels), dtype=np.float32)
 
-    def vector(values: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-
     for z0 in range(0, n_slices, slab):
-        z = vector(z_all[z0:z0 + slab])[:, None]
+        z = torch.from_numpy(z_all[z0:z0 + slab].astype(np.float32))[:, None]
         acc = torch.zeros((z.shape[0], n_pixels * n_pixels), dtype=torch.float32)
         for k, theta in enumerate(angles):
-            cos, sin = math.cos(theta), math.sin(theta)
-            along = (vector(coords * cos)[:, None] + vector(sod - coords * sin)[None, :]).reshape(1, -1)
-            across = (vector(coords * sin)[:, None] + vector(coords * cos + g.axis_offset)[None, :]).reshape(1, -1)
+            along, across = (t.reshape(1, -1) for t in source_frame(coords, theta, source_origin=sod,
+                                                                     axis_offset=g.axis_offset))
             magnify = along.reciprocal() * sdd  # detector length per voxel length at this pixel's depth
             col = (across * magnify / g.det_spacing + col_centre).clamp_(0, cols + 1)
             row = (z * magnify / g.row_spacing + row_centre).clamp_(0, rows + 1)

@@ -24,7 +24,6 @@ flipped upside down (astra's image ``y`` axis points the other way).
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,16 +31,40 @@ import torch
 
 from aiax_bench.errors import InputError
 from aiax_bench.recon.projector import SparseProjector
+from aiax_bench.validation import check_finite_number, check_positive
 
-__all__ = ["FanBeamProjector", "angle_weights"]
+__all__ = ["FanBeamProjector", "angle_weights", "geometry_in_voxels", "source_frame"]
 
 
-def _length(value, name: str, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (
-            positive and value <= 0):
-        raise InputError(name, f"is {value!r}",
-                         f"use a {'positive' if positive else 'finite'} length in voxel units")
-    return float(value)
+def geometry_in_voxels(*, pixel: float, source_origin: float, source_detector: float,
+                       voxel: float | None = None) -> dict[str, float]:
+    """A scanner's fan-beam geometry (any one length unit) in voxels of the effective pixel size.
+
+    The voxel is the detector pixel divided by the magnification (source–detector over source–axis
+    distance) unless given; returns the :class:`FanBeamProjector` keywords ``det_spacing``,
+    ``source_origin`` and ``origin_detector``, and ``voxel`` in the scanner's unit.
+    """
+    voxel = pixel * source_origin / source_detector if voxel is None else voxel
+    return {"det_spacing": pixel / voxel, "source_origin": source_origin / voxel,
+            "origin_detector": (source_detector - source_origin) / voxel, "voxel": voxel}
+
+
+def source_frame(coords: np.ndarray, theta: float, *, source_origin: float, axis_offset: float,
+                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Each pixel's distance from the source along the central ray, and from the central ray across it.
+
+    ``coords`` are the pixel centres along one axis (voxel units); both results are ``(N, N)`` float32
+    (rows ``y``, columns ``x``). They are separable in ``x`` and ``y``, so each costs one addition of
+    two vectors computed in float64.
+    """
+    cos, sin = math.cos(theta), math.sin(theta)
+
+    def vector(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(device)
+
+    along = vector(coords * cos)[:, None] + vector(source_origin - coords * sin)[None, :]
+    across = vector(coords * sin)[:, None] + vector(coords * cos + axis_offset)[None, :]
+    return along, across
 
 
 def angle_weights(angles: np.ndarray) -> np.ndarray:
@@ -99,10 +122,10 @@ class FanBeamProjector(SparseProjector):
     axis_offset: float = field(default=0.0, kw_only=True)
 
     def __post_init__(self) -> None:
-        self.source_origin = _length(self.source_origin, "source_origin", positive=True)
-        self.origin_detector = _length(self.origin_detector, "origin_detector", positive=True)
-        self.detector_offset = _length(self.detector_offset, "detector_offset", positive=False)
-        self.axis_offset = _length(self.axis_offset, "axis_offset", positive=False)
+        self.source_origin = check_positive("source_origin", self.source_origin, "voxels")
+        self.origin_detector = check_positive("origin_detector", self.origin_detector, "voxels")
+        self.detector_offset = check_finite_number("detector_offset", self.detector_offset, "voxels")
+        self.axis_offset = check_finite_number("axis_offset", self.axis_offset, "voxels")
         radius = abs(self.axis_offset) + self.n_pixels / math.sqrt(2)
         if self.source_origin <= radius:
             raise InputError("source_origin", f"is {self.source_origin:g} voxels",
@@ -167,15 +190,9 @@ class FanBeamProjector(SparseProjector):
         centre = (d - 1) / 2 - self.detector_offset / self.det_spacing + 1  # +1: the padding
         gain = sdd / self.det_spacing
 
-        def vector(values: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(values.astype(np.float32)).to(device)
-
         for k, theta in enumerate(self.angles):
-            cos, sin = math.cos(theta), math.sin(theta)
-            # Source to pixel along the central ray, and across it; separable in x and y, so each
-            # (N, N) array costs one addition of two (N,) vectors computed in float64.
-            along = vector(coords * cos)[:, None] + vector(sod - coords * sin)[None, :]
-            across = vector(coords * sin)[:, None] + vector(coords * cos + self.axis_offset)[None, :]
+            along, across = source_frame(coords, theta, source_origin=sod, axis_offset=self.axis_offset,
+                                         device=device)
             index = across.mul_(gain).div_(along).add_(centre).clamp_(0, d + 1).reshape(-1)
             weight = along.reciprocal_().mul_(sod).square_().mul_(float(weights[k])).reshape(-1)
             low = torch.floor(index)
