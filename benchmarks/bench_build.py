@@ -1,7 +1,9 @@
-"""One sample of a dataset built at a given size: wall time and peak resident memory.
+"""One sample of a dataset built at a given size, or a whole profile: wall time and peak resident memory.
 
     python benchmarks/bench_build.py --dataset foam@2.0 --sizes 128 256 [--seed 101] \\
         [--output benchmarks/build-foam-2.0.json]
+    python benchmarks/bench_build.py --dataset foam@1.0 --profile small --before d2ec3bd \\
+        --output benchmarks/build-foam-1.0-small.json
 
 Each size builds a profile of one training sample (the recipe's phantom,
 acquisition and every split, as ``datasets build`` does) in a fresh process,
@@ -9,6 +11,11 @@ whose peak resident memory (``ru_maxrss``) and wall time are recorded, with
 the bytes of that sample's arrays: what a build held at once before it wrote
 each array as soon as it was made. A full profile repeats the sample's work
 for each of its samples, so its time is about the samples times this one.
+
+With ``--profile`` the whole profile is built instead, in a fresh process,
+with today's code and, given ``--before``, with the code of that git commit
+(a temporary worktree), one after the other in the same run; both stores'
+content sha256 are recorded, and must agree.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +55,58 @@ print(json.dumps({"seconds": round(seconds, 1), "sample_array_mb": round(held / 
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 """
 
+PROFILE_CHILD = """
+import json, resource, sys, tempfile, time
+from pathlib import Path
+from aiax_bench.data.build import build_store
+from aiax_bench.data.registry import resolve
+import aiax_bench
+with tempfile.TemporaryDirectory(dir=sys.argv[3] or None) as folder:
+    start = time.perf_counter()
+    attrs = build_store(resolve(sys.argv[1]), sys.argv[2], Path(folder) / "store.zarr", quiet=True)
+    seconds = time.perf_counter() - start
+print(json.dumps({"seconds": round(seconds, 1), "content_sha256": attrs["content_sha256"],
+                  "imported_from": str(Path(aiax_bench.__file__).resolve().parent.parent),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+"""
+
+
+def _run(code: str, *args: str, source: Path | None = None) -> dict:
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                          cwd=source or HERE.parent)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-2000:])
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    if source is not None and Path(row.pop("imported_from")) != source.resolve():
+        raise SystemExit(f"the build did not run the code of {source}")
+    row.pop("imported_from", None)  # a path of this machine: not for the committed JSON
+    return row
+
+
+def _profile_rows(args: argparse.Namespace) -> list[dict]:
+    rows = [{"code": "today", "profile": args.profile,
+             **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "")}]
+    print(json.dumps(rows[-1]), flush=True)
+    if args.before:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "before"
+            subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(tree), args.before],
+                           check=True, capture_output=True)
+            try:
+                rows.append({"code": args.before, "profile": args.profile,
+                             **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", source=tree)})
+            finally:
+                subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tree)],
+                               check=True, capture_output=True)
+        print(json.dumps(rows[-1]), flush=True)
+        if rows[0]["content_sha256"] != rows[1]["content_sha256"]:
+            raise SystemExit(f"the two builds differ: {rows[0]['content_sha256']} and {rows[1]['content_sha256']}")
+        rows[0]["speedup"] = round(rows[1]["seconds"] / rows[0]["seconds"], 2)
+    return rows
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,10 +114,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--seed", type=int, default=101)
     parser.add_argument("--workdir", default=None, help="where the temporary stores go (default: the system's)")
+    parser.add_argument("--profile", default=None, help="build this whole profile instead of one sample per size")
+    parser.add_argument("--before", default=None, help="with --profile: also build it with this git commit's code")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
-    rows = []
-    for size in args.sizes:
+    rows = _profile_rows(args) if args.profile else []
+    for size in [] if args.profile else args.sizes:
         done = subprocess.run([sys.executable, "-c", CHILD, args.dataset, str(size), str(args.seed),
                                args.workdir or ""], capture_output=True, text=True)
         if done.returncode != 0:
@@ -67,7 +129,8 @@ def main() -> None:
         rows.append(row)
     output = args.output or HERE / f"build-{args.dataset.replace('@', '-')}.json"
     output.write_text(json.dumps({
-        "benchmark": "build", "dataset": args.dataset, "seed": args.seed, "runs": rows,
+        "benchmark": "build", "dataset": args.dataset, **({"profile": args.profile} if args.profile else
+                                                          {"seed": args.seed}), "runs": rows,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": list(os.getloadavg())},
         "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
 

@@ -22,6 +22,7 @@ import torch
 
 from aiax_bench.errors import InputError
 from aiax_bench.recon.projector import ParallelBeamProjector, check_angles
+from aiax_bench.sim._sphere_kernel import subtract_void_chords
 from aiax_bench.sim.phantoms import Phantom, render_fractions
 from aiax_bench.validation import check_positive_int
 
@@ -61,6 +62,36 @@ def _detector_average(line_integrals: torch.Tensor, sz: int, su: int) -> np.ndar
     for k in range(1, sz * su):
         total += t[:, k // su, :, :, k % su]
     return (-torch.log(total / (sz * su))).to(torch.float32).numpy()
+
+
+def _subtract_voids(path: torch.Tensor, u: torch.Tensor, z_sub: torch.Tensor, spheres: torch.Tensor,
+                    cos: torch.Tensor, sin: torch.Tensor, *, centre: float, su: int) -> None:
+    """Subtract the chords of ``spheres`` (``(S, 4)``: z, y, x, radius in voxels) from ``path`` in place.
+
+    Each void covers the contiguous rows its section crosses and, at each
+    angle, the ``ceil(2 r su) + 3`` sub-ray columns from its left edge; the
+    float64 arithmetic of every term is the same as the tensor formulation's
+    it replaced, and the voids are taken in order (see
+    :func:`~aiax_bench.sim._sphere_kernel.subtract_void_chords`).
+    """
+    starts, stops, sections = [], [], []
+    for cz, r in spheres[:, [0, 3]].tolist():
+        rows = torch.nonzero(torch.abs(z_sub - cz) < r).ravel()
+        r0, r1 = (int(rows[0]), int(rows[-1]) + 1) if rows.numel() else (0, 0)
+        starts.append(r0)
+        stops.append(r1)
+        sections.append(r * r - (z_sub[r0:r1] - cz) ** 2)
+    if not starts:
+        return
+    radius = spheres[:, 3:4]
+    uc = (spheres[:, 2:3] - centre) * cos[None] + (spheres[:, 1:2] - centre) * sin[None]  # (S, A)
+    first = torch.floor((uc - radius + centre + 0.5) * su - 0.5).long()
+    width = (torch.ceil(2 * radius[:, 0] * su) + 3).long()
+    counts = np.asarray(stops, dtype=np.int64) - np.asarray(starts, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    subtract_void_chords(path.numpy(), u.numpy(), np.asarray(starts, dtype=np.int64),
+                         np.asarray(stops, dtype=np.int64), torch.cat(sections).numpy(), offsets,
+                         uc.numpy(), first.numpy(), width.numpy())
 
 
 def project_phantom(
@@ -119,25 +150,8 @@ def project_phantom(
         z_sub = torch.as_tensor(np.arange(z0 * sz, z1 * sz) + 0.5) / sz - 0.5
         path = _chords(torch.tensor(radius**2, dtype=torch.float64), u).expand(
             z_sub.numel(), angles.size, -1).clone()
-        near = (spheres[:, 0] - spheres[:, 3] < z_sub[-1]) & (spheres[:, 0] + spheres[:, 3] > z_sub[0])
-        for cz, cy, cx, r in spheres[near].tolist():
-            rows = torch.nonzero(torch.abs(z_sub - cz) < r).ravel()
-            if rows.numel() == 0:
-                continue
-            # The rows a sphere crosses are contiguous: add into a view of them, not a copy of whole rows.
-            r0, r1 = int(rows[0]), int(rows[-1]) + 1
-            rz_sq = (r * r - (z_sub[r0:r1] - cz) ** 2)[:, None, None]
-            uc = (cx - centre) * cos + (cy - centre) * sin  # (A,)
-            first = torch.floor((uc - r + centre + 0.5) * su - 0.5).long()
-            width = int(np.ceil(2 * r * su)) + 3
-            cols = (first[:, None] + torch.arange(width)[None, :]).clamp(0, n * su - 1)
-            offset = u[cols] - uc[:, None]
-            chord = _chords(rz_sq, offset[None])  # (rows, A, width)
-            # clamp() maps out-of-range columns onto the edge: zero their chord instead.
-            valid = (first[:, None] + torch.arange(width)[None, :] >= 0) & (
-                first[:, None] + torch.arange(width)[None, :] < n * su)
-            chord = chord * valid[None]
-            path[r0:r1].scatter_add_(2, cols[None].expand_as(chord), -chord)
+        near = spheres[(spheres[:, 0] - spheres[:, 3] < z_sub[-1]) & (spheres[:, 0] + spheres[:, 3] > z_sub[0])]
+        _subtract_voids(path, u, z_sub, near, cos, sin, centre=centre, su=su)
         out[z0:z1] = _detector_average(mu_solid * path.clamp(min=0.0), sz, su)
         if progress is not None:
             progress(z1 - z0)
