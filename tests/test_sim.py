@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -235,6 +236,58 @@ def test_voxel_projection_agrees_with_analytic_foam():
     assert err < 0.02
     sample = analytic > 0.05
     assert np.median(np.abs(voxels - analytic)[sample] / analytic[sample]) < 0.02
+
+
+def _plain_void_paths(phantom, angles, *, su=4, sz=2):
+    """The analytic projection's path lengths written plainly: the cylinder's chord, then each void's
+    chord ``2 sqrt(r² - dz² - (u - u_c)²)`` subtracted in the voids' order, in IEEE float64 (``math``'s
+    and NumPy's square roots are correctly rounded; torch's vectorised one on the CPU is not)."""
+    n_z, n, _ = phantom.shape
+    radius = float(phantom.params["cylinder_radius"]) * n
+    centre = (n - 1) / 2
+    u = ((np.arange(n * su) + 0.5) / su - 0.5) - centre
+    z_sub = (np.arange(n_z * sz) + 0.5) / sz - 0.5
+    cylinder = np.array([2.0 * math.sqrt(max(radius * radius - x * x, 0.0)) for x in u])
+    path = np.broadcast_to(cylinder, (z_sub.size, angles.size, u.size)).copy()
+    cos, sin = np.cos(angles), np.sin(angles)
+    for cz, cy, cx, r in phantom.spheres.tolist():
+        rows = np.nonzero(np.abs(z_sub - cz) < r)[0]
+        if rows.size == 0:
+            continue
+        uc = (cx - centre) * cos + (cy - centre) * sin
+        first = np.floor((uc - r + centre + 0.5) * su - 0.5).astype(int)
+        for a in range(angles.size):
+            columns = np.arange(max(first[a], 0), min(first[a] + int(np.ceil(2 * r * su)) + 3, u.size))
+            offset = u[columns] - uc[a]
+            for row in rows:
+                dz = z_sub[row] - cz
+                square = (r * r - dz * dz) - offset * offset
+                hit = square > 0
+                path[row, a, columns[hit]] -= 2.0 * np.sqrt(square[hit])
+    mu_solid = phantom.attenuation[1] * phantom.voxel_size_um * 1e-4  # 1/voxel
+    return mu_solid * np.maximum(path, 0.0)
+
+
+def test_analytic_void_projection_is_plain_sequential_float64_on_any_thread_count(monkeypatch):
+    """The compiled kernel subtracts each void's float64 chord in the voids' order, element by element,
+    with a correctly rounded square root: the bytes of a plain NumPy loop, on one thread or two."""
+    import numba
+
+    import aiax_bench.sim.project as project
+
+    ph = foam_phantom(40, seed=3)
+    angles = reference_angles(24)
+    expected = _plain_void_paths(ph, angles)
+    seen = []
+    monkeypatch.setattr(project, "_detector_average", lambda path, sz, su: seen.append(path.numpy().copy()))
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            seen.clear()
+            project_phantom(ph, angles, row_batch=ph.shape[0])
+            assert np.array_equal(np.concatenate(seen), expected), threads
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
 def test_voxel_projection_of_uniform_cylinder_is_exact_enough():
