@@ -270,8 +270,8 @@ def _plain_void_paths(phantom, angles, *, su=4, sz=2):
 
 def test_analytic_void_projection_is_plain_sequential_float64_on_any_thread_count(monkeypatch):
     """The compiled kernel subtracts each void's float64 chord in the voids' order, element by element,
-    with a correctly rounded square root: the bytes of a plain NumPy loop, on one thread or two."""
-    import numba
+    with a correctly rounded square root: the bytes of a plain NumPy loop, on one thread or three."""
+    import torch
 
     import aiax_bench.sim.project as project
 
@@ -280,14 +280,15 @@ def test_analytic_void_projection_is_plain_sequential_float64_on_any_thread_coun
     expected = _plain_void_paths(ph, angles)
     seen = []
     monkeypatch.setattr(project, "_detector_average", lambda path, sz, su: seen.append(path.numpy().copy()))
+    threads = torch.get_num_threads()
     try:
-        for threads in (1, 2):
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        for count in (1, 3):
+            torch.set_num_threads(count)
             seen.clear()
             project_phantom(ph, angles, row_batch=ph.shape[0])
-            assert np.array_equal(np.concatenate(seen), expected), threads
+            assert np.array_equal(np.concatenate(seen), expected), count
     finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        torch.set_num_threads(threads)
 
 
 def test_voxel_projection_of_uniform_cylinder_is_exact_enough():

@@ -3,7 +3,9 @@
 The analytic projection of a foam is the cylinder's chord minus, for every
 void, the void's chord, at each sub-ray. One loop nest per angle walks the
 voids in their order, so each sub-ray is reduced by the same float64 terms in
-the same order whatever the thread count. Every operation is an IEEE one
+the same order however the angles are shared among threads (the kernel
+releases the GIL; :func:`aiax_bench.sim.project.project_phantom` runs groups
+of angles in threads). Every operation is an IEEE one
 (additions, products and a correctly rounded square root, never contracted
 into fused multiply-adds), so the bytes do not depend on the CPU either:
 torch's vectorised float64 ``sqrt`` and ``pow`` on the CPU, which an earlier
@@ -21,7 +23,7 @@ import numba
 __all__ = ["subtract_void_chords"]
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def subtract_void_chords(path, u, z_sub, spheres, cos, sin, centre, su):  # pragma: no cover - compiled
     """Subtract each void's chord ``2 sqrt(r² - dz² - (u - u_c)²)`` from ``path``, void after void.
 
@@ -43,8 +45,7 @@ def subtract_void_chords(path, u, z_sub, spheres, cos, sin, centre, su):  # prag
         Sub-rays per detector pixel across the rotation axis.
     """
     n_rows, n_angles, n_cols = path.shape
-    # Angles are independent, and within one the voids are taken in order: no sum depends on the threads.
-    for a in numba.prange(n_angles):
+    for a in range(n_angles):
         for s in range(spheres.shape[0]):
             cz, cy, cx, r = spheres[s, 0], spheres[s, 1], spheres[s, 2], spheres[s, 3]
             uc = (cx - centre) * cos[a] + (cy - centre) * sin[a]

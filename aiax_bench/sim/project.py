@@ -60,6 +60,28 @@ def _detector_average(line_integrals: torch.Tensor, sz: int, su: int) -> np.ndar
     return (-torch.log(total / (sz * su))).to(torch.float32).numpy()
 
 
+def _subtract_voids(path: np.ndarray, u: np.ndarray, z_sub: np.ndarray, spheres: np.ndarray, cos: np.ndarray,
+                    sin: np.ndarray, *, centre: float, su: int) -> None:
+    """:func:`~aiax_bench.sim._sphere_kernel.subtract_void_chords` on groups of angles in threads.
+
+    Angles are independent and each is computed whole by one thread, so the
+    bytes do not depend on the number of threads (``torch.get_num_threads()``).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups = np.array_split(np.arange(cos.size), max(1, min(torch.get_num_threads(), cos.size)))
+
+    def run(angles: np.ndarray) -> None:
+        a0, a1 = int(angles[0]), int(angles[-1]) + 1
+        subtract_void_chords(path[:, a0:a1], u, z_sub, spheres, cos[a0:a1], sin[a0:a1], centre, su)
+
+    if len(groups) == 1:
+        run(groups[0])
+        return
+    with ThreadPoolExecutor(len(groups)) as pool:
+        list(pool.map(run, groups))
+
+
 def project_phantom(
     phantom: Phantom,
     angles,
@@ -118,7 +140,7 @@ def project_phantom(
         z_sub = (np.arange(z0 * sz, z1 * sz) + 0.5) / sz - 0.5
         path = np.repeat(np.repeat(cylinder[None, None], z_sub.size, axis=0), angles.size, axis=1)
         near = spheres[(spheres[:, 0] - spheres[:, 3] < z_sub[-1]) & (spheres[:, 0] + spheres[:, 3] > z_sub[0])]
-        subtract_void_chords(path, u, z_sub, np.ascontiguousarray(near), cos, sin, centre, su)
+        _subtract_voids(path, u, z_sub, np.ascontiguousarray(near), cos, sin, centre=centre, su=su)
         out[z0:z1] = _detector_average(torch.from_numpy(mu_solid * np.maximum(path, 0.0)), sz, su)
         if progress is not None:
             progress(z1 - z0)
