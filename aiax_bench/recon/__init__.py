@@ -1,6 +1,6 @@
 """Reconstruction: parallel- and fan-beam projectors (CPU or CUDA), the algorithms built on them, cone-beam FDK."""
 
-from aiax_bench.recon.cone import ConeBeamGeometry, fdk
+from aiax_bench.recon.cone import ConeBeamGeometry, ConeBeamProjector, fdk
 from aiax_bench.recon.device import default_device
 from aiax_bench.recon.fan import FanBeamProjector
 from aiax_bench.recon.fbp import FILTERS, fbp, filter_sinogram
@@ -10,6 +10,7 @@ from aiax_bench.recon.projector import ParallelBeamProjector, SparseProjector, o
 __all__ = [
     "FILTERS",
     "ConeBeamGeometry",
+    "ConeBeamProjector",
     "FanBeamProjector",
     "ParallelBeamProjector",
     "SparseProjector",

@@ -13,6 +13,7 @@ part of what a method must remove.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ from aiax_bench.recon.fbp import FILTERS, filter_sinogram
 from aiax_bench.recon.projector import _positive_int, check_angles
 from aiax_bench.validation import check_finite_number, check_positive
 
-__all__ = ["ConeBeamGeometry", "fdk"]
+__all__ = ["ConeBeamGeometry", "ConeBeamProjector", "fdk"]
 
 
 @dataclass(frozen=True)
@@ -149,3 +150,162 @@ def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_sli
             acc.addcmul_(torch.lerp(top, bottom, fr), weight)
         out[z0:z0 + slab] = acc.reshape(-1, n_pixels, n_pixels).numpy()
     return out
+
+
+class ConeBeamProjector:
+    """Forward and back projection of a volume in a circular cone-beam geometry, matrix-free.
+
+    Each ray runs from the source to a detector pixel's centre through the
+    volume with Joseph's model in three dimensions: it steps over the image
+    axis its in-plane direction is closest to (one step per column or row, as
+    the fan-beam projector does in the orbit's plane) and interpolates
+    bilinearly in the other in-plane axis and along the rotation axis;
+    each sample weighs the ray's length per step. ``backward`` applies the same
+    weights transposed, so it is ``forward``'s adjoint (to float32 rounding).
+    Weights are computed angle by angle and kept within ``cache_bytes``.
+
+    Parameters
+    ----------
+    geometry : ConeBeamGeometry
+        Distances and detector layout (voxel units).
+    angles : array_like
+        Source angles in radians.
+    n_pixels, n_slices : int
+        The volume ``(n_slices, n_pixels, n_pixels)``.
+    n_rows, n_detector : int
+        Detector rows and columns.
+    device : str or torch.device, optional
+        Where the products run (CPU by default).
+    cache_bytes : int
+        Memory the per-angle sample indices and weights may be kept in (12 bytes per sample, four samples
+        per step of every ray); angles beyond it are recomputed at each call.
+
+    Notes
+    -----
+    Projections are ``(A, R, D)`` images, as :func:`fdk` takes them. In the
+    orbit's plane a ray is the fan-beam ray of
+    :class:`~aiax_bench.recon.FanBeamProjector` with the same distances, and a
+    volume's middle slice projects onto the middle detector row as that
+    projector projects it. The forward sum over steps runs in a fixed order
+    with elementwise operations (its bytes do not depend on the thread count);
+    the back projection accumulates with ``index_add_``, whose order may.
+    """
+
+    def __init__(self, geometry: ConeBeamGeometry, angles, *, n_pixels: int, n_slices: int, n_rows: int,
+                 n_detector: int, device: str | torch.device | None = None, cache_bytes: int = 1 << 30) -> None:
+        from aiax_bench.recon.fan import FanBeamProjector
+
+        if not isinstance(geometry, ConeBeamGeometry):
+            raise InputError("geometry", f"is {type(geometry).__name__}", "a ConeBeamGeometry")
+        self.geometry = geometry
+        self.angles = check_angles(angles)
+        self.n_pixels = _positive_int(n_pixels, "n_pixels", "volume width in voxels")
+        self.n_slices = _positive_int(n_slices, "n_slices", "volume height in voxels")
+        self.n_rows = _positive_int(n_rows, "n_rows", "detector rows")
+        self.n_detector = _positive_int(n_detector, "n_detector", "detector columns")
+        self.device = torch.device(device or "cpu")
+        per_angle = 12 * 4 * self.n_pixels * self.n_rows * self.n_detector
+        self._cached = min(self.angles.size, int(cache_bytes) // per_angle)
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # The in-plane rays are the fan-beam projector's: one definition of the geometry.
+        self._fan = FanBeamProjector(self.n_pixels, self.angles, n_detector=self.n_detector,
+                                     det_spacing=geometry.det_spacing, source_origin=geometry.source_origin,
+                                     origin_detector=geometry.origin_detector,
+                                     detector_offset=geometry.detector_offset, axis_offset=geometry.axis_offset,
+                                     lazy=True)
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        return (self.n_slices, self.n_pixels, self.n_pixels)
+
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        return (self.angles.size, self.n_rows, self.n_detector)
+
+    def _samples(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat voxel indices ``(N, 4, R, D)`` and weights of angle ``k``'s rays (kept for the first angles)."""
+        if k in self._cache:
+            return self._cache[k]
+        samples = self._compute_samples(k)
+        if k < self._cached:
+            self._cache[k] = samples
+        return samples
+
+    def _compute_samples(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g, n, nz = self.geometry, self.n_pixels, self.n_slices
+        cos, sin, u = (np.broadcast_to(t, (1, self.n_detector))[0]
+                       for t in self._fan._rays(self.angles[k:k + 1]))
+        centre = (n - 1) / 2.0
+        steps = np.arange(n, dtype=np.float64) - centre
+        by_column = np.abs(sin) >= np.abs(cos)
+        main = np.where(by_column, sin, cos)
+        other = np.where(by_column, cos, sin)
+        # Position along the interpolated in-plane axis (pixel index), (N steps, D).
+        pos = (u / main + centre)[None, :] - (other / main)[None, :] * steps[:, None]
+        # The step's point in the plane, to place it along the ray from the source.
+        px = np.where(by_column[None, :], steps[:, None], pos - centre)
+        py = np.where(by_column[None, :], pos - centre, steps[:, None])
+        # The source: where the first and last rays of this angle cross.
+        a_mat = np.array([[cos[0], sin[0]], [cos[-1], sin[-1]]])
+        if self.n_detector > 1 and abs(np.linalg.det(a_mat)) > 1e-12:
+            sx, sy = np.linalg.solve(a_mat, [u[0], u[-1]])
+        else:  # one column: the source lies on the central ray, source_origin from the axis
+            theta = self.angles[k]
+            sx, sy = g.source_origin * math.sin(theta), -g.source_origin * math.cos(theta)
+        depth = np.hypot(px - sx, py - sy)  # in-plane distance from the source, (N, D)
+        in_plane = np.hypot(g.source_detector, self._fan.detector_positions())  # source to pixel, (D,)
+        v = (np.arange(self.n_rows) - (self.n_rows - 1) / 2) * g.row_spacing + g.row_offset  # (R,)
+        slope = v[:, None] / in_plane[None, :]  # height per in-plane length, (R, D)
+        zpos = slope[None] * depth[:, None, :] + (nz - 1) / 2.0  # (N, R, D)
+        step_len = (1.0 / np.abs(main))[None, :] * np.sqrt(1.0 + slope**2)  # (R, D)
+        p_low = np.floor(pos)
+        fp = pos - p_low
+        z_low = np.floor(zpos)
+        fz = zpos - z_low
+        p_low = p_low.astype(np.int64)[:, None, :]
+        z_low = z_low.astype(np.int64)
+        stride = np.where(by_column, n, 1)[None, None, :]  # interpolated axis: rows when stepping over columns
+        step_stride = np.where(by_column, 1, n)[None, None, :]
+        k_index = np.arange(n)[:, None, None]
+        indices, weights = [], []
+        for dz, wz in ((0, 1.0 - fz), (1, fz)):
+            for dp, wp in ((0, 1.0 - fp[:, None, :]), (1, fp[:, None, :])):
+                zi, pi = z_low + dz, p_low + dp
+                valid = (zi >= 0) & (zi < nz) & (pi >= 0) & (pi < n)
+                flat = zi * (n * n) + pi * stride + k_index * step_stride
+                indices.append(np.where(valid, flat, 0))
+                weights.append(np.where(valid, wz * wp * step_len[None], 0.0))
+        index = torch.from_numpy(np.stack(indices, axis=1)).to(self.device)  # (N, 4, R, D)
+        weight = torch.from_numpy(np.stack(weights, axis=1).astype(np.float32)).to(self.device)
+        return index, weight
+
+    def forward(self, volume) -> torch.Tensor | np.ndarray:
+        """Line integrals ``(A, R, D)`` of a volume ``(n_slices, n_pixels, n_pixels)`` (attenuation per voxel)."""
+        as_numpy = not isinstance(volume, torch.Tensor)
+        x = torch.as_tensor(np.asarray(volume) if as_numpy else volume, dtype=torch.float32).to(self.device)
+        if tuple(x.shape) != self.volume_shape:
+            raise InputError("volume", f"has shape {tuple(x.shape)}", f"expected {self.volume_shape}")
+        flat = x.reshape(-1)
+        out = torch.empty(self.data_shape, dtype=torch.float32, device=self.device)
+        for k in range(self.angles.size):
+            index, weight = self._samples(k)
+            total = torch.zeros(self.data_shape[1:], dtype=torch.float32, device=self.device)
+            for step in range(index.shape[0]):  # a fixed order of elementwise sums
+                for corner in range(4):
+                    total += flat.take(index[step, corner]) * weight[step, corner]
+            out[k] = total
+        return out.cpu().numpy() if as_numpy else out
+
+    def backward(self, projections) -> torch.Tensor | np.ndarray:
+        """The adjoint: projections ``(A, R, D)`` spread back over the volume ``(n_slices, n_pixels, n_pixels)``."""
+        as_numpy = not isinstance(projections, torch.Tensor)
+        p = torch.as_tensor(np.asarray(projections) if as_numpy else projections,
+                            dtype=torch.float32).to(self.device)
+        if tuple(p.shape) != self.data_shape:
+            raise InputError("projections", f"have shape {tuple(p.shape)}", f"expected {self.data_shape}")
+        flat = torch.zeros(math.prod(self.volume_shape), dtype=torch.float32, device=self.device)
+        for k in range(self.angles.size):
+            index, weight = self._samples(k)
+            flat.index_add_(0, index.reshape(-1), (weight * p[k][None, None]).reshape(-1))
+        volume = flat.reshape(self.volume_shape)
+        return volume.cpu().numpy() if as_numpy else volume

@@ -2,7 +2,8 @@
 
 All three work on a whole stack of slices at once (each slice is its own
 problem, the projector applies to all of them in one product), in float32 on
-the projector's device. They take line integrals (dimensionless) and return
+the projector's device. SIRT and CGLS also take a cone-beam projector, whose
+rays cross slices: the volume is then one problem. They take line integrals (dimensionless) and return
 attenuation per voxel (1/voxel), like :func:`~aiax_bench.recon.fbp`.
 
 Each one can report, per iteration, the residual norm ``||A x_k - b||_2`` of
@@ -15,12 +16,16 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from aiax_bench.errors import InputError
 from aiax_bench.recon.projector import SparseProjector, _positive_int
+
+if TYPE_CHECKING:
+    from aiax_bench.recon.cone import ConeBeamProjector
 
 __all__ = ["cgls", "sirt", "tv_reconstruction"]
 
@@ -33,23 +38,36 @@ Callback = Callable[[int, torch.Tensor, torch.Tensor], "bool | None"]
 class _Problem:
     """Checked inputs of an iterative reconstruction, as tensors on the projector's device."""
 
-    def __init__(self, sinogram, projector, n_iter, x0, callback) -> None:
-        if not isinstance(projector, SparseProjector):
+    def __init__(self, sinogram, projector, n_iter, x0, callback, *, whole_volume: bool = True) -> None:
+        from aiax_bench.recon.cone import ConeBeamProjector
+
+        #: A cone-beam projector couples every slice: the volume is one problem, not a stack of slices.
+        self.whole = isinstance(projector, ConeBeamProjector)
+        if self.whole and not whole_volume:
+            raise InputError("projector", "is a ConeBeamProjector", "a ParallelBeamProjector or a FanBeamProjector "
+                             "(this reconstruction works slice by slice)")
+        if not (self.whole or isinstance(projector, SparseProjector)):
             raise InputError("projector", f"is {type(projector).__name__}",
-                             "pass a ParallelBeamProjector or a FanBeamProjector")
+                             "pass a ParallelBeamProjector, a FanBeamProjector or a ConeBeamProjector")
         self.n_iter = _positive_int(n_iter, "n_iter", "number of iterations")
         if callback is not None and not callable(callback):
             raise InputError("callback", f"is {type(callback).__name__}",
                              "pass a function callback(iteration, x, residual) or None")
         self.projector, self.callback = projector, callback
-        a, d, n = projector.angles.size, projector.n_detector, projector.n_pixels
         self.as_numpy = not isinstance(sinogram, torch.Tensor)
         b = torch.as_tensor(np.asarray(sinogram) if self.as_numpy else sinogram, dtype=torch.float32)
-        if b.ndim < 2 or tuple(b.shape[-2:]) != (a, d):
-            raise InputError("sinogram", f"has shape {tuple(b.shape)}",
-                             f"expected ({a}, {d}) or (Z, {a}, {d}) for {a} angles and {d} detector pixels")
+        if self.whole:
+            if tuple(b.shape) != projector.data_shape:
+                raise InputError("projections", f"have shape {tuple(b.shape)}",
+                                 f"expected {projector.data_shape} (angles, detector rows, columns)")
+            self.vol_shape = projector.volume_shape
+        else:
+            a, d, n = projector.angles.size, projector.n_detector, projector.n_pixels
+            if b.ndim < 2 or tuple(b.shape[-2:]) != (a, d):
+                raise InputError("sinogram", f"has shape {tuple(b.shape)}",
+                                 f"expected ({a}, {d}) or (Z, {a}, {d}) for {a} angles and {d} detector pixels")
+            self.vol_shape = (*b.shape[:-2], n, n)
         self.b = b.to(projector.device)
-        self.vol_shape = (*b.shape[:-2], n, n)
         if x0 is None:
             self.x = torch.zeros(self.vol_shape, dtype=torch.float32, device=projector.device)
         else:
@@ -61,9 +79,15 @@ class _Problem:
             self.x = x0.to(projector.device, copy=True)
         self.residuals: list[torch.Tensor] = []
 
+    def sumsq(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum of squares per problem (per slice, or of the whole volume), in float64: sums over 10^5 terms
+        lose digits in float32."""
+        t = t.double().square()
+        return t.sum() if self.whole else t.sum(dim=(-2, -1), keepdim=True)
+
     def report(self, iteration: int, x: torch.Tensor, residual: torch.Tensor) -> bool:
         """Record the residual norms; True when the callback asks to stop."""
-        norms = torch.linalg.vector_norm(residual, dim=(-2, -1))
+        norms = torch.linalg.vector_norm(residual) if self.whole else torch.linalg.vector_norm(residual, dim=(-2, -1))
         self.residuals.append(norms)
         return bool(self.callback is not None and self.callback(iteration, x, norms))
 
@@ -75,10 +99,13 @@ class _Problem:
         return volume, residuals
 
 
-def _row_col_sums(projector: SparseProjector) -> tuple[torch.Tensor, torch.Tensor]:
-    """``A 1`` (ray lengths through the slice, ``(A, D)``) and ``A^T 1`` (per voxel, ``(N, N)``)."""
+def _row_col_sums(problem: _Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A 1`` (each ray's length through the volume) and ``A^T 1`` (per voxel): of one slice, or of the volume."""
+    projector, device = problem.projector, problem.projector.device
+    if problem.whole:
+        return (projector.forward(torch.ones(projector.volume_shape, device=device)),
+                projector.backward(torch.ones(projector.data_shape, device=device)))
     n, a, d = projector.n_pixels, projector.angles.size, projector.n_detector
-    device = projector.device
     rows = projector.forward(torch.ones((1, n, n), device=device))[0]
     cols = projector.backward(torch.ones((1, a, d), device=device))[0]
     return rows, cols
@@ -92,7 +119,7 @@ def _inverse(t: torch.Tensor) -> torch.Tensor:
 def sirt(
     sinogram,
     *,
-    projector: SparseProjector,
+    projector: SparseProjector | ConeBeamProjector,
     n_iter: int,
     x0=None,
     nonneg: bool = False,
@@ -107,9 +134,11 @@ def sirt(
     Parameters
     ----------
     sinogram : array_like or torch.Tensor
-        Line integrals (dimensionless), ``(A, D)`` or ``(Z, A, D)``.
-    projector : SparseProjector
-        The system matrix ``A``; the work runs on its device.
+        Line integrals (dimensionless), ``(A, D)`` or ``(Z, A, D)``; with a cone-beam projector,
+        its ``(A, R, D)`` projections.
+    projector : SparseProjector or ConeBeamProjector
+        The system matrix ``A``; the work runs on its device. A cone-beam projector makes the
+        whole volume one problem (its residual norm is one number per iteration).
     n_iter : int
         Number of iterations (one forward and one back projection each).
     x0 : array_like or torch.Tensor, optional
@@ -138,7 +167,7 @@ def sirt(
     decreases too in practice.
     """
     problem = _Problem(sinogram, projector, n_iter, x0, callback)
-    rows, cols = _row_col_sums(projector)
+    rows, cols = _row_col_sums(problem)
     inv_rows, inv_cols = _inverse(rows), _inverse(cols)
     x, b = problem.x, problem.b
     if nonneg:
@@ -157,7 +186,7 @@ def sirt(
 def cgls(
     sinogram,
     *,
-    projector: SparseProjector,
+    projector: SparseProjector | ConeBeamProjector,
     n_iter: int,
     x0=None,
     callback: Callback | None = None,
@@ -171,9 +200,11 @@ def cgls(
     Parameters
     ----------
     sinogram : array_like or torch.Tensor
-        Line integrals (dimensionless), ``(A, D)`` or ``(Z, A, D)``.
-    projector : SparseProjector
-        The system matrix ``A``; the work runs on its device.
+        Line integrals (dimensionless), ``(A, D)`` or ``(Z, A, D)``; with a cone-beam projector,
+        its ``(A, R, D)`` projections.
+    projector : SparseProjector or ConeBeamProjector
+        The system matrix ``A``; the work runs on its device. A cone-beam projector makes the
+        whole volume one problem (its residual norm is one number per iteration).
     n_iter : int
         Number of iterations (one forward and one back projection each).
     x0 : array_like or torch.Tensor, optional
@@ -199,24 +230,19 @@ def cgls(
     residual = b - projector.forward(x)  # r = b - A x, updated by recursion below
     s = projector.backward(residual)
     p = s.clone()
-    gamma = _sumsq(s)
+    gamma = problem.sumsq(s)
     for k in range(problem.n_iter):
         q = projector.forward(p)
-        alpha = _safe_div(gamma, _sumsq(q))
+        alpha = _safe_div(gamma, problem.sumsq(q))
         x.add_(alpha * p)
         residual.sub_(alpha * q)
         s = projector.backward(residual)
-        gamma_new = _sumsq(s)
+        gamma_new = problem.sumsq(s)
         p = s.add_(_safe_div(gamma_new, gamma) * p)
         gamma = gamma_new
         if problem.report(k, x, residual):
             break
     return problem.result(x, return_residuals)
-
-
-def _sumsq(t: torch.Tensor) -> torch.Tensor:
-    # Per slice, in float64: sums over 10^5 terms lose digits in float32.
-    return t.double().square().sum(dim=(-2, -1), keepdim=True)
 
 
 def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -298,11 +324,11 @@ def tv_reconstruction(
     if (isinstance(weight, bool) or not isinstance(weight, numbers.Real)
             or not np.isfinite(weight) or weight < 0):
         raise InputError("weight", f"is {weight!r}", "use a finite TV weight >= 0")
-    problem = _Problem(sinogram, projector, n_iter, x0, callback)
+    problem = _Problem(sinogram, projector, n_iter, x0, callback, whole_volume=False)
     x, b = problem.x, problem.b
     if nonneg:
         x.clamp_(min=0.0)
-    rows, cols = _row_col_sums(projector)
+    rows, cols = _row_col_sums(problem)
     # Diagonal steps: sigma_i = 1 / sum_j |K_ij|, tau_j = 1 / sum_i |K_ij| for K = [A; grad].
     # A row of grad holds at most one +1 and one -1, a column at most four entries.
     sigma_data = _inverse(rows)
