@@ -50,10 +50,9 @@ def test_a_cross_counts_the_overlap_of_its_bars_once():
 @pytest.mark.parametrize("style", STYLES)
 def test_each_style_projects_as_its_rasterisation_does(style):
     """Every hole style, in parallel and in fan beam: the analytic projection and the project's Joseph
-    operator applied to the 8x-supersampled rasterisation agree to 0.8 % RMS of the projection (0.4–0.5 %
-    measured), and the holes are there: the disc without them differs by far more. Cells have walls of
-    2.4 pixels: a ray along a wall sees a narrow peak that Joseph's model spreads over a pixel
-    (1.7 % measured, 2.5 % allowed)."""
+    operator applied to the 8x-supersampled rasterisation agree to 0.8 % RMS of the projection, and the
+    holes are there: the disc without them differs by far more. Cells have walls of 2.4 pixels: a ray
+    along a wall sees a narrow peak that Joseph's model spreads over a pixel (2.5 % allowed)."""
     tolerance = 0.025 if style == "cells" else 0.008
     disc = random_holed_disc(np.random.default_rng(3), style=style, radius=0.45 * N, centre_jitter=2.0, mu=0.005)
     assert disc.holes

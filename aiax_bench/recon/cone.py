@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from aiax_bench.errors import InputError
-from aiax_bench.recon.fan import angle_weights, source_frame
+from aiax_bench.recon.fan import angle_weights, parker_weights, source_frame
 from aiax_bench.recon.fbp import FILTERS, filter_sinogram
 from aiax_bench.recon.projector import _positive_int, check_angles
 from aiax_bench.validation import check_finite_number, check_positive
@@ -92,7 +92,8 @@ def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_sli
     Notes
     -----
     Each detector pixel is weighted by the cosine of its ray to the central
-    ray, each row ramp-filtered along the detector, and the result
+    ray (and, on a short scan, by Parker's weights of its column, see
+    :func:`~aiax_bench.recon.fan.parker_weights`), each row ramp-filtered along the detector, and the result
     back-projected with the ``1 / U^2`` distance weight and bilinear
     interpolation (Feldkamp et al., JOSA A 1984). In the orbit's plane it is
     fan-beam FBP (:class:`~aiax_bench.recon.FanBeamProjector`), the same
@@ -118,8 +119,11 @@ def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_sli
     u = (np.arange(cols) - (cols - 1) / 2) * g.det_spacing + g.detector_offset
     v = (np.arange(rows) - (rows - 1) / 2) * g.row_spacing + g.row_offset
     cosine = sdd / np.sqrt(sdd**2 + u[None, :] ** 2 + v[:, None] ** 2)
-    filtered = filter_sinogram(data * torch.from_numpy(cosine.astype(np.float32)), filter=filter, padding=padding,
-                               cutoff=cutoff)
+    # A short scan shares its twice-measured lines by their in-plane fan angle (the fan-beam convention).
+    parker = parker_weights(angles, -np.arctan2(u, sdd))
+    preweights = cosine[None] if parker is None else cosine[None] * parker[:, None, :]
+    filtered = filter_sinogram(data * torch.from_numpy(preweights.astype(np.float32)), filter=filter,
+                               padding=padding, cutoff=cutoff)
     # Unit-pixel filter rescaled to the column width seen at the axis; the 1/U^2 weight and the angles' shares.
     weights = angle_weights(angles) / (g.det_spacing * sod / sdd)
     # Zeros around every image (one before, two after each axis): voxels projecting off the detector read zeros.

@@ -33,7 +33,7 @@ from aiax_bench.errors import InputError
 from aiax_bench.recon.projector import SparseProjector
 from aiax_bench.validation import check_finite_number, check_positive
 
-__all__ = ["FanBeamProjector", "angle_weights", "geometry_in_voxels", "source_frame"]
+__all__ = ["FanBeamProjector", "angle_weights", "geometry_in_voxels", "parker_weights", "source_frame"]
 
 
 def geometry_in_voxels(*, pixel: float, source_origin: float, source_detector: float,
@@ -73,8 +73,9 @@ def angle_weights(angles: np.ndarray) -> np.ndarray:
     An angle weighs half the angular step on each side of it. A full turn
     (360 degrees within one step) measures every line twice, so its weights
     are halved; a shorter arc counts each measured line once, and lines it
-    misses stay missing (a limited-angle reconstruction). Short scans are
-    not Parker-weighted.
+    misses stay missing (a limited-angle reconstruction); on a short scan
+    (180 degrees plus the fan) :func:`parker_weights` share the lines measured
+    twice.
     """
     angles = np.asarray(angles, dtype=np.float64)
     if angles.size == 1:
@@ -88,6 +89,46 @@ def angle_weights(angles: np.ndarray) -> np.ndarray:
     share[order] = (np.concatenate(([step], gaps)) + np.concatenate((gaps, [step]))) / 2
     covered = ordered[-1] - ordered[0] + step
     return share / 2 if covered >= 2 * math.pi - step / 2 else share
+
+
+def parker_weights(angles: np.ndarray, fan_angles: np.ndarray) -> np.ndarray | None:
+    """Parker's weights of a short scan, ``(A, D)``, or None when the scan is not one.
+
+    A short scan turns through 180 degrees plus the fan (``pi + 2 delta`` with
+    ``delta`` at least the largest fan angle ``gamma`` of a detector pixel) and
+    measures some lines twice, near its two ends. Parker's smooth weights
+    (Med. Phys. 9:254, 1982) share each twice-measured line between its two
+    measurements and sum to one over them, so FBP counts every line once.
+    Scans shorter than ``pi + 2 max|gamma|`` (limited angle) and full turns get
+    None: they need no such weights.
+
+    Parameters
+    ----------
+    angles : numpy.ndarray
+        Source angles (radians), increasing; the scan starts at the first.
+    fan_angles : numpy.ndarray
+        Each detector pixel's angle ``gamma`` to the central ray (radians), ``(D,)``.
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    gamma = np.asarray(fan_angles, dtype=np.float64)
+    if angles.size < 2:
+        return None
+    step = float(np.median(np.diff(np.sort(angles))))
+    span = float(angles.max() - angles.min()) + step  # each view stands for its step
+    largest = float(np.abs(gamma).max())
+    if span >= 2 * math.pi - step / 2 or span < math.pi + 2 * largest:
+        return None
+    delta = (span - math.pi) / 2
+    # Each view's angle from the scan's start, its step's middle at the view.
+    beta = (angles - angles.min() + step / 2)[:, None]
+    g = gamma[None, :]
+    weights = np.ones((angles.size, gamma.size))
+    rising = beta < 2 * (delta - g)
+    weights = np.where(rising, np.sin(np.pi / 4 * beta / np.maximum(delta - g, 1e-12)) ** 2, weights)
+    falling = beta > math.pi - 2 * g
+    weights = np.where(falling, np.sin(np.pi / 4 * (math.pi + 2 * delta - beta) / np.maximum(delta + g, 1e-12)) ** 2,
+                       weights)
+    return np.clip(weights, 0.0, 1.0)
 
 
 @dataclass(eq=False)
@@ -156,8 +197,12 @@ class FanBeamProjector(SparseProjector):
         return np.cos(normal), np.sin(normal), offset
 
     def fbp_preweights(self) -> torch.Tensor:
-        """The cosine of each detector pixel's ray to the central ray, ``(D,)`` float32: FBP's pre-weights."""
-        return torch.from_numpy(np.cos(self._fan_angles()).astype(np.float32))
+        """FBP's pre-weights: the cosine of each pixel's ray to the central ray, ``(D,)`` float32, times
+        Parker's weights ``(A, D)`` on a short scan (see :func:`parker_weights`)."""
+        cosine = np.cos(self._fan_angles())
+        # Parker's gamma grows the other way along this detector for increasing source angles.
+        parker = parker_weights(self.angles, -self._fan_angles())
+        return torch.from_numpy((cosine if parker is None else parker * cosine).astype(np.float32))
 
     def angle_weights(self) -> np.ndarray:
         """Each angle's share of the FBP integral (radians), ``(A,)``; see :func:`angle_weights`."""
