@@ -456,3 +456,20 @@ def test_fbp_noise_variance_scales_as_one_over_photons():
         variances.append(float((fbp(noisy, projector=projector) - truth)[:, flat].var()))
     ratios = np.array(variances[:-1]) / np.array(variances[1:])
     np.testing.assert_allclose(ratios, 10.0, rtol=0.15)
+
+
+def test_noise_and_intensity_averages_in_slabs_are_the_whole_array_bytes(monkeypatch):
+    """Counting noise, detector binning and the continuous-rotation blur run slab by slab (bounded memory):
+    the same bytes as the whole-array formulas, the generator drawing in the same order."""
+    import aiax_bench.sim.acquire as acquire
+
+    line = np.random.default_rng(0).uniform(0, 3, (12, 16, 10)).astype(np.float32)
+    whole_noise = (-np.log(np.maximum(np.random.default_rng(5).poisson(
+        1000.0 * np.exp(-line.astype(np.float64))), 1) / 1000.0)).astype(np.float32)
+    intensity = np.exp(-line.astype(np.float64))
+    whole_binned = (-np.log(intensity.reshape(6, 2, 16, 5, 2).mean(axis=(1, 4)))).astype(np.float32)
+    whole_blurred = (-np.log(intensity.reshape(12, 4, 4, 10).mean(axis=2))).astype(np.float32)
+    monkeypatch.setattr(acquire, "_CHUNK_ELEMENTS", 300)  # slabs of one or two rows
+    assert poisson_noise(line, 1000.0, rng=np.random.default_rng(5)).tobytes() == whole_noise.tobytes()
+    assert bin_detector(line, 2).tobytes() == whole_binned.tobytes()
+    assert continuous_rotation(line, 4).tobytes() == whole_blurred.tobytes()

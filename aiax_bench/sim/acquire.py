@@ -79,8 +79,26 @@ def poisson_noise(line_integrals: np.ndarray, photons: float, *, rng: np.random.
     """
     if not np.isfinite(photons) or photons <= 0:
         raise InputError("photons", f"is {photons}", "expected a positive photon count per detector pixel")
-    counts = rng.poisson(photons * np.exp(-np.asarray(line_integrals, dtype=np.float64)))
-    return (-np.log(np.maximum(counts, 1) / photons)).astype(np.float32)
+    p = np.asarray(line_integrals)
+    if p.ndim == 0:
+        return poisson_noise(p[None], photons, rng=rng)[0]
+    out = np.empty(p.shape, dtype=np.float32)
+    # Slab by slab along the first axis: the generator draws in the same (C) order as over the whole
+    # array, so the bytes are the same, and the float64 temporaries stay within a few hundred MB.
+    rows = _rows_per_chunk(p)
+    for z0 in range(0, p.shape[0], rows):
+        counts = rng.poisson(photons * np.exp(-np.asarray(p[z0:z0 + rows], dtype=np.float64)))
+        out[z0:z0 + rows] = -np.log(np.maximum(counts, 1) / photons)
+    return out
+
+
+#: Elements whose float64 temporaries the noise and intensity averages hold at once (256 MB each).
+_CHUNK_ELEMENTS = 1 << 25
+
+
+def _rows_per_chunk(array: np.ndarray, row_multiple: int = 1) -> int:
+    per_row = max(1, math.prod(array.shape[1:])) * row_multiple
+    return max(1, _CHUNK_ELEMENTS // per_row)
 
 
 def _mean_intensity(line_integrals: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
@@ -115,7 +133,12 @@ def bin_detector(line_integrals: np.ndarray, factor: int) -> np.ndarray:
                          "expected a common divisor of both")
     if factor == 1:
         return p.astype(np.float32, copy=True)
-    return _mean_intensity(p, (z // factor, factor, a, d // factor, factor), (1, 4))
+    out = np.empty((z // factor, a, d // factor), dtype=np.float32)
+    rows = _rows_per_chunk(p, factor)  # binned rows per slab
+    for b0 in range(0, z // factor, rows):
+        b1 = min(b0 + rows, z // factor)
+        out[b0:b1] = _mean_intensity(p[b0 * factor:b1 * factor], (b1 - b0, factor, a, d // factor, factor), (1, 4))
+    return out
 
 
 def exposure_angles(angles, steps: int, *, arc: float | None = None) -> np.ndarray:
@@ -176,7 +199,14 @@ def continuous_rotation(line_integrals: np.ndarray, steps: int) -> np.ndarray:
                          "expected projections at steps sub-angles per exposure")
     if steps == 1:
         return p.astype(np.float32, copy=True)
-    return _mean_intensity(p, (*lead, a // steps, steps, d), (len(lead) + 1,))
+    if not lead:
+        return _mean_intensity(p, (a // steps, steps, d), (1,))
+    out = np.empty((*lead, a // steps, d), dtype=np.float32)
+    rows = _rows_per_chunk(p)
+    for z0 in range(0, lead[0], rows):
+        part = p[z0:z0 + rows]
+        out[z0:z0 + rows] = _mean_intensity(part, (*part.shape[:-2], a // steps, steps, d), (len(lead) + 1,))
+    return out
 
 
 def detector_gains(shape: tuple[int, ...], gain_sigma: float, *, rng: np.random.Generator) -> np.ndarray:
