@@ -243,13 +243,13 @@ def test_fbp_refuses_a_matrix_back_projection_for_fan_beam():
 
 
 def _disc_scan(span_degrees: float):
-    """A disc with a hole, projected exactly in a 30-degree fan over ``span_degrees`` in 0.5 degree steps."""
+    """A disc with a hole, projected exactly in a 30-degree fan over ``span_degrees`` in 1 degree steps."""
     from aiax_bench.sim.holed_disc import ConvexPiece, Hole, HoledDisc, project_holed_disc, rasterize_holed_disc
 
     n = 128
     hole = Hole((ConvexPiece(np.zeros((0, 2)), np.zeros(0), (15.0, 10.0, 8.0, 8.0, 0.0)),))
     disc = HoledDisc((3.0, -2.0), 50.0, 0.02, (hole,))
-    step = math.radians(0.5)
+    step = math.radians(1.0)
     angles = np.arange(0, math.radians(span_degrees) - step / 2, step)
     projector = FanBeamProjector(n, angles, n_detector=200, det_spacing=1.2, source_origin=300.0,
                                  origin_detector=150.0, lazy=True)
