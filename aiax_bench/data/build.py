@@ -149,6 +149,11 @@ class _ProjectorCache:
             del self.kept[next(iter(self.kept))]
         return projector
 
+    def trim(self) -> None:
+        """Drop operators beyond the budget, the last one used included: none is in use now."""
+        while self.kept and sum(p.nbytes for p in self.kept.values()) > self.max_bytes:
+            del self.kept[next(iter(self.kept))]
+
 
 #: How each kind of split degrades the reference scan (recipe ``splits.<name>.kind``).
 SPLIT_KINDS: dict[str, Callable[[_SampleContext, str, dict[str, Any]], tuple]] = {
@@ -202,6 +207,9 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             bar.set_postfix_str(f"{sample_id}: projections")
 
             def project(angles: np.ndarray, phantom=phantom) -> np.ndarray:
+                # Projecting builds operators of its own (the fine grid's): an oversized reconstruction
+                # operator kept from the last split would only add to them (3.4 GB at 512³).
+                projector_for.trim()
                 return project_phantom(phantom, angles, supersample_u=acq.get("supersample_u", 4),
                                        supersample_z=acq.get("supersample_z", 2), device="cpu")
 
