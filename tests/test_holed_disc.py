@@ -90,3 +90,15 @@ def test_random_discs_hold_disjoint_holes_inside_the_disc():
         assert covered.max() == 1, disc.style
         outside = (x - disc.centre[0]) ** 2 + (y - disc.centre[1]) ** 2 > (disc.radius - 1.0) ** 2
         assert not (covered.astype(bool) & outside).any(), disc.style
+
+
+def test_bad_input_is_refused_in_one_line():
+    from aiax_bench.errors import InputError, UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="hole style"):
+        random_holed_disc(np.random.default_rng(0), style="stars")
+    with pytest.raises(InputError, match=r"^pieces"):
+        Hole(())
+    projector = ParallelBeamProjector(16, np.zeros(2), n_detector=16)
+    with pytest.raises(InputError, match=r"^rng"):
+        project_holed_disc(holed_discs(0, 1, radius=6.0)[0], projector, photons=100.0)

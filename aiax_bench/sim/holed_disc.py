@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aiax_bench.errors import InputError, UnknownNameError
 from aiax_bench.validation import check_positive, check_positive_int
 
 __all__ = ["STYLES", "ConvexPiece", "Hole", "HoledDisc", "holed_discs", "project_holed_disc", "random_holed_disc",
@@ -97,6 +98,10 @@ class Hole:
 
     pieces: tuple[ConvexPiece, ...]
 
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.pieces) <= 2:
+            raise InputError("pieces", f"are {len(self.pieces)}", "a hole is the union of one or two convex pieces")
+
     def chord(self, p0: np.ndarray, direction: np.ndarray) -> np.ndarray:
         """Length of each line inside the hole (voxels)."""
         intervals = [piece.interval(p0, direction) for piece in self.pieces]
@@ -104,8 +109,6 @@ class Hole:
         if len(intervals) == 2:  # inclusion-exclusion: the overlap of two convex pieces is one interval
             (a_in, a_out), (b_in, b_out) = intervals
             length = length - np.maximum(np.minimum(a_out, b_out) - np.maximum(a_in, b_in), 0.0)
-        elif len(intervals) > 2:
-            raise ValueError("a hole is the union of at most two convex pieces")
         return length
 
     def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -188,7 +191,7 @@ def project_holed_disc(disc: HoledDisc, projector, *, subrays: int = 4, photons:
     if photons is not None:
         check_positive("photons", photons, "photons per detector pixel")
         if rng is None:
-            raise ValueError("photons need an rng")
+            raise InputError("rng", "is None with photons given", "a numpy.random.Generator for the noise")
         intensity = np.maximum(rng.poisson(photons * intensity), 1) / photons
     return (-np.log(intensity) + offset).astype(np.float32)
 
@@ -314,7 +317,7 @@ def random_holed_disc(rng: np.random.Generator, *, style: str | None = None, rad
     elif style == "cells":
         holes = _voronoi_cells(rng, int(rng.integers(8, 17)), room=room, wall=wall)
     else:
-        raise ValueError(f"style {style!r}: expected one of {STYLES}")
+        raise UnknownNameError("hole style", style, list(STYLES), "pick one of the listed styles")
     offset = rng.uniform(-centre_jitter, centre_jitter, size=2)
     holes = [_shifted(hole, offset) for hole in holes]
     return HoledDisc(centre=(float(offset[0]), float(offset[1])), radius=float(radius), mu=float(mu),
