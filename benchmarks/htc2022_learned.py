@@ -147,7 +147,7 @@ def main() -> None:
     test = [htc2022.read_phantom(n, folder) for n in htc2022.phantom_names("test")
             if (folder / f"htc2022_{n}_full.mat").exists()]
     # One fixed input scale: the acrylic's attenuation per voxel in the training references.
-    scale = float(np.median([np.percentile(p.reference[p.truth], 50) for p in phantoms.values()]))
+    scale = calibration(phantoms)["mu_per_voxel"]
     doc = {"dataset": htc2022.DATASET_REF, "method": "unet-seg on ramp FBP (16 base channels, depth 4)",
            "training": [n for n in names if n != VALIDATION], "validation": VALIDATION,
            "test_phantoms": [p.name for p in test], "steps": args.steps, "crop": CROP, "input_scale": scale,

@@ -145,13 +145,13 @@ class _ProjectorCache:
             # On the CPU even where a GPU is present: a published store's bytes must not depend on the device.
             projector = ParallelBeamProjector(n, angles, device="cpu")
         self.kept[key] = projector  # the most recently used last
-        while len(self.kept) > 1 and sum(p.nbytes for p in self.kept.values()) > self.max_bytes:
-            del self.kept[next(iter(self.kept))]
+        self.trim(keep=1)
         return projector
 
-    def trim(self) -> None:
-        """Drop operators beyond the budget, the last one used included: none is in use now."""
-        while self.kept and sum(p.nbytes for p in self.kept.values()) > self.max_bytes:
+    def trim(self, *, keep: int = 0) -> None:
+        """Drop the least recently used operators while over the budget, keeping at least the last ``keep``
+        (0 when none is in use, as before a projection)."""
+        while len(self.kept) > keep and sum(p.nbytes for p in self.kept.values()) > self.max_bytes:
             del self.kept[next(iter(self.kept))]
 
 

@@ -23,6 +23,7 @@ blocks (with the windows' halo in psi) and rows, within a memory budget.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -154,14 +155,8 @@ def moving_median(stack, *, window: int, refresh: int, threads: int | None = Non
     """
     stack = _check_stack(stack)
     windows = refresh_windows(stack.shape[0], window=window, refresh=refresh)
-    medians = _block_medians(stack, windows, threads or _cpus())
+    medians = _block_medians(stack, windows, threads or os.cpu_count() or 1)
     return np.repeat(medians, windows[:, 1] - windows[:, 0], axis=0)
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def subtract_moving_median(source, target, *, window: int, refresh: int, memory_bytes: int = 1 << 30,
@@ -193,16 +188,16 @@ def subtract_moving_median(source, target, *, window: int, refresh: int, memory_
     tiles = frames_read = 0
     for b0 in range(0, windows.shape[0], blocks_per_tile):
         part = windows[b0:b0 + blocks_per_tile]
-        lo, hi = int(part[:, 2].min()), int(part[:, 3].max())
-        local = part.copy()
-        local[:, 2:] -= lo
+        # One read per tile: the blocks' frames and their windows (a window narrower than the refresh
+        # does not cover its block).
+        lo, hi = int(part[:, [0, 2]].min()), int(part[:, [1, 3]].max())
+        local = part - lo
         for y0 in range(0, ny, rows):
             y1 = min(y0 + rows, ny)
             tile = _check_stack(np.asarray(source[lo:hi, y0:y1]))
-            medians = _block_medians(tile, local, threads or _cpus())
-            for (start, end, _, _), median in zip(part, medians, strict=True):
-                frames = _check_stack(np.asarray(source[start:end, y0:y1]))
-                target[start:end, y0:y1] = frames - median[None]
+            medians = _block_medians(tile, local, threads or os.cpu_count() or 1)
+            for (start, end, _, _), median in zip(local, medians, strict=True):
+                target[lo + start:lo + end, y0:y1] = tile[start:end] - median[None]
             tiles += 1
             frames_read += hi - lo
     return {"tiles": tiles, "frames_read": frames_read}

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from aiax_bench.errors import InputError
-from aiax_bench.recon.fan import angle_weights, parker_weights, source_frame
+from aiax_bench.recon.fan import angle_weights, parker_weights, source_frame, source_position
 from aiax_bench.recon.fbp import FILTERS, filter_sinogram
-from aiax_bench.recon.projector import _positive_int, check_angles
+from aiax_bench.recon.projector import _positive_int, check_angles, joseph_steps
 from aiax_bench.validation import check_finite_number, check_positive
 
 __all__ = ["ConeBeamGeometry", "ConeBeamProjector", "fdk"]
@@ -239,23 +239,14 @@ class ConeBeamProjector:
         g, n, nz = self.geometry, self.n_pixels, self.n_slices
         cos, sin, u = (np.broadcast_to(t, (1, self.n_detector))[0]
                        for t in self._fan._rays(self.angles[k:k + 1]))
+        by_column, main, pos = joseph_steps(n, cos, sin, u)
+        pos = pos.T  # position along the interpolated in-plane axis (pixel index), (N steps, D)
         centre = (n - 1) / 2.0
         steps = np.arange(n, dtype=np.float64) - centre
-        by_column = np.abs(sin) >= np.abs(cos)
-        main = np.where(by_column, sin, cos)
-        other = np.where(by_column, cos, sin)
-        # Position along the interpolated in-plane axis (pixel index), (N steps, D).
-        pos = (u / main + centre)[None, :] - (other / main)[None, :] * steps[:, None]
         # The step's point in the plane, to place it along the ray from the source.
         px = np.where(by_column[None, :], steps[:, None], pos - centre)
         py = np.where(by_column[None, :], pos - centre, steps[:, None])
-        # The source: where the first and last rays of this angle cross.
-        a_mat = np.array([[cos[0], sin[0]], [cos[-1], sin[-1]]])
-        if self.n_detector > 1 and abs(np.linalg.det(a_mat)) > 1e-12:
-            sx, sy = np.linalg.solve(a_mat, [u[0], u[-1]])
-        else:  # one column: the source lies on the central ray, source_origin from the axis
-            theta = self.angles[k]
-            sx, sy = g.source_origin * math.sin(theta), -g.source_origin * math.cos(theta)
+        sx, sy = source_position(self.angles[k], source_origin=g.source_origin, axis_offset=g.axis_offset)
         depth = np.hypot(px - sx, py - sy)  # in-plane distance from the source, (N, D)
         in_plane = np.hypot(g.source_detector, self._fan.detector_positions())  # source to pixel, (D,)
         v = (np.arange(self.n_rows) - (self.n_rows - 1) / 2) * g.row_spacing + g.row_offset  # (R,)

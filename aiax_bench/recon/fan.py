@@ -33,7 +33,8 @@ from aiax_bench.errors import InputError
 from aiax_bench.recon.projector import SparseProjector
 from aiax_bench.validation import check_finite_number, check_positive
 
-__all__ = ["FanBeamProjector", "angle_weights", "geometry_in_voxels", "parker_weights", "source_frame"]
+__all__ = ["FanBeamProjector", "angle_weights", "geometry_in_voxels", "parker_weights", "source_frame",
+           "source_position"]
 
 
 def geometry_in_voxels(*, pixel: float, source_origin: float, source_detector: float,
@@ -65,6 +66,13 @@ def source_frame(coords: np.ndarray, theta: float, *, source_origin: float, axis
     along = vector(coords * cos)[:, None] + vector(source_origin - coords * sin)[None, :]
     across = vector(coords * sin)[:, None] + vector(coords * cos + axis_offset)[None, :]
     return along, across
+
+
+def source_position(theta: float, *, source_origin: float, axis_offset: float) -> tuple[float, float]:
+    """The source's ``(x, y)`` in the slice (voxel units from its centre) at angle ``theta``: the point
+    :func:`source_frame` measures its distances from (``along = across = 0``)."""
+    cos, sin = math.cos(theta), math.sin(theta)
+    return source_origin * sin - axis_offset * cos, -source_origin * cos - axis_offset * sin
 
 
 def angle_weights(angles: np.ndarray) -> np.ndarray:

@@ -105,6 +105,24 @@ def check_angles(angles) -> np.ndarray:
     return angles
 
 
+def joseph_steps(n: int, cos: np.ndarray, sin: np.ndarray, u: np.ndarray):
+    """Where Joseph's model samples each ray ``x cos + y sin = u`` of an ``n x n`` slice.
+
+    Rays closer to vertical step over the columns (``x``) and interpolate in
+    ``y``, the others the reverse. Returns ``by_column`` and ``main`` (the
+    direction cosine of the stepped axis), broadcast like the rays, and the
+    position along the interpolated axis in pixel indices at each step,
+    shaped ``(*rays, n)``.
+    """
+    centre = (n - 1) / 2.0
+    steps = np.arange(n, dtype=np.float64) - centre
+    by_column = np.abs(sin) >= np.abs(cos)
+    main = np.where(by_column, sin, cos)
+    other = np.where(by_column, cos, sin)
+    pos = (u / main + centre)[..., None] - (other / main)[..., None] * steps
+    return by_column, main, pos
+
+
 def _joseph_csr(n: int, cos: np.ndarray, sin: np.ndarray, u: np.ndarray):
     """CSR arrays ``(counts, indices, values)`` of Joseph's model for a set of rays.
 
@@ -116,15 +134,8 @@ def _joseph_csr(n: int, cos: np.ndarray, sin: np.ndarray, u: np.ndarray):
     ``1 / max(|cos|, |sin|)``. Entries come out ray by ray, so rows need no
     sorting (columns within a row are not in order).
     """
-    centre = (n - 1) / 2.0
-    steps = np.arange(n, dtype=np.float64) - centre
     n_rays = np.broadcast_shapes(np.shape(cos), np.shape(u))
-    # Rays closer to vertical step over columns (x) and interpolate in y, others the reverse.
-    by_column = np.abs(sin) >= np.abs(cos)
-    main = np.where(by_column, sin, cos)
-    other = np.where(by_column, cos, sin)
-    # Position along the interpolated axis, in pixel indices: shape (angle, detector, step).
-    pos = (u / main + centre)[..., None] - (other / main)[..., None] * steps
+    by_column, main, pos = joseph_steps(n, cos, sin, u)
     low = np.floor(pos)
     frac = (pos - low).astype(np.float32)
     del pos
