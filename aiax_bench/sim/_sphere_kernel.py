@@ -9,8 +9,8 @@ of angles in threads). Every operation is an IEEE one
 (additions, products and a correctly rounded square root, never contracted
 into fused multiply-adds), so the bytes do not depend on the CPU either:
 torch's vectorised float64 ``sqrt`` and ``pow`` on the CPU, which an earlier
-tensor formulation used, are off by an ulp in about 1 % of values, in ways
-that may follow the instruction set. Compiled with numba on first use and
+tensor formulation used, are not correctly rounded (off by an ulp in some
+values), in ways that may follow the instruction set. Compiled with numba on first use and
 cached on disk.
 """
 

@@ -275,7 +275,7 @@ def random_holed_disc(rng: np.random.Generator, *, style: str | None = None, rad
         Ellipses and circles; convex polygons of 3 to 6 sides; Voronoi cells with walls; crosses of two bars.
     radius : float
         Disc radius (voxels); the holes' sizes scale with it (the defaults are the HTC2022 discs' on
-        their 512² grid: holes of 600 to 10,000 pixels).
+        their 512² grid).
     centre_jitter : float
         Largest offset of the disc's centre from the slice centre (voxels).
     mu : float
