@@ -3,7 +3,10 @@
 Builds ``DATASET`` at ``PROFILE`` once per thread count, each in a fresh
 process with ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and torch's thread
 count set to it, and compares the stores' content sha256 (and every array's
-sha256). Prints a table and writes JSON.
+sha256), and each with the content sha256 the registry publishes for that
+profile. The CPU's vector extensions are recorded (on a CPU with AVX-512,
+MKL's kernels took other code paths than on the machine that published the
+stores). Prints a table and writes JSON.
 
 Usage::
 
@@ -48,6 +51,15 @@ def build_with_threads(dataset: str, profile: str, threads: int) -> dict[str, An
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _vector_extensions() -> list[str]:
+    """The CPU's AVX flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags.split(":", 1)[1].split() if f.startswith("avx"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="foam@2.0")
@@ -55,6 +67,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--output", type=Path, default=Path("bits.json"))
     args = parser.parse_args()
+    from aiax_bench.data.registry import resolve
+
+    registered = (resolve(args.dataset).content_sha256 or {}).get(args.profile)
     runs = {t: build_with_threads(args.dataset, args.profile, t) for t in args.threads}
     first = runs[args.threads[0]]
     differing = sorted({f"{sid}/{name}" for run in runs.values() for sid, arrays in run["arrays"].items()
@@ -64,16 +79,20 @@ def main() -> None:
         "content_sha256": {str(t): r["content_sha256"] for t, r in runs.items()},
         "build_seconds": {str(t): r["seconds"] for t, r in runs.items()},
         "identical": len({r["content_sha256"] for r in runs.values()}) == 1 and not differing,
+        "registered_content_sha256": registered,
+        "matches_registry": None if registered is None else all(r["content_sha256"] == registered
+                                                                 for r in runs.values()),
         "differing_arrays": differing,
         "n_arrays": sum(len(a) for a in first["arrays"].values()),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(), "vector_extensions": _vector_extensions()},
     }
     print("| threads | content sha256 | build s |\n|---|---|---|")
     for t, r in runs.items():
         print(f"| {t} | {r['content_sha256']} | {r['seconds']} |")
-    print(f"identical: {report['identical']} ({report['n_arrays']} arrays; differing: {differing or 'none'})")
+    print(f"identical: {report['identical']} ({report['n_arrays']} arrays; differing: {differing or 'none'}); "
+          f"matches the registry: {report['matches_registry']}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
 

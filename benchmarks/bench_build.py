@@ -4,6 +4,8 @@
         [--output benchmarks/build-foam-2.0.json]
     python benchmarks/bench_build.py --dataset foam@1.0 --profile small --before d2ec3bd \\
         --output benchmarks/build-foam-1.0-small.json
+    python benchmarks/bench_build.py --dataset foam@2.0 --sizes 512 --sample-rss 20 \\
+        --output benchmarks/build-foam-2.0-512.json
 
 Each size builds a profile of one training sample (the recipe's phantom,
 acquisition and every split, as ``datasets build`` does) in a fresh process,
@@ -16,6 +18,9 @@ With ``--profile`` the whole profile is built instead, in a fresh process,
 with today's code and, given ``--before``, with the code of that git commit
 (a temporary worktree), one after the other in the same run; both stores'
 content sha256 are recorded, and whether they agree.
+
+``--sample-rss S`` also records the child's resident memory every S seconds
+(``rss_mb``: seconds since the start, MB), to see which step holds the peak.
 """
 
 from __future__ import annotations
@@ -86,6 +91,28 @@ def _run(code: str, *args: str, source: Path | None = None) -> dict:
     return row
 
 
+def _sampled_run(argv: list[str], every: float) -> tuple[subprocess.CompletedProcess, list[list[float]]]:
+    """Run ``argv`` and read its resident memory from ``/proc`` every ``every`` seconds (Linux)."""
+    timeline: list[list[float]] = []
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+        start = time.perf_counter()
+        while child.poll() is None:
+            try:
+                status = Path(f"/proc/{child.pid}/status").read_text()
+                kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+                timeline.append([round(time.perf_counter() - start), round(kb / 1024)])
+            except (OSError, StopIteration):
+                pass
+            try:
+                child.wait(timeout=every)
+            except subprocess.TimeoutExpired:
+                pass
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, child.returncode, out.read(), err.read()), timeline
+
+
 def _profile_rows(args: argparse.Namespace) -> list[dict]:
     rows = [{"code": "today", "profile": args.profile,
              **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "")}]
@@ -104,6 +131,12 @@ def _profile_rows(args: argparse.Namespace) -> list[dict]:
         print(json.dumps(rows[-1]), flush=True)
         rows[0]["same_content_as_before"] = rows[0]["content_sha256"] == rows[1]["content_sha256"]
         rows[0]["speedup"] = round(rows[1]["seconds"] / rows[0]["seconds"], 2)
+    from aiax_bench.data.registry import resolve
+
+    registered = (resolve(args.dataset).content_sha256 or {}).get(args.profile)
+    if registered:
+        for row in rows:
+            row["matches_registry"] = row["content_sha256"] == registered
     return rows
 
 
@@ -115,15 +148,22 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where the temporary stores go (default: the system's)")
     parser.add_argument("--profile", default=None, help="build this whole profile instead of one sample per size")
     parser.add_argument("--before", default=None, help="with --profile: also build it with this git commit's code")
+    parser.add_argument("--sample-rss", type=float, default=None, metavar="S",
+                        help="one sample per size: also record its resident memory every S seconds")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     rows = _profile_rows(args) if args.profile else []
     for size in [] if args.profile else args.sizes:
-        done = subprocess.run([sys.executable, "-c", CHILD, args.dataset, str(size), str(args.seed),
-                               args.workdir or ""], capture_output=True, text=True)
+        argv = [sys.executable, "-c", CHILD, args.dataset, str(size), str(args.seed), args.workdir or ""]
+        if args.sample_rss:
+            done, timeline = _sampled_run(argv, args.sample_rss)
+        else:
+            done, timeline = subprocess.run(argv, capture_output=True, text=True), []
         if done.returncode != 0:
             raise SystemExit(done.stderr[-2000:])
         row = {"size": size, **json.loads(done.stdout.strip().splitlines()[-1])}
+        if timeline:
+            row["rss_mb"] = timeline
         print(json.dumps(row), flush=True)
         rows.append(row)
     output = args.output or HERE / f"build-{args.dataset.replace('@', '-')}.json"

@@ -163,6 +163,21 @@ def test_blockwise_operator_equals_stored(projector):
     np.testing.assert_allclose(streamed.backward(y), projector.backward(y), rtol=1e-5, atol=1e-4)
 
 
+def test_backward_only_operator_keeps_half_and_the_same_bytes(projector):
+    """The transposed matrix alone: half the memory, the same back projection bit for bit, the same
+    forward projection (its blocks built at the call) to float32 rounding."""
+    backward_only = ParallelBeamProjector(N, _angles(), device="cpu", matrices="backward")
+    y = np.random.default_rng(4).random((3, N_ANGLES, N), dtype=np.float32)
+    np.testing.assert_array_equal(backward_only.backward(y), projector.backward(y))
+    np.testing.assert_array_equal(fbp(y, projector=backward_only), fbp(y, projector=projector))
+    assert backward_only.stored and 0 < backward_only.nbytes < 0.55 * projector.nbytes
+    assert backward_only.nbytes <= operator_nbytes(N, N_ANGLES, matrices="backward")
+    x = _phantom(N)
+    np.testing.assert_allclose(backward_only.forward(x), projector.forward(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="matrices"):
+        ParallelBeamProjector(N, _angles(), device="cpu", matrices="forward")
+
+
 @pytest.mark.parametrize(("n_det", "spacing"), [(N, 1.0), (N + 9, 0.7), (N - 8, 1.3)])
 def test_pixel_driven_back_projection_is_the_operator_transpose(n_det, spacing):
     """Without the matrix, pixel by pixel: the same Joseph transpose, to float32 rounding."""

@@ -7,7 +7,11 @@ is run in fresh processes with 1, 2 and 4 threads (``OMP_NUM_THREADS`` and
 and their outputs are compared byte for byte. On x86-64 one more process
 runs with the portable code paths of torch, MKL and OpenBLAS forced, as an
 older or different CPU would pick them: a sum whose grouping follows the
-thread count or the CPU's vector width shows up as a different digest.
+thread count or the CPU's vector width shows up as a different digest. (On
+a CPU with AVX-512, torch's sparse products through MKL did, until the
+projector's products became compiled loops of its own; MKL's vector maths
+still would, so processes that make stores select MKL's compatible path
+first, as this worker does.)
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ _WORKER = textwrap.dedent('''
     import torch
 
     torch.set_num_threads(int(sys.argv[1]))
+
+    from aiax_bench.mkl_mode import use_compatible_mkl
+
+    use_compatible_mkl()  # first, as every build does: MKL fixes its code path at its first computation
 
     from aiax_bench.recon import ParallelBeamProjector, fbp, operator_nbytes
     from aiax_bench.sim import Acquisition, make_phantom, project_phantom, project_voxels, reference_angles, scan

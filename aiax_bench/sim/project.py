@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from aiax_bench.errors import InputError
+from aiax_bench.mkl_mode import use_compatible_mkl
 from aiax_bench.recon.projector import ParallelBeamProjector, check_angles
 from aiax_bench.sim._sphere_kernel import subtract_void_chords
 from aiax_bench.sim.phantoms import Phantom, render_fractions
@@ -50,8 +51,11 @@ def _detector_average(line_integrals: torch.Tensor, sz: int, su: int) -> np.ndar
     elementwise additions only: ``Tensor.mean`` would group the terms by
     thread count and vector width, and the bytes would follow the machine.
     Computing in float64 keeps the last float32 bit away from the few-ulp
-    differences of ``exp`` and ``log`` between CPUs.
+    differences of ``exp`` and ``log`` between CPUs, except where the mean
+    transmission is close to 1 (grazing rays): there MKL's compatible code
+    path decides it (:mod:`aiax_bench.mkl_mode`).
     """
+    use_compatible_mkl()  # torch's exp and log are MKL's: its compatible path, the published bytes
     rows_sub, n_angles, cols_sub = line_integrals.shape
     t = torch.exp(-line_integrals.to(torch.float64)).reshape(rows_sub // sz, sz, n_angles, cols_sub // su, su)
     total = t[:, 0, :, :, 0].clone()
