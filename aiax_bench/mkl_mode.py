@@ -20,7 +20,7 @@ import functools
 import os
 import warnings
 
-__all__ = ["use_compatible_mkl"]
+__all__ = ["compatible_mkl_active", "use_compatible_mkl"]
 
 #: ``MKL_CBWR_COMPATIBLE`` and ``MKL_CBWR_ALL`` of ``mkl_service.h``.
 _COMPATIBLE = 3
@@ -40,6 +40,12 @@ def _service() -> ctypes.CDLL | None:
     return library if hasattr(library, "mkl_serv_cbwr_set") else None
 
 
+def compatible_mkl_active() -> bool:
+    """Whether MKL runs its compatible code path in this process (False where torch has no MKL)."""
+    service = _service()
+    return service is not None and service.mkl_serv_cbwr_get(_ALL) == _COMPATIBLE
+
+
 @functools.cache
 def use_compatible_mkl() -> bool:
     """Put MKL on its compatible code path, once per process.
@@ -55,7 +61,7 @@ def use_compatible_mkl() -> bool:
     service = _service()
     if service is None:
         return True
-    if service.mkl_serv_cbwr_get(_ALL) == _COMPATIBLE or service.mkl_serv_cbwr_set(_COMPATIBLE) == 0:
+    if compatible_mkl_active() or service.mkl_serv_cbwr_set(_COMPATIBLE) == 0:
         return True
     warnings.warn("MKL computed before aiax-bench could select its compatible code path: simulated "
                   "projections may differ in the last bit from the published stores on this CPU; build "

@@ -125,3 +125,49 @@ def test_thread_count_does_not_change_the_bytes(digests, variant):
 @pytest.mark.skipif("portable code paths" not in _VARIANTS, reason="the forced code paths are x86-64 ones")
 def test_cpu_code_path_does_not_change_the_bytes(digests):
     assert _differences(digests["2 threads"], digests["portable code paths"]) == []
+
+
+_PRODUCTS = textwrap.dedent('''
+    import json
+
+    import numpy as np
+    import torch
+
+    from aiax_bench.mkl_mode import compatible_mkl_active, use_compatible_mkl
+
+    assert use_compatible_mkl()
+    from aiax_bench.recon import ParallelBeamProjector
+    from aiax_bench.recon._csr_kernel import csr_matmul
+
+    rng = np.random.default_rng(7)
+    projector = ParallelBeamProjector(40, np.linspace(0, np.pi, 70, endpoint=False) + 0.1, n_detector=47,
+                                      det_spacing=0.9, device="cpu")
+    unequal = []
+    for block in projector._blocks:
+        for matrix in [block.matrix, *block.matrix_t]:
+            parts = (matrix.crow_indices().numpy(), matrix.col_indices().numpy(), matrix.values().numpy())
+            for width in (1, 3, 8, 16, 37):
+                dense = torch.as_tensor(rng.standard_normal((matrix.shape[1], width)).astype(np.float32))
+                start = torch.as_tensor(rng.standard_normal((matrix.shape[0], width)).astype(np.float32))
+                mkl = torch.mm(matrix, dense)
+                mkl_added = torch.addmm(start, matrix, dense)
+                ours = np.empty(mkl.shape, dtype=np.float32)
+                csr_matmul(*parts, dense.numpy(), ours)
+                ours_added = start.numpy().copy()
+                csr_matmul(*parts, dense.numpy(), ours_added, accumulate=True)
+                unequal += [width] * (not np.array_equal(ours, mkl.numpy()))
+                unequal += [-width] * (not np.array_equal(ours_added, mkl_added.numpy()))
+    print(json.dumps({"active": compatible_mkl_active(), "unequal": unequal}))
+''')
+
+
+def test_compiled_products_equal_mkl_compatible_path():
+    """The projector's own sparse products give MKL's compatible path's bytes (the published stores'), so the
+    projector may use either: products and accumulating products, several widths, forward and transposed."""
+    done = subprocess.run([sys.executable, "-c", _PRODUCTS], cwd=ROOT, env=_env(2, {}), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["active"]:
+        pytest.skip("torch without MKL: the projector always runs its own products")
+    assert result["unequal"] == []

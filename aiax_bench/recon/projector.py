@@ -43,6 +43,7 @@ import scipy.sparse
 import torch
 
 from aiax_bench.errors import InputError
+from aiax_bench.mkl_mode import compatible_mkl_active
 from aiax_bench.recon._csr_kernel import csr_matmul
 from aiax_bench.recon.device import default_device
 
@@ -269,11 +270,13 @@ def _mark_worker() -> None:
 def _product(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor, *, accumulate: bool = False) -> None:
     """``out = matrix @ dense`` (``+=`` when accumulating) for a CSR ``matrix`` and contiguous tensors.
 
-    On CPUs through the compiled loops of :mod:`aiax_bench.recon._csr_kernel`, not torch's product: that
-    one calls MKL, whose bytes follow the instruction set (AVX-512 or not), and a published store must
-    rebuild to the same bytes on every machine.
+    On CPUs torch's product calls MKL, whose bytes follow the instruction set (AVX-512 or not), and a
+    published store must rebuild to the same bytes on every machine. Where MKL runs its compatible code
+    path (a build selects it, :func:`~aiax_bench.mkl_mode.use_compatible_mkl`) torch's product is used:
+    it computes what the compiled loops of :mod:`aiax_bench.recon._csr_kernel` do, and faster;
+    elsewhere those loops are (``tests/test_recon.py`` checks that the two agree bit for bit).
     """
-    if matrix.device.type == "cpu":
+    if matrix.device.type == "cpu" and not compatible_mkl_active():
         csr_matmul(matrix.crow_indices().numpy(), matrix.col_indices().numpy(), matrix.values().numpy(),
                    dense.numpy(), out.numpy(), accumulate=accumulate)
     elif accumulate:
