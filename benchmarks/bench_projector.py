@@ -181,10 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skimage-slices", type=int, default=2, help="slices timed for scikit-image")
     parser.add_argument("--skimage-max-angles", type=int, default=None,
                         help="skip scikit-image above this number of angles")
+    parser.add_argument("--compatible-mkl", action="store_true",
+                        help="select MKL's compatible code path first, as a dataset build does: the projector then "
+                             "uses torch's sparse products (the same bytes as its own compiled ones)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/projector.json"))
     args = parser.parse_args(argv)
+    if args.compatible_mkl:
+        from aiax_bench.mkl_mode import use_compatible_mkl
 
-    hardware = _hardware()
+        use_compatible_mkl()
+
+    from aiax_bench.mkl_mode import compatible_mkl_active
+
+    hardware = {**_hardware(), "mkl_compatible_path": compatible_mkl_active()}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows: list[dict[str, object]] = []
     for n in args.sizes:
