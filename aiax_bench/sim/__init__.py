@@ -1,4 +1,4 @@
-"""Simulation: phantoms with exact labels, their projections, and acquisition models."""
+"""Simulation: phantoms with exact labels, their projections, acquisition models, and phase contrast."""
 
 from aiax_bench.sim.acquire import (
     Acquisition,
@@ -11,6 +11,13 @@ from aiax_bench.sim.acquire import (
     reference_angles,
     ring_artefacts,
     scan,
+)
+from aiax_bench.sim.materials import (
+    RefractiveIndex,
+    attenuation_per_cm,
+    delta_beta_ratio,
+    refractive_index,
+    wavelength_m,
 )
 from aiax_bench.sim.phantoms import (
     PHANTOMS,
@@ -27,6 +34,7 @@ from aiax_bench.sim.phantoms import (
     render_fractions,
 )
 from aiax_bench.sim.project import project_phantom, project_voxels
+from aiax_bench.sim.propagation import detector_image, fresnel_number, fresnel_propagate, transmission
 
 __all__ = [
     "PHANTOMS",
@@ -35,22 +43,31 @@ __all__ = [
     "Ellipsoids",
     "Flakes",
     "Phantom",
+    "RefractiveIndex",
     "Spheres",
     "am_metal_phantom",
     "angle_subset",
+    "attenuation_per_cm",
     "bin_detector",
     "composite_phantom",
     "continuous_rotation",
     "cylinder_phantom",
+    "delta_beta_ratio",
     "detector_gains",
+    "detector_image",
     "exposure_angles",
     "foam_phantom",
+    "fresnel_number",
+    "fresnel_propagate",
     "make_phantom",
     "poisson_noise",
     "project_phantom",
     "project_voxels",
     "reference_angles",
+    "refractive_index",
     "render_fractions",
     "ring_artefacts",
     "scan",
+    "transmission",
+    "wavelength_m",
 ]
