@@ -151,6 +151,8 @@ def cmd_datasets_splits(args: argparse.Namespace) -> int:
     rows = [[name, s.kind, s.description] for name, s in ((n, spec.split_spec(n)) for n in spec.splits)]
     if spec.imported:
         print(f"splits of {spec.ref} (your scan, {acq['reference_angles'] or 'no'} projections)")
+    elif spec.measured:
+        print(f"splits of {spec.ref} (measured, {acq['beam']} beam; reference scan: {acq['description']})")
     else:
         print(f"splits of {spec.ref} (reference scan: {acq['reference_angles']} projections, "
               f"{acq['photons']:g} photons/pixel)")
@@ -166,6 +168,8 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
     spec = resolve(args.name)
     if spec.imported:
         return _imported_info(spec)
+    if spec.measured:
+        return _measured_info(spec)
     recipe = spec.recipe
     print(f"{spec.ref}: {spec.title}")
     print(f"  recipe sha256   {spec.recipe_sha256}")
@@ -189,6 +193,25 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
     else:
         print("  porosity        protocol 1.0: Otsu threshold of the reference scan")
     rows = [[name, f"{p['size']}³", ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items()),
+             spec.content_sha256.get(name, "–")[:16]]
+            for name, p in spec.profiles.items()]
+    print(format_table(["profile", "size", "samples", "content sha256 (leaderboard entries carry it)"], rows))
+    return 0
+
+
+def _measured_info(spec) -> int:
+    recipe = spec.recipe
+    evaluation = spec.evaluation
+    print(f"{spec.ref}: {spec.title}")
+    print(f"  recipe sha256   {spec.recipe_sha256}")
+    print(f"  source          measured scans, downloaded (sha256-verified) and converted, never simulated; "
+          f"licence {recipe['licence']}")
+    print(f"  cite            {recipe['citation']}")
+    print(f"  reference scan  {recipe['acquisition']['description']} ({recipe['acquisition']['beam']} beam)")
+    print(f"  truth           {recipe['truth']['description']}")
+    print(f"  evaluation      data_range {evaluation['data_range']} 1/cm, mask {evaluation['mask']} "
+          f"eroded {evaluation.get('mask_erosion', 0)} voxels; ranks on {evaluation.get('rank_metric')}")
+    rows = [[name, f"{p['size']}²", ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items()),
              spec.content_sha256.get(name, "–")[:16]]
             for name, p in spec.profiles.items()]
     print(format_table(["profile", "size", "samples", "content sha256 (leaderboard entries carry it)"], rows))

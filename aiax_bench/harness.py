@@ -104,6 +104,10 @@ def _prepare(request: EvaluationRequest):
     spec = resolve(request.dataset)
     segment = method_cls.task == "segment"
     spec.check_split(request.split, allow_reference=segment)
+    if spec.beam != "parallel" and "sinogram" in method_cls.inputs:
+        raise InputError("method", f"{method_cls.name} reconstructs parallel-beam sinograms but {spec.ref} is "
+                         f"{spec.beam}-beam", "a method that takes the split's reconstruction (see `aiax-bench "
+                         "methods`: inputs 'reconstruction')")
     profile = request.profile or spec.default_profile
     spec.check_profile(profile)
     annotated = check_annotated(request.annotated_slices)

@@ -168,3 +168,80 @@ def test_reconstruct_command_takes_a_fan_beam_mat_file(tmp_path):
     with pytest.raises(InputError) as excinfo:
         preprocess(read_source(source), Preprocessing(center=280.0))
     assert str(excinfo.value).startswith("--center") and "fan-beam" in str(excinfo.value)
+
+
+def _mini_store(folder: Path, target: Path):
+    """htc2022@1.0 converted for 3 phantoms (ta trains, td validates, 01a tests) and 2 splits."""
+    import copy
+    import dataclasses
+
+    from aiax_bench.data.htc2022 import build_measured_store
+    from aiax_bench.data.loader import Dataset
+    from aiax_bench.data.registry import resolve
+    from aiax_bench.data.store import open_group
+
+    spec = resolve(htc2022.DATASET_REF)
+    recipe = copy.deepcopy(spec.recipe)
+    recipe["splits"] = {k: recipe["splits"][k] for k in ("arc-60", "sparse-60")}
+    recipe["profiles"]["mini"] = {"size": 512, "samples": {"train": ["ta"], "val": ["td"], "test": ["01a"],
+                                                            "ood-test": []}}
+    spec = dataclasses.replace(spec, recipe=recipe)
+    build_measured_store(spec, "mini", target, directory=folder, quiet=True)
+    group = open_group(target, expect={"name": spec.name, "profile": "mini"}, rebuild_hint="rebuild it")
+    return Dataset(spec=spec, profile="mini", path=target, group=group, source="converted")
+
+
+@pytest.fixture(scope="module")
+def mini(folder, tmp_path_factory):
+    return _mini_store(folder, tmp_path_factory.mktemp("htc-store") / "mini.zarr")
+
+
+def test_the_recipe_is_the_tracks_rules_and_its_acrylic_value_the_training_mean(folder):
+    """One source for the splits' views, and the truth image's acrylic value recomputed from the training data."""
+    from aiax_bench.data.registry import resolve
+
+    spec = resolve(htc2022.DATASET_REF)
+    assert spec.measured and spec.beam == "fan"
+    assert {name: htc2022.split_rule(name, params) for name, params in spec.splits.items()} == htc2022.SPLITS
+    medians = []
+    for name in htc2022.phantom_names("training"):
+        phantom = htc2022.read_phantom(name, folder)
+        medians.append(np.median(phantom.reference[phantom.truth]) / (phantom.voxel_mm / 10))
+    acrylic = spec.recipe["truth"]["attenuation_per_cm"][1]
+    assert abs(np.mean(medians) - acrylic) < 5e-4
+    assert spec.evaluation["data_range"] == acrylic and spec.evaluation["otsu_per_image"]
+
+
+def test_converted_store_holds_the_measured_scan_and_the_fan_beam_split(mini, folder):
+    phantom = htc2022.read_phantom("01a", folder)
+    sample = mini.split("arc-60").test[0]
+    assert sample.meta["phantom"] == "01a" and sample.meta["geometry"]["beam"] == "fan"
+    np.testing.assert_array_equal(sample.sinogram[0], phantom.sinogram[htc2022.SPLITS["arc-60"].views(phantom.index)])
+    per_cm = 10 / phantom.voxel_mm
+    np.testing.assert_allclose(sample.high[0], phantom.reference * per_cm, rtol=1e-6)
+    labels = sample.labels[0]
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert np.array_equal(labels == 1, phantom.truth) and np.array_equal(labels > 0, phantom.mask())
+
+
+def test_the_yardstick_ranks_truth_over_the_full_turn_over_a_60_degree_arc(mini):
+    """Scored by the one evaluator: the truth image is perfect on every default metric, the organisers' full-turn
+    reconstruction scores above the 60-degree arc's FBP, and the challenge's score (MCC) is part of the record."""
+    from aiax_bench.evaluation.evaluator import Evaluator
+
+    evaluator = Evaluator(mini, "arc-60")
+    sample = mini.split("arc-60").test[0]
+    records = {name: evaluator.evaluate_volume(sample.id, image)
+               for name, image in (("truth", sample.read("truth")), ("full turn", sample.read("high")),
+                                   ("arc-60", sample.read("low")))}
+    assert records["truth"]["mcc/pore"] == 1.0 and records["truth"]["psnr/truth"] > 60
+    for key in ("mcc/pore", "psnr/truth", "ssim/truth", "dice/pore"):
+        assert records["truth"][key] >= records["full turn"][key] > records["arc-60"][key], key
+    assert records["full turn"]["mcc/pore"] > 0.95
+
+
+def test_sinogram_methods_are_refused_on_fan_beam_before_anything_runs():
+    from aiax_bench.harness import EvaluationRequest, _prepare
+
+    with pytest.raises(InputError, match=r"parallel-beam sinograms but htc2022@1\.0 is fan-beam"):
+        _prepare(EvaluationRequest(method="tv", dataset="htc2022@1.0", split="arc-60"))

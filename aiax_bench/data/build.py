@@ -167,8 +167,21 @@ SPLIT_KINDS: dict[str, Callable[[_SampleContext, str, dict[str, Any]], tuple]] =
 }
 
 
+def _convert_htc2022(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool) -> dict[str, Any]:
+    from aiax_bench.data.htc2022 import build_measured_store
+
+    return build_measured_store(spec, profile, target, quiet=quiet)
+
+
+#: Measured datasets (recipe ``source: measured``) by family: how their downloaded scans become a store.
+MEASURED_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {"htc2022": _convert_htc2022}
+
+
 def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool = False) -> dict[str, Any]:
     """Simulate every sample of ``spec`` at ``profile`` and write the store at ``target``.
+
+    A measured dataset (recipe ``source: measured``) is converted from its
+    downloaded scans instead (:data:`MEASURED_BUILDERS`): nothing is simulated.
 
     The store appears at ``target`` only once complete (see :class:`atomic_store`).
 
@@ -181,6 +194,8 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
     from tqdm.auto import tqdm
 
     spec.check_profile(profile)
+    if spec.measured:
+        return MEASURED_BUILDERS[spec.recipe["family"]](spec, profile, target, quiet=quiet)
     use_compatible_mkl()  # before any computation: MKL fixes its code path at its first one
     recipe = spec.recipe
     size = int(spec.profiles[profile]["size"])

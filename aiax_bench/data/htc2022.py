@@ -48,6 +48,7 @@ __all__ = [
     "SPLITS",
     "HTCPhantom",
     "SplitRule",
+    "build_measured_store",
     "fetch",
     "manifest",
     "matthews_correlation",
@@ -55,6 +56,7 @@ __all__ = [
     "read_phantom",
     "score_segmentation",
     "segment",
+    "split_rule",
 ]
 
 DATASET_REF = "htc2022@1.0"
@@ -314,15 +316,9 @@ def matthews_correlation(prediction: np.ndarray, truth: np.ndarray) -> float:
 
     0 when a class is empty in either image (the coefficient is undefined there).
     """
-    prediction, truth = np.asarray(prediction, dtype=bool), np.asarray(truth, dtype=bool)
-    if prediction.shape != truth.shape:
-        raise InputError("prediction", f"has shape {prediction.shape}", f"the truth's {truth.shape}")
-    tp = float(np.count_nonzero(prediction & truth))
-    tn = float(np.count_nonzero(~prediction & ~truth))
-    fp = float(np.count_nonzero(prediction & ~truth))
-    fn = float(np.count_nonzero(~prediction & truth))
-    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return float((tp * tn - fp * fn) / denominator) if denominator > 0 else 0.0
+    from aiax_bench.evaluation.segmentation import matthews_correlation as mcc
+
+    return mcc(prediction, truth)
 
 
 def score_segmentation(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -333,3 +329,110 @@ def score_segmentation(prediction: np.ndarray, truth: np.ndarray) -> dict[str, f
         union = np.count_nonzero(p | t)
         record[f"jaccard_{label}"] = float(np.count_nonzero(p & t) / union) if union else 1.0
     return record
+
+
+def split_rule(name: str, params: dict[str, Any]) -> SplitRule:
+    """The :class:`SplitRule` of a recipe split (``kind: views`` with ``every`` or ``arc_degrees``)."""
+    return SplitRule(name, every=params.get("every"), arc_degrees=params.get("arc_degrees"))
+
+
+def _labels(truth: np.ndarray, disc: np.ndarray) -> np.ndarray:
+    """0 outside the disc (air), 1 acrylic, 2 the holes: the recipe's ``truth.phases`` order."""
+    labels = np.where(truth, 1, 0).astype(np.uint8)
+    labels[disc & ~truth] = 2
+    return labels
+
+
+def build_measured_store(spec, profile: str, target: Path, *, directory: Path | None = None,
+                         quiet: bool = False) -> dict[str, Any]:
+    """Convert the downloaded scans of ``spec``'s ``profile`` into a store at ``target``.
+
+    Every phantom of the profile becomes a one-slice sample ``(1, 512, 512)``:
+    ``high`` the organisers' full-angle FBP, ``truth`` the piecewise-constant
+    image of their segmentation (the recipe's ``truth.attenuation_per_cm``),
+    ``labels`` (air, acrylic, hole), ``mask`` the disc, ``sinogram`` and
+    ``angles`` the full turn; each split's ``low`` is the fan-beam FBP of its
+    views on the same grid, with its ``sinogram`` and ``angles``. Images are in
+    1/cm. Missing files are downloaded first (:func:`fetch`). The conversion is
+    deterministic: the store has the same bytes on every machine.
+
+    Returns
+    -------
+    dict
+        The store's root attributes (content sha256 included).
+    """
+    import sys
+    import time
+
+    import zarr
+    from tqdm.auto import tqdm
+
+    from aiax_bench.data.registry import PARTS
+    from aiax_bench.data.store import STORE_FORMAT, SampleWriter, atomic_store, digest_of_hashes
+    from aiax_bench.mkl_mode import use_compatible_mkl
+    from aiax_bench.recon import fbp
+    from aiax_bench.version import __version__
+
+    spec.check_profile(profile)
+    use_compatible_mkl()
+    recipe = spec.recipe
+    samples = recipe["profiles"][profile]["samples"]
+    names = [(part, name) for part in PARTS for name in samples[part]]
+    unknown = [name for _, name in names if name not in phantom_names()]
+    if unknown:
+        raise InputError(f"profile {profile} of {spec.ref}", f"names phantom {unknown[0]!r}",
+                         f"one of the manifest's {phantom_names()}")
+    fetch([name for _, name in names], directory=directory, progressbar=not quiet)
+    rules = {split: split_rule(split, params) for split, params in spec.splits.items()}
+    phases = list(recipe["truth"]["phases"])
+    values = np.asarray(recipe["truth"]["attenuation_per_cm"], dtype=np.float32)
+    started = time.time()
+    hashes: dict[str, str] = {}
+    fingerprint: dict[str, dict[str, float]] = {}
+    ids = []
+    with atomic_store(target) as tmp, tqdm(total=len(names) * (1 + len(rules)), desc=f"convert {spec.ref}",
+                                           unit="step", disable=quiet, file=sys.stderr) as bar:
+        root = zarr.open_group(str(tmp), mode="w")
+        counts = dict.fromkeys(PARTS, 0)
+        for part, name in names:
+            phantom = read_phantom(name, directory)
+            sample_id = f"{part}-{counts[part]:03d}"
+            counts[part] += 1
+            ids.append(sample_id)
+            per_cm = np.float32(10 / phantom.voxel_mm)  # images are per voxel of the grid
+            disc = phantom.mask()
+            labels = _labels(phantom.truth, disc)
+            writer = SampleWriter(root, sample_id, hashes=hashes, fingerprint=fingerprint)
+            writer.add("truth", values[labels][None])
+            writer.add("labels", labels[None])
+            writer.add("mask", disc.astype(np.uint8)[None])
+            writer.add("high", (phantom.reference * per_cm)[None])
+            writer.add("sinogram", phantom.sinogram[None])
+            writer.add("angles", phantom.angles)
+            bar.update()
+            for split, rule in rules.items():
+                views = rule.views(phantom.index)
+                sinogram = np.ascontiguousarray(phantom.sinogram[views])
+                low = fbp(sinogram, projector=phantom.projector(views, device="cpu"),
+                          filter=recipe["reconstruction"]["filter"])
+                # As any FBP of the given views computes it (astra's too): the views stand for a whole
+                # acquisition, an arc's as well, so its image keeps no fixed intensity scale (hence the
+                # per-image Otsu segmentation of the evaluation).
+                writer.add(f"splits/{split}/low", (low * per_cm)[None])
+                writer.add(f"splits/{split}/sinogram", sinogram[None])
+                writer.add(f"splits/{split}/angles", phantom.angles[views])
+                bar.update()
+            writer.finish({"part": part, "seed": phantom.index, "phantom": name,
+                           "voxel_size_um": phantom.voxel_mm * 1e3, "phases": phases,
+                           "attenuation_per_cm": values.tolist(),
+                           "geometry": {"beam": "fan", "source_origin": phantom.source_origin,
+                                        "origin_detector": phantom.origin_detector,
+                                        "det_spacing": phantom.det_spacing, "units": "voxels of the grid"}})
+        attrs = {
+            "name": spec.name, "version": spec.version, "profile": profile, "recipe_sha256": spec.recipe_sha256,
+            "store_format": STORE_FORMAT, "generator_version": __version__, "samples": ids,
+            "splits": sorted(rules), "fingerprint": fingerprint, "content_sha256": digest_of_hashes(hashes),
+            "build_seconds": round(time.time() - started, 1), "source": "converted",
+        }
+        root.attrs.update(attrs)
+    return attrs

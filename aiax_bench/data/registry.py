@@ -12,7 +12,8 @@ import yaml
 
 from aiax_bench.errors import InputError, UnknownNameError
 
-__all__ = ["IMPORTED_PROFILE", "IMPORTED_VERSION", "REFERENCE_SPLIT", "REGISTRY_SCHEMA", "DatasetVersion", "SplitSpec",
+__all__ = ["IMPORTED_PROFILE", "IMPORTED_VERSION", "MEASURED_RECIPE_SCHEMA", "REFERENCE_SPLIT", "REGISTRY_SCHEMA",
+           "DatasetVersion", "SplitSpec",
            "imported_datasets", "list_datasets", "load_registry", "manifest_sha256", "resolve"]
 
 PARTS = ("train", "val", "test", "ood-test")
@@ -77,6 +78,8 @@ REGISTRY_SCHEMA: dict[str, Any] = {
                                 "pore_threshold": {"type": "number", "exclusiveMinimum": 0},
                                 "pore_phases": {"type": "array", "minItems": 1, "items": {"type": "string"}},
                                 "rank_metric": {"type": "string", "pattern": "^[a-z0-9_]+/[a-z0-9_]+$"},
+                                "extra_scores": {"type": "array", "items": {"enum": ["mcc"]}},
+                                "otsu_per_image": {"type": "boolean"},
                             },
                         },
                     },
@@ -147,6 +150,81 @@ RECIPE_SCHEMA: dict[str, Any] = {
 }
 
 
+#: JSON Schema of a measured dataset's recipe (``source: measured``): real scans downloaded from the
+#: files its manifest lists and converted into a store, never simulated; samples are named phantoms.
+MEASURED_RECIPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["family", "source", "manifest", "description", "licence", "citation", "acquisition",
+                 "reconstruction", "truth", "splits", "profiles"],
+    "additionalProperties": False,
+    "properties": {
+        "family": {"type": "string"},
+        "source": {"const": "measured"},
+        "manifest": {"type": "string"},
+        "description": {"type": "string"},
+        "licence": {"type": "string"},
+        "citation": {"type": "string"},
+        "acquisition": {
+            "type": "object",
+            "required": ["reference_angles", "beam"],
+            "additionalProperties": False,
+            "properties": {"reference_angles": {"type": "integer", "minimum": 1},
+                           "beam": {"enum": ["parallel", "fan"]},
+                           "description": {"type": "string"}},
+        },
+        "reconstruction": {
+            "type": "object",
+            "required": ["filter", "grid"],
+            "additionalProperties": False,
+            "properties": {"filter": {"type": "string"}, "grid": {"type": "integer", "minimum": 8}},
+        },
+        "truth": {
+            "type": "object",
+            "required": ["phases", "attenuation_per_cm", "description"],
+            "additionalProperties": False,
+            "properties": {"phases": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+                           "attenuation_per_cm": {"type": "array", "items": {"type": "number", "minimum": 0}},
+                           "description": {"type": "string"}},
+        },
+        "splits": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["kind", "description"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": {"const": "views"},
+                    "every": {"type": "integer", "minimum": 2},
+                    "arc_degrees": {"type": "number", "exclusiveMinimum": 0, "maximum": 360},
+                    "description": {"type": "string"},
+                },
+                "oneOf": [{"required": ["every"]}, {"required": ["arc_degrees"]}],
+            },
+        },
+        "profiles": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["size", "samples"],
+                "additionalProperties": False,
+                "properties": {
+                    "size": {"type": "integer", "minimum": 8},
+                    "description": {"type": "string"},
+                    "samples": {
+                        "type": "object",
+                        "required": list(PARTS),
+                        "additionalProperties": False,
+                        "properties": {p: {"type": "array", "items": {"type": "string"}} for p in PARTS},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
 @dataclass(frozen=True)
 class SplitSpec:
     """How one split's low-quality input was acquired, from the recipe's ``splits`` (typed).
@@ -155,10 +233,11 @@ class SplitSpec:
     ----------
     name : str
         Split name (``100proj``, ``dose-1/16``, ``res-x2``, ...).
-    kind : {'sparse', 'dose', 'binning', 'continuous', 'subsample', 'pair'}
+    kind : {'sparse', 'dose', 'binning', 'continuous', 'subsample', 'pair', 'views'}
         What the split saves against the reference scan; an imported scan's
         splits are ``subsample`` (N of its own projections) or ``pair`` (a
-        second scan of the sample).
+        second scan of the sample); a measured dataset's are ``views`` (some
+        of the measured views: every ``every``-th, or an arc of ``arc_degrees``).
     description : str
         The recipe's words for it.
     n_angles : int, optional
@@ -169,6 +248,10 @@ class SplitSpec:
         Detector binning factor per axis (``binning``).
     steps : int, optional
         Sub-steps integrated over each exposure arc (``continuous``).
+    every : int, optional
+        Every ``every``-th measured view (``views``).
+    arc_degrees : float, optional
+        A contiguous arc of the measured views, in degrees (``views``).
     """
 
     name: str
@@ -178,6 +261,8 @@ class SplitSpec:
     dose_factor: float | None = None
     factor: int | None = None
     steps: int | None = None
+    every: int | None = None
+    arc_degrees: float | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +284,16 @@ class DatasetVersion:
     def imported(self) -> bool:
         """Whether this is a user's imported scan (``aiax-bench import``), not a registered simulation."""
         return self.recipe.get("family") == "imported"
+
+    @property
+    def measured(self) -> bool:
+        """Whether the samples are real scans converted from downloaded files (never simulated)."""
+        return self.recipe.get("source") == "measured"
+
+    @property
+    def beam(self) -> str:
+        """``parallel`` or ``fan``: the geometry of the stored sinograms."""
+        return self.recipe.get("acquisition", {}).get("beam", "parallel")
 
     @property
     def ref(self) -> str:
@@ -353,7 +448,8 @@ def resolve(ref: str) -> DatasetVersion:
                          f"has sha256 {digest}, registry says {spec['recipe_sha256']}",
                          "a changed recipe needs a new version in registry.yaml")
     recipe = yaml.safe_load(raw)
-    _validate(recipe, RECIPE_SCHEMA, spec["recipe"])
+    measured = isinstance(recipe, dict) and recipe.get("source") == "measured"
+    _validate(recipe, MEASURED_RECIPE_SCHEMA if measured else RECIPE_SCHEMA, spec["recipe"])
     return DatasetVersion(name=name, version=version, title=entry["title"], recipe=recipe,
                           recipe_sha256=digest, default_profile=spec["default_profile"],
                           evaluation=spec["evaluation"], archives=spec.get("archives", {}),

@@ -51,13 +51,25 @@ from aiax_bench.evaluation.segmentation import (
     class_scores_record,
     confusion_matrix,
     dice_by_size,
+    matthews_correlation,
     scores_from_confusion,
     size_strata,
 )
 from aiax_bench.validation import check_label_volume, check_positive, check_volume
 
-__all__ = ["DISTRIBUTIONS_KEY", "EVALUATOR_VERSION", "PORE_STATISTICS", "REFERENCE_PROTOCOL", "TASKS", "ArraySample",
-           "EvaluationSpec", "Evaluator", "evaluate_arrays", "reference_data_range"]
+__all__ = [
+    "DISTRIBUTIONS_KEY",
+    "EVALUATOR_VERSION",
+    "OTSU_PER_IMAGE_PROTOCOL",
+    "PORE_STATISTICS",
+    "REFERENCE_PROTOCOL",
+    "TASKS",
+    "ArraySample",
+    "EvaluationSpec",
+    "Evaluator",
+    "evaluate_arrays",
+    "reference_data_range",
+]
 
 #: Changes whenever any number the Evaluator produces could change.
 EVALUATOR_VERSION = "3.0"
@@ -68,6 +80,8 @@ TARGET_ARRAYS = {"truth": "truth", "clean": "clean", "reference": "high"}
 TARGETS = ("reference", "truth")
 #: The porosity protocol of samples without a truth: Otsu on the reference's values present.
 REFERENCE_PROTOCOL = "reference-otsu"
+#: Every image segmented by Otsu's threshold of its own values in the mask (``EvaluationSpec.otsu_per_image``).
+OTSU_PER_IMAGE_PROTOCOL = "otsu-per-image"
 TASKS = ("enhance", "segment")
 #: Porosity statistics reported for the method, the reference and the truth.
 PORE_STATISTICS = ("porosity", "pore_count", "pore_density_per_mm3", "mean_pore_diameter_mm",
@@ -78,6 +92,10 @@ DISTRIBUTIONS_KEY = "distributions"
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+#: Scores a dataset may add to the default ones (registry ``evaluation.extra_scores``).
+EXTRA_SCORES = ("mcc",)
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,15 @@ class EvaluationSpec:
         user's own scans) everything is scored against the reference, and the
         pores are those below Otsu's threshold of the reference's values
         present (protocol ``reference-otsu``).
+    otsu_per_image : bool
+        Segment every image (prediction, reference) by Otsu's threshold of its
+        own values over the whole image, as the HTC2022 challenge did (protocol
+        ``otsu-per-image``): a limited-angle reconstruction has no fixed
+        intensity scale to threshold. The truth's pores are its labels.
+    extra_scores : tuple of str
+        Scores beyond the default ones, where a dataset's community ranks by
+        them: ``mcc`` (Matthews correlation of pore against the rest inside the
+        mask, ``mcc/pore``; HTC2022's challenge score).
     """
 
     data_range: float
@@ -109,8 +136,13 @@ class EvaluationSpec:
     pore_phases: tuple[str, ...] = ("pore",)
     pore_threshold: float | None = None
     truth: bool = True
+    otsu_per_image: bool = False
+    extra_scores: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.extra_scores) - set(EXTRA_SCORES))
+        if unknown:
+            raise InputError("evaluation extra_scores", f"name {unknown}", f"expected some of {list(EXTRA_SCORES)}")
         check_positive("data_range", self.data_range, "1/cm")
         if self.mask not in ("sample", "none"):
             raise InputError("evaluation mask", f"is {self.mask!r}", "expected 'sample' or 'none'")
@@ -124,7 +156,9 @@ class EvaluationSpec:
         return cls(data_range=float(evaluation["data_range"]), mask=evaluation.get("mask", "sample"),
                    mask_erosion=int(evaluation.get("mask_erosion", 0)),
                    pore_phases=tuple(evaluation.get("pore_phases", ["pore"])),
-                   pore_threshold=None if fixed is None else float(fixed), truth=bool(evaluation.get("truth", True)))
+                   pore_threshold=None if fixed is None else float(fixed), truth=bool(evaluation.get("truth", True)),
+                   otsu_per_image=bool(evaluation.get("otsu_per_image", False)),
+                   extra_scores=tuple(evaluation.get("extra_scores", ())))
 
 
 class Evaluator:
@@ -195,6 +229,8 @@ class Evaluator:
         self.pore_phases = list(spec.pore_phases)
         self.pore_threshold = spec.pore_threshold
         self.protocol = pz.LEGACY_PROTOCOL if spec.pore_threshold is None else pz.SEGMENTATION_PROTOCOL
+        if spec.otsu_per_image:
+            self.protocol = OTSU_PER_IMAGE_PROTOCOL
         if not spec.truth:
             if task != "enhance":
                 raise InputError("task", f"is {task!r} on samples without a truth", "'enhance'")
@@ -285,6 +321,8 @@ class Evaluator:
             high = sample.read("high")
             if self.pore_threshold is not None:
                 ctx["threshold"] = self.pore_threshold
+            elif self.spec.otsu_per_image:
+                ctx["threshold"] = self.threshold(sample_id, high)
             elif not self.spec.truth:
                 from skimage.filters import threshold_otsu
 
@@ -319,11 +357,22 @@ class Evaluator:
         return pz.pore_statistics(pores, voxel_size_um=ctx["voxel_size_um"], mask=ctx["mask"], rim=ctx["rim"],
                                   keep_labels=keep_labels, workers=self.workers)
 
+    def threshold(self, sample_id: str, prediction: np.ndarray) -> float:
+        """The pore threshold a prediction is segmented at (1/cm): the protocol's, or its own Otsu's."""
+        if not self.spec.otsu_per_image:
+            return self.context(sample_id)["threshold"]
+        from skimage.filters import threshold_otsu
+
+        # Over the whole image, as the challenge did: the air around the sample and the sample make the
+        # two classes, and holes fall below. Inside the mask alone a few holes would be no class of their
+        # own, and Otsu would split the material.
+        return float(threshold_otsu(np.asarray(prediction, dtype=np.float64), nbins=256))
+
     def segment(self, sample_id: str, prediction: np.ndarray) -> np.ndarray:
         """The method's pore phase under the protocol (before the speck floor), boolean."""
         ctx = self.context(sample_id)
         if self.task == "enhance":
-            return pz.segment_pores(prediction, threshold=ctx["threshold"], mask=ctx["mask"])
+            return pz.segment_pores(prediction, threshold=self.threshold(sample_id, prediction), mask=ctx["mask"])
         pores = np.isin(prediction, ctx["pore_indices"])
         return pores if ctx["mask"] is None else pores & ctx["mask"]
 
@@ -342,10 +391,14 @@ class Evaluator:
                 ref = sample.read(TARGET_ARRAYS[target])
                 record[f"mse/{target}"] = metrics.mse(prediction, ref, mask=mask)
                 record[f"psnr/{target}"] = metrics.psnr(prediction, ref, data_range=self.data_range, mask=mask)
-                record[f"ssim/{target}"] = metrics.ssim(prediction, ref, data_range=self.data_range, mask=mask,
-                                                        workers=self.workers)
-                record[f"ssim_slices/{target}"] = metrics.ssim_slices(prediction, ref, data_range=self.data_range,
-                                                                      mask=mask, workers=self.workers)
+                slices = metrics.ssim_slices(prediction, ref, data_range=self.data_range, mask=mask,
+                                             workers=self.workers)
+                # A stack thinner than SSIM's window (a measured slice, as HTC2022's) has no 3D SSIM: its
+                # slices' SSIM stands for it.
+                record[f"ssim/{target}"] = (metrics.ssim(prediction, ref, data_range=self.data_range, mask=mask,
+                                                         workers=self.workers)
+                                            if prediction.shape[0] >= metrics.SSIM_WINDOW else slices)
+                record[f"ssim_slices/{target}"] = slices
         if self.porosity:
             record.update(self._porosity_record(sample, prediction, ctx))
         return record
@@ -357,7 +410,7 @@ class Evaluator:
                  **({"truth": ctx["truth"]} if truth else {})}
         out: dict[str, Any] = {"segmentation_protocol": self.protocol}
         if self.task == "enhance":
-            out["segmentation_threshold"] = ctx["threshold"]
+            out["segmentation_threshold"] = self.threshold(sample.id, prediction)
         out.update(pz.porosity_record(stats, names=PORE_STATISTICS, targets=TARGETS if truth else ("reference",),
                                       floor=truth))
         if truth:
@@ -386,6 +439,9 @@ class Evaluator:
             pred_cls, true_cls = prediction, sample.read("labels")
         j, d = scores_from_confusion(confusion_matrix(pred_cls, true_cls, n_classes=len(names), mask=mask))
         out.update(class_scores_record(j, d, names, [i for i, n in enumerate(names) if n != "air"]))
+        if "mcc" in self.spec.extra_scores:
+            out["mcc/pore"] = matthews_correlation(pores, ctx["truth_pores"] if self.task == "enhance"
+                                                   else np.isin(true_cls, ctx["pore_indices"]), mask=mask)
         by_size = dice_by_size(stats["method"].labels, stats["truth"].labels, ctx["strata"])
         for name, value in zip(SIZE_STRATA, by_size, strict=True):
             out[f"dice_{name}/pore"] = float(value)

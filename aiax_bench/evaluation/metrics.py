@@ -65,6 +65,8 @@ def _kernel() -> np.ndarray:
 
 
 _TAPS = _kernel()
+#: Voxels the Gaussian window spans along each axis: the thinnest volume a 3D SSIM is defined on.
+SSIM_WINDOW = 2 * _pad() + 1
 
 
 def default_workers() -> int:

@@ -24,7 +24,7 @@ from scipy import sparse
 from aiax_bench.validation import check_same_shape
 
 __all__ = ["SIZE_STRATA", "class_scores_record", "confusion_matrix", "dice", "dice_by_size", "jaccard",
-           "scores_from_confusion", "size_strata"]
+           "matthews_correlation", "scores_from_confusion", "size_strata"]
 
 SIZE_STRATA = ("small", "medium", "large")
 
@@ -76,6 +76,25 @@ def class_scores_record(jaccards: np.ndarray, dices: np.ndarray, names: Sequence
     out["jaccard/mean"] = float(np.nanmean(jaccards[list(classes)]))
     out["dice/mean"] = float(np.nanmean(dices[list(classes)]))
     return out
+
+
+def matthews_correlation(prediction: np.ndarray, target: np.ndarray, *, mask: np.ndarray | None = None) -> float:
+    """Matthews correlation coefficient of two binary images (-1 .. 1), inside ``mask`` if given.
+
+    0 where a class is empty in either image (the coefficient is undefined there).
+    """
+    prediction, target = np.asarray(prediction, dtype=bool), np.asarray(target, dtype=bool)
+    check_same_shape("prediction", prediction, target.shape, "the target")
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        check_same_shape("mask", mask, target.shape, "the target")
+        prediction, target = prediction[mask], target[mask]
+    tp = float(np.count_nonzero(prediction & target))
+    tn = float(np.count_nonzero(~prediction & ~target))
+    fp = float(np.count_nonzero(prediction & ~target))
+    fn = float(np.count_nonzero(~prediction & target))
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return float((tp * tn - fp * fn) / denominator) if denominator > 0 else 0.0
 
 
 def size_strata(volumes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -88,8 +88,16 @@ def _continuous(split: SplitSpec, reference: int) -> str | None:
     return None if sparse is None else f"{sparse}, acquired during continuous rotation (no stop-and-go)"
 
 
+def _views(split: SplitSpec, reference: int) -> str | None:
+    if split.every:
+        return f"{reference // split.every} of {reference} views (every {split.every}th): {split.every}× less scan time"
+    if split.arc_degrees:
+        return f"a {split.arc_degrees:g}° arc of the full turn (limited angle)"
+    return None
+
+
 #: What a split of each recipe ``kind`` saves against the reference scan, in words.
-SAVINGS = {"sparse": _sparse, "dose": _dose, "binning": _binning, "continuous": _continuous}
+SAVINGS = {"sparse": _sparse, "dose": _dose, "binning": _binning, "continuous": _continuous, "views": _views}
 
 
 def acquisition_saving(dataset: str, split: str) -> str:
