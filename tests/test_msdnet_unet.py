@@ -21,6 +21,9 @@ TEST_CONFIGS = {
                         "progress": False}),
     "unet": (UNet, {"depth": 2, "base_channels": 8, "patch_size": 32, "max_steps": 150, "val_every": 50,
                     "progress": False}),
+    # The biomedical users' U-Net had tanh activations.
+    "unet-tanh": (UNet, {"depth": 2, "base_channels": 8, "patch_size": 32, "max_steps": 150, "val_every": 50,
+                         "activation": "tanh", "progress": False}),
 }
 QUICK = {"patch_size": 32, "max_steps": 4, "val_every": 2, "val_slice_step": 32, "progress": False}
 
@@ -116,7 +119,7 @@ def test_unet_accepts_any_size_and_the_method_is_residual():
     torch.testing.assert_close(model(x), x[:, 1:2])  # an untrained residual head passes the input through
 
 
-@pytest.mark.parametrize("name", ["msdnet", "unet"])
+@pytest.mark.parametrize("name", ["msdnet", "unet", "unet-tanh"])
 def test_learns_and_beats_fbp_on_held_out_slices(trained, split, name):
     method = trained[name]
     history = method.training_result.history
@@ -239,6 +242,11 @@ def test_presets_and_config_errors():
         MSDNet({"slices": 4})
     with pytest.raises(InputError, match="loss"):
         MSDNet({"loss": "l3"})
+    with pytest.raises(InputError, match="activation"):
+        UNet({"activation": "swish"})
+    tanh = UNetwork(1, 1, depth=2, base_channels=4, activation="tanh")
+    assert any(isinstance(m, torch.nn.Tanh) for m in tanh.modules())
+    assert not any(isinstance(m, torch.nn.ReLU) for m in tanh.modules())
     with pytest.raises(InputError, match="not trained"):
         UNet().predict(np.zeros((4, 8, 8), np.float32))
 

@@ -12,10 +12,13 @@ units or standardisation, which :class:`aiax_bench.training.Standardized` adds.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aiax_bench.errors import InputError
 
 __all__ = ["MSDNetwork", "UNetwork", "msd_dilations"]
 
@@ -246,29 +249,34 @@ class MSDNetwork(nn.Module):
         return out.view(-1, bsz, h, w).transpose(0, 1)
 
 
-class _DoubleConv(nn.Sequential):
-    """Two 3×3 convolutions, each followed by (optional) batch-norm and ReLU."""
+#: The U-Net's activations by name: ReLU (FBPConvNet), or tanh as in the biomedical users' Keras U-Net.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
 
-    def __init__(self, c_in: int, c_out: int, batch_norm: bool) -> None:
+
+class _DoubleConv(nn.Sequential):
+    """Two 3×3 convolutions, each followed by (optional) batch-norm and the activation."""
+
+    def __init__(self, c_in: int, c_out: int, batch_norm: bool, activation: str = "relu") -> None:
         layers: list[nn.Module] = []
         for c in (c_in, c_out):
             layers.append(nn.Conv2d(c, c_out, 3, padding=1, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(c_out))
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(ACTIVATIONS[activation]())
         super().__init__(*layers)
 
 
 class _Up(nn.Module):
-    """3×3 transposed convolution, stride 2 (FBPConvNet's up-convolution), then BN and ReLU."""
+    """3×3 transposed convolution, stride 2 (FBPConvNet's up-convolution), then BN and the activation."""
 
-    def __init__(self, c_in: int, c_out: int, batch_norm: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, batch_norm: bool, activation: str = "relu") -> None:
         super().__init__()
         self.conv = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=not batch_norm)
         self.norm = nn.BatchNorm2d(c_out) if batch_norm else nn.Identity()
+        self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x)))
+        return self.act(self.norm(self.conv(x)))
 
 
 class UNetwork(nn.Module):
@@ -284,6 +292,8 @@ class UNetwork(nn.Module):
         Channels at the finest level, doubled at every level (FBPConvNet: 64).
     batch_norm : bool
         Batch normalisation after every convolution (FBPConvNet: yes).
+    activation : {'relu', 'tanh'}
+        The hidden layers' activation (FBPConvNet: ReLU), see :data:`ACTIVATIONS`.
 
     Notes
     -----
@@ -294,16 +304,20 @@ class UNetwork(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, depth: int = 4, base_channels: int = 64,
-                 batch_norm: bool = True) -> None:
+                 batch_norm: bool = True, activation: str = "relu") -> None:
         super().__init__()
         if depth < 1 or base_channels < 1:
             raise ValueError("depth and base_channels must be >= 1")
+        if activation not in ACTIVATIONS:
+            raise InputError("activation", f"is {activation!r}", f"one of {list(ACTIVATIONS)}")
         self.depth = depth
         widths = [base_channels * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList([_DoubleConv(in_channels, widths[0], batch_norm)])
-        self.down.extend(_DoubleConv(widths[i], widths[i + 1], batch_norm) for i in range(depth))
-        self.up = nn.ModuleList(_Up(widths[i + 1], widths[i], batch_norm) for i in reversed(range(depth)))
-        self.merge = nn.ModuleList(_DoubleConv(2 * widths[i], widths[i], batch_norm) for i in reversed(range(depth)))
+        act = activation
+        self.down = nn.ModuleList([_DoubleConv(in_channels, widths[0], batch_norm, act)])
+        self.down.extend(_DoubleConv(widths[i], widths[i + 1], batch_norm, act) for i in range(depth))
+        self.up = nn.ModuleList(_Up(widths[i + 1], widths[i], batch_norm, act) for i in reversed(range(depth)))
+        self.merge = nn.ModuleList(_DoubleConv(2 * widths[i], widths[i], batch_norm, act)
+                                   for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

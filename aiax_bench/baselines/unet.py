@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from aiax_bench.baselines._nets import UNetwork
+from aiax_bench.baselines._nets import ACTIVATIONS, UNetwork
 from aiax_bench.errors import InputError
 from aiax_bench.training.method import SliceConfig, SliceMethod
 
@@ -59,11 +59,15 @@ class UNet(SliceMethod):
             Channels at the finest level, doubled per level (FBPConvNet: 64).
         batch_norm : bool
             Batch normalisation after every convolution (FBPConvNet: yes).
+        activation : {'relu', 'tanh'}
+            Hidden activation: ReLU (FBPConvNet), or tanh as in the biomedical
+            micro-CT users' Keras U-Net.
         """
 
         depth: int = 3
         base_channels: int = 8
         batch_norm: bool = True
+        activation: str = "relu"
         max_steps: int = 1000
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -80,7 +84,10 @@ class UNet(SliceMethod):
         if self.config.depth < 1 or self.config.base_channels < 1:
             raise InputError("depth / base_channels", f"are {self.config.depth} / {self.config.base_channels}",
                              "expected positive integers")
+        if self.config.activation not in ACTIVATIONS:
+            raise InputError("activation", f"is {self.config.activation!r}", f"one of {list(ACTIVATIONS)}")
 
     def build_network(self) -> nn.Module:
         c = self.config
-        return UNetwork(c.slices, 1, depth=c.depth, base_channels=c.base_channels, batch_norm=c.batch_norm)
+        return UNetwork(c.slices, 1, depth=c.depth, base_channels=c.base_channels, batch_norm=c.batch_norm,
+                        activation=c.activation)

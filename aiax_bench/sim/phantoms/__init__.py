@@ -18,6 +18,7 @@ from collections.abc import Callable
 from aiax_bench.sim.phantoms.am_metal import am_metal_phantom
 from aiax_bench.sim.phantoms.composite import composite_phantom
 from aiax_bench.sim.phantoms.foam import cylinder_phantom, foam_phantom
+from aiax_bench.sim.phantoms.mouse import growth_series, mouse_layout, mouse_phantom, tumour_instances
 from aiax_bench.sim.phantoms.physical import am_metal_um_phantom, composite_um_phantom, foam_um_phantom
 from aiax_bench.sim.phantoms.shapes import Cylinders, Ellipsoids, Flakes, Phantom, Spheres, render_fractions
 
@@ -35,13 +36,17 @@ __all__ = [
     "cylinder_phantom",
     "foam_phantom",
     "foam_um_phantom",
+    "growth_series",
     "make_phantom",
+    "mouse_layout",
+    "mouse_phantom",
     "render_fractions",
+    "tumour_instances",
 ]
 
 
-#: Phantom generators by name: the families of version 1.0, and the generators in µm
-#: that later recipes name in their ``phantom.generator``.
+#: Phantom generators by name: the families of version 1.0, the generators in µm
+#: that later recipes name in their ``phantom.generator``, and the in-vivo mouse.
 PHANTOMS: dict[str, Callable[..., Phantom]] = {
     "foam": foam_phantom,
     "composite": composite_phantom,
@@ -50,6 +55,7 @@ PHANTOMS: dict[str, Callable[..., Phantom]] = {
     "foam-um": foam_um_phantom,
     "composite-um": composite_um_phantom,
     "am-metal-um": am_metal_um_phantom,
+    "mouse": mouse_phantom,
 }
 
 

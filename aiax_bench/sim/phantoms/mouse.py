@@ -750,15 +750,17 @@ def _place_tumours(rng: np.random.Generator, an: _Anatomy, *, counts, strata_mm2
         edges = z0 + (z1 - z0) * np.arange(n_big + 1) / max(n_big, 1)
         slabs = [(edges[j], edges[j + 1]) for j in rng.permutation(n_big)]
         placed: list[dict] = []
+        n_lung = round(lung_share * counts[0])
+        organs = {"small": list(rng.permutation(["lung"] * n_lung + ["liver"] * (counts[0] - n_lung))),
+                  "medium": ["liver"] * counts[1], "large": ["liver"] * counts[2]}
         for stratum, count in zip(reversed(STRATA), reversed(counts), strict=True):
             a_lo, a_hi, log_uniform = ranges[stratum]
             for _ in range(count):
                 slab = slabs.pop() if stratum != "small" else None
+                organ = organs[stratum].pop()
                 for attempt in range(max_attempts):
                     if attempt % _CENTRES_PER_SHAPE == 0:
-                        host = "liver"
-                        if stratum == "small" and rng.uniform() < lung_share:
-                            host = ("lung_left", "lung_right")[int(rng.integers(2))]
+                        host = organ if organ == "liver" else ("lung_left", "lung_right")[int(rng.integers(2))]
                         area = float(np.exp(rng.uniform(np.log(a_lo), np.log(a_hi))) if log_uniform
                                      else rng.uniform(a_lo, a_hi))
                         shape = _draw_tumour_shape(rng, area, bool(rng.uniform() < lobulated_share),
@@ -894,7 +896,9 @@ def mouse_layout(
         generation (Murray's law for equal daughters), lengths by about 0.8.
         Branches leaving the lung or meeting the heart or liver are cut.
     tumour_counts : tuple of int
-        Tumours per stratum (small, medium, large).
+        Tumours per stratum (small, medium, large). The default fills every
+        stratum; a second medium or large tumour often finds no room (see the
+        module docstring), and the generator then raises.
     strata_mm2 : tuple of float
         Bounds between the strata (mm² of largest axial cross-section): small
         below the first, large above the second.
@@ -903,11 +907,13 @@ def mouse_layout(
         are drawn log-uniformly in the small stratum, uniformly in the others,
         5% inside the bounds.
     lung_tumour_share : float
-        Chance that a small tumour grows in a lung rather than the liver.
+        Share of the small tumours that grow in a lung (rounded to a count;
+        each picks a lung at random), the others in the liver.
     lobulated_share : float
         Chance that a tumour carries one or two lobes (smaller ellipsoids
-        straddling its surface); the others are single ellipsoids. Every tumour
-        has a random orientation and axis ratios.
+        straddling its surface); the others are single ellipsoids. Axis ratios
+        are random; small tumours have a uniformly random orientation, medium
+        and large ones lie flattened along ``z`` (module docstring).
     liver_tumour_contrast : float
         Attenuation of liver tumours relative to the liver (``-0.05``: 5%
         lower, a hypo-attenuating lesion; untreated livers in native scans are
@@ -938,6 +944,10 @@ def mouse_layout(
                         ("skin_thickness_um", skin_thickness_um), ("fat_thickness_um", fat_thickness_um),
                         ("tumour_gap_um", tumour_gap_um)):
         check_positive(name, value, name.rsplit("_", 1)[1].replace("um", "µm"))
+    layers_mm = (skin_thickness_um + 1.3 * fat_thickness_um) / 1000
+    if layers_mm + 1.0 >= 0.55 * _SCALE_RANGE[0] * min(body_width_mm, body_height_mm) / 2:
+        raise InputError("skin_thickness_um/fat_thickness_um", f"are {skin_thickness_um}/{fat_thickness_um}",
+                         "expected layers thin enough to leave a body inside the neck")
     mu = {phase: tissue_attenuation(tissue, energy_kev) for phase, tissue in _TISSUE_OF.items()}
     mu["liver_tumour"] = mu["liver"] * (1 + liver_tumour_contrast)
     mu["lung_tumour"] = mu["soft_tissue"] * (1 + lung_tumour_contrast)
