@@ -236,20 +236,16 @@ def remove_zingers(transmission: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def paganin_filter(transmission: np.ndarray, settings: Paganin) -> np.ndarray:
-    """Transmission ``(A, R, C)`` after single-material Paganin phase retrieval (Paganin et al. 2002)."""
+    """Transmission ``(A, R, C)`` after single-material Paganin phase retrieval (Paganin et al. 2002).
+
+    :func:`aiax_bench.recon.phase.paganin_intensity`, with the settings' units.
+    """
+    from aiax_bench.recon.phase import paganin_intensity
+
     wavelength_m = 12.398419843320026e-10 / settings.energy_kev  # hc / E, with hc = 12.398 keV·Å
-    pixel_m, distance_m = settings.pixel_um * 1e-6, settings.distance_mm * 1e-3
-    rows, cols = transmission.shape[1:]
-    pad_r, pad_c = rows // 2, cols // 2
-    fy = np.fft.fftfreq(rows + 2 * pad_r, d=pixel_m)[:, None]
-    fx = np.fft.fftfreq(cols + 2 * pad_c, d=pixel_m)[None, :]
-    kernel = 1.0 / (1.0 + np.pi * wavelength_m * distance_m * settings.delta_beta * (fx ** 2 + fy ** 2))
-    out = np.empty_like(transmission)
-    for k, image in enumerate(transmission):
-        padded = np.pad(image, ((pad_r, pad_r), (pad_c, pad_c)), mode="reflect")
-        filtered = np.fft.ifft2(np.fft.fft2(padded) * kernel).real
-        out[k] = filtered[pad_r:pad_r + rows, pad_c:pad_c + cols]
-    return np.clip(out, MIN_TRANSMISSION, None).astype(np.float32)
+    return paganin_intensity(transmission, delta_beta=settings.delta_beta, distance_m=settings.distance_mm * 1e-3,
+                             wavelength_m=wavelength_m, pixel_size_m=settings.pixel_um * 1e-6,
+                             floor=MIN_TRANSMISSION)
 
 
 def remove_rings(sinograms: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import scipy.fft
 from aiax_bench.errors import InputError
 from aiax_bench.validation import check_finite_number, check_positive
 
-__all__ = ["paganin_filter"]
+__all__ = ["paganin_filter", "paganin_intensity"]
 
 # Smallest filtered intensity taken to the log: a (non-physical) non-positive value, possible only with
 # non-positive input pixels, then gives a large finite line integral instead of NaN or infinity.
@@ -143,6 +143,30 @@ def paganin_filter(projections, *, delta_beta: float, distance_m: float, wavelen
     wavelength = check_positive("wavelength_m", wavelength_m, "metres")
     pixel = check_positive("pixel_size_m", pixel_size_m, "metres")
 
+    return _filtered(p, delta_beta=delta_beta, distance=distance, wavelength=wavelength, pixel=pixel, pad=pad,
+                     then=lambda filtered: -np.log(np.maximum(filtered, _INTENSITY_FLOOR)))
+
+
+def paganin_intensity(projections, *, delta_beta: float, distance_m: float, wavelength_m: float,
+                      pixel_size_m: float, pad: bool = True, floor: float = _INTENSITY_FLOOR) -> np.ndarray:
+    """The Paganin-filtered intensity itself, at least ``floor``: what :func:`paganin_filter` takes ``-ln`` of.
+
+    For pipelines that take the logarithm later (an import's preprocessing
+    steps); parameters as :func:`paganin_filter`. Returns float32.
+    """
+    p = _image_stack("projections", projections, allow_complex=False)
+    delta_beta = check_positive("delta_beta", delta_beta, "delta / beta (dimensionless)")
+    distance = check_finite_number("distance_m", distance_m, "metres")
+    if distance < 0:
+        raise InputError("distance_m", f"is {distance_m!r}", "expected a sample-detector distance of at least 0 m")
+    wavelength = check_positive("wavelength_m", wavelength_m, "metres")
+    pixel = check_positive("pixel_size_m", pixel_size_m, "metres")
+    return _filtered(p, delta_beta=delta_beta, distance=distance, wavelength=wavelength, pixel=pixel, pad=pad,
+                     then=lambda filtered: np.maximum(filtered, floor))
+
+
+def _filtered(p: np.ndarray, *, delta_beta: float, distance: float, wavelength: float, pixel: float, pad: bool,
+              then) -> np.ndarray:
     rows, cols = p.shape[-2:]
     shape = (_padded_length(rows, bool(pad)), _padded_length(cols, bool(pad)))
     response = 1.0 / (1.0 + math.pi * wavelength * distance * delta_beta
@@ -152,6 +176,5 @@ def paganin_filter(projections, *, delta_beta: float, distance_m: float, wavelen
     for i, frame in enumerate(frames):
         # One image at a time bounds the memory of the padded complex spectrum, whatever the stack.
         padded, crop = _pad_edge(frame.astype(np.float64), shape)
-        filtered = scipy.fft.irfft2(scipy.fft.rfft2(padded) * response, s=shape)[crop]
-        out[i] = -np.log(np.maximum(filtered, _INTENSITY_FLOOR))
+        out[i] = then(scipy.fft.irfft2(scipy.fft.rfft2(padded) * response, s=shape)[crop])
     return out.reshape(p.shape)
