@@ -16,6 +16,9 @@ __all__ = ["format_table", "main"]
 
 #: The image metrics ``evaluate`` prints, in this order (labels, units and formats from the catalog).
 TABLE_IMAGE_METRICS = ("mse", "psnr", "ssim", "ssim_slices")
+#: The blob scores ``evaluate`` prints for a DCT frame stack (target ``blobs``), in this order.
+TABLE_BLOB_METRICS = ("f1", "precision", "recall", "mean_iou", "pixel_jaccard", "count_error", "recall_small",
+                      "recall_medium", "recall_large", "recall_psi_short", "recall_psi_medium", "recall_psi_long")
 
 
 def _spread(agg: dict[str, Any]) -> float | None:
@@ -69,6 +72,11 @@ def metrics_table(result: dict[str, Any]) -> str:
     if rows:
         parts.append(format_table(["porosity statistic", "method", *whom, *(f"error vs {w}" for w in whom),
                                    *(["floor (reference vs truth)"] if "truth" in whom else [])], rows))
+    blobs = [k for k in TABLE_BLOB_METRICS if f"{k}/blobs" in metrics]
+    if blobs:
+        parts.append(format_table(["blob score", "mean"], [[metric_spec(k).label, _mean_std(f"{k}/blobs",
+                                                                                             metrics[f"{k}/blobs"])]
+                                                          for k in blobs]))
     seg = {k.split("/", 1)[1]: v["mean"] for k, v in metrics.items() if k.startswith("jaccard/")}
     if seg:
         parts.append("Jaccard " + ", ".join(f"{name} {value:.3f}" for name, value in seg.items()))
@@ -80,8 +88,11 @@ def metrics_table(result: dict[str, Any]) -> str:
             break
     eff = result["runs"][0]["efficiency"]
     peak = eff["peak_memory_mb"]
-    parts.append(f"train {eff['train_seconds']:.1f} s, inference {eff['inference_seconds_per_volume']:.2f} s/volume, "
-                 f"{eff['parameters']:.0f} parameters, peak memory {'–' if peak is None else f'{peak:.0f} MB'}")
+    frames = eff.get("frames_per_volume")
+    per_frames = f" ({1000 * eff['inference_seconds_per_volume'] / frames:.2f} s per 1,000 frames)" if frames else ""
+    parts.append(f"train {eff['train_seconds']:.1f} s, inference {eff['inference_seconds_per_volume']:.2f} s/volume"
+                 f"{per_frames}, {eff['parameters']:.0f} parameters, "
+                 f"peak memory {'–' if peak is None else f'{peak:.0f} MB'}")
     return "\n".join(parts)
 
 
@@ -147,9 +158,11 @@ def cmd_datasets_splits(args: argparse.Namespace) -> int:
     from aiax_bench.data.registry import resolve
 
     spec = resolve(args.name)
-    acq = spec.recipe["acquisition"]
+    acq = spec.recipe.get("acquisition", {})
     rows = [[name, s.kind, s.description] for name, s in ((n, spec.split_spec(n)) for n in spec.splits)]
-    if spec.imported:
+    if spec.frames:
+        print(f"splits of {spec.ref} (frame stacks; each split records the same blobs with its detector settings)")
+    elif spec.imported:
         print(f"splits of {spec.ref} (your scan, {acq['reference_angles'] or 'no'} projections)")
     elif spec.measured:
         print(f"splits of {spec.ref} (measured, {acq['beam']} beam; reference scan: {acq['description']})")
@@ -157,8 +170,9 @@ def cmd_datasets_splits(args: argparse.Namespace) -> int:
         print(f"splits of {spec.ref} (reference scan: {acq['reference_angles']} projections, "
               f"{acq['photons']:g} photons/pixel)")
     print(format_table(["split", "kind", "description"], rows))
-    print("segmentation methods also take split 'reference' (the reference scan as input) "
-          "and --annotated K (labels on K training slices per volume)")
+    if not spec.frames:  # frame stacks have no reference scan and no slices to annotate
+        print("segmentation methods also take split 'reference' (the reference scan as input) "
+              "and --annotated K (labels on K training slices per volume)")
     return 0
 
 
@@ -170,6 +184,8 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
         return _imported_info(spec)
     if spec.measured:
         return _measured_info(spec)
+    if spec.frames:
+        return _frames_info(spec)
     recipe = spec.recipe
     print(f"{spec.ref}: {spec.title}")
     print(f"  recipe sha256   {spec.recipe_sha256}")
@@ -215,6 +231,24 @@ def _measured_info(spec) -> int:
              spec.content_sha256.get(name, "–")[:16]]
             for name, p in spec.profiles.items()]
     print(format_table(["profile", "size", "samples", "content sha256 (leaderboard entries carry it)"], rows))
+    return 0
+
+
+def _frames_info(spec) -> int:
+    recipe = spec.recipe
+    evaluation = spec.evaluation
+    print(f"{spec.ref}: {spec.title}")
+    print(f"  recipe sha256   {spec.recipe_sha256}")
+    print("  source          simulated detector frames (psi, y, x), frame-slab by frame-slab, with exact blob labels")
+    print("  simulator       " + ", ".join(f"{k} {v}" for k, v in recipe["spec"].items()))
+    print(f"  evaluation      blobs matched one to one at IoU >= {evaluation['iou_threshold']}, mask "
+          f"{evaluation['mask']}; ranks on {evaluation.get('rank_metric', 'f1/blobs')}")
+    rows = [[name, f"{p['stack']['n_frames']} × {'×'.join(map(str, p['stack']['frame_shape']))}",
+             str(p["stack"]["n_blobs"]), ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items()),
+             spec.content_sha256.get(name, "–")[:16]]
+            for name, p in spec.profiles.items()]
+    print(format_table(["profile", "frames", "blobs drawn", "samples", "content sha256 (leaderboard entries carry it)"],
+                       rows))
     return 0
 
 

@@ -104,6 +104,10 @@ def _prepare(request: EvaluationRequest):
     spec = resolve(request.dataset)
     segment = method_cls.task == "segment"
     spec.check_split(request.split, allow_reference=segment)
+    if spec.frames != (method_cls.task == "dct"):
+        raise InputError("method", f"{method_cls.name} (task {method_cls.task!r}) does not fit {spec.ref} "
+                         f"({'frame stacks' if spec.frames else 'tomographic volumes'})",
+                         "a method of task 'dct' on frame-stack datasets and only there (see `aiax-bench methods`)")
     if spec.beam != "parallel" and "sinogram" in method_cls.inputs:
         raise InputError("method", f"{method_cls.name} reconstructs parallel-beam sinograms but {spec.ref} is "
                          f"{spec.beam}-beam", "a method that takes the split's reconstruction (see `aiax-bench "
@@ -282,6 +286,8 @@ def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, p
             "inference_seconds_per_volume": round(float(np.mean(infer_seconds)), 3),
             "parameters": method.parameter_count(),
             "peak_memory_mb": peak_memory_mb(),
+            # A frame stack's time per volume depends on its frames: the board shows it per 1,000 frames.
+            **({"frames_per_volume": int(split.test[0].shape[0])} if spec.frames else {}),
         }
         run = RunResult(seed=seed, created=started.isoformat(timespec="seconds"),
                         mlflow_run_id=mlflow.active_run().info.run_id,

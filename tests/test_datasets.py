@@ -23,8 +23,7 @@ def test_registry_matches_schema_and_recipes():
             assert hashlib.sha256(raw).hexdigest() == spec["recipe_sha256"], (
                 f"{name}@{version}: recipe changed without a new version")
             recipe = yaml.safe_load(raw)
-            measured = recipe.get("source") == "measured"
-            jsonschema.validate(recipe, registry.MEASURED_RECIPE_SCHEMA if measured else registry.RECIPE_SCHEMA)
+            jsonschema.validate(recipe, registry.recipe_schema(recipe))
             assert recipe["family"] == name
             assert spec["default_profile"] in recipe["profiles"]
 

@@ -177,11 +177,23 @@ def _convert_htc2022(spec: DatasetVersion, profile: str, target: Path, *, quiet:
 MEASURED_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {"htc2022": _convert_htc2022}
 
 
+def _simulate_spot_stacks(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool) -> dict[str, Any]:
+    from aiax_bench.data.frames import build_frames_store
+
+    return build_frames_store(spec, profile, target, ids=sample_ids(spec, profile), quiet=quiet)
+
+
+#: Frame-stack datasets (recipe ``source: frames``) by family: how their stacks are simulated into a store.
+FRAME_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {"dct-spots": _simulate_spot_stacks}
+
+
 def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool = False) -> dict[str, Any]:
     """Simulate every sample of ``spec`` at ``profile`` and write the store at ``target``.
 
     A measured dataset (recipe ``source: measured``) is converted from its
     downloaded scans instead (:data:`MEASURED_BUILDERS`): nothing is simulated.
+    A frame-stack dataset (recipe ``source: frames``) is simulated by its
+    family's builder (:data:`FRAME_BUILDERS`): detector frames, not projections.
 
     The store appears at ``target`` only once complete (see :class:`atomic_store`).
 
@@ -196,6 +208,8 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
     spec.check_profile(profile)
     if spec.measured:
         return MEASURED_BUILDERS[spec.recipe["family"]](spec, profile, target, quiet=quiet)
+    if spec.frames:
+        return FRAME_BUILDERS[spec.recipe["family"]](spec, profile, target, quiet=quiet)
     use_compatible_mkl()  # before any computation: MKL fixes its code path at its first one
     recipe = spec.recipe
     size = int(spec.profiles[profile]["size"])

@@ -21,10 +21,11 @@ from aiax_bench.paths import data_dir, ensure_writable
 __all__ = ["Dataset", "Sample", "Split", "load"]
 
 
-#: Arrays of a split (stored per split, or the reference scan's in split ``reference``).
-_SPLIT_ARRAYS = ("low", "sinogram", "angles")
-#: Every array a sample can hold (``clean`` from dataset version 2.0 on).
-_ARRAYS = (*_SPLIT_ARRAYS, "high", "clean", "truth", "labels", "mask")
+#: Arrays of a split (stored per split, or the reference scan's in split ``reference``); frame stacks
+#: (recipe ``source: frames``) have a dark frame per split, since a split may change the detector.
+_SPLIT_ARRAYS = ("low", "sinogram", "angles", "dark")
+#: Every array a sample can hold (``clean`` from dataset version 2.0 on; ``direct_beam`` in frame stacks).
+_ARRAYS = (*_SPLIT_ARRAYS, "high", "clean", "truth", "labels", "mask", "direct_beam")
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Sample:
         return self._root_fingerprint.get(f"{self.id}/{name}")
 
     def read(self, name: str) -> np.ndarray:
-        """Load one array fully into memory (``low``, ``high``, ``truth``, ``labels``, ...), checked on first read."""
+        """Load one array fully into memory (``low``, ``high``, ``truth``, ``labels``, ``dark``, ...), checked on
+        first read."""
         name = name.replace("-", "_")
         if name not in _ARRAYS:
             raise UnknownNameError("array", name, list(_ARRAYS), "read one of the listed arrays")
@@ -98,6 +100,16 @@ class Sample:
     def angles(self) -> np.ndarray:
         """This split's projection angles (radians)."""
         return self.read("angles")
+
+    @property
+    def dark(self):
+        """This split's dark frame ``(y, x)`` (counts) of a frame stack, lazy."""
+        return self._array("dark")
+
+    @property
+    def direct_beam(self):
+        """The direct beam's pixels ``(y, x)`` (bool) of a frame stack, lazy."""
+        return self._array("direct_beam")
 
     @property
     def high(self):
@@ -132,8 +144,9 @@ class Sample:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """``(Z, Y, X)`` of the volumes (read from the array metadata only)."""
-        return tuple(self._group["high"].shape)
+        """``(Z, Y, X)`` of the volumes, ``(psi, y, x)`` of a frame stack (read from the array metadata only)."""
+        # A frame stack has no reference reconstruction: its labels have the frames' shape.
+        return tuple(self._group["high" if "high" in self._group else "labels"].shape)
 
 
 @dataclass

@@ -12,9 +12,9 @@ import yaml
 
 from aiax_bench.errors import InputError, UnknownNameError
 
-__all__ = ["IMPORTED_PROFILE", "IMPORTED_VERSION", "MEASURED_RECIPE_SCHEMA", "REFERENCE_SPLIT", "REGISTRY_SCHEMA",
-           "DatasetVersion", "SplitSpec",
-           "imported_datasets", "list_datasets", "load_registry", "manifest_sha256", "resolve"]
+__all__ = ["FRAMES_RECIPE_SCHEMA", "IMPORTED_PROFILE", "IMPORTED_VERSION", "MEASURED_RECIPE_SCHEMA", "RECIPE_SCHEMAS",
+           "REFERENCE_SPLIT", "REGISTRY_SCHEMA", "DatasetVersion", "SplitSpec",
+           "imported_datasets", "list_datasets", "load_registry", "manifest_sha256", "recipe_schema", "resolve"]
 
 PARTS = ("train", "val", "test", "ood-test")
 #: The version and profile of every imported dataset (``aiax-bench import``): one store per name.
@@ -69,10 +69,14 @@ REGISTRY_SCHEMA: dict[str, Any] = {
                         },
                         "evaluation": {
                             "type": "object",
-                            "required": ["data_range", "mask"],
+                            "required": ["mask"],
+                            # Volumes are scored on a fixed intensity range; frame stacks' blobs are matched
+                            # by their overlap instead.
+                            "oneOf": [{"required": ["data_range"]}, {"required": ["iou_threshold"]}],
                             "additionalProperties": False,
                             "properties": {
                                 "data_range": {"type": "number", "exclusiveMinimum": 0},
+                                "iou_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                                 "mask": {"enum": ["sample", "none"]},
                                 "mask_erosion": {"type": "integer", "minimum": 0},
                                 "pore_threshold": {"type": "number", "exclusiveMinimum": 0},
@@ -225,6 +229,106 @@ MEASURED_RECIPE_SCHEMA: dict[str, Any] = {
 }
 
 
+_COUNT = {"type": "integer", "minimum": 0}
+_NONNEGATIVE = {"type": "number", "minimum": 0}
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+_POSITIVE_RANGE = {"type": "array", "items": _POSITIVE, "minItems": 2, "maxItems": 2}
+#: The stack's size: what a profile of a frame-stack recipe sets (``SpotStackSpec`` fields).
+_STACK_FIELDS: dict[str, Any] = {
+    "n_frames": {"type": "integer", "minimum": 1},
+    "frame_shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+    "n_blobs": _COUNT,
+    "beam_size": {"type": "array", "items": _COUNT, "minItems": 2, "maxItems": 2},
+}
+#: What a split may change: the illumination and the detector, which draw nothing that places or labels a
+#: blob, so that every split of a sample has the same labels.
+_DETECTOR_FIELDS: dict[str, Any] = {
+    "beam_counts": _NONNEGATIVE, "background_counts": _NONNEGATIVE, "glow_counts": _NONNEGATIVE,
+    "glow_length": _POSITIVE, "source_amplitude": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    "source_period": _POSITIVE, "source_jitter": _NONNEGATIVE, "dark_counts": _NONNEGATIVE,
+    "dark_spread": _NONNEGATIVE, "readout_sigma": _NONNEGATIVE, "poisson": {"type": "boolean"},
+    "n_hot_pixels": _COUNT, "hot_counts": _NONNEGATIVE, "zingers_per_frame": _NONNEGATIVE,
+    "zinger_counts": _POSITIVE_RANGE, "zinger_length": {"type": "integer", "minimum": 1},
+    "grid": {"type": "boolean"}, "grid_gain_spread": _NONNEGATIVE, "grid_offset_spread": _NONNEGATIVE,
+}
+#: The blobs' geometry: set once for the whole recipe.
+_BLOB_FIELDS: dict[str, Any] = {
+    "beam_clearance": _COUNT, "yx_sigma": _POSITIVE_RANGE, "psi_sigma": _POSITIVE_RANGE,
+    "psi_jitter": _NONNEGATIVE, "peak_counts": _POSITIVE_RANGE, "truncate": _POSITIVE,
+    "label_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "overlap": {"type": "boolean"},
+}
+
+#: JSON Schema of a frame-stack recipe (``source: frames``): seeded stacks of detector frames ``(psi, y, x)``
+#: (``aiax_bench.dct.SpotStackSpec``) with exact blob labels. ``spec`` holds every simulator parameter but
+#: the stack's size, which each profile's ``stack`` sets; a split's ``detector`` overrides detector
+#: parameters only. Every key is checked: a misspelt one is refused.
+FRAMES_RECIPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["family", "source", "description", "spec", "splits", "profiles"],
+    "additionalProperties": False,
+    "properties": {
+        "family": {"type": "string"},
+        "source": {"const": "frames"},
+        "description": {"type": "string"},
+        "spec": {
+            "type": "object",
+            "required": sorted({**_BLOB_FIELDS, **_DETECTOR_FIELDS}),
+            "additionalProperties": False,
+            "properties": {**_BLOB_FIELDS, **_DETECTOR_FIELDS},
+        },
+        "splits": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["kind", "description"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": {"const": "frames"},
+                    "detector": {"type": "object", "additionalProperties": False, "properties": _DETECTOR_FIELDS},
+                    "description": {"type": "string"},
+                },
+            },
+        },
+        "profiles": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["stack", "samples"],
+                "additionalProperties": False,
+                "properties": {
+                    "description": {"type": "string"},
+                    "stack": {"type": "object", "required": sorted(_STACK_FIELDS), "additionalProperties": False,
+                              "properties": _STACK_FIELDS},
+                    "samples": {
+                        "type": "object",
+                        "required": list(PARTS),
+                        "additionalProperties": False,
+                        "properties": {p: {"type": "array", "items": {"type": "integer", "minimum": 0}}
+                                       for p in PARTS},
+                    },
+                },
+            },
+        },
+    },
+}
+
+#: The schema of each recipe ``source`` (a recipe without one is a simulated CT dataset).
+RECIPE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "simulated": RECIPE_SCHEMA, "measured": MEASURED_RECIPE_SCHEMA, "frames": FRAMES_RECIPE_SCHEMA,
+}
+
+
+def recipe_schema(recipe: Any) -> dict[str, Any]:
+    """The JSON Schema a recipe is checked against, chosen by its ``source`` (:data:`RECIPE_SCHEMAS`)."""
+    source = recipe.get("source", "simulated") if isinstance(recipe, dict) else "simulated"
+    if source not in RECIPE_SCHEMAS:
+        raise InputError("recipe field source", f"is {source!r}", f"expected one of {sorted(RECIPE_SCHEMAS)}")
+    return RECIPE_SCHEMAS[source]
+
+
 @dataclass(frozen=True)
 class SplitSpec:
     """How one split's low-quality input was acquired, from the recipe's ``splits`` (typed).
@@ -233,11 +337,13 @@ class SplitSpec:
     ----------
     name : str
         Split name (``100proj``, ``dose-1/16``, ``res-x2``, ...).
-    kind : {'sparse', 'dose', 'binning', 'continuous', 'subsample', 'pair', 'views'}
+    kind : {'sparse', 'dose', 'binning', 'continuous', 'subsample', 'pair', 'views', 'frames'}
         What the split saves against the reference scan; an imported scan's
         splits are ``subsample`` (N of its own projections) or ``pair`` (a
         second scan of the sample); a measured dataset's are ``views`` (some
-        of the measured views: every ``every``-th, or an arc of ``arc_degrees``).
+        of the measured views: every ``every``-th, or an arc of ``arc_degrees``);
+        a frame-stack dataset's are ``frames`` (the raw detector frames, as
+        its ``detector`` settings record them).
     description : str
         The recipe's words for it.
     n_angles : int, optional
@@ -252,6 +358,8 @@ class SplitSpec:
         Every ``every``-th measured view (``views``).
     arc_degrees : float, optional
         A contiguous arc of the measured views, in degrees (``views``).
+    detector : dict, optional
+        Detector and illumination parameters that differ from the recipe's ``spec`` (``frames``).
     """
 
     name: str
@@ -263,6 +371,7 @@ class SplitSpec:
     steps: int | None = None
     every: int | None = None
     arc_degrees: float | None = None
+    detector: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -289,6 +398,12 @@ class DatasetVersion:
     def measured(self) -> bool:
         """Whether the samples are real scans converted from downloaded files (never simulated)."""
         return self.recipe.get("source") == "measured"
+
+    @property
+    def frames(self) -> bool:
+        """Whether the samples are stacks of detector frames ``(psi, y, x)`` with blob labels (task ``dct``)."""
+        # An imported scan's manifest names the file it came from as its ``source``.
+        return not self.imported and self.recipe.get("source") == "frames"
 
     @property
     def beam(self) -> str:
@@ -448,8 +563,7 @@ def resolve(ref: str) -> DatasetVersion:
                          f"has sha256 {digest}, registry says {spec['recipe_sha256']}",
                          "a changed recipe needs a new version in registry.yaml")
     recipe = yaml.safe_load(raw)
-    measured = isinstance(recipe, dict) and recipe.get("source") == "measured"
-    _validate(recipe, MEASURED_RECIPE_SCHEMA if measured else RECIPE_SCHEMA, spec["recipe"])
+    _validate(recipe, recipe_schema(recipe), spec["recipe"])
     return DatasetVersion(name=name, version=version, title=entry["title"], recipe=recipe,
                           recipe_sha256=digest, default_profile=spec["default_profile"],
                           evaluation=spec["evaluation"], archives=spec.get("archives", {}),

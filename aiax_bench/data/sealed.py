@@ -8,12 +8,16 @@ the harness hands methods a :class:`SealedSample`. It exposes
   and ``angles`` (radians): the scan;
 - ``mask``: the sample's region of interest (its cylinder), which a user draws
   on any scan;
+- ``dark`` and ``direct_beam``: a frame stack's dark frame and the direct
+  beam's pixels, which a user records with every DCT scan (its frames are
+  ``low``);
 - ``geometry`` and the ``meta`` entries ``voxel_size_um``, ``photons``,
   ``phases`` (the class names of the task) and ``part``.
 
-Reading ``high``, ``clean``, ``truth``, ``labels`` (as attributes, through
-``read`` or through ``getattr``) or any other ``meta`` entry (phantom
-parameters, seeds, hashes) raises :class:`SealedFieldError`, one line naming
+Reading ``high``, ``clean``, ``truth``, ``labels`` (a frame stack's blob
+labels too; as attributes, through ``read`` or through ``getattr``) or any
+other ``meta`` entry (phantom parameters, seeds, hashes, a frame stack's blob
+table and simulator parameters) raises :class:`SealedFieldError`, one line naming
 the field. The view holds only the allowed arrays, not the store group.
 """
 
@@ -31,7 +35,7 @@ __all__ = ["INSTRUMENT_ARRAYS", "INSTRUMENT_META", "SEALED_ARRAYS", "SealedField
            "SealedSample", "seal"]
 
 #: Arrays a sealed sample exposes.
-INSTRUMENT_ARRAYS = ("low", "sinogram", "angles", "mask")
+INSTRUMENT_ARRAYS = ("low", "sinogram", "angles", "mask", "dark", "direct_beam")
 #: Arrays that only the benchmark knows.
 SEALED_ARRAYS = frozenset({"high", "clean", "truth", "labels"})
 #: ``meta`` entries a sealed sample exposes.
@@ -134,6 +138,16 @@ class SealedSample:
     def mask(self):
         """The sample's region of interest (its cylinder), lazy."""
         return self._get("mask")
+
+    @property
+    def dark(self):
+        """A frame stack's dark frame ``(y, x)`` (counts), lazy."""
+        return self._get("dark")
+
+    @property
+    def direct_beam(self):
+        """A frame stack's direct-beam pixels ``(y, x)`` (bool), lazy."""
+        return self._get("direct_beam")
 
     @property
     def meta(self) -> SealedMeta:

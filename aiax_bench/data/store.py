@@ -17,6 +17,10 @@ Layout::
             splits/<split>/sinogram  float32 (Z, a, D)
             splits/<split>/angles    float64 (a,)
 
+A frame-stack dataset (recipe ``source: frames``) holds other arrays per
+sample (``labels``, ``direct_beam``, ``splits/<split>/low`` and ``dark``; see
+:mod:`aiax_bench.data.frames`), written slab by slab (:class:`SlabArray`).
+
 A store is written under a temporary name and renamed into place only when
 complete, so a failed or interrupted build never leaves a half-written store.
 """
@@ -37,6 +41,8 @@ from aiax_bench.errors import StoreError
 __all__ = [
     "STORE_FORMAT",
     "SampleWriter",
+    "SlabArray",
+    "SlabDigest",
     "array_fingerprint",
     "array_sha256",
     "atomic_store",
@@ -63,14 +69,18 @@ def store_path(root: Path, name: str, version: str, profile: str) -> Path:
     return root / name / version / f"{profile}.zarr"
 
 
-def write_array(group, path: str, data: np.ndarray) -> None:
-    """Write ``data`` as a chunked, compressed zarr array at ``path`` in ``group``."""
+def _layout(shape: tuple[int, ...]) -> dict[str, Any]:
+    """The chunks and compressor of every stored array of ``shape``."""
     from zarr.codecs import BloscCodec
 
+    return {"chunks": tuple(min(CHUNK, s) for s in shape),
+            "compressors": BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")}
+
+
+def write_array(group, path: str, data: np.ndarray) -> None:
+    """Write ``data`` as a chunked, compressed zarr array at ``path`` in ``group``."""
     data = np.ascontiguousarray(data)
-    chunks = tuple(min(CHUNK, s) for s in data.shape) if data.ndim else ()
-    group.create_array(path, data=data, chunks=chunks,
-                       compressors=BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"))
+    group.create_array(path, data=data, **_layout(data.shape))
 
 
 class SampleWriter:
@@ -91,13 +101,72 @@ class SampleWriter:
         self.sha256: dict[str, str] = {}
 
     def add(self, name: str, data: np.ndarray) -> None:
-        self.sha256[name] = array_sha256(data)
         write_array(self.group, name, data)
-        self.hashes[f"{self.sample_id}/{name}"] = self.sha256[name]
-        self.fingerprint[f"{self.sample_id}/{name}"] = array_fingerprint(data)
+        self._record(name, array_sha256(data), array_fingerprint(data))
+
+    def slab_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype | type) -> SlabArray:
+        """An array larger than memory, written from its consecutive slabs along axis 0 (see :class:`SlabArray`).
+
+        Use it as a context manager: on a clean exit it must be complete, and its sha256 and
+        fingerprint join the sample's like :meth:`add`'s.
+        """
+        return SlabArray(self, name, shape, dtype)
+
+    def _record(self, name: str, sha256: str, fingerprint: dict[str, float]) -> None:
+        self.sha256[name] = sha256
+        self.hashes[f"{self.sample_id}/{name}"] = sha256
+        self.fingerprint[f"{self.sample_id}/{name}"] = fingerprint
 
     def finish(self, attrs: dict[str, Any]) -> None:
         self.group.attrs.update({"sha256": dict(self.sha256), **attrs})
+
+
+class SlabArray:
+    """One array of a :class:`SampleWriter`'s sample, written slab by slab along axis 0 and hashed as it goes.
+
+    Its sha256 is :func:`array_sha256`'s of the whole (the same bytes in the same order); its
+    fingerprint agrees with :func:`array_fingerprint`'s to about 1e-12 relative.
+
+    Parameters
+    ----------
+    writer : SampleWriter
+        The sample it belongs to.
+    name : str
+        Its path in the sample's group.
+    shape : tuple of int
+        Shape of the whole array.
+    dtype : numpy.dtype
+        Its dtype; every slab must have it.
+    """
+
+    def __init__(self, writer: SampleWriter, name: str, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
+        self.writer, self.name = writer, name
+        self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+        self.array = writer.group.create_array(name, shape=self.shape, dtype=self.dtype, **_layout(self.shape))
+        self.digest = SlabDigest(self.shape, self.dtype)
+        self.rows = 0
+
+    def append(self, slab: np.ndarray) -> None:
+        """Write the next rows, ``(n, *shape[1:])``."""
+        if slab.dtype != self.dtype or slab.shape[1:] != self.shape[1:] or self.rows + slab.shape[0] > self.shape[0]:
+            raise StoreError(f"samples/{self.writer.sample_id}/{self.name}",
+                             f"got a slab {slab.dtype} {slab.shape} at row {self.rows}",
+                             f"slabs of {self.dtype} {self.shape[1:]} covering {self.shape[0]} rows")
+        self.array[self.rows:self.rows + slab.shape[0]] = slab
+        self.digest.update(slab)
+        self.rows += slab.shape[0]
+
+    def __enter__(self) -> SlabArray:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            return False
+        if self.rows != self.shape[0]:
+            raise StoreError(f"samples/{self.writer.sample_id}/{self.name}", f"got {self.rows} of {self.shape[0]} "
+                             "rows", "slabs covering the whole array")
+        self.writer._record(self.name, *self.digest.result())
+        return False
 
 
 def write_sample(root, sample_id: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any], *,
@@ -134,8 +203,8 @@ def array_sha256(data: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def stream_sha256_and_fingerprint(array, *, slab_bytes: int = 64 * 2**20) -> tuple[str, dict[str, float]]:
-    """:func:`array_sha256` and :func:`array_fingerprint` of a stored array, read slab by slab along axis 0.
+class SlabDigest:
+    """:func:`array_sha256` and :func:`array_fingerprint` of an array fed slab by slab along axis 0.
 
     The hash is the same bytes in the same order (C order is slab after slab),
     so it equals :func:`array_sha256` exactly. The statistics merge per-slab
@@ -143,27 +212,48 @@ def stream_sha256_and_fingerprint(array, *, slab_bytes: int = 64 * 2**20) -> tup
     in float64: they agree with the whole-array ones to about 1e-12
     relative, within the 1e-9 every comparison of fingerprints allows.
     """
-    shape, dtype = tuple(int(n) for n in array.shape), np.dtype(array.dtype)
-    digest = hashlib.sha256(f"{shape}:{dtype.str}\n".encode())
-    if not shape or shape[0] == 0:
-        data = np.asarray(array[...])
-        digest.update(np.ascontiguousarray(data).tobytes())
-        return digest.hexdigest(), array_fingerprint(data)
-    per_row = max(1, int(np.prod(shape[1:])) * dtype.itemsize)
-    step = max(1, slab_bytes // per_row)
-    count, mean, m2, low, high = 0, 0.0, 0.0, np.inf, -np.inf
-    for start in range(0, shape[0], step):
-        slab = np.ascontiguousarray(array[start:start + step])
-        digest.update(slab.tobytes())
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.digest = hashlib.sha256(f"{tuple(int(n) for n in shape)}:{np.dtype(dtype).str}\n".encode())
+        self.count, self.mean, self.m2, self.low, self.high = 0, 0.0, 0.0, np.inf, -np.inf
+
+    def update(self, slab: np.ndarray) -> None:
+        """Add the next rows of the array."""
+        slab = np.ascontiguousarray(slab)
+        self.digest.update(slab.tobytes())
+        if slab.size == 0:
+            return
         values = slab.astype(np.float64, copy=False)
         n, slab_mean = values.size, float(values.mean())
         slab_m2 = float(np.square(values - slab_mean).sum())
-        delta, total = slab_mean - mean, count + n
-        mean += delta * n / total
-        m2 += slab_m2 + delta * delta * count * n / total
-        count = total
-        low, high = min(low, float(values.min())), max(high, float(values.max()))
-    return digest.hexdigest(), {"mean": mean, "std": float(np.sqrt(m2 / count)), "min": low, "max": high}
+        delta, total = slab_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.m2 += slab_m2 + delta * delta * self.count * n / total
+        self.count = total
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+
+    def result(self) -> tuple[str, dict[str, float]]:
+        """The sha256 and the fingerprint of the rows added so far."""
+        return self.digest.hexdigest(), {"mean": self.mean, "std": float(np.sqrt(self.m2 / self.count)),
+                                         "min": self.low, "max": self.high}
+
+
+def stream_sha256_and_fingerprint(array, *, slab_bytes: int = 64 * 2**20) -> tuple[str, dict[str, float]]:
+    """:func:`array_sha256` and :func:`array_fingerprint` of a stored array, read slab by slab along axis 0.
+
+    The hash equals :func:`array_sha256` exactly; the statistics agree with
+    :func:`array_fingerprint` to about 1e-12 relative (see :class:`SlabDigest`).
+    """
+    shape, dtype = tuple(int(n) for n in array.shape), np.dtype(array.dtype)
+    if not shape or shape[0] == 0:
+        data = np.asarray(array[...])
+        return array_sha256(data), array_fingerprint(data)
+    per_row = max(1, int(np.prod(shape[1:])) * dtype.itemsize)
+    step = max(1, slab_bytes // per_row)
+    digest = SlabDigest(shape, dtype)
+    for start in range(0, shape[0], step):
+        digest.update(array[start:start + step])
+    return digest.result()
 
 
 #: Arrays already checked in this process: ``(store, array path, expected) -> True``.

@@ -38,19 +38,25 @@ Every random draw comes from ``numpy.random.Generator`` streams spawned from the
 seed, one per component (geometry, source, photons, zingers, mosaic, dark,
 readout, hot pixels): the same seed gives the same bytes, and switching one
 component on or off leaves the draws of the others unchanged.
+
+A stack larger than memory is made frame-slab by frame-slab
+(:class:`SpotStackStream`), with the same bytes as :func:`simulate_spot_stack`
+(which is its one-slab case).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from scipy import ndimage
 
 from aiax_bench.errors import InputError
+from aiax_bench.validation import check_positive_int
 
-__all__ = ["SpotBlob", "SpotStack", "SpotStackSpec", "simulate_spot_stack"]
+__all__ = ["SpotBlob", "SpotSlab", "SpotStack", "SpotStackSpec", "SpotStackStream", "simulate_spot_stack"]
 
 _STREAMS = ("geometry", "source", "photons", "zingers", "mosaic", "dark", "readout", "hot")
 _MAX_TRIES = 2000  # placements tried per blob before giving up
@@ -354,33 +360,6 @@ def _draw_blobs(spec: SpotStackSpec, rng: np.random.Generator) -> list[_Draw]:
     return draws
 
 
-def _paint(spec: SpotStackSpec, draws: list[_Draw]) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free blob intensity and the labels (ids = draw order + 1, before compaction)."""
-    shape = (spec.n_frames, *spec.frame_shape)
-    signal = np.zeros(shape, dtype=np.float32)
-    best = np.zeros(shape, dtype=np.float32)  # intensity of the voxel's current label
-    labels = np.zeros(shape, dtype=np.int32)
-    q_max = spec.truncate ** 2
-    q_label = -2.0 * math.log(spec.label_fraction)
-    for k, draw in enumerate(draws, start=1):
-        lo = np.maximum(np.floor(draw.centre - draw.half).astype(int), 0)
-        hi = np.minimum(np.ceil(draw.centre + draw.half).astype(int) + 1, shape)
-        if np.any(hi <= lo):
-            continue
-        dp, dy, dx = (np.arange(a, b, dtype=np.float64) - c for a, b, c in zip(lo, hi, draw.centre, strict=True))
-        c, s = math.cos(draw.angle), math.sin(draw.angle)
-        u = dy[:, None] * c + dx[None, :] * s
-        v = -dy[:, None] * s + dx[None, :] * c
-        q = (dp[:, None, None] / draw.sigma[0]) ** 2 + ((u / draw.sigma[1]) ** 2 + (v / draw.sigma[2]) ** 2)[None]
-        intensity = np.where(q <= q_max, draw.peak * np.exp(-0.5 * q), 0.0).astype(np.float32)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        signal[box] += intensity
-        take = (q <= q_label) & (intensity > best[box])
-        labels[box][take] = k
-        best[box][take] = intensity[take]
-    return signal, labels
-
-
 def _illumination(spec: SpotStackSpec) -> tuple[np.ndarray, np.ndarray]:
     ny, nx = spec.frame_shape
     by0, by1, bx0, bx1 = _beam_box(spec)
@@ -395,12 +374,62 @@ def _illumination(spec: SpotStackSpec) -> tuple[np.ndarray, np.ndarray]:
     return spec.background_counts + glow + spec.beam_counts * beam, beam
 
 
-def _add_zingers(counts: np.ndarray, spec: SpotStackSpec, rng: np.random.Generator) -> None:
-    n_frames, ny, nx = counts.shape
+def _paint(spec: SpotStackSpec, draws: list[_Draw], start: int, stop: int, *,
+           signal: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """Noise-free blob intensity and the labels (ids = draw order + 1, before compaction) of frames
+    ``[start, stop)``; each voxel's numbers do not depend on the frames painted with it."""
+    shape = (stop - start, *spec.frame_shape)
+    total = np.zeros(shape, dtype=np.float32) if signal else None
+    best = np.zeros(shape, dtype=np.float32)  # intensity of the voxel's current label
+    labels = np.zeros(shape, dtype=np.int32)
+    q_max = spec.truncate ** 2
+    q_label = -2.0 * math.log(spec.label_fraction)
+    full = (spec.n_frames, *spec.frame_shape)
+    for k, draw in enumerate(draws, start=1):
+        lo = np.maximum(np.floor(draw.centre - draw.half).astype(int), 0)
+        hi = np.minimum(np.ceil(draw.centre + draw.half).astype(int) + 1, full)
+        if np.any(hi <= lo):
+            continue
+        lo[0], hi[0] = max(lo[0], start), min(hi[0], stop)
+        if hi[0] <= lo[0]:
+            continue  # the blob lies outside these frames
+        dp, dy, dx = (np.arange(a, b, dtype=np.float64) - c for a, b, c in zip(lo, hi, draw.centre, strict=True))
+        c, s = math.cos(draw.angle), math.sin(draw.angle)
+        u = dy[:, None] * c + dx[None, :] * s
+        v = -dy[:, None] * s + dx[None, :] * c
+        q = (dp[:, None, None] / draw.sigma[0]) ** 2 + ((u / draw.sigma[1]) ** 2 + (v / draw.sigma[2]) ** 2)[None]
+        intensity = np.where(q <= q_max, draw.peak * np.exp(-0.5 * q), 0.0).astype(np.float32)
+        box = (slice(lo[0] - start, hi[0] - start), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+        if total is not None:
+            total[box] += intensity
+        take = (q <= q_label) & (intensity > best[box])
+        labels[box][take] = k
+        best[box][take] = intensity[take]
+    return total, labels
+
+
+@dataclasses.dataclass(frozen=True)
+class _Zingers:
+    """Every zinger voxel of a stack, in the order they are added: ``(frame, y, x)`` and counts."""
+
+    frame: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    counts: np.ndarray
+
+    def add(self, counts: np.ndarray, start: int) -> None:
+        """Add the zingers of frames ``[start, start + len(counts))`` to ``counts`` in place."""
+        inside = (self.frame >= start) & (self.frame < start + counts.shape[0])
+        np.add.at(counts, (self.frame[inside] - start, self.y[inside], self.x[inside]), self.counts[inside])
+
+
+def _draw_zingers(spec: SpotStackSpec, rng: np.random.Generator) -> _Zingers:
+    n_frames, (ny, nx) = spec.n_frames, spec.frame_shape
     per_frame = rng.poisson(spec.zingers_per_frame, size=n_frames)
     total = int(per_frame.sum())
     if total == 0:
-        return
+        empty = np.zeros(0, dtype=np.int64)
+        return _Zingers(empty, empty, empty, np.zeros(0))
     frame = np.repeat(np.arange(n_frames), per_frame)
     y0 = rng.integers(0, ny, size=total)
     x0 = rng.integers(0, nx, size=total)
@@ -413,30 +442,187 @@ def _add_zingers(counts: np.ndarray, spec: SpotStackSpec, rng: np.random.Generat
     xs = x0[:, None] + steps[:, 1:] * along[None, :]
     keep &= (ys >= 0) & (ys < ny) & (xs >= 0) & (xs < nx)
     fs = np.broadcast_to(frame[:, None], keep.shape)
-    np.add.at(counts, (fs[keep], ys[keep], xs[keep]), np.broadcast_to(amplitude[:, None], keep.shape)[keep])
+    return _Zingers(fs[keep], ys[keep], xs[keep], np.broadcast_to(amplitude[:, None], keep.shape)[keep])
 
 
-def _table(labels: np.ndarray, draws: list[_Draw], order: np.ndarray) -> tuple[SpotBlob, ...]:
-    """The blob table of compact labels 1..K; ``order[k - 1]`` is the draw of label k."""
-    k = len(order)
-    if k == 0:
-        return ()
-    flat = labels.ravel()
-    fg = np.flatnonzero(flat)
-    ids = flat[fg]
-    counts = np.bincount(ids, minlength=k + 1)
-    coords = np.unravel_index(fg, labels.shape)
-    sums = [np.bincount(ids, weights=c, minlength=k + 1) for c in coords]
-    slices = ndimage.find_objects(labels, max_label=k)
-    blobs = []
-    for i in range(1, k + 1):
-        draw = draws[order[i - 1]]
-        bbox = tuple((int(s.start), int(s.stop)) for s in slices[i - 1])
-        blobs.append(SpotBlob(
-            id=i, centre=tuple(float(v) for v in draw.centre), sigma=tuple(float(v) for v in draw.sigma),
-            angle=draw.angle, peak=draw.peak, centroid=tuple(float(s[i] / counts[i]) for s in sums),
-            bbox=bbox, psi_extent=bbox[0][1] - bbox[0][0], voxels=int(counts[i])))
-    return tuple(blobs)
+def _streams(seed: int) -> dict[str, np.random.Generator]:
+    return dict(zip(_STREAMS, (np.random.Generator(np.random.PCG64(s))
+                               for s in np.random.SeedSequence(int(seed)).spawn(len(_STREAMS))), strict=True))
+
+
+#: Voxels painted at once while the labels are counted (frames per pass: this over the frame's pixels).
+_LABEL_PASS_VOXELS = 1 << 24
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SpotSlab:
+    """Consecutive frames of a simulated stack, as :meth:`SpotStackStream.slabs` yields them.
+
+    Attributes
+    ----------
+    start : int
+        Index (psi) of its first frame.
+    frames : numpy.ndarray
+        ``(n, y, x)`` float32 detector frames (counts, dark included).
+    labels : numpy.ndarray
+        ``(n, y, x)`` int32 blob labels.
+    signal : numpy.ndarray
+        ``(n, y, x)`` float32 noise-free blob intensity (counts, before the source's modulation).
+    """
+
+    start: int
+    frames: np.ndarray
+    labels: np.ndarray
+    signal: np.ndarray
+
+
+class SpotStackStream:
+    """A simulated stack (see the module notes) made frame-slab by frame-slab, for stacks larger than memory.
+
+    The constructor draws everything but the frames and counts the labels (one pass over the
+    frames, painting the blobs only); :meth:`slabs` then yields the frames in slabs. Their bytes
+    are :func:`simulate_spot_stack`'s whatever the slab size: each voxel's intensity and label
+    come from the blobs alone, and the photon and readout noise are drawn in C order, one slab
+    after the other, from the same streams.
+
+    Parameters
+    ----------
+    spec : SpotStackSpec, optional
+        What to simulate (default: ``SpotStackSpec()``).
+    seed : int
+        Seed of every random draw.
+
+    Attributes
+    ----------
+    spec : SpotStackSpec
+    seed : int
+    shape : tuple of int
+        ``(psi, y, x)`` of the stack.
+    blobs : tuple of SpotBlob
+        The labelled blobs, ``blobs[k - 1].id == k``.
+    dark : numpy.ndarray
+        ``(y, x)`` float32 dark frame (counts).
+    direct_beam : numpy.ndarray
+        ``(y, x)`` bool mask of the direct-beam rectangle.
+    source : numpy.ndarray
+        ``(psi,)`` float64 relative source intensity of each frame.
+    quadrant_gain : numpy.ndarray
+        ``(2, 2)`` float64 gains of the detector's quadrants.
+    hot_pixels : numpy.ndarray
+        ``(n, 2)`` int64 ``(y, x)`` of the hot pixels.
+    """
+
+    def __init__(self, spec: SpotStackSpec | None = None, *, seed: int = 0) -> None:
+        spec = SpotStackSpec() if spec is None else spec
+        if not isinstance(spec, SpotStackSpec):
+            raise InputError("spec", f"is a {type(spec).__name__}", "expected a SpotStackSpec")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise InputError("seed", f"is {seed!r}", "expected a non-negative integer")
+        self.spec, self.seed = spec, int(seed)
+        n_frames, (ny, nx) = spec.n_frames, spec.frame_shape
+        self.shape = (n_frames, ny, nx)
+        rngs = _streams(self.seed)
+
+        self._draws = _draw_blobs(spec, rngs["geometry"])
+        self._remap, self.blobs = self._count_labels()
+
+        rng = rngs["source"]
+        phase = rng.uniform(0.0, 2 * math.pi)
+        psi = np.arange(n_frames)
+        source = (1.0 + spec.source_amplitude * np.sin(2 * math.pi * psi / spec.source_period + phase)
+                  + spec.source_jitter * rng.standard_normal(n_frames))
+        self.source = np.maximum(source, 0.05)  # a source never runs negative, whatever the jitter
+        illumination, self.direct_beam = _illumination(spec)
+        self._illumination = illumination.astype(np.float32)
+        self._zingers = _draw_zingers(spec, rngs["zingers"])
+
+        gain = np.ones((2, 2))
+        offset = np.zeros((2, 2))
+        if spec.grid:
+            rng = rngs["mosaic"]
+            gain = np.maximum(1.0 + spec.grid_gain_spread * rng.standard_normal((2, 2)), 0.2)
+            offset = spec.grid_offset_spread * rng.standard_normal((2, 2))
+        self.quadrant_gain = gain
+        rows = (np.arange(ny) >= ny // 2).astype(int)
+        cols = (np.arange(nx) >= nx // 2).astype(int)
+        self._gain_map = gain[rows[:, None], cols[None, :]].astype(np.float32)
+        # The frames get the dark before the hot pixels are set, in both.
+        self._dark_counts = (spec.dark_counts + spec.dark_spread * rngs["dark"].standard_normal((ny, nx))
+                             + offset[rows[:, None], cols[None, :]]).astype(np.float32)
+        hot = rngs["hot"].choice(ny * nx, size=spec.n_hot_pixels, replace=False)
+        self.hot_pixels = np.stack(np.unravel_index(np.sort(hot), (ny, nx)), axis=1).astype(np.int64)
+        self.dark = self._dark_counts.copy()
+        self.dark[self.hot_pixels[:, 0], self.hot_pixels[:, 1]] = spec.hot_counts
+
+    def _count_labels(self) -> tuple[np.ndarray, tuple[SpotBlob, ...]]:
+        """The compaction of the draws' labels to ``1..K`` and the blob table, in one pass over the frames."""
+        spec, draws = self.spec, self._draws
+        n = len(draws)
+        counts = np.zeros(n + 1, dtype=np.int64)
+        # Coordinates are whole numbers: their float64 sums are exact in any order (below 2**53).
+        sums = np.zeros((3, n + 1))
+        lo = np.full((3, n + 1), np.iinfo(np.int64).max)
+        hi = np.full((3, n + 1), -1)
+        step = max(1, _LABEL_PASS_VOXELS // (spec.frame_shape[0] * spec.frame_shape[1]))
+        for start in range(0, spec.n_frames, step):
+            stop = min(start + step, spec.n_frames)
+            _, labels = _paint(spec, draws, start, stop, signal=False)
+            fg = np.flatnonzero(labels)
+            ids = labels.ravel()[fg]
+            counts += np.bincount(ids, minlength=n + 1)
+            coords = np.unravel_index(fg, labels.shape)
+            for axis, c in enumerate(coords):
+                sums[axis] += np.bincount(ids, weights=c + (start if axis == 0 else 0), minlength=n + 1)
+            for k, box in enumerate(ndimage.find_objects(labels, max_label=n), start=1):
+                if box is not None:
+                    first = np.array([box[0].start + start, box[1].start, box[2].start])
+                    last = np.array([box[0].stop + start, box[1].stop, box[2].stop])
+                    lo[:, k] = np.minimum(lo[:, k], first)
+                    hi[:, k] = np.maximum(hi[:, k], last)
+        present = np.flatnonzero(counts[1:]) + 1
+        remap = np.zeros(n + 1, dtype=np.int32)
+        remap[present] = np.arange(1, present.size + 1, dtype=np.int32)
+        blobs = []
+        for i, k in enumerate(present, start=1):
+            draw = draws[k - 1]
+            bbox = tuple((int(lo[a, k]), int(hi[a, k])) for a in range(3))
+            blobs.append(SpotBlob(
+                id=i, centre=tuple(float(v) for v in draw.centre), sigma=tuple(float(v) for v in draw.sigma),
+                angle=draw.angle, peak=draw.peak, centroid=tuple(float(sums[a, k] / counts[k]) for a in range(3)),
+                bbox=bbox, psi_extent=bbox[0][1] - bbox[0][0], voxels=int(counts[k])))
+        return remap, tuple(blobs)
+
+    def slabs(self, frames: int) -> Iterator[SpotSlab]:
+        """The stack in slabs of ``frames`` consecutive frames (the last may be shorter), in order.
+
+        Parameters
+        ----------
+        frames : int
+            Frames per slab.
+
+        Yields
+        ------
+        SpotSlab
+            Frames, labels and noise-free signal of each slab.
+        """
+        frames = check_positive_int("frames", frames, "frames per slab")
+        spec = self.spec
+        rngs = _streams(self.seed)  # the noise streams restart with every pass
+        source = self.source.astype(np.float32)
+        ys, xs = self.hot_pixels[:, 0], self.hot_pixels[:, 1]
+        for start in range(0, spec.n_frames, frames):
+            stop = min(start + frames, spec.n_frames)
+            signal, raw = _paint(spec, self._draws, start, stop)
+            expected = (self._illumination[None] + signal) * source[start:stop, None, None]
+            counts = rngs["photons"].poisson(expected).astype(np.float32) if spec.poisson else expected
+            self._zingers.add(counts, start)
+            stack = counts * self._gain_map[None]
+            stack += self._dark_counts[None]
+            if spec.readout_sigma > 0:
+                stack += np.float32(spec.readout_sigma) * rngs["readout"].standard_normal(stack.shape,
+                                                                                           dtype=np.float32)
+            stack[:, ys, xs] = spec.hot_counts
+            yield SpotSlab(start=start, frames=stack, labels=self._remap[raw], signal=signal)
 
 
 def simulate_spot_stack(spec: SpotStackSpec | None = None, *, seed: int = 0) -> SpotStack:
@@ -454,55 +640,9 @@ def simulate_spot_stack(spec: SpotStackSpec | None = None, *, seed: int = 0) -> 
     SpotStack
         Frames (counts), labels, dark frame, direct-beam mask and the blob table.
     """
-    spec = SpotStackSpec() if spec is None else spec
-    if not isinstance(spec, SpotStackSpec):
-        raise InputError("spec", f"is a {type(spec).__name__}", "expected a SpotStackSpec")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InputError("seed", f"is {seed!r}", "expected a non-negative integer")
-    rngs = dict(zip(_STREAMS, (np.random.Generator(np.random.PCG64(s))
-                               for s in np.random.SeedSequence(int(seed)).spawn(len(_STREAMS))), strict=True))
-    n_frames, (ny, nx) = spec.n_frames, spec.frame_shape
-
-    draws = _draw_blobs(spec, rngs["geometry"])
-    signal, raw_labels = _paint(spec, draws)
-    present = np.flatnonzero(np.bincount(raw_labels.ravel(), minlength=len(draws) + 1)[1:]) + 1
-    remap = np.zeros(len(draws) + 1, dtype=np.int32)
-    remap[present] = np.arange(1, present.size + 1, dtype=np.int32)
-    labels = remap[raw_labels]
-
-    rng = rngs["source"]
-    phase = rng.uniform(0.0, 2 * math.pi)
-    psi = np.arange(n_frames)
-    source = (1.0 + spec.source_amplitude * np.sin(2 * math.pi * psi / spec.source_period + phase)
-              + spec.source_jitter * rng.standard_normal(n_frames))
-    source = np.maximum(source, 0.05)  # a source never runs negative, whatever the jitter
-
-    illumination, beam = _illumination(spec)
-    expected = (illumination[None].astype(np.float32) + signal) * source[:, None, None].astype(np.float32)
-    counts = rngs["photons"].poisson(expected).astype(np.float32) if spec.poisson else expected
-    _add_zingers(counts, spec, rngs["zingers"])
-
-    gain = np.ones((2, 2))
-    offset = np.zeros((2, 2))
-    if spec.grid:
-        rng = rngs["mosaic"]
-        gain = np.maximum(1.0 + spec.grid_gain_spread * rng.standard_normal((2, 2)), 0.2)
-        offset = spec.grid_offset_spread * rng.standard_normal((2, 2))
-    rows = (np.arange(ny) >= ny // 2).astype(int)
-    cols = (np.arange(nx) >= nx // 2).astype(int)
-    gain_map = gain[rows[:, None], cols[None, :]].astype(np.float32)
-
-    dark = (spec.dark_counts + spec.dark_spread * rngs["dark"].standard_normal((ny, nx))
-            + offset[rows[:, None], cols[None, :]]).astype(np.float32)
-    frames = counts * gain_map[None]
-    frames += dark[None]
-    if spec.readout_sigma > 0:
-        frames += np.float32(spec.readout_sigma) * rngs["readout"].standard_normal(frames.shape, dtype=np.float32)
-    hot = rngs["hot"].choice(ny * nx, size=spec.n_hot_pixels, replace=False)
-    hot_yx = np.stack(np.unravel_index(np.sort(hot), (ny, nx)), axis=1).astype(np.int64)
-    frames[:, hot_yx[:, 0], hot_yx[:, 1]] = spec.hot_counts
-    dark[hot_yx[:, 0], hot_yx[:, 1]] = spec.hot_counts
-
-    return SpotStack(frames=frames.astype(np.float32, copy=False), labels=labels, dark=dark, direct_beam=beam,
-                     blobs=_table(labels, draws, present - 1), signal=signal, source=source, quadrant_gain=gain,
-                     hot_pixels=hot_yx, spec=spec, seed=int(seed))
+    stream = SpotStackStream(spec, seed=seed)
+    [whole] = stream.slabs(stream.spec.n_frames)
+    return SpotStack(frames=whole.frames, labels=whole.labels, dark=stream.dark, direct_beam=stream.direct_beam,
+                     blobs=stream.blobs, signal=whole.signal, source=stream.source,
+                     quadrant_gain=stream.quadrant_gain, hot_pixels=stream.hot_pixels, spec=stream.spec,
+                     seed=stream.seed)

@@ -3,7 +3,8 @@
 Every place that shows, checks or ranks a score reads it from here: the
 ``evaluate`` table, the Evaluator's result files, the leaderboard's entry
 checks, its ranking and both renderers. A key is ``family/target``:
-``psnr/truth``, ``jaccard/pore``, ``porosity/rel_error_truth``.
+``psnr/truth``, ``jaccard/pore``, ``porosity/rel_error_truth``, and, for the
+blobs of a DCT frame stack (task ``dct``), ``f1/blobs``, ``recall_small/blobs``.
 
 Directions:
 
@@ -110,7 +111,41 @@ _POROSITY = {
 _OTHER = {
     "segmentation_threshold": MetricSpec("segmentation_threshold", "pore threshold", "1/cm", ".4g", "none"),
 }
-_FAMILIES: dict[str, MetricSpec] = {**_IMAGE, **_SEGMENTATION, **_POROSITY, **_OTHER}
+
+
+def _blob_families() -> dict[str, MetricSpec]:
+    """The blob scores of a DCT frame stack (:func:`aiax_bench.dct.blob_scores`), target ``blobs``."""
+    families = {
+        "f1": MetricSpec("f1", "blob F1", "", ".4f", "higher", low=0.0, high=1.0),
+        "precision": MetricSpec("precision", "blob precision", "", ".4f", "higher", low=0.0, high=1.0),
+        "recall": MetricSpec("recall", "blob recall", "", ".4f", "higher", low=0.0, high=1.0),
+        "mean_iou": MetricSpec("mean_iou", "mean IoU of the true blobs with their match", "", ".4f", "higher",
+                               low=0.0, high=1.0),
+        "pixel_jaccard": MetricSpec("pixel_jaccard", "Jaccard of the blobs' voxels", "", ".4f", "higher",
+                                    low=0.0, high=1.0),
+        # (predicted - true) / true blobs: no fewer than none predicted (-1), no bound above.
+        "count_error": MetricSpec("count_error", "blob count: relative error", "", "+.2%", "zero", signed=True,
+                                  low=-1.0),
+        "n_true": MetricSpec("n_true", "true blobs", "", ".0f", "none", low=0.0),
+        "n_pred": MetricSpec("n_pred", "predicted blobs", "", ".0f", "none", low=0.0),
+        "n_matched": MetricSpec("n_matched", "matched blobs", "", ".0f", "none", low=0.0),
+    }
+    # Strata of the true blobs: by size (terciles of the sample's sizes) and by extent in psi.
+    strata = {"small": "small blobs", "medium": "medium blobs", "large": "large blobs",
+              "psi_short": "blobs short in psi", "psi_medium": "blobs of medium extent in psi",
+              "psi_long": "blobs long in psi"}
+    for stratum, words in strata.items():
+        for base in ("recall", "mean_iou"):
+            spec = families[base]
+            families[f"{base}_{stratum}"] = MetricSpec(f"{base}_{stratum}", f"{spec.label}, {words}", "", ".4f",
+                                                       "higher", low=0.0, high=1.0)
+        families[f"n_true_{stratum}"] = MetricSpec(f"n_true_{stratum}", f"true {words}", "", ".0f", "none",
+                                                   low=0.0)
+    return families
+
+
+_BLOBS = _blob_families()
+_FAMILIES: dict[str, MetricSpec] = {**_IMAGE, **_SEGMENTATION, **_POROSITY, **_OTHER, **_BLOBS}
 
 
 def _relative_error(stat: MetricSpec, target: str) -> MetricSpec:
@@ -173,6 +208,8 @@ def label(key: str) -> str:
     unit = f" ({spec.unit})" if spec.unit else ""
     if family in _SEGMENTATION and family != "wasserstein_log_diameter":
         return f"{spec.label} ({'mean over phases' if target == 'mean' else target})"
+    if family in _BLOBS:  # one target: the blobs, already in the label
+        return spec.label
     if spec.signed or not target:
         return spec.label + unit
     return f"{spec.label}{unit} vs {target}"

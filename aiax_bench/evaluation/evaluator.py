@@ -28,6 +28,18 @@ Record keys (``enhance`` task; ``segment`` has no image metrics)
   ``jaccard/mean``, ``dice/mean`` over the classes;
 - ``dice_small/pore``, ``dice_medium/pore``, ``dice_large/pore`` (Dice by
   pore size, :mod:`~aiax_bench.evaluation.segmentation`).
+
+Record keys (``dct`` task: blob labels of a frame stack, no porosity)
+----------------------------------------------------------------------
+The scores of :func:`aiax_bench.dct.blob_scores` against the sample's blob
+labels, blobs matched one to one at the dataset's ``iou_threshold``, each as
+``family/blobs``: ``f1``, ``precision``, ``recall``, ``mean_iou``,
+``pixel_jaccard``, ``count_error``, ``n_true``, ``n_pred``, ``n_matched``;
+by a true blob's size (terciles of the sample's true sizes)
+``recall_small``, ``recall_medium``, ``recall_large``, ``mean_iou_small``, ...,
+``n_true_small``, ...; and by its extent in psi ``recall_psi_short``,
+``recall_psi_medium``, ``recall_psi_long``, ``mean_iou_psi_short``, ...,
+``n_true_psi_short``, ....
 """
 
 from __future__ import annotations
@@ -58,6 +70,7 @@ from aiax_bench.evaluation.segmentation import (
 from aiax_bench.validation import check_label_volume, check_positive, check_volume
 
 __all__ = [
+    "BLOB_TARGET",
     "DISTRIBUTIONS_KEY",
     "EVALUATOR_VERSION",
     "OTSU_PER_IMAGE_PROTOCOL",
@@ -82,7 +95,9 @@ TARGETS = ("reference", "truth")
 REFERENCE_PROTOCOL = "reference-otsu"
 #: Every image segmented by Otsu's threshold of its own values in the mask (``EvaluationSpec.otsu_per_image``).
 OTSU_PER_IMAGE_PROTOCOL = "otsu-per-image"
-TASKS = ("enhance", "segment")
+TASKS = ("enhance", "segment", "dct")
+#: The target of every score of task ``dct``: ``f1/blobs``, ``recall_small/blobs``, ...
+BLOB_TARGET = "blobs"
 #: Porosity statistics reported for the method, the reference and the truth.
 PORE_STATISTICS = ("porosity", "pore_count", "pore_density_per_mm3", "mean_pore_diameter_mm",
                    "specific_surface_per_mm", "mean_local_thickness_mm")
@@ -104,8 +119,9 @@ class EvaluationSpec:
 
     Attributes
     ----------
-    data_range : float
-        Fixed intensity range (1/cm) of PSNR and SSIM.
+    data_range : float or None
+        Fixed intensity range (1/cm) of PSNR and SSIM; None for frame stacks (task ``dct``), whose blobs
+        are matched by overlap, not compared by intensity.
     mask : {'sample', 'none'}
         Score inside the sample mask, or everywhere.
     mask_erosion : int
@@ -128,9 +144,11 @@ class EvaluationSpec:
         Scores beyond the default ones, where a dataset's community ranks by
         them: ``mcc`` (Matthews correlation of pore against the rest inside the
         mask, ``mcc/pore``; HTC2022's challenge score).
+    iou_threshold : float
+        Least IoU (voxels over voxels, in ``(0, 1]``) of a predicted blob matched to a true one (task ``dct``).
     """
 
-    data_range: float
+    data_range: float | None
     mask: str = "sample"
     mask_erosion: int = 0
     pore_phases: tuple[str, ...] = ("pore",)
@@ -138,12 +156,16 @@ class EvaluationSpec:
     truth: bool = True
     otsu_per_image: bool = False
     extra_scores: tuple[str, ...] = ()
+    iou_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.extra_scores) - set(EXTRA_SCORES))
         if unknown:
             raise InputError("evaluation extra_scores", f"name {unknown}", f"expected some of {list(EXTRA_SCORES)}")
-        check_positive("data_range", self.data_range, "1/cm")
+        if self.data_range is not None:
+            check_positive("data_range", self.data_range, "1/cm")
+        if isinstance(self.iou_threshold, bool) or not 0 < self.iou_threshold <= 1:
+            raise InputError("evaluation iou_threshold", f"is {self.iou_threshold!r}", "expected a number in (0, 1]")
         if self.mask not in ("sample", "none"):
             raise InputError("evaluation mask", f"is {self.mask!r}", "expected 'sample' or 'none'")
         if self.mask_erosion < 0:
@@ -153,12 +175,14 @@ class EvaluationSpec:
     def from_registry(cls, evaluation: Mapping[str, Any]) -> EvaluationSpec:
         """The spec of a registry ``evaluation`` block."""
         fixed = evaluation.get("pore_threshold")
-        return cls(data_range=float(evaluation["data_range"]), mask=evaluation.get("mask", "sample"),
+        data_range = evaluation.get("data_range")
+        return cls(data_range=None if data_range is None else float(data_range), mask=evaluation.get("mask", "sample"),
                    mask_erosion=int(evaluation.get("mask_erosion", 0)),
                    pore_phases=tuple(evaluation.get("pore_phases", ["pore"])),
                    pore_threshold=None if fixed is None else float(fixed), truth=bool(evaluation.get("truth", True)),
                    otsu_per_image=bool(evaluation.get("otsu_per_image", False)),
-                   extra_scores=tuple(evaluation.get("extra_scores", ())))
+                   extra_scores=tuple(evaluation.get("extra_scores", ())),
+                   iou_threshold=float(evaluation.get("iou_threshold", 0.5)))
 
 
 class Evaluator:
@@ -175,9 +199,10 @@ class Evaluator:
     task : str
         ``"enhance"``: predictions are volumes in 1/cm (image metrics, and
         porosity after thresholding at the reference's Otsu threshold);
-        ``"segment"``: predictions are phase labels (porosity from them).
+        ``"segment"``: predictions are phase labels (porosity from them);
+        ``"dct"``: predictions are blob labels of a frame stack (blob scores only).
     porosity : bool
-        Compute the porosity and segmentation metrics (the costly part).
+        Compute the porosity and segmentation metrics (the costly part); never for ``"dct"``.
     workers : int, optional
         Threads for SSIM and the distance transform; every core (at most 8) by default.
 
@@ -216,9 +241,13 @@ class Evaluator:
                workers: int | None) -> None:
         if task not in TASKS:
             raise InputError("task", f"is {task!r}", f"expected one of {list(TASKS)}")
+        if task != "dct" and spec.data_range is None:
+            raise InputError("evaluation data_range", f"is missing for task {task!r}",
+                             "the dataset's fixed intensity range (1/cm): task 'dct' scores frame stacks without one")
         self.part = part
         self.task = task
-        self.porosity = porosity
+        # Blobs of a frame stack have no pore statistics: their scores are detections and overlaps.
+        self.porosity = porosity and task != "dct"
         self.workers = metrics.default_workers() if workers is None else max(1, int(workers))
         self.samples = {s.id: s for s in samples}
         self.spec = spec
@@ -246,6 +275,8 @@ class Evaluator:
         """
         if not self.spec.truth:
             return ("reference",)
+        if self.task == "dct":
+            return (BLOB_TARGET,)
         first = next(iter(self.samples.values()), None)
         if first is None or not getattr(first, "has", lambda name: False)("clean"):
             return ("truth", "reference")
@@ -266,16 +297,26 @@ class Evaluator:
         name = f"prediction for {sample_id}"
         if self.task == "enhance":
             return check_volume(name, prediction, shape=sample.shape, like="the sample's reconstruction")
+        if self.task == "dct":
+            labels = check_label_volume(name, prediction, shape=sample.shape, like="the sample's frames (psi, y, x)")
+            if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
+                raise InputError(name, f"has a negative label ({int(labels.min())})",
+                                 "expected blob ids >= 0 (0 for the background)")
+            return labels
         return check_label_volume(name, prediction, shape=sample.shape, n_classes=len(self._phases(sample)),
                                   like="the sample's labels")
 
     def check_sample(self, sample_id: str) -> None:
         """Make sure every array and attribute the scoring needs exists, before anything is scored."""
         sample = self.samples[sample_id]
-        needed = sorted({"high", *(["truth"] if self.spec.truth else []), *(TARGET_ARRAYS[t] for t in self.targets)})
+        if self.task == "dct":
+            needed = ["labels"]
+        else:
+            needed = sorted({"high", *(["truth"] if self.spec.truth else []),
+                             *(TARGET_ARRAYS[t] for t in self.targets)})
         if self.mask_kind != "none":
             needed.append("mask")
-        if self.spec.truth and (self.porosity or self.task == "segment"):
+        if self.spec.truth and (self.porosity or self.task == "segment") and "labels" not in needed:
             needed.append("labels")
         for name in needed:
             getattr(sample, name)  # raises StoreError naming the missing array
@@ -386,6 +427,8 @@ class Evaluator:
         ctx = self.context(sample_id)
         mask = ctx["mask"]
         record: dict[str, Any] = {"sample_id": sample_id, "evaluator_version": self.version}
+        if self.task == "dct":
+            record.update(self._blob_record(sample, prediction))
         if self.task == "enhance":
             for target in self.targets:
                 ref = sample.read(TARGET_ARRAYS[target])
@@ -402,6 +445,19 @@ class Evaluator:
         if self.porosity:
             record.update(self._porosity_record(sample, prediction, ctx))
         return record
+
+    def _blob_record(self, sample, prediction: np.ndarray) -> dict[str, float]:
+        """:func:`aiax_bench.dct.blob_scores` of a frame stack's predicted blobs, as ``family/blobs`` keys."""
+        from aiax_bench.dct import blob_scores
+
+        scores = blob_scores(prediction, sample.read("labels"), iou_threshold=self.spec.iou_threshold)
+        # ``recall/size_small`` becomes ``recall_small/blobs``, ``recall/psi_short`` ``recall_psi_short/blobs``.
+        out = {}
+        for key, value in scores.items():
+            family, _, stratum = key.partition("/")
+            name = f"{family}_{stratum.removeprefix('size_')}" if stratum else family
+            out[f"{name}/{BLOB_TARGET}"] = value
+        return out
 
     def _porosity_record(self, sample, prediction: np.ndarray, ctx: dict[str, Any]) -> dict[str, Any]:
         pores = self.segment(sample.id, prediction)

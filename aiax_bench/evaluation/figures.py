@@ -1,4 +1,5 @@
-"""Figures written with every evaluation: slices, pore-size distributions, a 3D view of the pores.
+"""Figures written with every evaluation: slices, pore-size distributions, a 3D view of the pores; for the blobs
+of a DCT frame stack, their outlines on the frames' maximum over psi.
 
 Everything draws on :class:`matplotlib.figure.Figure` with the Agg canvas
 directly (no ``pyplot``, no global backend switch), so it works without a
@@ -18,11 +19,11 @@ import numpy as np
 from aiax_bench.errors import StoreError
 from aiax_bench.evaluation import porosity as pz
 
-__all__ = ["FIGURES", "pore_rendering", "pore_size_overlay", "slice_comparison", "write_figures"]
+__all__ = ["FIGURES", "blob_projection", "pore_rendering", "pore_size_overlay", "slice_comparison", "write_figures"]
 
 #: File names of the figures :func:`write_figures` writes, by key.
 FIGURES = {"slices": "slice_comparison.png", "pore_sizes": "pore_size_distribution.png",
-           "pores_3d": "pores_3d.png"}
+           "pores_3d": "pores_3d.png", "blobs": "blob_projection.png"}
 COLOURS = {"method": "tab:red", "reference": "tab:blue", "truth": "black"}
 DPI = 110
 
@@ -175,7 +176,40 @@ def pore_rendering(pores: Mapping[str, np.ndarray], path: str | Path, *, size: i
     return _save(fig, Path(path))
 
 
-def write_figures(sample, prediction: np.ndarray, outdir: str | Path, *, data_range: float,
+def blob_projection(frames: np.ndarray, prediction: np.ndarray, labels: np.ndarray, path: str | Path, *,
+                    dark: np.ndarray | None = None) -> Path:
+    """The frames' maximum over psi with the outlines of the predicted and the true blobs (their union over psi).
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        ``(psi, y, x)`` detector frames (counts).
+    prediction, labels : numpy.ndarray
+        ``(psi, y, x)`` predicted and true blob labels (0 for the background).
+    path : str or Path
+        PNG file to write.
+    dark : numpy.ndarray, optional
+        ``(y, x)`` dark frame (counts), subtracted first.
+    """
+    image = np.asarray(frames, dtype=np.float32).max(axis=0)
+    if dark is not None:
+        image = image - np.asarray(dark, dtype=np.float32)
+    # Percentiles, not the extremes: hot pixels and zingers would leave the blobs black.
+    low, high = np.percentile(image, [1, 99.5])
+    fig = _new_figure(6.4, 6.0)
+    ax = fig.subplots()
+    ax.imshow(image, cmap="gray", vmin=low, vmax=high if high > low else low + 1, interpolation="nearest")
+    for name, volume in (("truth", labels), ("method", prediction)):
+        footprint = (np.asarray(volume) != 0).any(axis=0).astype(np.float32)
+        if footprint.any():
+            ax.contour(footprint, levels=[0.5], colors=COLOURS[name], linewidths=0.9)
+    ax.set_axis_off()
+    ax.set_title(f"maximum over {frames.shape[0]} frames; blobs: method ({COLOURS['method'].removeprefix('tab:')}), "
+                 f"truth ({COLOURS['truth']})", fontsize=9)
+    return _save(fig, Path(path))
+
+
+def write_figures(sample, prediction: np.ndarray, outdir: str | Path, *, data_range: float | None,
                   mask: np.ndarray | None = None, threshold: float | None = None,
                   distributions: Mapping[str, Any] | None = None, task: str = "enhance",
                   pore_index: int = 2) -> dict[str, Path]:
@@ -189,8 +223,8 @@ def write_figures(sample, prediction: np.ndarray, outdir: str | Path, *, data_ra
         The method's volume (``enhance``) or labels (``segment``).
     outdir : str or Path
         Directory (created if needed).
-    data_range : float
-        The dataset's fixed intensity range (1/cm).
+    data_range : float or None
+        The dataset's fixed intensity range (1/cm); None for a frame stack.
     mask : numpy.ndarray, optional
         The evaluation mask.
     threshold : float, optional
@@ -198,11 +232,14 @@ def write_figures(sample, prediction: np.ndarray, outdir: str | Path, *, data_ra
     distributions : mapping, optional
         The record's ``"distributions"``; the pore-size figure is skipped without it.
     task : str
-        ``"enhance"`` or ``"segment"``.
+        ``"enhance"``, ``"segment"`` or ``"dct"`` (a frame stack's blobs: :func:`blob_projection` only).
     pore_index : int
         Label of the pore phase.
     """
     outdir = Path(outdir)
+    if task == "dct":
+        return {"blobs": blob_projection(sample.read("low"), prediction, sample.read("labels"),
+                                         outdir / FIGURES["blobs"], dark=sample.read("dark"))}
     written: dict[str, Path] = {}
     labels = task == "segment"
     reference = sample.read("labels" if labels else "high")

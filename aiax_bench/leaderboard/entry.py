@@ -236,6 +236,9 @@ def build_entry(results: Sequence[Result], *, name: str, authors: Sequence[str],
                 sum(e["inference_seconds_per_volume"] for e in efficiencies) / len(runs), 4),
             "parameters": max(e["parameters"] for e in efficiencies),
             "peak_memory_mb": max(peaks) if peaks else None,
+            # Frame stacks: what the board divides the time per volume by, for seconds per 1,000 frames.
+            **({"frames_per_volume": efficiencies[0]["frames_per_volume"]}
+               if "frames_per_volume" in efficiencies[0] else {}),
         },
         "runs": runs,
         "provenance": prov,

@@ -31,8 +31,9 @@ __all__ = [
 #: The metric entries are ranked on unless ``--metric`` or the dataset's registry entry
 #: (``evaluation.rank_metric``: ``psnr/truth`` from version 2.0 on) says otherwise.
 DEFAULT_METRIC = "psnr/reference"
-#: The default per task: segmentations rank on the mean class Jaccard index against the exact labels.
-DEFAULT_METRICS = {"enhance": DEFAULT_METRIC, "segment": "jaccard/mean"}
+#: The default per task: segmentations rank on the mean class Jaccard index against the exact labels, DCT spot
+#: segmentations on the F1 of their blob detection.
+DEFAULT_METRICS = {"enhance": DEFAULT_METRIC, "segment": "jaccard/mean", "dct": "f1/blobs"}
 #: The protocol whose entries are shown, unranked, as reference rows in every other protocol's group.
 REFERENCE_PROTOCOL = "none"
 
@@ -96,8 +97,14 @@ def _views(split: SplitSpec, reference: int) -> str | None:
     return None
 
 
+def _frames(split: SplitSpec, reference: int) -> str:
+    settings = ", ".join(f"{k} {v}" for k, v in (split.detector or {}).items())
+    return f"nothing: the raw frames, detector settings {settings}" if settings else "nothing: the raw frames"
+
+
 #: What a split of each recipe ``kind`` saves against the reference scan, in words.
-SAVINGS = {"sparse": _sparse, "dose": _dose, "binning": _binning, "continuous": _continuous, "views": _views}
+SAVINGS = {"sparse": _sparse, "dose": _dose, "binning": _binning, "continuous": _continuous, "views": _views,
+           "frames": _frames}
 
 
 def acquisition_saving(dataset: str, split: str) -> str:
@@ -112,7 +119,8 @@ def acquisition_saving(dataset: str, split: str) -> str:
 
     spec = resolve(dataset)
     name = split.partition("+")[0]
-    reference = spec.recipe["acquisition"]["reference_angles"]
+    # A frame-stack recipe has no reference scan.
+    reference = spec.recipe.get("acquisition", {}).get("reference_angles", 0)
     saving = None
     if name in spec.splits:
         acquisition = spec.split_spec(name)
@@ -229,6 +237,10 @@ class Row:
     reference: bool = False
 
 
+#: How a group's title names its task (enhancement groups say nothing).
+_TASK_TITLES = {"segment": " · segmentation", "dct": " · DCT spot segmentation"}
+
+
 @dataclass
 class Group:
     """The entries of one dataset version, profile, split, task and supervision protocol."""
@@ -255,7 +267,7 @@ class Group:
     def title(self) -> str:
         from aiax_bench.results import supervision_label
 
-        task = " · segmentation" if self.task == "segment" else ""
+        task = _TASK_TITLES.get(self.task, "")
         return (f"{self.dataset} · {self.split} · {self.profile} profile{task} · "
                 f"{supervision_label(self.supervision)}")
 

@@ -13,6 +13,7 @@ import hashlib
 import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiax_bench.leaderboard.rank import Group, Row, metric_label
 
@@ -48,15 +49,32 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-_SECONDARY = {"psnr": "ssim", "jaccard": "dice", "dice": "jaccard"}
+_SECONDARY = {"psnr": "ssim", "jaccard": "dice", "dice": "jaccard", "f1": "mean_iou"}
 #: The porosity statistic every group shows beside its image metrics: the users' question is how many pores.
 POROSITY_COLUMN = "pore_density_per_mm3/rel_error_truth"
+#: The count a group of another task shows there instead, and its header: DCT blobs against the true blobs.
+COUNT_COLUMNS = {"dct": ("count_error/blobs", "blob-count error")}
+
+
+def _count_column(group: Group) -> tuple[str, str]:
+    """The key and header of a group's count column."""
+    return COUNT_COLUMNS.get(group.task, (POROSITY_COLUMN, "pore-count error vs truth"))
 
 
 def _secondary(metric: str) -> str:
-    """The second metric shown next to the ranking one: SSIM beside PSNR, Dice beside Jaccard, else PSNR."""
+    """The second metric shown next to the ranking one: SSIM beside PSNR, Dice beside Jaccard, the mean blob IoU
+    beside the blob F1, else PSNR."""
     family, _, target = metric.partition("/")
     return f"{_SECONDARY.get(family, 'psnr')}/{target}"
+
+
+def _inference_text(eff: dict[str, Any]) -> str:
+    """Seconds per volume, and per 1,000 frames where the volumes are frame stacks."""
+    text = _fmt_seconds(eff["inference_seconds_per_volume"])
+    frames = eff.get("frames_per_volume")
+    if frames:
+        text += f" ({_fmt_seconds(1000 * eff['inference_seconds_per_volume'] / frames)} per 1,000 frames)"
+    return text
 
 
 def _rank_text(row: Row) -> str:
@@ -71,7 +89,8 @@ def _cells(group: Group, row: Row) -> dict[str, tuple[str, str | float | None]]:
     metric, second = group.metric, _secondary(group.metric)
     std = entry["metrics"][metric]["std_over_seeds"]
     sec = entry["metrics"].get(second, {}).get("mean")
-    pores = entry["metrics"].get(POROSITY_COLUMN, {}).get("mean")
+    count_key = _count_column(group)[0]
+    pores = entry["metrics"].get(count_key, {}).get("mean")
     peak = eff["peak_memory_mb"]
     return {
         "rank": (_rank_text(row), row.rank if row.rank is not None else 10**6),
@@ -82,10 +101,10 @@ def _cells(group: Group, row: Row) -> dict[str, tuple[str, str | float | None]]:
         "ci": (f"{_fmt_metric(metric, row.ci_low)} – {_fmt_metric(metric, row.ci_high)}", row.ci_low),
         "std": ("—" if std is None else f"± {_fmt_metric(metric, std)}", std),
         "secondary": (_fmt_metric(second, sec), sec),
-        "pores": (_fmt_metric(POROSITY_COLUMN, pores), None if pores is None else abs(pores)),
+        "pores": (_fmt_metric(count_key, pores), None if pores is None else abs(pores)),
         "n": (f"{row.n_seeds * row.n_volumes} ({row.n_seeds} × {row.n_volumes})", row.n_seeds * row.n_volumes),
         "train": (_fmt_seconds(eff["train_seconds"]), eff["train_seconds"]),
-        "inference": (_fmt_seconds(eff["inference_seconds_per_volume"]), eff["inference_seconds_per_volume"]),
+        "inference": (_inference_text(eff), eff["inference_seconds_per_volume"]),
         "parameters": (f"{eff['parameters']:,}", eff["parameters"]),
         "memory": ("—" if peak is None else f"{peak:,.0f} MB", peak),
         "status": (row.status, row.status),
@@ -100,7 +119,7 @@ def _columns(group: Group) -> list[tuple[str, str, bool]]:
         ("authors", "Authors", False), ("value", metric_label(group.metric), True),
         ("ci", f"{pct} CI", True), ("std", "± std over seeds", True),
         ("secondary", metric_label(_secondary(group.metric)), True),
-        ("pores", "pore-count error vs truth", True), ("n", "n (seeds × volumes)", True),
+        ("pores", _count_column(group)[1], True), ("n", "n (seeds × volumes)", True),
         ("train", "Training time", True), ("inference", "Inference / volume", True),
         ("parameters", "Parameters", True), ("memory", "Peak memory", True), ("status", "Status", False),
     ]

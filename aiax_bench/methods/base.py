@@ -212,7 +212,7 @@ class FitContext:
 
 
 class Method(ABC):
-    """A tomography enhancement or segmentation method.
+    """A tomography enhancement or segmentation method, or a DCT spot segmentation.
 
     Subclasses set ``name``, ``task`` and ``inputs``, declare their
     hyper-parameters as a dataclass ``Config``, and implement :meth:`predict`
@@ -223,14 +223,19 @@ class Method(ABC):
     ----------
     name : str
         Registry name (``aiax-bench evaluate --method NAME``).
-    task : {'enhance', 'segment'}
+    task : {'enhance', 'segment', 'dct'}
         What :meth:`predict` returns: a volume in 1/cm, or integer labels (the
         dataset's phase indices). A segmentation method reads its input as
         ``sample.read("low")`` (the split decides which reconstruction that is)
         and must treat the label value
         :data:`~aiax_bench.data.annotation.UNLABELLED` as "not annotated".
+        A ``dct`` method segments the diffraction spots of a frame-stack
+        dataset (recipe ``source: frames``): it reads the raw frames
+        ``sample.read("low")`` ``(psi, y, x)``, ``dark`` and ``direct_beam``, and
+        returns integer blob labels of the frames' shape (0 for the background,
+        one id per blob).
     inputs : tuple of str
-        What the method reads from a sample: ``'reconstruction'`` and/or ``'sinogram'``.
+        What the method reads from a sample: ``'reconstruction'`` and/or ``'sinogram'``, or ``'frames'``.
     trainable : bool
         Whether :meth:`fit` learns anything.
     supervision : {'reference', 'truth', 'self', 'none'}
@@ -307,7 +312,7 @@ class Method(ABC):
 
     @abstractmethod
     def predict(self, sample: SampleLike) -> np.ndarray:
-        """Return the enhanced volume (1/cm, same shape as ``sample.low``) or labels."""
+        """Return the enhanced volume (1/cm, same shape as ``sample.low``), phase labels or blob labels."""
 
     def fit_summary(self) -> dict[str, Any]:
         """What :meth:`fit` chose, JSON-ready (e.g. settings tuned on the validation volumes); empty by default.
