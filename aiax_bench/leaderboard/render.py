@@ -49,7 +49,7 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-_SECONDARY = {"psnr": "ssim", "jaccard": "dice", "dice": "jaccard", "f1": "mean_iou"}
+_SECONDARY = {"psnr": "ssim", "jaccard": "dice", "dice": "jaccard", "f1": "mean_iou", "mcc": "dice"}
 #: The porosity statistic every group shows beside its image metrics: the users' question is how many pores.
 POROSITY_COLUMN = "pore_density_per_mm3/rel_error_truth"
 #: The count a group of another task shows there instead, and its header: DCT blobs against the true blobs.
@@ -62,8 +62,8 @@ def _count_column(group: Group) -> tuple[str, str]:
 
 
 def _secondary(metric: str) -> str:
-    """The second metric shown next to the ranking one: SSIM beside PSNR, Dice beside Jaccard, the mean blob IoU
-    beside the blob F1, else PSNR."""
+    """The second metric shown next to the ranking one: SSIM beside PSNR, Dice beside Jaccard or the Matthews
+    correlation, the mean blob IoU beside the blob F1, else PSNR."""
     family, _, target = metric.partition("/")
     return f"{_SECONDARY.get(family, 'psnr')}/{target}"
 
