@@ -154,6 +154,13 @@ RECIPE_SCHEMA: dict[str, Any] = {
 }
 
 
+def _splits_schema(kind: str, fields: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A recipe's ``splits``: named splits of one ``kind``, each with a description and only ``fields`` besides."""
+    return {"type": "object", "minProperties": 1, "additionalProperties": {
+        "type": "object", "required": ["kind", "description"], "additionalProperties": False,
+        "properties": {"kind": {"const": kind}, **fields, "description": {"type": "string"}}, **extra}}
+
+
 #: JSON Schema of a measured dataset's recipe (``source: measured``): real scans downloaded from the
 #: files its manifest lists and converted into a store, never simulated; samples are named phantoms.
 MEASURED_RECIPE_SCHEMA: dict[str, Any] = {
@@ -190,22 +197,9 @@ MEASURED_RECIPE_SCHEMA: dict[str, Any] = {
                            "attenuation_per_cm": {"type": "array", "items": {"type": "number", "minimum": 0}},
                            "description": {"type": "string"}},
         },
-        "splits": {
-            "type": "object",
-            "minProperties": 1,
-            "additionalProperties": {
-                "type": "object",
-                "required": ["kind", "description"],
-                "additionalProperties": False,
-                "properties": {
-                    "kind": {"const": "views"},
-                    "every": {"type": "integer", "minimum": 2},
-                    "arc_degrees": {"type": "number", "exclusiveMinimum": 0, "maximum": 360},
-                    "description": {"type": "string"},
-                },
-                "oneOf": [{"required": ["every"]}, {"required": ["arc_degrees"]}],
-            },
-        },
+        "splits": _splits_schema("views", {"every": {"type": "integer", "minimum": 2},
+                                           "arc_degrees": {"type": "number", "exclusiveMinimum": 0, "maximum": 360}},
+                                 oneOf=[{"required": ["every"]}, {"required": ["arc_degrees"]}]),
         "profiles": {
             "type": "object",
             "minProperties": 1,
@@ -277,20 +271,8 @@ FRAMES_RECIPE_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {**_BLOB_FIELDS, **_DETECTOR_FIELDS},
         },
-        "splits": {
-            "type": "object",
-            "minProperties": 1,
-            "additionalProperties": {
-                "type": "object",
-                "required": ["kind", "description"],
-                "additionalProperties": False,
-                "properties": {
-                    "kind": {"const": "frames"},
-                    "detector": {"type": "object", "additionalProperties": False, "properties": _DETECTOR_FIELDS},
-                    "description": {"type": "string"},
-                },
-            },
-        },
+        "splits": _splits_schema("frames", {"detector": {"type": "object", "additionalProperties": False,
+                                                         "properties": _DETECTOR_FIELDS}}),
         "profiles": {
             "type": "object",
             "minProperties": 1,

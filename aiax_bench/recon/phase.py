@@ -135,15 +135,8 @@ def paganin_filter(projections, *, delta_beta: float, distance_m: float, wavelen
     (Fresnel number of the smallest features of interest above about 1) and
     a parallel, monochromatic, coherent beam.
     """
-    p = _image_stack("projections", projections, allow_complex=False)
-    delta_beta = check_positive("delta_beta", delta_beta, "delta / beta (dimensionless)")
-    distance = check_finite_number("distance_m", distance_m, "metres")
-    if distance < 0:
-        raise InputError("distance_m", f"is {distance_m!r}", "expected a sample-detector distance of at least 0 m")
-    wavelength = check_positive("wavelength_m", wavelength_m, "metres")
-    pixel = check_positive("pixel_size_m", pixel_size_m, "metres")
-
-    return _filtered(p, delta_beta=delta_beta, distance=distance, wavelength=wavelength, pixel=pixel, pad=pad,
+    return _filtered(projections, delta_beta=delta_beta, distance_m=distance_m, wavelength_m=wavelength_m,
+                     pixel_size_m=pixel_size_m, pad=pad,
                      then=lambda filtered: -np.log(np.maximum(filtered, _INTENSITY_FLOOR)))
 
 
@@ -154,6 +147,13 @@ def paganin_intensity(projections, *, delta_beta: float, distance_m: float, wave
     For pipelines that take the logarithm later (an import's preprocessing
     steps); parameters as :func:`paganin_filter`. Returns float32.
     """
+    return _filtered(projections, delta_beta=delta_beta, distance_m=distance_m, wavelength_m=wavelength_m,
+                     pixel_size_m=pixel_size_m, pad=pad, then=lambda filtered: np.maximum(filtered, floor))
+
+
+def _filtered(projections, *, delta_beta: float, distance_m: float, wavelength_m: float, pixel_size_m: float,
+              pad: bool, then) -> np.ndarray:
+    """The checked inputs filtered frame by frame, ``then`` applied to each filtered float64 intensity."""
     p = _image_stack("projections", projections, allow_complex=False)
     delta_beta = check_positive("delta_beta", delta_beta, "delta / beta (dimensionless)")
     distance = check_finite_number("distance_m", distance_m, "metres")
@@ -161,12 +161,6 @@ def paganin_intensity(projections, *, delta_beta: float, distance_m: float, wave
         raise InputError("distance_m", f"is {distance_m!r}", "expected a sample-detector distance of at least 0 m")
     wavelength = check_positive("wavelength_m", wavelength_m, "metres")
     pixel = check_positive("pixel_size_m", pixel_size_m, "metres")
-    return _filtered(p, delta_beta=delta_beta, distance=distance, wavelength=wavelength, pixel=pixel, pad=pad,
-                     then=lambda filtered: np.maximum(filtered, floor))
-
-
-def _filtered(p: np.ndarray, *, delta_beta: float, distance: float, wavelength: float, pixel: float, pad: bool,
-              then) -> np.ndarray:
     rows, cols = p.shape[-2:]
     shape = (_padded_length(rows, bool(pad)), _padded_length(cols, bool(pad)))
     response = 1.0 / (1.0 + math.pi * wavelength * distance * delta_beta
