@@ -108,10 +108,10 @@ def _prepare(request: EvaluationRequest):
         raise InputError("method", f"{method_cls.name} (task {method_cls.task!r}) does not fit {spec.ref} "
                          f"({'frame stacks' if spec.frames else 'tomographic volumes'})",
                          "a method of task 'dct' on frame-stack datasets and only there (see `aiax-bench methods`)")
-    if spec.beam != "parallel" and "sinogram" in method_cls.inputs:
-        raise InputError("method", f"{method_cls.name} reconstructs parallel-beam sinograms but {spec.ref} is "
-                         f"{spec.beam}-beam", "a method that takes the split's reconstruction (see `aiax-bench "
-                         "methods`: inputs 'reconstruction')")
+    if "sinogram" in method_cls.inputs and spec.beam not in method_cls.beams:
+        raise InputError("method", f"{method_cls.name} reconstructs {' and '.join(method_cls.beams)}-beam sinograms "
+                         f"but {spec.ref} is {spec.beam}-beam", "a method that takes the split's reconstruction, or "
+                         f"one that reconstructs {spec.beam}-beam sinograms (fbp, sirt, tv)")
     profile = request.profile or spec.default_profile
     spec.check_profile(profile)
     annotated = check_annotated(request.annotated_slices)

@@ -48,6 +48,7 @@ class _Problem:
     voxel_cm: float
     target: np.ndarray  # (Z, N, N) 1/cm
     mask: np.ndarray  # (Z, N, N) bool
+    geometry: dict[str, Any] | None = None  # the sample's beam geometry (meta['geometry']); parallel if None
 
 
 class ClassicalReconstruction(Method):
@@ -60,6 +61,7 @@ class ClassicalReconstruction(Method):
 
     task = "enhance"
     inputs: ClassVar[tuple[str, ...]] = ("sinogram",)
+    beams: ClassVar[tuple[str, ...]] = ("parallel", "fan")
     trainable = False
 
     def __init__(self, config=None) -> None:
@@ -73,6 +75,8 @@ class ClassicalReconstruction(Method):
         self.selected: dict[str, Any] = self.default_settings()
         self._summary: dict[str, Any] = {}
         self._projectors: dict[tuple, Any] = {}
+        #: The geometry of the sinograms being reconstructed: the current sample's (see :meth:`projector`).
+        self._geometry: dict[str, Any] | None = None
 
     @property
     def supervision(self) -> str:  # type: ignore[override]
@@ -101,14 +105,24 @@ class ClassicalReconstruction(Method):
                 for settings in self.candidates(problem)]
 
     def projector(self, n_pixels: int, angles: np.ndarray, n_detector: int):
-        """The system matrix of a geometry, built once (it is the expensive part) and kept for the next call."""
-        from aiax_bench.recon import ParallelBeamProjector
+        """The system matrix of a geometry, built once (it is the expensive part) and kept for the next call.
 
-        key = (n_pixels, n_detector, angles.size, angles.tobytes())
+        Parallel beam, or the fan beam the current sample's ``meta['geometry']`` records (lengths in voxels).
+        """
+        from aiax_bench.recon import FanBeamProjector, ParallelBeamProjector
+
+        geometry = self._geometry or {"beam": "parallel"}
+        key = (n_pixels, n_detector, angles.size, angles.tobytes(), tuple(sorted(geometry.items())))
         if key not in self._projectors:
             if len(self._projectors) >= 3:  # tuning halves, the full scan: a fourth geometry evicts the oldest
                 self._projectors.pop(next(iter(self._projectors)))
-            self._projectors[key] = ParallelBeamProjector(n_pixels, angles, n_detector=n_detector)
+            if geometry["beam"] == "fan":
+                self._projectors[key] = FanBeamProjector(
+                    n_pixels, angles, n_detector=n_detector, det_spacing=float(geometry["det_spacing"]),
+                    source_origin=float(geometry["source_origin"]),
+                    origin_detector=float(geometry["origin_detector"]), lazy=True)
+            else:
+                self._projectors[key] = ParallelBeamProjector(n_pixels, angles, n_detector=n_detector)
         return self._projectors[key]
 
     # -- tuning ----------------------------------------------------------------------------------
@@ -124,6 +138,7 @@ class ClassicalReconstruction(Method):
         return np.unique(np.linspace(0.1 * (depth - 1), 0.9 * (depth - 1), k).round().astype(int))
 
     def _problem(self, sample: SampleLike) -> _Problem:
+        self._geometry = _geometry(sample)
         z = self._slices(sample.shape[0])
         sinogram = np.asarray(sample.read("sinogram"), dtype=np.float32)[z]
         angles = np.asarray(sample.angles, dtype=np.float64)
@@ -134,11 +149,11 @@ class ClassicalReconstruction(Method):
             from aiax_bench.recon import fbp
 
             # Even angles are reconstructed by the candidates; the odd half, by ramp FBP, is the noisy target.
-            target = fbp(sinogram[:, 1::2], angles[1::2], n_pixels=n) / voxel_cm
+            target = fbp(sinogram[:, 1::2], projector=self.projector(n, angles[1::2], sinogram.shape[-1])) / voxel_cm
             sinogram, angles = sinogram[:, 0::2], angles[0::2]
         else:
             target = np.asarray(sample.read(_TARGETS[self.config.tune]), dtype=np.float64)[z]
-        return _Problem(np.ascontiguousarray(sinogram), angles, n, voxel_cm, target, mask)
+        return _Problem(np.ascontiguousarray(sinogram), angles, n, voxel_cm, target, mask, self._geometry)
 
     def fit(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int, budget: Budget | None = None,
             tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
@@ -172,6 +187,7 @@ class ClassicalReconstruction(Method):
         """``{key: [settings, [error per problem]]}`` of every candidate on every validation problem."""
         table: dict[str, list] = {}
         for problem in problems:
+            self._geometry = problem.geometry
             for settings, err in self.score_candidates(problem):
                 table.setdefault(_key(settings), [settings, []])[1].append(err)
         return table
@@ -190,10 +206,22 @@ class ClassicalReconstruction(Method):
         return self._summary
 
     def predict(self, sample: SampleLike) -> np.ndarray:
+        self._geometry = _geometry(sample)
         voxel_cm = float(sample.meta["voxel_size_um"]) * 1e-4
         volume = self.reconstruct(np.asarray(sample.read("sinogram"), dtype=np.float32),
                                   np.asarray(sample.angles, dtype=np.float64), sample.shape[-1], self.selected)
         return (volume / voxel_cm).astype(np.float32)
+
+
+def _geometry(sample: SampleLike) -> dict[str, Any] | None:
+    """The sample's beam geometry (``meta['geometry']``, e.g. HTC2022's fan beam), or None for parallel beam."""
+    geometry = sample.meta.get("geometry")
+    if geometry is None or geometry.get("beam", "parallel") == "parallel":
+        return None
+    if geometry["beam"] != "fan":
+        raise InputError(f"sample {sample.id}: geometry beam", f"is {geometry['beam']!r}",
+                         "parallel or fan for the classical reconstructions")
+    return {k: geometry[k] for k in ("beam", "source_origin", "origin_detector", "det_spacing")}
 
 
 def _key(settings: Mapping[str, Any]) -> str:

@@ -11,7 +11,8 @@ the harness hands methods a :class:`SealedSample`. It exposes
 - ``dark`` and ``direct_beam``: a frame stack's dark frame and the direct
   beam's pixels, which a user records with every DCT scan (its frames are
   ``low``);
-- ``geometry`` and the ``meta`` entries ``voxel_size_um``, ``photons``,
+- ``geometry`` (the beam, and a fan beam's distances where the sample records them)
+  and the ``meta`` entries ``voxel_size_um``, ``photons``, ``geometry``,
   ``phases`` (the class names of the task) and ``part``.
 
 Reading ``high``, ``clean``, ``truth``, ``labels`` (a frame stack's blob
@@ -39,7 +40,7 @@ INSTRUMENT_ARRAYS = ("low", "sinogram", "angles", "mask", "dark", "direct_beam")
 #: Arrays that only the benchmark knows.
 SEALED_ARRAYS = frozenset({"high", "clean", "truth", "labels"})
 #: ``meta`` entries a sealed sample exposes.
-INSTRUMENT_META = ("part", "voxel_size_um", "photons", "phases")
+INSTRUMENT_META = ("part", "voxel_size_um", "photons", "phases", "geometry")
 
 
 class SealedFieldError(InputError):
@@ -159,11 +160,12 @@ class SealedSample:
 
     @property
     def geometry(self) -> dict[str, Any]:
-        """Acquisition geometry: parallel beam, rotation axis ``z``, detector pixels and their size (µm)."""
+        """Acquisition geometry: the beam (parallel unless the sample records another, with its distances),
+        rotation axis ``z``, detector pixels and their size (µm)."""
         sino_shape = tuple(self._get("sinogram").shape)
         return {"beam": "parallel", "rotation_axis": "z", "n_angles": int(sino_shape[1]),
                 "detector_pixels": int(sino_shape[2]), "detector_rows": int(sino_shape[0]),
-                "pixel_size_um": self._meta.get("voxel_size_um")}
+                "pixel_size_um": self._meta.get("voxel_size_um"), **(self._meta.get("geometry") or {})}
 
     def read(self, name: str) -> np.ndarray:
         """Load one instrument array fully into memory."""

@@ -236,6 +236,10 @@ class Method(ABC):
         one id per blob).
     inputs : tuple of str
         What the method reads from a sample: ``'reconstruction'`` and/or ``'sinogram'``, or ``'frames'``.
+    beams : tuple of str
+        The beam geometries whose sinograms the method reconstructs (``'parallel'``,
+        ``'fan'``; read from the sample's ``meta['geometry']``); matters only with
+        input ``'sinogram'``.
     trainable : bool
         Whether :meth:`fit` learns anything.
     supervision : {'reference', 'truth', 'self', 'none'}
@@ -251,6 +255,7 @@ class Method(ABC):
     name: ClassVar[str]
     task: ClassVar[str] = "enhance"
     inputs: ClassVar[tuple[str, ...]] = ("reconstruction",)
+    beams: ClassVar[tuple[str, ...]] = ("parallel",)
     trainable: ClassVar[bool] = False
     supervision: ClassVar[str] = "none"
     #: Named hyper-parameter sets (e.g. ``"paper"`` for a GPU), selected with ``{"preset": NAME}``.
