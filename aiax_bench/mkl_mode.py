@@ -1,7 +1,7 @@
 """MKL's compatible code path for the vector maths that make published stores.
 
 torch's CPU ``exp`` and ``log`` call MKL's vector maths library, whose
-kernels follow the instruction set: on a CPU with AVX-512 about 5 % of float64
+kernels follow the instruction set: on a CPU with AVX-512 some float64
 results differ by an ulp from those of its SSE4.2 path, and where the
 transmitted intensity of a grazing ray is close to 1 that ulp reaches the
 stored float32 line integral. The published stores were made on a CPU where

@@ -44,7 +44,6 @@ import torch
 
 from aiax_bench.errors import InputError
 from aiax_bench.mkl_mode import compatible_mkl_active
-from aiax_bench.recon._csr_kernel import csr_matmul
 from aiax_bench.recon.device import default_device
 
 __all__ = ["ParallelBeamProjector", "SparseProjector", "check_angles", "operator_nbytes"]
@@ -277,6 +276,8 @@ def _product(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor, *, ac
     elsewhere those loops are (``tests/test_recon.py`` checks that the two agree bit for bit).
     """
     if matrix.device.type == "cpu" and not compatible_mkl_active():
+        from aiax_bench.recon._csr_kernel import csr_matmul  # numba: loaded where its loops are needed
+
         csr_matmul(matrix.crow_indices().numpy(), matrix.col_indices().numpy(), matrix.values().numpy(),
                    dense.numpy(), out.numpy(), accumulate=accumulate)
     elif accumulate:

@@ -39,10 +39,10 @@ tables of Elam et al. (Radiat. Phys. Chem. 63:121, 2002, as in XrayDB), which
 reproduce the NIST values of the other tissues to the last digit. Inflated
 lung is lung tissue at 0.30 g/cm³ (air-filled alveoli). Air is 0.
 
-The default energy: a 150 kVp tungsten spectrum filtered by 1 mm Al and read
-by a thin (150 µm) CsI scintillator attenuates like 42 keV photons in 0.5-2 cm
-of water (SpekPy spectrum, energy-weighted detection); a thicker scintillator
-raises that to about 46 keV, copper filtration to 50-60 keV.
+The default energy, 42 keV, stands for the users' 150 kVp tungsten tube with
+aluminium filtration seen through a mouse's few centimetres of tissue (an
+effective energy, well below the tube voltage); thicker scintillators and copper
+filtration raise it, so it is a parameter within the table's 30-60 keV.
 
 Tumour size strata
 ------------------
@@ -62,9 +62,9 @@ one fills about half of its cross-section, an end-stage burden. So:
   rest may bulge into the abdomen, wrapped in a rim of liver as thick as
   ``tumour_gap_um`` (the liver grows around it), so every tumour voxel is
   enclosed by its host;
-* the defaults, 4 small, 1 medium and 1 large, fill all three strata for
-  every seed tried; a second medium one finds no room in about a third of the
-  mice (the generator then raises).
+* the defaults, 4 small, 1 medium and 1 large, fill all three strata
+  (``tests/test_mouse.py``); more medium or large ones may find no room, and
+  the generator then raises.
 
 The bounds are parameters (``strata_mm2``) for users who stratify otherwise.
 """
