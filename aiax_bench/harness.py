@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -95,19 +95,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _prepare(request: EvaluationRequest):
+class _Prepared(NamedTuple):
+    """What :func:`_prepare` checked: the method, the dataset, the task the method serves on it, and the protocol."""
+
+    method_cls: type
+    spec: Any
+    task: str
+    profile: str
+    annotated: int | None
+    config: Any
+
+
+def _prepare(request: EvaluationRequest) -> _Prepared:
     """Every cheap check, before any data is built or any run created: method, config, dataset, split."""
     from aiax_bench.data.registry import resolve
     from aiax_bench.methods import get_method
 
     method_cls = get_method(request.method)
     spec = resolve(request.dataset)
-    segment = method_cls.task == "segment"
-    spec.check_split(request.split, allow_reference=segment)
-    if spec.frames != (method_cls.task == "dct"):
-        raise InputError("method", f"{method_cls.name} (task {method_cls.task!r}) does not fit {spec.ref} "
+    task = "dct" if spec.frames else method_cls.task
+    if task not in method_cls.tasks() or (task == "dct") != spec.frames:
+        raise InputError("method", f"{method_cls.name} (task {'/'.join(method_cls.tasks())}) does not fit {spec.ref} "
                          f"({'frame stacks' if spec.frames else 'tomographic volumes'})",
                          "a method of task 'dct' on frame-stack datasets and only there (see `aiax-bench methods`)")
+    segment = task == "segment"
+    spec.check_split(request.split, allow_reference=segment)
     if "sinogram" in method_cls.inputs and spec.beam not in method_cls.beams:
         raise InputError("method", f"{method_cls.name} reconstructs {' and '.join(method_cls.beams)}-beam sinograms "
                          f"but {spec.ref} is {spec.beam}-beam", "a method that takes the split's reconstruction, or "
@@ -116,13 +128,13 @@ def _prepare(request: EvaluationRequest):
     spec.check_profile(profile)
     annotated = check_annotated(request.annotated_slices)
     if annotated is not None and not segment:
-        raise InputError("annotated slices", f"were given for method {method_cls.name} (task {method_cls.task!r})",
+        raise InputError("annotated slices", f"were given for method {method_cls.name} (task {task!r})",
                          "no --annotated: the annotated-k protocol is for segmentation methods (task 'segment')")
     # Coerces and type-checks --config values (``1e-3`` is a float), and lets the method check their
     # ranges, before anything is loaded.
     config = method_cls.make_config(request.config)
     method_cls(config)
-    return method_cls, spec, profile, annotated, config
+    return _Prepared(method_cls, spec, task, profile, annotated, config)
 
 
 def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[str, Any]:
@@ -154,17 +166,18 @@ def run_seeds(request: EvaluationRequest, seeds: Sequence[int], *, write: bool =
         raise InputError("--seeds", f"repeats a seed ({seeds})", "pass distinct seeds")
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise InputError("--seeds", f"is {seeds}", "expected non-negative integers")
-    method_cls, spec, profile, annotated, config = _prepare(request)
+    prepared = _prepare(request)
+    method_cls, spec, task, profile, annotated, config = prepared
     dataset = load(spec.ref, profile=profile)
     started = datetime.now(UTC)
-    runs = [_run_seed(request, seed, method_cls, config, spec, profile, annotated, dataset) for seed in seeds]
+    runs = [_run_seed(request, seed, prepared, dataset) for seed in seeds]
     method = method_cls(config)
     provenance = {**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
                   "supervision": method.supervision, "evaluator_version": runs[0].records[0]["evaluator_version"],
                   **code_provenance(), "seeds": seeds, "hardware": hardware()}
     if request.budget is not None:
         provenance["budget"] = asdict(request.budget)
-    result = Result(method=method_cls.name, task=method_cls.task, config=method.config_dict(), dataset=spec.ref,
+    result = Result(method=method_cls.name, task=task, config=method.config_dict(), dataset=spec.ref,
                     profile=profile, split=request.split, annotated_slices=annotated,
                     supervision=method.supervision, created=started.isoformat(timespec="seconds"), runs=runs,
                     provenance=provenance)
@@ -199,11 +212,12 @@ def _training_samples(method, split, annotated: int | None) -> tuple[list, list]
     return train, val
 
 
-def _fit_context(request: EvaluationRequest, spec, profile: str, annotated: int | None, dataset) -> FitContext:
+def _fit_context(request: EvaluationRequest, prepared: _Prepared, dataset) -> FitContext:
     from aiax_bench.paths import data_dir
 
-    return FitContext(dataset=spec.ref, profile=profile, split=request.split, annotated_slices=annotated,
-                      dataset_sha256=dataset.content_sha256,
+    spec, profile, annotated = prepared.spec, prepared.profile, prepared.annotated
+    return FitContext(dataset=spec.ref, task=prepared.task, profile=profile, split=request.split,
+                      annotated_slices=annotated, dataset_sha256=dataset.content_sha256,
                       checkpoint_root=(data_dir() / "checkpoints") if request.reuse_checkpoints else None)
 
 
@@ -220,7 +234,8 @@ def run_training(request: EvaluationRequest) -> Path | None:
     """
     from aiax_bench.data.loader import load
 
-    method_cls, spec, profile, annotated, config = _prepare(request)
+    prepared = _prepare(request)
+    method_cls, spec, _, profile, annotated, config = prepared
     if not method_cls.trainable:
         raise InputError(f"method {method_cls.name}", "does not learn", "a learned method (see `aiax-bench methods`)")
     dataset = load(spec.ref, profile=profile)
@@ -228,19 +243,19 @@ def run_training(request: EvaluationRequest) -> Path | None:
     train, val = _training_samples(method, dataset.split(request.split), annotated)
     seed_everything(request.seed)
     method.fit(train, val, seed=request.seed, budget=request.budget,
-               context=_fit_context(request, spec, profile, annotated, dataset))
+               context=_fit_context(request, prepared, dataset))
     return getattr(method, "checkpoint_path", None)
 
 
-def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, profile, annotated,
-              dataset) -> RunResult:
+def _run_seed(request: EvaluationRequest, seed: int, prepared: _Prepared, dataset) -> RunResult:
     from aiax_bench.evaluation import Evaluator
     from aiax_bench.provenance import code_provenance, hardware, peak_memory_mb
     from aiax_bench.tracking import mlflow_run
 
+    method_cls, spec, task, profile, annotated, config = prepared
     method = method_cls(config)
     split = dataset.split(request.split)
-    evaluator = Evaluator(dataset, request.split, task=method_cls.task)
+    evaluator = Evaluator(dataset, request.split, task=task)
     train, val = _training_samples(method, split, annotated)
     supervision = method.supervision
     started = datetime.now(UTC)
@@ -258,7 +273,7 @@ def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, p
     with mlflow_run(request.tracking_uri, run_name=run_name, tags=tags, params=params) as mlflow:
         seed_everything(seed)
         t0 = time.perf_counter()
-        context = _fit_context(request, spec, profile, annotated, dataset)
+        context = _fit_context(request, prepared, dataset)
         method.fit(train, val, seed=seed, budget=request.budget, tracker=mlflow, context=context)
         train_seconds = time.perf_counter() - t0 + method.prior_training_seconds()
         fit_summary = method.fit_summary()
@@ -279,7 +294,7 @@ def _run_seed(request: EvaluationRequest, seed: int, method_cls, config, spec, p
         ood = split.ood_test
         ood_scores = None
         if ood:
-            ood_evaluator = Evaluator(dataset, request.split, part="ood-test", task=method_cls.task)
+            ood_evaluator = Evaluator(dataset, request.split, part="ood-test", task=task)
             ood_scores = ood_evaluator.evaluate({s.id: method.predict(s) for s in seal(ood)})
         efficiency = {
             "train_seconds": round(train_seconds, 3),

@@ -27,7 +27,22 @@ from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Budget, Method
 from aiax_bench.validation import check_positive_int
 
-__all__ = ["DCTThreshold"]
+__all__ = ["DCTThreshold", "preprocessed_frames"]
+
+
+def preprocessed_frames(sample: SampleLike, *, window: int, refresh: int, median_size: int,
+                        margin: int) -> np.ndarray:
+    """A frame-stack sample's preprocessed frames ``(psi, y, x)`` (float32, in units of the margin ring's mean).
+
+    Reads the sample's raw frames (``low``), ``dark`` and ``direct_beam`` and
+    applies :func:`aiax_bench.dct.preprocess` with these settings: what every
+    ``dct`` baseline segments.
+    """
+    from aiax_bench.dct import preprocess
+
+    return preprocess(sample.read("low"), dark=sample.read("dark"),
+                      direct_beam=np.asarray(sample.read("direct_beam"), dtype=bool), window=window,
+                      refresh=refresh, median_size=median_size, margin=margin)
 
 
 class DCTThreshold(Method):
@@ -82,12 +97,9 @@ class DCTThreshold(Method):
 
     def preprocessed(self, sample: SampleLike) -> np.ndarray:
         """The preprocessed frames ``(psi, y, x)`` of a sample (float32, in units of the ring's mean)."""
-        from aiax_bench.dct import preprocess
-
         c = self.config
-        return preprocess(sample.read("low"), dark=sample.read("dark"),
-                          direct_beam=np.asarray(sample.read("direct_beam"), dtype=bool), window=c.window,
-                          refresh=c.refresh, median_size=c.median_size, margin=c.margin)
+        return preprocessed_frames(sample, window=c.window, refresh=c.refresh, median_size=c.median_size,
+                                   margin=c.margin)
 
     def _mean_f1(self, stacks: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> float:
         from aiax_bench.dct import blob_scores, segment_blobs

@@ -18,9 +18,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from aiax_bench.baselines._seg_nets import SegmentationUNetwork, masked_cross_entropy, soft_jaccard_loss
+from aiax_bench.baselines.dct_threshold import DCTThreshold, preprocessed_frames
 from aiax_bench.data.annotation import UNLABELLED
 from aiax_bench.data.sample import SampleLike
 from aiax_bench.data.torch_adapter import reflect_indices
@@ -34,6 +36,15 @@ from aiax_bench.training.trainer import Trainer, TrainResult, TrainSettings
 __all__ = ["SegmentationUNetwork", "UNetSeg", "soft_jaccard_loss"]
 
 VARIANTS = ("2d", "2.5d", "3d")
+#: Candidates of the least distance (voxels) between two blobs' maxima, chosen on the validation stacks.
+PEAK_DISTANCES = (2, 3, 4)
+#: Candidates of the least voxels of a blob, chosen on the validation stacks.
+BLOB_MIN_VOXELS = (1, 4, 8, 16, 32, 64)
+#: Gaussian sigma (voxels) smoothing the frames before their maxima seed the watershed: a spot has one
+#: maximum, photon noise on its plateau would give it several.
+SEED_SMOOTHING = 1.0
+#: The phases of a frame stack's pixel labels (task ``dct``).
+BLOB_PHASES = ("background", "blob")
 LOSSES = ("jaccard", "cross-entropy", "jaccard+ce")
 
 
@@ -65,6 +76,17 @@ class UNetSeg(TrainingRecord, Method):
     the most probable non-air phase (as the threshold baseline does): air and a
     low-attenuation matrix are hard to tell apart locally, the mask is not.
 
+    On a frame-stack dataset (task ``dct``) the same network segments the
+    diffraction spots: its input is the preprocessed frames
+    (:func:`~aiax_bench.baselines.dct_threshold.preprocessed_frames`, the
+    ``frames_*`` settings, the classical baseline's defaults), its two phases
+    background and blob, ``2d`` reads one frame and ``2.5d`` ``slices``
+    adjacent frames across psi. The predicted blob voxels are cut into blobs
+    (:meth:`blob_labels`) by a seeded watershed of the smoothed frames, one
+    blob per local maximum, so that overlapping spots stay apart; the least
+    distance between two maxima and the least voxels of a blob are chosen
+    on the validation stacks (best mean blob F1) unless the config fixes them.
+
     Presets (``config={"preset": name}``):
 
     ``cpu`` (default)
@@ -80,7 +102,8 @@ class UNetSeg(TrainingRecord, Method):
     name = "unet-seg"
     supervision = "truth"  # phase labels of the phantom
     task = "segment"
-    inputs = ("reconstruction",)
+    also_tasks = ("dct",)
+    inputs = ("reconstruction", "frames")
     trainable = True
 
     @dataclasses.dataclass
@@ -129,6 +152,15 @@ class UNetSeg(TrainingRecord, Method):
             activations exceed :data:`aiax_bench.training.inference.TILE_BYTES`
             (a 2048² slice with the ``cpu`` preset) go through in tiles, batched
             by bytes, as every slice model's do.
+        frames_window, frames_refresh, frames_median_size, frames_margin : int
+            Preprocessing of a frame stack (task ``dct``): moving-median window and refresh
+            (frames), 2D median filter side and margin-ring width (pixels); see :func:`aiax_bench.dct.preprocess`.
+        peak_distance : int, optional
+            Least distance (voxels, chessboard) between two blobs' maxima (task ``dct``);
+            None: chosen on the validation stacks from :data:`PEAK_DISTANCES`.
+        blob_min_voxels : int, optional
+            Least voxels of a predicted blob (task ``dct``): smaller ones are background;
+            None: chosen on the validation stacks from :data:`BLOB_MIN_VOXELS`.
         progress : bool
             Report training progress on stderr.
         """
@@ -152,6 +184,12 @@ class UNetSeg(TrainingRecord, Method):
         intensity_shift: float = 0.1
         mask_outside: bool = True
         inference_batch_size: int = 8
+        frames_window: int = DCTThreshold.Config.window
+        frames_refresh: int = DCTThreshold.Config.refresh
+        frames_median_size: int = DCTThreshold.Config.median_size
+        frames_margin: int = DCTThreshold.Config.margin
+        peak_distance: int | None = None
+        blob_min_voxels: int | None = None
         progress: bool = False
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -180,6 +218,8 @@ class UNetSeg(TrainingRecord, Method):
         self.history: dict[str, list[float]] = {}
         self.checkpoint_path: Path | None = None
         self.training_result: TrainResult | None = None
+        self.target_task = self.task  # 'dct' once fitted on frame stacks
+        self.blob_settings: dict[str, int] = {}  # task 'dct': peak_distance and blob_min_voxels in use
 
     def _check_config(self) -> None:
         c = self.config
@@ -196,6 +236,11 @@ class UNetSeg(TrainingRecord, Method):
              "expected patch_size >= 8 and patch_depth >= 1"),
             (c.batch_size >= 1 and c.max_steps >= 1 and c.val_every >= 1, "batch_size / max_steps / val_every",
              (c.batch_size, c.max_steps, c.val_every), "expected positive integers"),
+            (min(c.frames_window, c.frames_refresh, c.frames_median_size, c.frames_margin, c.peak_distance or 1,
+                 c.blob_min_voxels or 1) >= 1,
+             "frames_window / frames_refresh / frames_median_size / frames_margin / peak_distance / blob_min_voxels",
+             (c.frames_window, c.frames_refresh, c.frames_median_size, c.frames_margin, c.peak_distance,
+              c.blob_min_voxels), "expected positive integers"),
         ]
         for ok, name, value, expected in checks:
             if not ok:
@@ -217,11 +262,21 @@ class UNetSeg(TrainingRecord, Method):
 
     # -- data ------------------------------------------------------------------------------------
 
+    def _input(self, sample: SampleLike) -> np.ndarray:
+        """The network's input volume of a sample: its reconstruction, or its preprocessed frames (task ``dct``)."""
+        if self.target_task != "dct":
+            return np.asarray(sample.read("low"), dtype=np.float32)
+        c = self.config
+        return preprocessed_frames(sample, window=c.frames_window, refresh=c.frames_refresh,
+                                   median_size=c.frames_median_size, margin=c.frames_margin)
+
     def _volumes(self, samples: Sequence[SampleLike]) -> list[dict[str, Any]]:
         out = []
         for s in samples:
-            x = np.asarray(s.read("low"), dtype=np.float32)
+            x = self._input(s)
             labels = np.asarray(s.read("labels"))
+            if self.target_task == "dct":
+                labels = (labels > 0).astype(np.uint8)  # blob ids -> background / blob
             valid = labels != UNLABELLED
             y = np.where(valid, labels, 0).astype(np.int64)
             out.append({"x": x, "y": y, "valid": valid, "valid_z": valid.any(axis=(1, 2)), "mask": self._mask(s)})
@@ -241,7 +296,7 @@ class UNetSeg(TrainingRecord, Method):
                          if (idx := np.flatnonzero((v["y"] == c) & v["valid"])).size]
 
     def _mask(self, sample: SampleLike) -> np.ndarray | None:
-        if not self.config.mask_outside or not hasattr(sample, "read"):
+        if not self.config.mask_outside or not hasattr(sample, "read") or self.target_task == "dct":
             return None
         try:
             return np.asarray(sample.read("mask"), dtype=bool)
@@ -366,6 +421,10 @@ class UNetSeg(TrainingRecord, Method):
                              f"has {len(train)} training and {len(val)} validation sample(s)",
                              "expected at least one of each")
         ctx = FitContext.of(context)
+        if (ctx.task or self.task) not in self.tasks():
+            raise InputError(f"fit context of method {self.name}: key task", f"is {ctx.task!r}",
+                             f"one of {list(self.tasks())}")
+        self.target_task = ctx.task or self.task
         key = self.training_key(train, seed=seed, context=ctx, budget=budget)
         root = ctx.checkpoint_root / self.name if ctx.checkpoint_root is not None else None
         self.training_result = None
@@ -379,7 +438,7 @@ class UNetSeg(TrainingRecord, Method):
         work_dir = root / f"{key}.partial" if root is not None else None
         if work_dir is not None and not ctx.resume:
             shutil.rmtree(work_dir, ignore_errors=True)
-        self.phases = list(train[0].meta["phases"])
+        self.phases = list(BLOB_PHASES if self.target_task == "dct" else train[0].meta["phases"])
         n = self.n_classes = len(self.phases)
         vols = self._volumes(train)
         val_vols = self._volumes(val)
@@ -402,8 +461,11 @@ class UNetSeg(TrainingRecord, Method):
         self.model = model.cpu().eval()
         self.training_result = result
         self.history = result.history
+        # Task 'dct': how the blob voxels are cut into blobs is a setting, chosen on the validation stacks.
+        blobs = (self.choose_blob_settings(val_vols, [np.asarray(s.read("labels")) for s in val])
+                 if self.target_task == "dct" else None)
         self.metadata = json_ready({
-            "method": self.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "method": self.name, "task": self.target_task, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "torch_version": torch.__version__, "parameters": self.parameter_count(), "phases": self.phases,
             "standardisation": self.stats, "class_weights": weights.tolist(),
             "training": {"seed": seed, "key": key, **result.summary(),
@@ -411,16 +473,25 @@ class UNetSeg(TrainingRecord, Method):
                          "train_ids": [getattr(s, "id", None) for s in train],
                          "val_ids": [getattr(s, "id", None) for s in val],
                          "labelled_slices": [int(v["valid_z"].sum()) for v in vols]},
+            **({"blob_settings": blobs} if blobs is not None else {}),
         })
         if root is not None:
             self.save(root / key)
             shutil.rmtree(work_dir, ignore_errors=True)
             print(f"{self.name}: checkpoint written to {root / key}", file=sys.stderr)
 
+    def fit_summary(self) -> dict[str, Any]:
+        """The training record and, on frame stacks, the blob settings chosen on the validation stacks."""
+        summary = super().fit_summary()
+        if self.target_task == "dct" and self.metadata.get("blob_settings"):
+            summary["blob_settings"] = self.metadata["blob_settings"]
+        return summary
+
     def _adopt(self, other: UNetSeg) -> None:
         # Same key, same config, data and seed (see training_key): the weights are this training's.
         self.phases, self.n_classes, self.stats = other.phases, other.n_classes, other.stats
         self.model, self.metadata, self.checkpoint_path = other.model, other.metadata, other.checkpoint_path
+        self.target_task, self.blob_settings = other.target_task, other.blob_settings
 
     def training_key(self, train: Sequence[SampleLike], *, seed: int,
                      context: FitContext | Mapping[str, Any] | None = None,
@@ -433,6 +504,7 @@ class UNetSeg(TrainingRecord, Method):
         settings = dataclasses.asdict(self.train_settings(budget))
         settings.pop("progress")
         doc = json_ready({"method": self.name, "config": self.config_dict(), "seed": int(seed),
+                           **({"task": ctx.task} if ctx.task not in (None, self.task) else {}),
                            "settings": settings, "training_code": TRAINING_CODE_VERSION,
                            "dataset_sha256": ctx.dataset_sha256, "split": ctx.split,
                            "annotated_slices": ctx.annotated_slices,
@@ -491,9 +563,73 @@ class UNetSeg(TrainingRecord, Method):
         return labels
 
     def predict(self, sample: SampleLike | np.ndarray) -> np.ndarray:
-        """Phase labels (uint8, the dataset's phase indices, ``(Z, Y, X)``) of a sample or an input volume."""
-        volume = sample.read("low") if hasattr(sample, "read") else sample
+        """Phase labels (uint8, the dataset's phase indices, ``(Z, Y, X)``) of a sample or an input volume.
+
+        Fitted on frame stacks (task ``dct``): blob labels (int32, ``(psi, y, x)``, 0 for the background) of
+        a sample's frames, or of already preprocessed frames.
+        """
+        volume = self._input(sample) if hasattr(sample, "read") else sample
+        if self.target_task == "dct":
+            return self.blob_labels(volume, self.predict_probabilities(volume)[1] > 0.5, **self.blob_settings)
         return self.labels_from_probabilities(self.predict_probabilities(volume), self._mask(sample))
+
+    @staticmethod
+    def blob_seeds(frames: np.ndarray, blob_voxels: np.ndarray, *, peak_distance: int) -> tuple[np.ndarray, ...]:
+        """The watershed's inputs: the smoothed frames and the ``(k, 3)`` maxima seeding it, inside the blob voxels."""
+        from skimage.feature import peak_local_max
+
+        smooth = ndimage.gaussian_filter(np.asarray(frames, dtype=np.float32), SEED_SMOOTHING)
+        components, _ = ndimage.label(blob_voxels, structure=np.ones((3, 3, 3), dtype=bool))
+        peaks = peak_local_max(smooth, min_distance=peak_distance, labels=components, exclude_border=False)
+        return smooth, peaks
+
+    @staticmethod
+    def blob_labels(frames: np.ndarray, blob_voxels: np.ndarray, *, peak_distance: int, blob_min_voxels: int,
+                    seeds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Blob ids ``1..K`` (int32, 0 for the background) of predicted blob voxels, split at the frames' maxima.
+
+        A seeded watershed of the smoothed frames (:data:`SEED_SMOOTHING`) inside ``blob_voxels``
+        (26-connectivity in ``(psi, y, x)``), seeded by their local maxima at least ``peak_distance``
+        voxels apart; blobs of fewer than ``blob_min_voxels`` voxels are background. ``seeds`` reuses
+        :meth:`blob_seeds`'s output for this ``peak_distance``.
+        """
+        from skimage.segmentation import watershed
+
+        smooth, peaks = seeds if seeds is not None else UNetSeg.blob_seeds(frames, blob_voxels,
+                                                                           peak_distance=peak_distance)
+        markers = np.zeros(blob_voxels.shape, dtype=np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
+        labels = watershed(-smooth, markers, mask=blob_voxels, connectivity=np.ones((3, 3, 3), dtype=bool))
+        sizes = np.bincount(labels.ravel(), minlength=len(peaks) + 1)
+        keep = sizes >= blob_min_voxels
+        keep[0] = False
+        ids = np.zeros(sizes.size, dtype=np.int32)
+        ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+        return ids[labels]
+
+    def choose_blob_settings(self, val_vols: list[dict[str, Any]], labels: Sequence[np.ndarray]) -> dict[str, Any]:
+        """Fix ``peak_distance`` and ``blob_min_voxels`` (those the config leaves None) by mean validation blob F1.
+
+        Returns the mean F1 of every candidate pair, the chosen one first; ties go to the earlier candidate.
+        """
+        from aiax_bench.dct import blob_scores
+
+        c = self.config
+        distances = [c.peak_distance] if c.peak_distance is not None else list(PEAK_DISTANCES)
+        sizes = [c.blob_min_voxels] if c.blob_min_voxels is not None else list(BLOB_MIN_VOXELS)
+        f1 = {(d, v): 0.0 for d in distances for v in sizes}
+        for vol, truth in zip(val_vols, labels, strict=True):
+            blob_voxels = self.predict_probabilities(vol["x"])[1] > 0.5
+            for d in distances:
+                seeds = self.blob_seeds(vol["x"], blob_voxels, peak_distance=d)
+                for v in sizes:
+                    pred = self.blob_labels(vol["x"], blob_voxels, peak_distance=d, blob_min_voxels=v, seeds=seeds)
+                    f1[d, v] += blob_scores(pred, truth)["f1"] / len(val_vols)
+        best = max(f1, key=lambda k: f1[k])  # the first of equals, in candidate order
+        self.blob_settings = {"peak_distance": best[0], "blob_min_voxels": best[1]}
+        return {"chosen": dict(self.blob_settings), "val_f1": round(f1[best], 6),
+                "candidates": [{"peak_distance": d, "blob_min_voxels": v, "val_f1": round(f, 6)}
+                               for (d, v), f in f1.items()]}
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -503,7 +639,8 @@ class UNetSeg(TrainingRecord, Method):
 
         if self.model is None:
             raise InputError(f"method {self.name}", "is not trained", "call fit() before save()")
-        meta = {**self.metadata, "method": self.name, "phases": self.phases, "standardisation": self.stats}
+        meta = {**self.metadata, "method": self.name, "task": self.target_task, "phases": self.phases,
+                "standardisation": self.stats}
         save_checkpoint(Path(directory), state_dict=self.model.state_dict(), config=json_ready(self.config_dict()),
                         metadata=json_ready(meta))
         self.checkpoint_path = Path(directory)
@@ -518,6 +655,8 @@ class UNetSeg(TrainingRecord, Method):
         method.phases = list(ckpt.metadata["phases"])
         method.n_classes = len(method.phases)
         method.stats = dict(ckpt.metadata["standardisation"])
+        method.target_task = ckpt.metadata.get("task", cls.task)
+        method.blob_settings = dict((ckpt.metadata.get("blob_settings") or {}).get("chosen") or {})
         model = method.build_network(method.n_classes)
         model.load_state_dict(ckpt.state_dict)
         method.model = model.eval()

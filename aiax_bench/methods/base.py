@@ -171,6 +171,8 @@ class FitContext:
     ----------
     dataset, profile, split : str, optional
         The dataset reference (``name@version``), size profile and split trained on.
+    task : str, optional
+        The task the method is evaluated on (one of :meth:`Method.tasks`); None means ``Method.task``.
     annotated_slices : int, optional
         The annotated-k protocol of a segmentation method.
     dataset_sha256 : str, optional
@@ -187,6 +189,7 @@ class FitContext:
     """
 
     dataset: str | None = None
+    task: str | None = None
     profile: str | None = None
     split: str | None = None
     annotated_slices: int | None = None
@@ -240,6 +243,11 @@ class Method(ABC):
         The beam geometries whose sinograms the method reconstructs (``'parallel'``,
         ``'fan'``; read from the sample's ``meta['geometry']``); matters only with
         input ``'sinogram'``.
+    also_tasks : tuple of str
+        Further tasks the method serves; the harness picks the task from the
+        dataset (``'dct'`` on frame-stack datasets, ``task`` elsewhere) and
+        passes it in :attr:`FitContext.task`. The segmentation U-Net lists
+        ``'dct'``: it segments the spots of preprocessed frames too.
     trainable : bool
         Whether :meth:`fit` learns anything.
     supervision : {'reference', 'truth', 'self', 'none'}
@@ -256,6 +264,7 @@ class Method(ABC):
     task: ClassVar[str] = "enhance"
     inputs: ClassVar[tuple[str, ...]] = ("reconstruction",)
     beams: ClassVar[tuple[str, ...]] = ("parallel",)
+    also_tasks: ClassVar[tuple[str, ...]] = ()
     trainable: ClassVar[bool] = False
     supervision: ClassVar[str] = "none"
     #: Named hyper-parameter sets (e.g. ``"paper"`` for a GPU), selected with ``{"preset": NAME}``.
@@ -300,6 +309,11 @@ class Method(ABC):
                 raise InputError(f"config of method {cls.name}: key {key}", f"is {value!r}",
                                  f"expected {_type_name(annotation)}") from None
         return cls.Config(**typed)
+
+    @classmethod
+    def tasks(cls) -> tuple[str, ...]:
+        """Every task the method serves: ``task`` first, then :attr:`also_tasks`."""
+        return (cls.task, *cls.also_tasks)
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
