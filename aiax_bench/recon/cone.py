@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from aiax_bench.errors import InputError
-from aiax_bench.recon.fan import angle_weights, parker_weights, source_frame, source_position
+from aiax_bench.recon.fan import angle_weights, parker_weights, source_position
 from aiax_bench.recon.fbp import FILTERS, filter_sinogram
 from aiax_bench.recon.projector import _positive_int, check_angles, joseph_steps
 from aiax_bench.validation import check_finite_number, check_positive
@@ -97,9 +97,10 @@ def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_sli
     back-projected with the ``1 / U^2`` distance weight and bilinear
     interpolation (Feldkamp et al., JOSA A 1984). In the orbit's plane it is
     fan-beam FBP (:class:`~aiax_bench.recon.FanBeamProjector`), the same
-    weights (:func:`~aiax_bench.recon.fan.angle_weights`). Angles are summed
-    in order with elementwise operations: the bytes do not depend on the
-    number of threads.
+    weights (:func:`~aiax_bench.recon.fan.angle_weights`). The back projection
+    is a compiled loop in float64 (:mod:`aiax_bench.recon._cone_kernel`): each
+    voxel sums the angles in order, so the bytes do not depend on the number
+    of threads.
     """
     if filter not in FILTERS:
         raise InputError("filter", f"is {filter!r}", f"expected one of {sorted(FILTERS)}")
@@ -127,32 +128,20 @@ def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_sli
     # Unit-pixel filter rescaled to the column width seen at the axis; the 1/U^2 weight and the angles' shares.
     weights = angle_weights(angles) / (g.det_spacing * sod / sdd)
     # Zeros around every image (one before, two after each axis): voxels projecting off the detector read zeros.
-    padded = torch.nn.functional.pad(filtered.to(torch.float32), (1, 2, 1, 2)).contiguous()
-    width, height = cols + 3, rows + 3
-    flat = padded.reshape(-1)
+    padded = torch.nn.functional.pad(filtered.to(torch.float32), (1, 2, 1, 2)).contiguous().numpy()
     coords = np.arange(n_pixels, dtype=np.float64) - (n_pixels - 1) / 2
-    z_all = np.arange(n_slices, dtype=np.float64) - (n_slices - 1) / 2
+    heights = np.arange(n_slices, dtype=np.float64) - (n_slices - 1) / 2
     col_centre = (cols - 1) / 2 - g.detector_offset / g.det_spacing + 1
     row_centre = (rows - 1) / 2 - g.row_offset / g.row_spacing + 1
     out = np.empty((n_slices, n_pixels, n_pixels), dtype=np.float32)
+    # A compiled loop, one thread per row of voxels summing the angles in order: the bytes do not
+    # depend on the thread count, and no per-angle temporaries of the volume's size are made.
+    from aiax_bench.recon._cone_kernel import fdk_backproject
 
     for z0 in range(0, n_slices, slab):
-        z = torch.from_numpy(z_all[z0:z0 + slab].astype(np.float32))[:, None]
-        acc = torch.zeros((z.shape[0], n_pixels * n_pixels), dtype=torch.float32)
-        for k, theta in enumerate(angles):
-            along, across = (t.reshape(1, -1) for t in source_frame(coords, theta, source_origin=sod,
-                                                                     axis_offset=g.axis_offset))
-            magnify = along.reciprocal() * sdd  # detector length per voxel length at this pixel's depth
-            col = (across * magnify / g.det_spacing + col_centre).clamp_(0, cols + 1)
-            row = (z * magnify / g.row_spacing + row_centre).clamp_(0, rows + 1)
-            weight = (along.reciprocal() * sod).square_().mul_(float(weights[k]))
-            col_low, row_low = torch.floor(col), torch.floor(row)
-            fc, fr = col - col_low, row - row_low
-            base = (row_low.to(torch.int64) * width + col_low.to(torch.int64)).add_(k * height * width)
-            top = torch.lerp(flat.take(base), flat.take(base + 1), fc)
-            bottom = torch.lerp(flat.take(base + width), flat.take(base + width + 1), fc)
-            acc.addcmul_(torch.lerp(top, bottom, fr), weight)
-        out[z0:z0 + slab] = acc.reshape(-1, n_pixels, n_pixels).numpy()
+        fdk_backproject(padded, np.cos(angles), np.sin(angles), np.asarray(weights, dtype=np.float64), coords,
+                        heights[z0:z0 + slab], float(sod), float(sdd), float(g.axis_offset), float(g.det_spacing),
+                        float(g.row_spacing), float(col_centre), float(row_centre), out[z0:z0 + slab])
     return out
 
 
@@ -235,8 +224,14 @@ class ConeBeamProjector:
             self._cache[k] = samples
         return samples
 
-    def _compute_samples(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g, n, nz = self.geometry, self.n_pixels, self.n_slices
+    def _ray_geometry(self, k: int) -> tuple[np.ndarray, ...]:
+        """Angle ``k``'s rays: ``pos``, ``depth`` (N, D); ``slope``, ``step_len`` (R, D); ``by_column`` (D,).
+
+        ``pos`` is each step's position along the interpolated in-plane axis (pixel index), ``depth``
+        its in-plane distance from the source, ``slope`` the ray's height per in-plane length and
+        ``step_len`` its length per step.
+        """
+        g, n = self.geometry, self.n_pixels
         cos, sin, u = (np.broadcast_to(t, (1, self.n_detector))[0]
                        for t in self._fan._rays(self.angles[k:k + 1]))
         by_column, main, pos = joseph_steps(n, cos, sin, u)
@@ -251,8 +246,14 @@ class ConeBeamProjector:
         in_plane = np.hypot(g.source_detector, self._fan.detector_positions())  # source to pixel, (D,)
         v = (np.arange(self.n_rows) - (self.n_rows - 1) / 2) * g.row_spacing + g.row_offset  # (R,)
         slope = v[:, None] / in_plane[None, :]  # height per in-plane length, (R, D)
-        zpos = slope[None] * depth[:, None, :] + (nz - 1) / 2.0  # (N, R, D)
         step_len = (1.0 / np.abs(main))[None, :] * np.sqrt(1.0 + slope**2)  # (R, D)
+        return (np.ascontiguousarray(pos), np.ascontiguousarray(depth), np.ascontiguousarray(slope),
+                np.ascontiguousarray(step_len), np.ascontiguousarray(by_column))
+
+    def _compute_samples(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n, nz = self.n_pixels, self.n_slices
+        pos, depth, slope, step_len, by_column = self._ray_geometry(k)
+        zpos = slope[None] * depth[:, None, :] + (nz - 1) / 2.0  # (N, R, D)
         p_low = np.floor(pos)
         fp = pos - p_low
         z_low = np.floor(zpos)
@@ -282,6 +283,17 @@ class ConeBeamProjector:
             raise InputError("volume", f"has shape {tuple(x.shape)}", f"expected {self.volume_shape}")
         flat = x.reshape(-1)
         out = torch.empty(self.data_shape, dtype=torch.float32, device=self.device)
+        if self.device.type == "cpu":
+            # The compiled loop computes the samples where it uses them: the same bytes, far less time.
+            from aiax_bench.recon._cone_kernel import cone_forward_angle
+
+            volume_flat = flat.contiguous().numpy()
+            target = out.numpy()
+            for k in range(self.angles.size):
+                pos, depth, slope, step_len, by_column = self._ray_geometry(k)
+                cone_forward_angle(volume_flat, self.n_pixels, self.n_slices, pos, depth, slope, step_len,
+                                   by_column, target[k])
+            return out.numpy() if as_numpy else out
         for k in range(self.angles.size):
             index, weight = self._samples(k)
             total = torch.zeros(self.data_shape[1:], dtype=torch.float32, device=self.device)
