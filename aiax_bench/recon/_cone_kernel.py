@@ -3,8 +3,8 @@
 :class:`~aiax_bench.recon.cone.ConeBeamProjector` describes each ray by the
 in-plane positions of its steps and its slope along the rotation axis; its
 tensor path turns them into four (index, weight) pairs per step and per ray,
-arrays of ``4 N R D`` entries per angle that cost more to build than to use
-(136 s for 200 angles of a 64³ volume). This loop reads the same few
+arrays of ``4 N R D`` entries per angle that cost more to build than to use.
+This loop reads the same few
 arrays and computes each sample's interpolation weights where it uses them,
 in the same float64 expressions, rounded to float32 as the tensor path
 stores them; each ray sums its samples in the same order (step, then the four
