@@ -282,26 +282,31 @@ class ConeBeamProjector:
         if tuple(x.shape) != self.volume_shape:
             raise InputError("volume", f"has shape {tuple(x.shape)}", f"expected {self.volume_shape}")
         flat = x.reshape(-1)
-        out = torch.empty(self.data_shape, dtype=torch.float32, device=self.device)
-        if self.device.type == "cpu":
-            # The compiled loop computes the samples where it uses them: the same bytes, far less time.
-            from aiax_bench.recon._cone_kernel import cone_forward_angle
+        # On the CPU a compiled loop computes the samples where it uses them: the same bytes, far less time.
+        out = self._forward_compiled(flat) if self.device.type == "cpu" else self._forward_tensor(flat)
+        return out.cpu().numpy() if as_numpy else out
 
-            volume_flat = flat.contiguous().numpy()
-            target = out.numpy()
-            for k in range(self.angles.size):
-                pos, depth, slope, step_len, by_column = self._ray_geometry(k)
-                cone_forward_angle(volume_flat, self.n_pixels, self.n_slices, pos, depth, slope, step_len,
-                                   by_column, target[k])
-            return out.numpy() if as_numpy else out
+    def _forward_compiled(self, flat: torch.Tensor) -> torch.Tensor:
+        from aiax_bench.recon._cone_kernel import cone_forward_angle
+
+        out = torch.empty(self.data_shape, dtype=torch.float32)
+        volume, target = flat.contiguous().numpy(), out.numpy()
+        for k in range(self.angles.size):
+            pos, depth, slope, step_len, by_column = self._ray_geometry(k)
+            cone_forward_angle(volume, self.n_pixels, self.n_slices, pos, depth, slope, step_len, by_column,
+                               target[k])
+        return out
+
+    def _forward_tensor(self, flat: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(self.data_shape, dtype=torch.float32, device=flat.device)
         for k in range(self.angles.size):
             index, weight = self._samples(k)
-            total = torch.zeros(self.data_shape[1:], dtype=torch.float32, device=self.device)
+            total = torch.zeros(self.data_shape[1:], dtype=torch.float32, device=flat.device)
             for step in range(index.shape[0]):  # a fixed order of elementwise sums
                 for corner in range(4):
                     total += flat.take(index[step, corner]) * weight[step, corner]
             out[k] = total
-        return out.cpu().numpy() if as_numpy else out
+        return out
 
     def backward(self, projections) -> torch.Tensor | np.ndarray:
         """The adjoint: projections ``(A, R, D)`` spread back over the volume ``(n_slices, n_pixels, n_pixels)``."""

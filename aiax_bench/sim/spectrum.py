@@ -60,9 +60,9 @@ _DEFAULT_FILTERS: Mapping[str, float] = MappingProxyType({"Al": 1.0})
 # unfiltered 60 kVp spectrum is 0.06 keV higher at dk = 1 keV than at 0.1 keV), so it runs at most this
 # fine and its bins are summed into the requested ones.
 _SPEKPY_DK_KEV = 0.25
-# Path lengths (or line integrals) handled per pass: each pass holds a few float64 arrays of this many
-# elements (32 MiB each), whatever the number of energies, since the energies are looped over.
-_CHUNK = 1 << 22
+# Path lengths (or line integrals) handled per pass: each pass holds about five float64 arrays of this many
+# elements (8 MiB each), whatever the number of energies, since the energies are looped over.
+_CHUNK = 1 << 20
 # Points of the table that linearise() interpolates on.
 _TABLE_POINTS = 1 << 14
 
@@ -152,8 +152,9 @@ def tube_spectrum(kvp: float, *, anode_angle_deg: float = 12.0, filters: Mapping
         Added filtration, material -> thickness (mm), applied in order. A
         material is an element symbol (``"Al"``, ``"Cu"``, ``"Sn"``) or a
         SpekPy material name (``"Water, Liquid"``, ``"Air"``). The default,
-        1 mm Al, stands for a tube window plus a light filter. Empty for none
-        (then the spectrum keeps its soft, unphysical low-energy tail).
+        1 mm Al, is a common light filter of lab micro-CT. Empty for none (the
+        spectrum then keeps the soft low-energy photons a real tube's window
+        and the air would absorb).
     bin_kev : float
         Width of the returned energy bins (keV), at most ``kvp / 2``. Bins end
         at ``kvp`` and step down from it; SpekPy's finer bins (at most
@@ -284,7 +285,7 @@ def attenuation_coefficients(composition: Mapping[str, float], density_g_cm3: fl
             known = False
         if not known:
             raise InputError("composition", f"has unknown element {element!r}",
-                             "expected element symbols such as 'Ti', 'Al', 'V'") from None
+                             "expected element symbols such as 'Ti', 'Al', 'V'")
         if fraction and energies.size:
             mass_mu += fraction * np.asarray(xraydb.mu_elam(element, energies.ravel() * 1e3, kind=kind),
                                              dtype=np.float64)
@@ -426,8 +427,8 @@ def linearise(p: Any, spectrum: TubeSpectrum, mu_per_cm: Any, *, detector: Detec
     to a length whose ``p`` reaches at least ``max_line_integral``, spaced
     quadratically (denser at small ``L``, where ``p`` bends most); the
     interpolated quantity, ``mu_eff L / p``, is smooth and equal to 1 at
-    ``p = 0``. The error is then at the float32 rounding of the output (a
-    relative 2e-7 for Ti-6Al-4V at 60 kVp behind 1 mm Al, 0 to 2 cm).
+    ``p = 0``. The error is then at the float32 rounding of the output
+    (below a relative 2e-7 for Ti-6Al-4V at 60 kVp behind 1 mm Al, 0 to 2 cm).
 
     Valid range: ``0 <= p <= max_line_integral``. Beyond the table's end
     (``p`` somewhat above ``max_line_integral``), or for ``+inf`` (pixels
