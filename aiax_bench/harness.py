@@ -121,9 +121,13 @@ def _prepare(request: EvaluationRequest) -> _Prepared:
     segment = task == "segment"
     spec.check_split(request.split, allow_reference=segment)
     if "sinogram" in method_cls.inputs and spec.beam not in method_cls.beams:
+        from aiax_bench.methods import available_methods
+
+        able = sorted(name for name in available_methods() if "sinogram" in get_method(name).inputs
+                      and spec.beam in get_method(name).beams)
         raise InputError("method", f"{method_cls.name} reconstructs {' and '.join(method_cls.beams)}-beam sinograms "
                          f"but {spec.ref} is {spec.beam}-beam", "a method that takes the split's reconstruction, or "
-                         f"one that reconstructs {spec.beam}-beam sinograms (fbp, sirt, tv)")
+                         f"one that reconstructs {spec.beam}-beam sinograms ({', '.join(able) or 'none registered'})")
     profile = request.profile or spec.default_profile
     spec.check_profile(profile)
     annotated = check_annotated(request.annotated_slices)

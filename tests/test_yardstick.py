@@ -76,6 +76,10 @@ def test_version_1_sparse_splits_share_the_reference_noise(tiny_dataset):
 def test_pore_threshold_is_the_recipes_midpoint(spec):
     """The registry's threshold is the midpoint of the pore's and the matrix's attenuation."""
     generator, params = _phantom_params(spec.recipe, "test", 64, 1)
+    if "material" in spec.recipe:  # a cone-beam recipe: the material's effective attenuation for its spectrum
+        from aiax_bench.data.cone import cone_scan
+
+        params[spec.recipe["material"]["attenuation_parameter"]] = cone_scan(spec.recipe, 64).effective_mu_per_cm
     phantom = make_phantom(generator, **params)
     pore = phantom.phases.index(spec.evaluation.get("pore_phases", ["pore"])[0])
     assert spec.evaluation["pore_threshold"] == pytest.approx(

@@ -49,6 +49,8 @@ class _Problem:
     target: np.ndarray  # (Z, N, N) 1/cm
     mask: np.ndarray  # (Z, N, N) bool
     geometry: dict[str, Any] | None = None  # the sample's beam geometry (meta['geometry']); parallel if None
+    #: Cone beam: the sinogram is the whole scan ``(A, R, D)`` and these are the slices scored (target, mask).
+    slices: np.ndarray | None = None
 
 
 class ClassicalReconstruction(Method):
@@ -127,6 +129,12 @@ class ClassicalReconstruction(Method):
 
     # -- tuning ----------------------------------------------------------------------------------
 
+    def score_candidates_on_slices(self, problem: _Problem) -> list[tuple[dict[str, Any], float]]:
+        """As :meth:`score_candidates`, each candidate reconstructing only the problem's ``slices`` (cone beam)."""
+        return [(settings, self.error(problem, self.reconstruct(problem.sinogram, problem.angles, problem.n_pixels,
+                                                                  settings, slices=problem.slices)))
+                for settings in self.candidates(problem)]
+
     @staticmethod
     def error(problem: _Problem, volume_per_voxel: np.ndarray) -> float:
         diff = np.asarray(volume_per_voxel, dtype=np.float64) / problem.voxel_cm - problem.target
@@ -140,20 +148,41 @@ class ClassicalReconstruction(Method):
     def _problem(self, sample: SampleLike) -> _Problem:
         self._geometry = _geometry(sample)
         z = self._slices(sample.shape[0])
-        sinogram = np.asarray(sample.read("sinogram"), dtype=np.float32)[z]
+        cone = self._geometry is not None and self._geometry["beam"] == "cone"
+        # A cone-beam scan does not split into slices: the whole scan is reconstructed at the slices scored.
+        sinogram = np.asarray(sample.read("sinogram"), dtype=np.float32)
+        sinogram = sinogram if cone else sinogram[z]
         angles = np.asarray(sample.angles, dtype=np.float64)
         n = sample.shape[-1]
         voxel_cm = float(sample.meta["voxel_size_um"]) * 1e-4
         mask = np.asarray(sample.read("mask"), dtype=bool)[z]
         if self.config.tune == "self":
-            from aiax_bench.recon import fbp
-
             # Even angles are reconstructed by the candidates; the odd half, by ramp FBP, is the noisy target.
-            target = fbp(sinogram[:, 1::2], projector=self.projector(n, angles[1::2], sinogram.shape[-1])) / voxel_cm
-            sinogram, angles = sinogram[:, 0::2], angles[0::2]
+            if cone:
+                from aiax_bench.recon import fdk
+
+                target = fdk(sinogram[1::2], angles[1::2], self.cone_geometry(), n_pixels=n,
+                             n_slices=self._geometry["n_slices"], slices=z) / voxel_cm
+                sinogram = sinogram[0::2]
+            else:
+                from aiax_bench.recon import fbp
+
+                target = fbp(sinogram[:, 1::2], projector=self.projector(n, angles[1::2], sinogram.shape[-1]))
+                target /= voxel_cm
+                sinogram = sinogram[:, 0::2]
+            angles = angles[0::2]
         else:
             target = np.asarray(sample.read(_TARGETS[self.config.tune]), dtype=np.float64)[z]
-        return _Problem(np.ascontiguousarray(sinogram), angles, n, voxel_cm, target, mask, self._geometry)
+        return _Problem(np.ascontiguousarray(sinogram), angles, n, voxel_cm, target, mask, self._geometry,
+                        slices=z if cone else None)
+
+    def cone_geometry(self):
+        """The current cone-beam sample's :class:`~aiax_bench.recon.ConeBeamGeometry` (from ``meta['geometry']``)."""
+        from aiax_bench.recon import ConeBeamGeometry
+
+        g = self._geometry or {}
+        return ConeBeamGeometry(**{k: float(g[k]) for k in ("source_origin", "origin_detector", "det_spacing",
+                                                             "row_spacing")})
 
     def fit(self, train: Sequence[SampleLike], val: Sequence[SampleLike], *, seed: int, budget: Budget | None = None,
             tracker: Any = None, context: Mapping[str, Any] | None = None) -> None:
@@ -214,13 +243,17 @@ class ClassicalReconstruction(Method):
 
 
 def _geometry(sample: SampleLike) -> dict[str, Any] | None:
-    """The sample's beam geometry (``meta['geometry']``, e.g. HTC2022's fan beam), or None for parallel beam."""
+    """The sample's beam geometry (``meta['geometry']``: HTC2022's fan beam, a lab scan's cone beam), or None for
+    parallel beam; a cone beam's carries the volume's height (``n_slices``) too."""
     geometry = sample.meta.get("geometry")
     if geometry is None or geometry.get("beam", "parallel") == "parallel":
         return None
+    if geometry["beam"] == "cone":
+        return {**{k: geometry[k] for k in ("beam", "source_origin", "origin_detector", "det_spacing",
+                                            "row_spacing")}, "n_slices": int(sample.shape[0])}
     if geometry["beam"] != "fan":
         raise InputError(f"sample {sample.id}: geometry beam", f"is {geometry['beam']!r}",
-                         "parallel or fan for the classical reconstructions")
+                         "parallel, fan or cone for the classical reconstructions")
     return {k: geometry[k] for k in ("beam", "source_origin", "origin_detector", "det_spacing")}
 
 

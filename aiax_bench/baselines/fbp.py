@@ -25,9 +25,12 @@ class FBP(ClassicalReconstruction):
     cosine, Hann) at every cut-off of :data:`CUTOFFS` and keeps the pair with the
     lowest validation error (see :mod:`aiax_bench.baselines._classical` for the
     ``tune`` modes). ``tune='none'`` reconstructs with ``filter`` and ``cutoff``.
+    On a cone-beam dataset it is FDK (:func:`aiax_bench.recon.fdk`) with the same
+    windows and cut-offs, tuned on the validation volumes' scored slices only.
     """
 
     name = "fbp"
+    beams = ("parallel", "fan", "cone")
 
     @dataclasses.dataclass
     class Config:
@@ -60,10 +63,23 @@ class FBP(ClassicalReconstruction):
         for window, cutoff in itertools.product(FILTERS, CUTOFFS):
             yield {"filter": window, "cutoff": cutoff}
 
+    def score_candidates(self, problem) -> list[tuple[dict[str, Any], float]]:
+        if problem.slices is not None:
+            return self.score_candidates_on_slices(problem)
+        return super().score_candidates(problem)
+
     def reconstruct(self, sinogram: np.ndarray, angles: np.ndarray, n_pixels: int,
-                    settings: Mapping[str, Any]) -> np.ndarray:
+                    settings: Mapping[str, Any], *, slices: np.ndarray | None = None) -> np.ndarray:
+        """FBP of a ``(Z, A, D)`` sinogram stack, or FDK of a cone-beam scan ``(A, R, D)`` (only ``slices``, if
+        given), with ``settings``' window and cut-off (1/voxel)."""
         from aiax_bench.recon import fbp
 
+        if self._geometry is not None and self._geometry["beam"] == "cone":
+            from aiax_bench.recon import fdk
+
+            return fdk(sinogram, angles, self.cone_geometry(), n_pixels=n_pixels,
+                       n_slices=self._geometry["n_slices"], filter=settings["filter"], cutoff=settings["cutoff"],
+                       slices=slices)
         projector = self.projector(n_pixels, angles, sinogram.shape[-1])
         return fbp(sinogram, projector=projector, filter=settings["filter"], cutoff=settings["cutoff"])
 

@@ -194,6 +194,8 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
     downloaded scans instead (:data:`MEASURED_BUILDERS`): nothing is simulated.
     A frame-stack dataset (recipe ``source: frames``) is simulated by its
     family's builder (:data:`FRAME_BUILDERS`): detector frames, not projections.
+    A cone-beam dataset (recipe ``source: cone-beam``) is scanned as a lab
+    micro-CT does (:func:`aiax_bench.data.cone.build_cone_store`).
 
     The store appears at ``target`` only once complete (see :class:`atomic_store`).
 
@@ -211,6 +213,10 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
     if spec.frames:
         return FRAME_BUILDERS[spec.recipe["family"]](spec, profile, target, quiet=quiet)
     use_compatible_mkl()  # before any computation: MKL fixes its code path at its first one
+    if spec.beam == "cone":
+        from aiax_bench.data.cone import build_cone_store
+
+        return build_cone_store(spec, profile, target, ids=sample_ids(spec, profile), quiet=quiet)
     recipe = spec.recipe
     size = int(spec.profiles[profile]["size"])
     acq = recipe["acquisition"]

@@ -12,7 +12,8 @@ import yaml
 
 from aiax_bench.errors import InputError, UnknownNameError
 
-__all__ = ["FRAMES_RECIPE_SCHEMA", "IMPORTED_PROFILE", "IMPORTED_VERSION", "MEASURED_RECIPE_SCHEMA", "RECIPE_SCHEMAS",
+__all__ = ["CONE_RECIPE_SCHEMA",
+           "FRAMES_RECIPE_SCHEMA", "IMPORTED_PROFILE", "IMPORTED_VERSION", "MEASURED_RECIPE_SCHEMA", "RECIPE_SCHEMAS",
            "REFERENCE_SPLIT", "REGISTRY_SCHEMA", "DatasetVersion", "SplitSpec",
            "imported_datasets", "list_datasets", "load_registry", "manifest_sha256", "recipe_schema", "resolve"]
 
@@ -297,9 +298,77 @@ FRAMES_RECIPE_SCHEMA: dict[str, Any] = {
     },
 }
 
-#: The schema of each recipe ``source`` (a recipe without one is a simulated CT dataset).
+#: JSON Schema of a cone-beam simulated dataset's recipe (``source: cone-beam``): a lab micro-CT's
+#: circular cone-beam scan of a phantom (:mod:`aiax_bench.data.cone`), its tube spectrum and the
+#: phantom's material, splits by projections, dose, short scan, arc and polychromatic beam.
+CONE_RECIPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["family", "source", "description", "phantom", "material", "voxel_size_um", "acquisition",
+                 "reconstruction", "splits", "profiles"],
+    "additionalProperties": False,
+    "properties": {
+        "family": {"type": "string"},
+        "source": {"const": "cone-beam"},
+        "description": {"type": "string"},
+        "phantom": {"type": "object", "required": ["generator"]},
+        "ood_phantom": {"type": "object"},
+        "material": {
+            "type": "object", "required": ["name", "composition", "density_g_cm3", "attenuation_parameter"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "composition": {"type": "object", "minProperties": 1,
+                                "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+                "density_g_cm3": {"type": "number", "exclusiveMinimum": 0},
+                # The phantom generator's parameter that receives the material's effective attenuation.
+                "attenuation_parameter": {"type": "string"},
+            },
+        },
+        "voxel_size_um": {"type": "number", "exclusiveMinimum": 0},
+        "acquisition": {
+            "type": "object",
+            "required": ["beam", "source_origin", "origin_detector", "reference_angles", "photons", "spectrum"],
+            "additionalProperties": False,
+            "properties": {
+                "beam": {"const": "cone"},
+                "source_origin": {"type": "number", "exclusiveMinimum": 0.5},
+                "origin_detector": {"type": "number", "minimum": 0},
+                "reference_angles": {"type": "integer", "minimum": 2},
+                "photons": {"type": "number", "exclusiveMinimum": 0},
+                "spectrum": {
+                    "type": "object", "required": ["kvp", "filters"], "additionalProperties": False,
+                    "properties": {
+                        "kvp": {"type": "number", "exclusiveMinimum": 0},
+                        "anode_angle_deg": {"type": "number", "exclusiveMinimum": 0, "maximum": 90},
+                        "filters": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
+                        "detector": {"enum": ["energy-integrating", "photon-counting"]},
+                    },
+                },
+            },
+        },
+        "reconstruction": {"type": "object", "additionalProperties": False,
+                           "properties": {"filter": {"type": "string"}, "store_clean": {"type": "boolean"}}},
+        "splits": {
+            "type": "object", "minProperties": 1,
+            "additionalProperties": {
+                "type": "object", "required": ["kind", "description"], "additionalProperties": False,
+                "properties": {
+                    "kind": {"enum": ["sparse", "dose", "short-scan", "arc", "polychromatic"]},
+                    "n_angles": {"type": "integer", "minimum": 1},
+                    "dose_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                    "arc_degrees": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 360},
+                    "description": {"type": "string"},
+                },
+            },
+        },
+        "profiles": RECIPE_SCHEMA["properties"]["profiles"],
+    },
+}
+
+#: The schema of each recipe ``source`` (a recipe without one is a simulated parallel-beam CT dataset).
 RECIPE_SCHEMAS: dict[str, dict[str, Any]] = {
     "simulated": RECIPE_SCHEMA, "measured": MEASURED_RECIPE_SCHEMA, "frames": FRAMES_RECIPE_SCHEMA,
+    "cone-beam": CONE_RECIPE_SCHEMA,
 }
 
 
@@ -319,7 +388,10 @@ class SplitSpec:
     ----------
     name : str
         Split name (``100proj``, ``dose-1/16``, ``res-x2``, ...).
-    kind : {'sparse', 'dose', 'binning', 'continuous', 'subsample', 'pair', 'views', 'frames'}
+    kind : str
+        One of ``sparse``, ``dose``, ``binning``, ``continuous`` (simulated
+        parallel beam), ``short-scan``, ``arc``, ``polychromatic`` (simulated cone
+        beam), ``subsample``, ``pair``, ``views``, ``frames``.
         What the split saves against the reference scan; an imported scan's
         splits are ``subsample`` (N of its own projections) or ``pair`` (a
         second scan of the sample); a measured dataset's are ``views`` (some
@@ -339,7 +411,8 @@ class SplitSpec:
     every : int, optional
         Every ``every``-th measured view (``views``).
     arc_degrees : float, optional
-        A contiguous arc of the measured views, in degrees (``views``).
+        A contiguous arc of the measured views, in degrees (``views``), or of the
+        reference scan's source positions (``arc``).
     detector : dict, optional
         Detector and illumination parameters that differ from the recipe's ``spec`` (``frames``).
     """
@@ -389,7 +462,7 @@ class DatasetVersion:
 
     @property
     def beam(self) -> str:
-        """``parallel`` or ``fan``: the geometry of the stored sinograms."""
+        """``parallel``, ``fan`` or ``cone``: the geometry of the stored sinograms."""
         return self.recipe.get("acquisition", {}).get("beam", "parallel")
 
     @property

@@ -66,7 +66,7 @@ class ConeBeamGeometry:
 
 
 def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_slices: int, filter: str = "ramp",
-        cutoff: float = 1.0, padding: bool = True, slab: int = 16) -> np.ndarray:
+        cutoff: float = 1.0, padding: bool = True, slab: int = 16, slices=None) -> np.ndarray:
     """Feldkamp–Davis–Kress reconstruction of a circular cone-beam scan.
 
     Parameters
@@ -83,11 +83,14 @@ def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_sli
         As for :func:`~aiax_bench.recon.fbp`.
     slab : int
         Slices back-projected together (bounds memory).
+    slices : array_like of int, optional
+        Reconstruct only these slices of the volume (indices along its height), in this order: each
+        slice is the same as in the whole volume.
 
     Returns
     -------
     numpy.ndarray
-        Attenuation per voxel, float32, ``(n_slices, n_pixels, n_pixels)``.
+        Attenuation per voxel, float32, ``(n_slices, n_pixels, n_pixels)`` (``(len(slices), ...)`` with ``slices``).
 
     Notes
     -----
@@ -131,14 +134,20 @@ def fdk(projections, angles, geometry: ConeBeamGeometry, *, n_pixels: int, n_sli
     padded = torch.nn.functional.pad(filtered.to(torch.float32), (1, 2, 1, 2)).contiguous().numpy()
     coords = np.arange(n_pixels, dtype=np.float64) - (n_pixels - 1) / 2
     heights = np.arange(n_slices, dtype=np.float64) - (n_slices - 1) / 2
+    if slices is not None:
+        index = np.asarray(slices)
+        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer) or (index.size and (
+                index.min() < 0 or index.max() >= n_slices)):
+            raise InputError("slices", f"is {slices!r}", f"slice indices in [0, {n_slices})")
+        heights = heights[index]
     col_centre = (cols - 1) / 2 - g.detector_offset / g.det_spacing + 1
     row_centre = (rows - 1) / 2 - g.row_offset / g.row_spacing + 1
-    out = np.empty((n_slices, n_pixels, n_pixels), dtype=np.float32)
+    out = np.empty((heights.size, n_pixels, n_pixels), dtype=np.float32)
     # A compiled loop, one thread per row of voxels summing the angles in order: the bytes do not
     # depend on the thread count, and no per-angle temporaries of the volume's size are made.
     from aiax_bench.recon._cone_kernel import fdk_backproject
 
-    for z0 in range(0, n_slices, slab):
+    for z0 in range(0, heights.size, slab):
         fdk_backproject(padded, np.cos(angles), np.sin(angles), np.asarray(weights, dtype=np.float64), coords,
                         heights[z0:z0 + slab], float(sod), float(sdd), float(g.axis_offset), float(g.det_spacing),
                         float(g.row_spacing), float(col_centre), float(row_centre), out[z0:z0 + slab])
