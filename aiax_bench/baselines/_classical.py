@@ -150,7 +150,7 @@ class ClassicalReconstruction(Method):
         z = self._slices(sample.shape[0])
         cone = self._geometry is not None and self._geometry["beam"] == "cone"
         # A cone-beam scan does not split into slices: the whole scan is reconstructed at the slices scored.
-        sinogram = np.asarray(sample.read("sinogram"), dtype=np.float32)
+        sinogram = self.measured_sinogram(sample)
         sinogram = sinogram if cone else sinogram[z]
         angles = np.asarray(sample.angles, dtype=np.float64)
         n = sample.shape[-1]
@@ -175,6 +175,10 @@ class ClassicalReconstruction(Method):
             target = np.asarray(sample.read(_TARGETS[self.config.tune]), dtype=np.float64)[z]
         return _Problem(np.ascontiguousarray(sinogram), angles, n, voxel_cm, target, mask, self._geometry,
                         slices=z if cone else None)
+
+    def measured_sinogram(self, sample: SampleLike) -> np.ndarray:
+        """The line integrals the method reconstructs from a sample (float32); a subclass may correct them."""
+        return np.asarray(sample.read("sinogram"), dtype=np.float32)
 
     def cone_geometry(self):
         """The current cone-beam sample's :class:`~aiax_bench.recon.ConeBeamGeometry` (from ``meta['geometry']``)."""
@@ -237,7 +241,7 @@ class ClassicalReconstruction(Method):
     def predict(self, sample: SampleLike) -> np.ndarray:
         self._geometry = _geometry(sample)
         voxel_cm = float(sample.meta["voxel_size_um"]) * 1e-4
-        volume = self.reconstruct(np.asarray(sample.read("sinogram"), dtype=np.float32),
+        volume = self.reconstruct(self.measured_sinogram(sample),
                                   np.asarray(sample.angles, dtype=np.float64), sample.shape[-1], self.selected)
         return (volume / voxel_cm).astype(np.float32)
 

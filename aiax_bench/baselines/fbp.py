@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from aiax_bench.baselines._classical import ClassicalReconstruction
+from aiax_bench.errors import InputError
 from aiax_bench.methods.base import Method
 
 __all__ = ["FBP", "FBPRamp"]
@@ -47,12 +48,32 @@ class FBP(ClassicalReconstruction):
             Cut-off used without tuning, fraction of the Nyquist frequency (0, 1].
         tune_slices : int
             Slices per validation volume the error is taken on.
+        linearise : bool
+            Correct beam hardening before filtering: each polychromatic line integral is mapped to the
+            path it means at the material's effective attenuation (:func:`aiax_bench.sim.spectrum.linearise`),
+            with the sample's recorded tube spectrum and material (``meta['spectrum']``, a lab scan's);
+            the single-material correction of lab CT software.
         """
 
         tune: str = "reference"
         filter: str = "hann"
         cutoff: float = 1.0
         tune_slices: int = 16
+        linearise: bool = False
+
+    def measured_sinogram(self, sample) -> np.ndarray:
+        sinogram = super().measured_sinogram(sample)
+        if not self.config.linearise:
+            return sinogram
+        from aiax_bench.sim.spectrum import TubeSpectrum, linearise
+
+        spectrum = sample.meta.get("spectrum")
+        if not spectrum:
+            raise InputError(f"sample {sample.id}: meta spectrum", "is missing",
+                             "a scan that records its tube spectrum and material attenuation, for linearise=true")
+        tube = TubeSpectrum(energies_kev=np.asarray(spectrum["energies_kev"]), fluence=np.asarray(spectrum["weights"]))
+        # The recorded weights are the detector's already: counted as they are.
+        return linearise(sinogram, tube, np.asarray(spectrum["attenuation_per_cm"]), detector="photon-counting")
 
     def default_settings(self) -> dict[str, Any]:
         return {"filter": self.config.filter, "cutoff": self.config.cutoff}

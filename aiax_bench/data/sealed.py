@@ -13,7 +13,8 @@ the harness hands methods a :class:`SealedSample`. It exposes
   ``low``);
 - ``geometry`` (the beam, and a fan beam's distances where the sample records them)
   and the ``meta`` entries ``voxel_size_um``, ``photons``, ``geometry``,
-  ``phases`` (the class names of the task) and ``part``.
+  ``phases`` (the class names of the task), ``part``, and a lab scan's tube
+  ``spectrum`` and ``material`` (what its user set and knows).
 
 Reading ``high``, ``clean``, ``truth``, ``labels`` (a frame stack's blob
 labels too; as attributes, through ``read`` or through ``getattr``) or any
@@ -40,7 +41,7 @@ INSTRUMENT_ARRAYS = ("low", "sinogram", "angles", "mask", "dark", "direct_beam")
 #: Arrays that only the benchmark knows.
 SEALED_ARRAYS = frozenset({"high", "clean", "truth", "labels"})
 #: ``meta`` entries a sealed sample exposes.
-INSTRUMENT_META = ("part", "voxel_size_um", "photons", "phases", "geometry")
+INSTRUMENT_META = ("part", "voxel_size_um", "photons", "phases", "geometry", "spectrum", "material")
 
 
 class SealedFieldError(InputError):
