@@ -192,9 +192,17 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
     print(f"  voxel size      {recipe['voxel_size_um']} µm")
     print(f"  reference scan  {recipe['acquisition']['reference_angles']} projections, "
           f"{recipe['acquisition']['photons']:g} photons/pixel")
-    independent = recipe["acquisition"].get("independent_noise", False)
+    # A cone-beam recipe's splits are always scans of their own (aiax_bench.data.cone).
+    independent = spec.beam == "cone" or recipe["acquisition"].get("independent_noise", False)
     print("  noise           " + ("every low-quality scan has its own noise, independent of the reference scan"
                                   if independent else "sparse splits reuse the reference scan's noise"))
+    if spec.beam == "cone":
+        acq, material = recipe["acquisition"], recipe["material"]
+        filters = ", ".join(f"{mm:g} mm {name}" for name, mm in acq["spectrum"]["filters"].items()) or "none"
+        print(f"  geometry        cone beam: source {acq['source_origin']:g} volume widths from the axis, detector "
+              f"{acq['origin_detector']:g} behind it; a full turn")
+        print(f"  tube            {acq['spectrum']['kvp']:g} kVp, filters {filters}; material {material['name']} "
+              f"({material['density_g_cm3']:g} g/cm³)")
     phantom = ", ".join(f"{k} {v}" for k, v in recipe["phantom"].items())
     print(f"  phantom         {phantom}")
     evaluation = spec.evaluation
