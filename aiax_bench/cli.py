@@ -44,8 +44,10 @@ def metrics_table(result: dict[str, Any]) -> str:
     n_seeds, n_volumes = first["n_seeds"], first["n_volumes"]
     spread = (f"{n_seeds} seeds {result['seeds']} × {n_volumes} test volumes, mean ± std over seeds" if n_seeds > 1
               else f"{n_volumes} test volume{'s' if n_volumes != 1 else ''}, mean ± std over volumes")
+    mixture = result.get("train_splits")
+    trained = f"trained on {', '.join(mixture)} in equal shares, " if mixture else ""
     parts = [f"{result['method']} on {result['dataset']}/{result['split']} ({result['profile']} profile, "
-             f"{supervision_label(result['supervision'])}, {spread})"]
+             f"{trained}{supervision_label(result['supervision'])}, {spread})"]
     rows = []
     # The truth ranks, so it comes first; clean (noise-free FBP) only exists from dataset version 2.0 on.
     targets = [t for t in ("truth", "clean", "reference") if f"psnr/{t}" in metrics]
@@ -96,6 +98,11 @@ def metrics_table(result: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def split_names(text: str | None) -> list[str] | None:
+    """``--train-splits A,B,C`` as a list (split names never hold commas); the harness checks the names."""
+    return None if text is None else [name.strip() for name in text.split(",")]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from aiax_bench.harness import EvaluationRequest, run_seeds
     from aiax_bench.methods.base import parse_config_pairs
@@ -104,7 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     request = EvaluationRequest(method=args.method, split=args.split, dataset=args.dataset,
                                 profile=args.profile, seed=seeds[0], config=parse_config_pairs(args.config),
                                 tracking_uri=args.tracking_uri, output_dir=Path(args.output),
-                                annotated_slices=args.annotated)
+                                annotated_slices=args.annotated, train_splits=split_names(args.train_splits))
     result = run_seeds(request, seeds)
     print(metrics_table(result))
     from aiax_bench.data.registry import resolve
@@ -123,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from aiax_bench.methods.base import parse_config_pairs
 
     request = EvaluationRequest(method=args.method, split=args.split, dataset=args.dataset, profile=args.profile,
-                                seed=args.seed, config=parse_config_pairs(args.config), annotated_slices=args.annotated)
+                                seed=args.seed, config=parse_config_pairs(args.config), annotated_slices=args.annotated,
+                                train_splits=split_names(args.train_splits))
     checkpoint = run_training(request)
     print(f"checkpoint: {checkpoint}  (aiax-bench apply --checkpoint {checkpoint} --input ... --output ...)")
     return 0
@@ -380,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MLflow tracking URI (default: sqlite:///mlflow.db in the current directory)")
     ev.add_argument("--annotated", type=int, default=None, metavar="K",
                     help="segmentation protocol annotated-K: training labels on K slices per volume only")
+    ev.add_argument("--train-splits", default=None, metavar="A,B,...",
+                    help="mixed-degradation protocol: train and validate on these splits' volumes in equal shares "
+                         "(e.g. 50proj,100proj,250proj), then score SPLIT's test volumes")
     ev.add_argument("--output", default="aiax-results", help="directory for result JSON (default aiax-results)")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -393,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     tr.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="method hyper-parameters")
     tr.add_argument("--annotated", type=int, default=None, metavar="K", help="segmentation protocol annotated-K")
+    tr.add_argument("--train-splits", default=None, metavar="A,B,...",
+                    help="train on these splits' volumes in equal shares instead of SPLIT's (mixed degradations)")
     tr.set_defaults(func=cmd_train)
 
     me = sub.add_parser("methods", help="list the registered methods")

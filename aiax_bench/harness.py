@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,10 +17,10 @@ import numpy as np
 
 from aiax_bench.data.annotation import AnnotatedSample, check_annotated
 from aiax_bench.data.sealed import seal
-from aiax_bench.errors import InputError
+from aiax_bench.errors import InputError, UnknownNameError
 from aiax_bench.jsonio import write_new_file
 from aiax_bench.methods.base import Budget, FitContext
-from aiax_bench.results import Result, RunResult, aggregate_runs, clean_record
+from aiax_bench.results import Result, RunResult, aggregate_runs, clean_record, protocol_label
 
 __all__ = ["EvaluationRequest", "run_evaluation", "run_seeds"]
 
@@ -35,7 +37,7 @@ class EvaluationRequest:
     method : str
         Registered method name, or ``path/to/file.py:ClassName``.
     split : str
-        Split name, e.g. ``100proj``.
+        Split name, e.g. ``100proj``: the split whose test volumes are scored.
     dataset : str
         ``name`` or ``name@version``.
     profile : str, optional
@@ -51,6 +53,12 @@ class EvaluationRequest:
     annotated_slices : int, optional
         Segmentation protocol ``annotated-k``: training and validation volumes
         carry labels on this many slices only (see :mod:`aiax_bench.data.annotation`).
+    train_splits : sequence of str, optional
+        Mixed-degradation protocol: the training and validation samples are
+        these splits' (the same volumes through each split's low-quality
+        input, concatenated in this order: equal shares), not ``split``'s.
+        ``split`` need not be one of them. One split equal to ``split`` is
+        the ordinary protocol.
     reuse_checkpoints : bool
         Whether a learned method may reuse a cached checkpoint of the same config, data and seed
         (``submit --verify`` trains again).
@@ -79,6 +87,7 @@ class EvaluationRequest:
     tracking_uri: str | None = None
     output_dir: Path = Path("aiax-results")
     annotated_slices: int | None = None
+    train_splits: Sequence[str] | None = None
     reuse_checkpoints: bool = True
     budget: Budget | None = None
     mlflow_tags: dict[str, str] = field(default_factory=dict)
@@ -104,10 +113,50 @@ class _Prepared(NamedTuple):
     profile: str
     annotated: int | None
     config: Any
+    train_splits: tuple[str, ...] | None = None
+
+
+#: How ``--train-splits`` is written.
+_TRAIN_SPLITS_FORM = "comma-separated split names, e.g. --train-splits 50proj,100proj,250proj"
+
+
+def _check_train_splits(request: EvaluationRequest, spec, annotated: int | None) -> tuple[str, ...] | None:
+    """The mixture of training splits, checked; None for the ordinary protocol (train on ``request.split``)."""
+    from aiax_bench.data.registry import REFERENCE_SPLIT
+
+    value = request.train_splits
+    if value is None:
+        return None
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, Sequence) or not names:
+        raise InputError("--train-splits", f"is {value!r}", f"expected {_TRAIN_SPLITS_FORM}")
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise InputError("--train-splits", f"has an empty or non-text name ({value!r})",
+                             f"expected {_TRAIN_SPLITS_FORM}")
+        if name == REFERENCE_SPLIT:
+            raise InputError("--train-splits", "names 'reference' (the reference scan as the input)",
+                             "degraded splits only: a mixture trains on several splits' low-quality inputs")
+        try:
+            spec.check_split(name)
+        except UnknownNameError:
+            raise InputError("--train-splits", f"names {name!r}, not a split of {spec.ref}",
+                             f"expected splits of {', '.join(spec.splits)} "
+                             f"(see `aiax-bench datasets splits {spec.ref}`)") from None
+    repeated = sorted({name for name in names if list(names).count(name) > 1})
+    if repeated:
+        raise InputError("--train-splits", f"names {', '.join(repeated)} more than once",
+                         "each split once: the splits share the training volumes in equal shares")
+    if annotated is not None:
+        raise InputError("--train-splits", "was given with --annotated",
+                         "one protocol at a time: a mixture of splits, or labels on K slices of one split")
+    # Frame stacks and measured scans hold every split's input for every sample too: a mixture needs nothing more.
+    names = tuple(names)
+    return None if names == (request.split,) else names
 
 
 def _prepare(request: EvaluationRequest) -> _Prepared:
-    """Every cheap check, before any data is built or any run created: method, config, dataset, split."""
+    """Every cheap check, before any data is built or any run created: method, config, dataset, splits."""
     from aiax_bench.data.registry import resolve
     from aiax_bench.methods import get_method
 
@@ -134,11 +183,12 @@ def _prepare(request: EvaluationRequest) -> _Prepared:
     if annotated is not None and not segment:
         raise InputError("annotated slices", f"were given for method {method_cls.name} (task {task!r})",
                          "no --annotated: the annotated-k protocol is for segmentation methods (task 'segment')")
+    train_splits = _check_train_splits(request, spec, annotated)
     # Coerces and type-checks --config values (``1e-3`` is a float), and lets the method check their
     # ranges, before anything is loaded.
     config = method_cls.make_config(request.config)
     method_cls(config)
-    return _Prepared(method_cls, spec, task, profile, annotated, config)
+    return _Prepared(method_cls, spec, task, profile, annotated, config, train_splits)
 
 
 def run_evaluation(request: EvaluationRequest, *, write: bool = True) -> dict[str, Any]:
@@ -171,20 +221,23 @@ def run_seeds(request: EvaluationRequest, seeds: Sequence[int], *, write: bool =
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise InputError("--seeds", f"is {seeds}", "expected non-negative integers")
     prepared = _prepare(request)
-    method_cls, spec, task, profile, annotated, config = prepared
+    method_cls, spec, task, profile, annotated, config, train_splits = prepared
+    # The checked mixture from here on: its labels, tags and file name are the protocol's.
+    request = replace(request, train_splits=None if train_splits is None else list(train_splits))
     dataset = load(spec.ref, profile=profile)
     started = datetime.now(UTC)
     runs = [_run_seed(request, seed, prepared, dataset) for seed in seeds]
     method = method_cls(config)
     provenance = {**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
-                  "supervision": method.supervision, "evaluator_version": runs[0].records[0]["evaluator_version"],
-                  **code_provenance(), "seeds": seeds, "hardware": hardware()}
+                  "train_splits": request.train_splits, "supervision": method.supervision,
+                  "evaluator_version": runs[0].records[0]["evaluator_version"], **code_provenance(), "seeds": seeds,
+                  "hardware": hardware()}
     if request.budget is not None:
         provenance["budget"] = asdict(request.budget)
     result = Result(method=method_cls.name, task=task, config=method.config_dict(), dataset=spec.ref,
                     profile=profile, split=request.split, annotated_slices=annotated,
                     supervision=method.supervision, created=started.isoformat(timespec="seconds"), runs=runs,
-                    provenance=provenance)
+                    provenance=provenance, train_splits=request.train_splits)
     document = result.to_dict()
     if write:
         run_id = runs[0].mlflow_run_id or started.strftime("%Y%m%dT%H%M%S")
@@ -205,9 +258,17 @@ def _attach(path: Path, run_ids: Sequence[str | None]) -> None:
             client.log_artifact(run_id, str(path))
 
 
-def _training_samples(method, split, annotated: int | None) -> tuple[list, list]:
-    """The training and validation samples a method may see under its protocol."""
-    train, val = split.train, split.val
+def _training_samples(method, splits, annotated: int | None) -> tuple[list, list]:
+    """The training and validation samples a method may see under its protocol.
+
+    ``splits`` is one split, or the splits of a mixture (``--train-splits``):
+    their sample lists are concatenated in order. Every split holds the same
+    volumes, so each split is an equal share of what a method that draws
+    volumes uniformly sees.
+    """
+    splits = list(splits) if isinstance(splits, list | tuple) else [splits]
+    train = [s for split in splits for s in split.train]
+    val = [s for split in splits for s in split.val]
     if method.supervision in SEALED_SUPERVISION:
         # A method that claims to learn without clean data is held to it: its training data is sealed too.
         train, val = seal(train), seal(val)
@@ -216,20 +277,48 @@ def _training_samples(method, split, annotated: int | None) -> tuple[list, list]
     return train, val
 
 
-def _fit_context(request: EvaluationRequest, prepared: _Prepared, dataset) -> FitContext:
+def _training_splits(prepared: _Prepared, dataset, split: str) -> list:
+    """The splits whose training and validation samples a method gets: the mixture's, or the evaluated one."""
+    return [dataset.split(name) for name in prepared.train_splits or (split,)]
+
+
+def _checkpoint_root(train_splits: tuple[str, ...] | None) -> Path:
+    """The checkpoint cache; a mixture's trainings are kept under a folder of their own.
+
+    A method whose checkpoint key names ``context.split`` and the sample ids
+    but not ``context.train_splits`` (a user's, written before mixtures
+    existed) would otherwise take one mixture's weights for
+    another's, or for a training on the evaluated split alone: the sample ids
+    are the same in every split. The folder is named by a hash of the
+    mixture, since split names may hold '/'.
+    """
     from aiax_bench.paths import data_dir
 
+    root = data_dir() / "checkpoints"
+    if not train_splits:
+        return root
+    digest = hashlib.sha256(json.dumps(list(train_splits)).encode()).hexdigest()[:16]
+    return root / f"mixed-{digest}"
+
+
+def _fit_context(request: EvaluationRequest, prepared: _Prepared, dataset) -> FitContext:
     spec, profile, annotated = prepared.spec, prepared.profile, prepared.annotated
     return FitContext(dataset=spec.ref, task=prepared.task, profile=profile, split=request.split,
-                      annotated_slices=annotated, dataset_sha256=dataset.content_sha256,
-                      checkpoint_root=(data_dir() / "checkpoints") if request.reuse_checkpoints else None)
+                      annotated_slices=annotated, train_splits=prepared.train_splits,
+                      dataset_sha256=dataset.content_sha256,
+                      checkpoint_root=_checkpoint_root(prepared.train_splits) if request.reuse_checkpoints else None)
 
 
 def run_training(request: EvaluationRequest) -> Path | None:
     """Train a learned method on a split's training volumes (validating on its validation ones), no scoring.
 
-    The checkpoint lands in the checkpoint cache (``<data dir>/checkpoints``),
-    where ``evaluate`` reuses it and ``aiax-bench apply`` loads it.
+    With ``request.train_splits`` it trains on the mixture's training volumes
+    instead, and ``evaluate`` with the same mixture reuses the checkpoint
+    whichever split it scores.
+
+    The checkpoint lands in the checkpoint cache (``<data dir>/checkpoints``,
+    a mixture's in a folder of its own there), where ``evaluate`` reuses it
+    and ``aiax-bench apply`` loads it.
 
     Returns
     -------
@@ -239,12 +328,12 @@ def run_training(request: EvaluationRequest) -> Path | None:
     from aiax_bench.data.loader import load
 
     prepared = _prepare(request)
-    method_cls, spec, _, profile, annotated, config = prepared
+    method_cls, spec, _, profile, annotated, config, _ = prepared
     if not method_cls.trainable:
         raise InputError(f"method {method_cls.name}", "does not learn", "a learned method (see `aiax-bench methods`)")
     dataset = load(spec.ref, profile=profile)
     method = method_cls(config)
-    train, val = _training_samples(method, dataset.split(request.split), annotated)
+    train, val = _training_samples(method, _training_splits(prepared, dataset, request.split), annotated)
     seed_everything(request.seed)
     method.fit(train, val, seed=request.seed, budget=request.budget,
                context=_fit_context(request, prepared, dataset))
@@ -256,11 +345,11 @@ def _run_seed(request: EvaluationRequest, seed: int, prepared: _Prepared, datase
     from aiax_bench.provenance import code_provenance, hardware, peak_memory_mb
     from aiax_bench.tracking import mlflow_run
 
-    method_cls, spec, task, profile, annotated, config = prepared
+    method_cls, spec, task, profile, annotated, config, train_splits = prepared
     method = method_cls(config)
     split = dataset.split(request.split)
     evaluator = Evaluator(dataset, request.split, task=task)
-    train, val = _training_samples(method, split, annotated)
+    train, val = _training_samples(method, _training_splits(prepared, dataset, request.split), annotated)
     supervision = method.supervision
     started = datetime.now(UTC)
     git = code_provenance()
@@ -268,9 +357,12 @@ def _run_seed(request: EvaluationRequest, seed: int, prepared: _Prepared, datase
             "supervision": supervision, "evaluator_version": evaluator.version, "git_commit": git["git_commit"]}
     if annotated is not None:
         tags["annotated_slices"] = str(annotated)
+    if train_splits is not None:
+        tags["train_splits"] = ",".join(train_splits)
     tags.update(request.mlflow_tags)
     params = {"method": method_cls.name, "config": method.config_dict(), "dataset": spec.ref,
-              "profile": profile, "split": request.split, "annotated_slices": annotated, "seed": seed,
+              "profile": profile, "split": request.split, "annotated_slices": annotated,
+              "train_splits": None if train_splits is None else list(train_splits), "seed": seed,
               "dataset_sha256": dataset.content_sha256, "dataset_source": dataset.source,
               "package_version": git["package_version"], "git_dirty": git["git_dirty"]}
     run_name = f"{method_cls.name}-{spec.ref}-{split_label(request)}-seed{seed}"
@@ -322,6 +414,7 @@ def _run_seed(request: EvaluationRequest, seed: int, prepared: _Prepared, datase
             if value is not None:
                 mlflow.log_metric(f"efficiency/{key}", value)
         mlflow.log_dict({**dataset.provenance(), "split": request.split, "annotated_slices": annotated,
+                         "train_splits": None if train_splits is None else list(train_splits),
                          "supervision": supervision, "evaluator_version": evaluator.version, **git, "seed": seed,
                          "hardware": hardware()}, "provenance.json")
         mlflow.log_dict({"records": run.records}, "records.json")
@@ -369,7 +462,9 @@ def save_predictions(predictions: dict[str, np.ndarray], directory: Path) -> dic
 
 
 def result_path(request: EvaluationRequest, method: str, seeds: Sequence[int], run_id: str) -> Path:
-    """``<output>/<dataset>/<split>/<method>-seed<N>-<run id>.json`` (split names may hold '/').
+    """``<output>/<dataset>/<split label>/<method>-seed<N>-<run id>.json`` (split names may hold '/').
+
+    The folder is the split with its protocol (:func:`split_label`), '/' made '_'.
 
     The MLflow run id makes the name unique: concurrent evaluations never share a file.
     """
@@ -380,9 +475,11 @@ def result_path(request: EvaluationRequest, method: str, seeds: Sequence[int], r
 
 
 def split_label(request: EvaluationRequest) -> str:
-    """The split with its segmentation protocol, e.g. ``reference+annotated-5``."""
-    k = request.annotated_slices
-    return request.split if k is None else f"{request.split}+annotated-{k}"
+    """The split with its training protocol, e.g. ``reference+annotated-5`` or ``100proj+mixed-50proj,250proj``.
+
+    See :func:`~aiax_bench.results.protocol_label`; :func:`run_seeds` labels a checked request.
+    """
+    return protocol_label(request.split, request.annotated_slices, request.train_splits)
 
 
 def resolve_name(ref: str) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "aggregate_runs",
     "clean_record",
     "is_number",
+    "protocol_label",
     "sample_std",
     "supervision_label",
 ]
@@ -51,6 +52,23 @@ def supervision_label(protocol: str) -> str:
     if protocol not in SUPERVISION:
         raise InputError("supervision", f"is {protocol!r}", f"expected one of {sorted(SUPERVISION)}")
     return SUPERVISION[protocol]
+
+
+def protocol_label(split: str, annotated_slices: int | None = None,
+                   train_splits: Sequence[str] | None = None) -> str:
+    """The split with its training protocol: ``reference+annotated-5``, ``100proj+mixed-50proj,100proj,250proj``.
+
+    Results and leaderboard entries of one protocol label are compared with
+    each other only. The mixture's splits are joined with commas, which split
+    names never contain (they do contain '-', as in ``dose-1/16``): the label
+    reads back unambiguously.
+    """
+    label = split
+    if annotated_slices:
+        label += f"+annotated-{annotated_slices}"
+    if train_splits:
+        label += "+mixed-" + ",".join(train_splits)
+    return label
 
 
 def sample_std(values: Sequence[float] | np.ndarray) -> float | None:
@@ -153,7 +171,12 @@ class RunResult:
 
 @dataclass
 class Result:
-    """Everything an evaluation of one method, config, dataset and split gives (one or more seeds)."""
+    """Everything an evaluation of one method, config, dataset and split gives (one or more seeds).
+
+    ``split`` is the split scored (its test volumes); ``train_splits``, when
+    set, are the splits whose training and validation samples the method got,
+    in equal shares (the mixed-degradation protocol), else it got ``split``'s.
+    """
 
     method: str
     task: str
@@ -166,6 +189,7 @@ class Result:
     created: str
     runs: list[RunResult]
     provenance: dict[str, Any]
+    train_splits: list[str] | None = None
     schema_version: int = RESULT_SCHEMA_VERSION
 
     @property
@@ -195,7 +219,9 @@ class Result:
             raise InputError(f"{where}: field schema_version", f"is {version!r}",
                              f"expected {RESULT_SCHEMA_VERSION}: evaluate again with this version of aiax-bench")
         names = [f for f in cls.__dataclass_fields__ if f != "runs"]
-        missing = [k for k in [*names, "runs"] if k not in doc]
+        # Written before the mixed-degradation protocol existed: such a result trained on its split.
+        optional = ("train_splits",)
+        missing = [k for k in [*names, "runs"] if k not in doc and k not in optional]
         if missing:
             raise InputError(f"{where}: field {missing[0]}", "is missing",
                              "pass a result file of `aiax-bench evaluate`")
@@ -206,7 +232,12 @@ class Result:
                 raise InputError(f"{where}: field runs[{i}]", "lacks seed, records or efficiency",
                                  "pass a result file of `aiax-bench evaluate`")
             runs.append(RunResult(**{k: v for k, v in run.items() if k in run_fields}))
-        result = cls(**{k: doc[k] for k in names}, runs=runs)
+        train_splits = doc.get("train_splits")
+        if train_splits is not None and (not isinstance(train_splits, list) or not train_splits
+                                         or not all(isinstance(s, str) and s for s in train_splits)):
+            raise InputError(f"{where}: field train_splits", f"is {train_splits!r}",
+                             "expected null or a non-empty list of split names")
+        result = cls(**{k: doc.get(k) for k in names}, runs=runs)
         if doc.get("seeds") is not None and doc["seeds"] != result.seeds:
             raise InputError(f"{where}: field seeds", f"is {doc['seeds']}", f"expected its runs' seeds {result.seeds}")
         from aiax_bench.evaluation.catalog import metric_spec

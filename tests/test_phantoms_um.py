@@ -247,8 +247,8 @@ def test_bad_parameters_fail_fast(call):
 
 def test_foam_2_0_recipe_is_one_material_at_every_profile():
     """The registry's foam, as built: tiny and small agree on porosity and void sizes within 5 %."""
-    from aiax_bench.data.build import _phantom_params
     from aiax_bench.data.registry import resolve
+    from aiax_bench.data.sample_recipe import phantom_params as _phantom_params
 
     spec = resolve("foam@2.0")
     keys = ("porosity", "void_radius_mean_um", "void_radius_q50_um")

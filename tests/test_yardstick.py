@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiax_bench.data.build import _phantom_params
 from aiax_bench.data.registry import list_datasets, resolve
+from aiax_bench.data.sample_recipe import phantom_params as _phantom_params
 from aiax_bench.evaluation import porosity as pz
 from aiax_bench.evaluation.yardstick import YARDSTICK_METRICS, rank_checks, score_known_volumes
 from aiax_bench.sim.phantoms import make_phantom

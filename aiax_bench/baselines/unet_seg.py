@@ -503,10 +503,13 @@ class UNetSeg(TrainingRecord, Method):
         ctx = FitContext.of(context)
         settings = dataclasses.asdict(self.train_settings(budget))
         settings.pop("progress")
+        # A mixed training (``train_splits``) is the same whichever split it is then evaluated on.
+        mixture = list(ctx.train_splits) if ctx.train_splits else None
         doc = json_ready({"method": self.name, "config": self.config_dict(), "seed": int(seed),
                            **({"task": ctx.task} if ctx.task not in (None, self.task) else {}),
+                           **({"train_splits": mixture} if mixture else {}),
                            "settings": settings, "training_code": TRAINING_CODE_VERSION,
-                           "dataset_sha256": ctx.dataset_sha256, "split": ctx.split,
+                           "dataset_sha256": ctx.dataset_sha256, "split": None if mixture else ctx.split,
                            "annotated_slices": ctx.annotated_slices,
                            "train_ids": [getattr(s, "id", None) for s in train]})
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

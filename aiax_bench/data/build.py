@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from aiax_bench.data import sample_recipe
 from aiax_bench.data.registry import PARTS, DatasetVersion
 from aiax_bench.data.store import STORE_FORMAT, SampleWriter, atomic_store, digest_of_hashes
 from aiax_bench.errors import InputError
@@ -36,21 +37,6 @@ def sample_ids(spec: DatasetVersion, profile: str) -> list[tuple[str, str, int]]
     """``(sample_id, part, seed)`` for every sample of a profile, in store order."""
     samples = spec.profiles[profile]["samples"]
     return [(f"{part}-{k:03d}", part, int(seed)) for part in PARTS for k, seed in enumerate(samples[part])]
-
-
-def _phantom_params(recipe: dict[str, Any], part: str, size: int, seed: int) -> tuple[str, dict[str, Any]]:
-    """The generator (recipe ``phantom.generator``, else the family) and its parameters."""
-    params = dict(recipe["phantom"])
-    if part == "ood-test":
-        params.update(recipe.get("ood_phantom", {}))
-    params.update(size=size, seed=seed, voxel_size_um=recipe["voxel_size_um"])
-    return params.pop("generator", recipe["family"]), params
-
-
-def _reference_rng(seed: int, independent: bool) -> np.random.Generator:
-    # Version 1.0's stream is kept so that its stores rebuild bit for bit; from 2.0 on the
-    # reference scan's stream is named like every split's, so no two scans share one.
-    return np.random.default_rng([seed, zlib.crc32(b"reference")] if independent else [seed, 1])
 
 
 @dataclass
@@ -240,7 +226,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         root = zarr.open_group(str(tmp), mode="w")
         for sample_id, part, seed in ids:
             bar.set_postfix_str(f"{sample_id}: phantom")
-            generator, phantom_params = _phantom_params(recipe, part, size, seed)
+            generator, phantom_params = sample_recipe.phantom_params(recipe, part, size, seed)
             phantom = make_phantom(generator, **phantom_params)
             bar.update()
             bar.set_postfix_str(f"{sample_id}: projections")
@@ -256,8 +242,9 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             bar.update()
             bar.set_postfix_str(f"{sample_id}: reference reconstruction")
             independent = bool(acq.get("independent_noise", False))
+            reference_noise = sample_recipe.reference_rng(seed, independent)
             ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
-                                 noisy=poisson_noise(clean, acq["photons"], rng=_reference_rng(seed, independent)),
+                                 noisy=poisson_noise(clean, acq["photons"], rng=reference_noise),
                                  independent_noise=independent, seed=seed, voxel_cm=recipe["voxel_size_um"] * 1e-4,
                                  recon_filter=recipe["reconstruction"]["filter"], projector=projector_for,
                                  project=project)
@@ -283,7 +270,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                 bar.update()
             writer.finish({"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
                            "phases": list(phantom.phases), "attenuation_per_cm": list(phantom.attenuation),
-                           "phantom": _jsonable(phantom.params), "photons": acq["photons"]})
+                           "phantom": sample_recipe.jsonable(phantom.params), "photons": acq["photons"]})
             del ctx, clean, writer
         attrs = {
             "name": spec.name, "version": spec.version, "profile": profile,
@@ -296,13 +283,3 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         # Written last: a store without these attributes is incomplete by construction.
         root.attrs.update(attrs)
     return attrs
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

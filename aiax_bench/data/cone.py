@@ -252,7 +252,7 @@ def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: l
     import zarr
     from tqdm.auto import tqdm
 
-    from aiax_bench.data.build import _jsonable, _phantom_params, _reference_rng
+    from aiax_bench.data.sample_recipe import jsonable, phantom_params, reference_rng
     from aiax_bench.data.store import STORE_FORMAT, SampleWriter, atomic_store, digest_of_hashes
     from aiax_bench.recon import ConeBeamProjector
     from aiax_bench.sim.acquire import poisson_noise
@@ -279,7 +279,7 @@ def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: l
         root = zarr.open_group(str(tmp), mode="w")
         for sample_id, part, seed in ids:
             bar.set_postfix_str(f"{sample_id}: phantom and projections")
-            generator, params = _phantom_params(recipe, part, size, seed)
+            generator, params = phantom_params(recipe, part, size, seed)
             params[recipe["material"]["attenuation_parameter"]] = scan.effective_mu_per_cm
             phantom = make_phantom(generator, **params)
             truth = phantom.attenuation_map()
@@ -292,7 +292,7 @@ def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: l
             writer.add("mask", phantom.mask)
             bar.update()
             bar.set_postfix_str(f"{sample_id}: reference")
-            noisy = poisson_noise(clean, float(acq["photons"]), rng=_reference_rng(seed, True))
+            noisy = poisson_noise(clean, float(acq["photons"]), rng=reference_rng(seed, True))
             writer.add("high", sample.fdk(noisy, scan.angles))
             writer.add("sinogram", noisy)
             writer.add("angles", scan.angles)
@@ -310,7 +310,7 @@ def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: l
                 bar.update()
             writer.finish({"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
                            "phases": list(phantom.phases), "attenuation_per_cm": list(phantom.attenuation),
-                           "phantom": _jsonable(phantom.params), "photons": acq["photons"],
+                           "phantom": jsonable(phantom.params), "photons": acq["photons"],
                            "geometry": scan.describe(), "material": recipe["material"]["name"],
                            "effective_attenuation_per_cm": scan.effective_mu_per_cm,
                            "spectrum": {"kvp": acq["spectrum"]["kvp"], "energies_kev": scan.energies_kev.tolist(),

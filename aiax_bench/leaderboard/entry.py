@@ -20,7 +20,8 @@ __all__ = ["build_entry", "check_name", "entry_id", "load_result", "normalise_pa
 
 
 # Fields that must agree between result files combined into one entry.
-_SAME_ACROSS_SEEDS = ("method", "task", "config", "dataset", "profile", "split", "annotated_slices", "supervision")
+_SAME_ACROSS_SEEDS = ("method", "task", "config", "dataset", "profile", "split", "annotated_slices", "train_splits",
+                      "supervision")
 _SAME_PROVENANCE = ("dataset_sha256", "recipe_sha256", "evaluator_version", "package_version", "git_commit", "budget")
 
 
@@ -209,7 +210,7 @@ def build_entry(results: Sequence[Result], *, name: str, authors: Sequence[str],
                 supervision=first.supervision)
     efficiencies = [r["efficiency"] for r in runs]
     peaks = [e["peak_memory_mb"] for e in efficiencies if e.get("peak_memory_mb") is not None]
-    doc = {"split": first.split, "annotated_slices": first.annotated_slices}
+    doc = {"split": first.split, "annotated_slices": first.annotated_slices, "train_splits": first.train_splits}
     entry = {
         "submission_schema_version": SUBMISSION_SCHEMA_VERSION,
         "id": entry_id(dataset=first.dataset, profile=first.profile, split=protocol_split(doc), name=name),
@@ -227,6 +228,7 @@ def build_entry(results: Sequence[Result], *, name: str, authors: Sequence[str],
         "profile": first.profile,
         "split": first.split,
         **({"annotated_slices": first.annotated_slices} if first.annotated_slices else {}),
+        **({"train_splits": list(first.train_splits)} if first.train_splits else {}),
         "evaluator_version": prov["evaluator_version"],
         "seeds": seeds,
         "metrics": aggregate_runs(runs),

@@ -113,7 +113,8 @@ def acquisition_saving(dataset: str, split: str) -> str:
     ``100proj`` of 500 reference projections reads "100 of 500 projections:
     5× less scan time, dose and data"; every split kind of the recipes
     (:data:`SAVINGS`) is described from its recipe keys, and the annotated-k
-    protocol of segmentation entries (``reference+annotated-5``) is added.
+    protocol of segmentation entries (``reference+annotated-5``) and a mixture
+    of training splits (``100proj+mixed-50proj,250proj``) are added.
     """
     from aiax_bench.data.registry import resolve
 
@@ -129,6 +130,9 @@ def acquisition_saving(dataset: str, split: str) -> str:
     _, _, protocol = split.partition("+annotated-")
     if protocol:  # the annotation effort is part of what a segmentation entry saves
         saving += f"; training labels on {protocol} slices per volume"
+    _, _, mixture = split.partition("+mixed-")
+    if mixture:  # one network for every degradation: its training data is part of the claim
+        saving += f"; trained on {', '.join(mixture.split(','))} in equal shares"
     return saving
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from aiax_bench.data.registry import REFERENCE_SPLIT
 from aiax_bench.errors import InputError, UnknownNameError
 from aiax_bench.leaderboard.rerun_record import check_verification
-from aiax_bench.results import aggregate_runs, is_number
+from aiax_bench.results import aggregate_runs, is_number, protocol_label
 
 __all__ = [
     "SUBMISSION_SCHEMA_VERSION",
@@ -109,13 +109,33 @@ def _resolve(entry: dict[str, Any], where: str):
     if entry.get("annotated_slices") and not segment:
         raise InputError(f"{where}: field annotated_slices", f"is {entry['annotated_slices']} for task "
                          f"{entry.get('task')!r}", "null: the annotated-k protocol is for segmentation entries only")
+    _check_train_splits(entry, spec, where)
     return spec
 
 
+def _check_train_splits(entry: dict[str, Any], spec, where: str) -> None:
+    """A mixture names splits of the dataset, each once, never the reference scan, never with annotated-k."""
+    mixture = entry.get("train_splits")
+    if mixture is None:
+        return
+    for i, name in enumerate(mixture):
+        if name not in spec.splits:
+            raise InputError(f"{where}: field train_splits[{i}]", f"{name!r} is not a split of {spec.ref}",
+                             f"expected one of {sorted(spec.splits)} (the reference scan is no training split)")
+    if len(set(mixture)) != len(mixture):
+        raise InputError(f"{where}: field train_splits", f"is {mixture}", "each split once")
+    if mixture == [entry["split"]]:
+        raise InputError(f"{where}: field train_splits", f"is {mixture}, the entry's own split",
+                         "null: training on the split scored is the ordinary protocol")
+    if entry.get("annotated_slices"):
+        raise InputError(f"{where}: field train_splits", f"is {mixture} with annotated_slices "
+                         f"{entry['annotated_slices']}", "one protocol at a time: null, or no annotated_slices")
+
+
 def protocol_split(doc: dict[str, Any]) -> str:
-    """The split an entry competes in: the split name, with ``+annotated-k`` under the annotated-k protocol."""
-    k = doc.get("annotated_slices")
-    return doc["split"] if not k else f"{doc['split']}+annotated-{k}"
+    """The split an entry competes in: the split name, with ``+annotated-k`` under the annotated-k protocol and
+    ``+mixed-A,B,C`` when it trained on a mixture of splits (:func:`~aiax_bench.results.protocol_label`)."""
+    return protocol_label(doc["split"], doc.get("annotated_slices"), doc.get("train_splits"))
 
 
 def scored_sample_ids(spec, profile: str) -> list[str]:
@@ -232,6 +252,10 @@ def check_entry(entry: dict[str, Any], *, where: str = "submission", board: Path
         if prov[key] != entry[key]:
             raise InputError(f"{where}: field provenance.{key}", f"is {prov[key]!r}",
                              f"expected {entry[key]!r} like the entry's {key}")
+    # Absent from entries of the ordinary protocol (and from those written before mixtures existed).
+    if prov.get("train_splits") != entry.get("train_splits"):
+        raise InputError(f"{where}: field provenance.train_splits", f"is {prov.get('train_splits')!r}",
+                         f"expected {entry.get('train_splits')!r} like the entry's train_splits")
     seeds = [run["seed"] for run in entry["runs"]]
     if seeds != entry["seeds"]:
         raise InputError(f"{where}: field runs", f"has seeds {seeds}", f"expected one run per seed {entry['seeds']}")

@@ -1,9 +1,9 @@
 """``aiax-bench submit --verify``: re-run an entry's evaluation and compare the numbers.
 
 The re-run is built from the entry's structured fields (method, config,
-dataset, profile, split, seeds), never by executing the recorded command
-string: a submission is data, and running text from it would run whatever
-someone wrote there.
+dataset, profile, split, training protocol, seeds), never by executing the
+recorded command string: a submission is data, and running text from it
+would run whatever someone wrote there.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def verify_entry(ref: str | Path, *, board: Path, yes_run_code: bool = False,
                                         profile=entry["profile"], seed=recorded["seed"], config=entry["config"],
                                         tracking_uri=tracking_uri or f"sqlite:///{Path(tmp) / 'mlflow.db'}",
                                         output_dir=Path(tmp) / "results",
-                                        annotated_slices=entry.get("annotated_slices"), reuse_checkpoints=False,
+                                        annotated_slices=entry.get("annotated_slices"),
+                                        train_splits=entry.get("train_splits"), reuse_checkpoints=False,
                                         budget=Budget(**budget) if budget else None)
             last = runner(request)
             for run in last["runs"]:

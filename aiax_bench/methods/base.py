@@ -170,11 +170,17 @@ class FitContext:
     Attributes
     ----------
     dataset, profile, split : str, optional
-        The dataset reference (``name@version``), size profile and split trained on.
+        The dataset reference (``name@version``), size profile and split evaluated (trained on too, unless
+        ``train_splits`` says otherwise).
     task : str, optional
         The task the method is evaluated on (one of :meth:`Method.tasks`); None means ``Method.task``.
     annotated_slices : int, optional
         The annotated-k protocol of a segmentation method.
+    train_splits : tuple of str, optional
+        The mixed-degradation protocol: the training and validation samples are
+        these splits' (the same volumes through each split, in this order), not
+        ``split``'s. A checkpoint key names these instead of ``split``, so one
+        mixed training serves every split it is evaluated on.
     dataset_sha256 : str, optional
         Content hash of the dataset profile: a checkpoint is reused only for the same data.
     checkpoint_root : Path, optional
@@ -193,6 +199,7 @@ class FitContext:
     profile: str | None = None
     split: str | None = None
     annotated_slices: int | None = None
+    train_splits: tuple[str, ...] | None = None
     dataset_sha256: str | None = None
     checkpoint_root: Path | None = None
     checkpoint: Path | None = None
@@ -211,7 +218,9 @@ class FitContext:
         if unknown:
             raise InputError("fit context", f"has unknown key(s) {unknown}", f"known keys: {sorted(known)}")
         paths = {k: Path(value[k]) for k in ("checkpoint_root", "checkpoint") if value.get(k) is not None}
-        return cls(**{**value, **paths})
+        # A mapping read from JSON holds a list; the context keeps a tuple, as the harness passes it.
+        mixture = {"train_splits": tuple(value["train_splits"])} if value.get("train_splits") else {}
+        return cls(**{**value, **paths, **mixture})
 
 
 class Method(ABC):

@@ -11,7 +11,8 @@ Fit context
 ``fit`` reads a :class:`~aiax_bench.methods.FitContext` (or a mapping of its
 fields). With ``checkpoint_root``, training writes ``<root>/<method>/<key>``,
 where ``key`` hashes the method, its training-relevant config, the budget, the
-seed, the dataset content sha256, the split and sample ids, and the training
+seed, the dataset content sha256, the split (or the mixture of splits,
+``train_splits``, whatever split is evaluated) and sample ids, and the training
 code version; a later ``fit`` with the same key reuses it instead of training
 (``reuse``), and an interrupted training resumes from ``<key>.partial``
 (``resume``). ``checkpoint`` adopts a given checkpoint, refused (InputError)
@@ -319,7 +320,9 @@ class SliceMethod(TrainingRecord, Method):
         """Everything that determines the trained weights, as JSON-ready values."""
         from aiax_bench.version import __version__
 
-        split = context.split or getattr(train[0], "split", None)
+        mixture = list(context.train_splits) if context.train_splits else None
+        # A mixed training is the same whichever split it is then evaluated on: its key names the mixture only.
+        split = None if mixture else context.split or getattr(train[0], "split", None)
         return json_ready({
             "method": self.name,
             "config": self.training_config(),
@@ -329,6 +332,8 @@ class SliceMethod(TrainingRecord, Method):
             "dataset": context.dataset,
             "dataset_sha256": context.dataset_sha256 or self._store_sha256(train),
             "split": split,
+            # Only when set: the keys of the checkpoints trained on one split stay what they were.
+            **({"train_splits": mixture} if mixture else {}),
             "train_ids": [getattr(s, "id", None) for s in train],
             "val_ids": [getattr(s, "id", None) for s in val],
             "training_code_version": TRAINING_CODE_VERSION,
@@ -351,7 +356,7 @@ class SliceMethod(TrainingRecord, Method):
         Parameters
         ----------
         train, val : sequence of Sample
-            Training and validation samples of one split.
+            Training and validation samples of one split (or of several: ``context.train_splits``).
         seed : int
             Seed of the initial weights and of the patch stream.
         budget : Budget, optional
@@ -428,7 +433,7 @@ class SliceMethod(TrainingRecord, Method):
     def _adopt(self, path: Path, identity: Mapping[str, Any], tracker: Any, *, key: str | None = None) -> None:
         """Load a checkpoint for this training, refusing one made for anything else."""
         expect = {"method": self.name}
-        for field in ("dataset_sha256", "split"):
+        for field in ("dataset_sha256", "split", "train_splits"):
             if identity.get(field) is not None:
                 expect[f"training.{field}"] = identity[field]
         if key is not None:
