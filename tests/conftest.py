@@ -98,3 +98,12 @@ def browser(chromium, tmp_path_factory):
     instance = _browser.Browser(chromium, tmp_path_factory.mktemp("chromium-profile"))
     yield instance
     instance.close()
+
+
+@pytest.fixture
+def board(tmp_path, monkeypatch):
+    """An empty leaderboard folder, and an empty dataset cache (only the registry vouches for hashes)."""
+    monkeypatch.setenv("AIAX_BENCH_DATA", str(tmp_path / "cache"))
+    folder = tmp_path / "repo" / "leaderboard"
+    folder.mkdir(parents=True)
+    return folder

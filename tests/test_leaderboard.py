@@ -35,15 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 from _board import DATASET, dataset_hash, entry_of, fake_result, write  # noqa: E402
 
 
-@pytest.fixture
-def board(tmp_path, monkeypatch):
-    """An empty leaderboard folder, and an empty dataset cache (only the registry vouches for hashes)."""
-    monkeypatch.setenv("AIAX_BENCH_DATA", str(tmp_path / "cache"))
-    folder = tmp_path / "repo" / "leaderboard"
-    folder.mkdir(parents=True)
-    return folder
-
-
 def field_of(excinfo) -> str:
     return excinfo.value.field
 

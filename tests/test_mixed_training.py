@@ -187,12 +187,6 @@ def test_frame_stacks_and_measured_scans_take_a_mixture():
 
 
 # ---------------------------------------------------------------------------------------- leaderboard
-@pytest.fixture
-def board(tmp_path, monkeypatch):
-    monkeypatch.setenv("AIAX_BENCH_DATA", str(tmp_path / "cache"))
-    folder = tmp_path / "repo" / "leaderboard"
-    folder.mkdir(parents=True)
-    return folder
 
 
 def _mixed_result(train_splits: list[str] | None, psnr: float) -> dict:

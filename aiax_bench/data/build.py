@@ -14,7 +14,7 @@ import numpy as np
 
 from aiax_bench.data import sample_recipe
 from aiax_bench.data.registry import PARTS, DatasetVersion
-from aiax_bench.data.store import STORE_FORMAT, SampleWriter, atomic_store, digest_of_hashes
+from aiax_bench.data.store import SampleWriter, atomic_store
 from aiax_bench.errors import InputError
 from aiax_bench.mkl_mode import use_compatible_mkl
 from aiax_bench.recon import ParallelBeamProjector, fbp
@@ -28,7 +28,6 @@ from aiax_bench.sim.acquire import (
 )
 from aiax_bench.sim.phantoms import Phantom, make_phantom
 from aiax_bench.sim.project import project_phantom
-from aiax_bench.version import __version__
 
 __all__ = ["build_store", "sample_ids"]
 
@@ -260,26 +259,13 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                 # The ceiling of any method trained on independent noise: the same FBP without noise.
                 writer.add("clean", ctx.fbp(clean, ref_angles))
             bar.update()
-            for split, params in spec.splits.items():
-                bar.set_postfix_str(f"{sample_id}: {split}")
-                low, sino, angles = SPLIT_KINDS[params["kind"]](ctx, split, params)
-                writer.add(f"splits/{split}/low", low)
-                writer.add(f"splits/{split}/sinogram", sino)
-                writer.add(f"splits/{split}/angles", angles)
-                del low, sino
-                bar.update()
-            writer.finish({"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
-                           "phases": list(phantom.phases), "attenuation_per_cm": list(phantom.attenuation),
-                           "phantom": sample_recipe.jsonable(phantom.params), "photons": acq["photons"]})
+            sample_recipe.write_splits(writer, spec.splits,
+                                       lambda split, params, ctx=ctx: SPLIT_KINDS[params["kind"]](ctx, split, params),
+                                       bar=bar, sample_id=sample_id)
+            writer.finish(sample_recipe.phantom_attrs(phantom, part=part, seed=seed, photons=acq["photons"]))
             del ctx, clean, writer
-        attrs = {
-            "name": spec.name, "version": spec.version, "profile": profile,
-            "recipe_sha256": spec.recipe_sha256, "store_format": STORE_FORMAT,
-            "generator_version": __version__, "samples": [s[0] for s in ids],
-            "splits": sorted(spec.splits), "fingerprint": fingerprint,
-            "content_sha256": digest_of_hashes(hashes),
-            "build_seconds": round(time.time() - started, 1),
-        }
+        attrs = sample_recipe.store_attrs(spec, profile, ids, fingerprint=fingerprint, hashes=hashes,
+                                          started=started)
         # Written last: a store without these attributes is incomplete by construction.
         root.attrs.update(attrs)
     return attrs

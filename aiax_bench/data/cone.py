@@ -252,12 +252,11 @@ def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: l
     import zarr
     from tqdm.auto import tqdm
 
-    from aiax_bench.data.sample_recipe import jsonable, phantom_params, reference_rng
-    from aiax_bench.data.store import STORE_FORMAT, SampleWriter, atomic_store, digest_of_hashes
+    from aiax_bench.data.sample_recipe import phantom_attrs, phantom_params, reference_rng, store_attrs, write_splits
+    from aiax_bench.data.store import SampleWriter, atomic_store
     from aiax_bench.recon import ConeBeamProjector
     from aiax_bench.sim.acquire import poisson_noise
     from aiax_bench.sim.phantoms import make_phantom
-    from aiax_bench.version import __version__
 
     recipe = spec.recipe
     size = int(spec.profiles[profile]["size"])
@@ -300,30 +299,17 @@ def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: l
             if store_clean:
                 writer.add("clean", sample.fdk(clean, scan.angles))
             bar.update()
-            for split, split_params in spec.splits.items():
-                bar.set_postfix_str(f"{sample_id}: {split}")
-                low, sino, angles = CONE_SPLIT_KINDS[split_params["kind"]](sample, split, split_params)
-                writer.add(f"splits/{split}/low", low)
-                writer.add(f"splits/{split}/sinogram", sino)
-                writer.add(f"splits/{split}/angles", angles)
-                del low, sino
-                bar.update()
-            writer.finish({"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um,
-                           "phases": list(phantom.phases), "attenuation_per_cm": list(phantom.attenuation),
-                           "phantom": jsonable(phantom.params), "photons": acq["photons"],
+            write_splits(writer, spec.splits,
+                         lambda split, params, sample=sample: CONE_SPLIT_KINDS[params["kind"]](sample, split, params),
+                         bar=bar, sample_id=sample_id)
+            writer.finish({**phantom_attrs(phantom, part=part, seed=seed, photons=acq["photons"]),
                            "geometry": scan.describe(), "material": recipe["material"]["name"],
                            "effective_attenuation_per_cm": scan.effective_mu_per_cm,
                            "spectrum": {"kvp": acq["spectrum"]["kvp"], "energies_kev": scan.energies_kev.tolist(),
                                         "weights": scan.weights.tolist(),
                                         "attenuation_per_cm": scan.mu_per_cm.tolist()}})
             del sample, clean, truth, writer
-        attrs = {
-            "name": spec.name, "version": spec.version, "profile": profile,
-            "recipe_sha256": spec.recipe_sha256, "store_format": STORE_FORMAT,
-            "generator_version": __version__, "samples": [s[0] for s in ids],
-            "splits": sorted(spec.splits), "fingerprint": fingerprint,
-            "content_sha256": digest_of_hashes(hashes),
-            "build_seconds": round(time.time() - started, 1),
-        }
+        # Written last: a store without these attributes is incomplete by construction.
+        attrs = store_attrs(spec, profile, ids, fingerprint=fingerprint, hashes=hashes, started=started)
         root.attrs.update(attrs)
     return attrs

@@ -1,13 +1,16 @@
-"""What every simulated sample of a recipe starts from: its phantom's parameters, its reference scan's noise stream."""
+"""What every simulated store shares: a sample's phantom parameters, its reference scan's noise stream, the
+writing of its splits and attributes, and the store's root attributes."""
 
 from __future__ import annotations
 
+import time
 import zlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["jsonable", "phantom_params", "reference_rng"]
+__all__ = ["jsonable", "phantom_attrs", "phantom_params", "reference_rng", "store_attrs", "write_splits"]
 
 
 def phantom_params(recipe: dict[str, Any], part: str, size: int, seed: int) -> tuple[str, dict[str, Any]]:
@@ -35,3 +38,42 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def write_splits(writer, splits: Mapping[str, dict[str, Any]], make: Callable[[str, dict[str, Any]], tuple],
+                 *, bar, sample_id: str) -> None:
+    """Write every split's ``low``, ``sinogram`` and ``angles`` of one sample, one split in memory at a time.
+
+    ``make(name, params)`` returns the split's ``(low, sinogram, angles)``.
+    """
+    for split, params in splits.items():
+        bar.set_postfix_str(f"{sample_id}: {split}")
+        low, sino, angles = make(split, params)
+        writer.add(f"splits/{split}/low", low)
+        writer.add(f"splits/{split}/sinogram", sino)
+        writer.add(f"splits/{split}/angles", angles)
+        del low, sino
+        bar.update()
+
+
+def phantom_attrs(phantom, *, part: str, seed: int, photons: float) -> dict[str, Any]:
+    """A simulated sample's attributes: its part, seed, voxel size, phases and their attenuation, phantom and dose."""
+    return {"part": part, "seed": seed, "voxel_size_um": phantom.voxel_size_um, "phases": list(phantom.phases),
+            "attenuation_per_cm": list(phantom.attenuation), "phantom": jsonable(phantom.params),
+            "photons": photons}
+
+
+def store_attrs(spec, profile: str, ids: list[tuple[str, str, int]], *, fingerprint: dict, hashes: dict[str, str],
+                started: float) -> dict[str, Any]:
+    """A simulated store's root attributes (written last: a store without them is incomplete by construction)."""
+    from aiax_bench.data.store import STORE_FORMAT, digest_of_hashes
+    from aiax_bench.version import __version__
+
+    return {
+        "name": spec.name, "version": spec.version, "profile": profile,
+        "recipe_sha256": spec.recipe_sha256, "store_format": STORE_FORMAT,
+        "generator_version": __version__, "samples": [s[0] for s in ids],
+        "splits": sorted(spec.splits), "fingerprint": fingerprint,
+        "content_sha256": digest_of_hashes(hashes),
+        "build_seconds": round(time.time() - started, 1),
+    }
