@@ -17,6 +17,8 @@ __all__ = ["FBP", "FBPRamp"]
 
 #: Cut-offs tried, as fractions of the Nyquist frequency.
 CUTOFFS = (1.0, 0.8, 0.65, 0.5, 0.4, 0.3)
+#: Stripe-removal windows tried with ``remove_rings`` (detector pixels): from a narrow detector's to algotom's default.
+RING_SIZES = (3, 5, 11, 21)
 
 
 class FBP(ClassicalReconstruction):
@@ -53,6 +55,13 @@ class FBP(ClassicalReconstruction):
             path it means at the material's effective attenuation (:func:`aiax_bench.sim.spectrum.linearise`),
             with the sample's recorded tube spectrum and material (``meta['spectrum']``, a lab scan's);
             the single-material correction of lab CT software.
+        remove_rings : bool
+            Remove the sinogram's stripes (each detector row's) before filtering: the sorting-based
+            stripe removal of Vo, Atwood & Drakopoulos (Opt. Express 2018), as algotom implements it
+            (:func:`aiax_bench.ingest.preprocess.remove_rings`, the import pipeline's step). Its window
+            is tuned with the filter (:data:`RING_SIZES`), or ``ring_size`` without tuning.
+        ring_size : int
+            Stripe-removal window (detector pixels) used without tuning.
         """
 
         tune: str = "reference"
@@ -60,6 +69,8 @@ class FBP(ClassicalReconstruction):
         cutoff: float = 1.0
         tune_slices: int = 16
         linearise: bool = False
+        remove_rings: bool = False
+        ring_size: int = 21
 
     def measured_sinogram(self, sample) -> np.ndarray:
         sinogram = super().measured_sinogram(sample)
@@ -76,13 +87,33 @@ class FBP(ClassicalReconstruction):
         return linearise(sinogram, tube, np.asarray(spectrum["attenuation_per_cm"]), detector="photon-counting")
 
     def default_settings(self) -> dict[str, Any]:
-        return {"filter": self.config.filter, "cutoff": self.config.cutoff}
+        settings = {"filter": self.config.filter, "cutoff": self.config.cutoff}
+        return {**settings, "ring_size": self.config.ring_size} if self.config.remove_rings else settings
 
     def candidates(self, problem) -> Iterable[dict[str, Any]]:
         from aiax_bench.recon import FILTERS
 
+        if self.config.remove_rings:
+            # Window first: the stripe removal of one window serves every filter (see _destriped).
+            for size, window, cutoff in itertools.product(RING_SIZES, FILTERS, CUTOFFS):
+                yield {"filter": window, "cutoff": cutoff, "ring_size": size}
+            return
         for window, cutoff in itertools.product(FILTERS, CUTOFFS):
             yield {"filter": window, "cutoff": cutoff}
+
+    def _destriped(self, sinogram: np.ndarray, size: int) -> np.ndarray:
+        """The sinogram without stripes (window ``size``), kept for the next call on the same sinogram."""
+        from aiax_bench.ingest.preprocess import remove_rings
+
+        cached = getattr(self, "_destripe_cache", None)
+        if cached is not None and cached[0] is sinogram and cached[1] == size:
+            return cached[2]
+        if self._geometry is not None and self._geometry["beam"] == "cone":  # (A, R, D): the rows second
+            out = np.ascontiguousarray(remove_rings(sinogram.transpose(1, 0, 2), size=size).transpose(1, 0, 2))
+        else:
+            out = remove_rings(sinogram, size=size)
+        self._destripe_cache = (sinogram, size, out)
+        return out
 
     def score_candidates(self, problem) -> list[tuple[dict[str, Any], float]]:
         if problem.slices is not None:
@@ -95,6 +126,8 @@ class FBP(ClassicalReconstruction):
         given), with ``settings``' window and cut-off (1/voxel)."""
         from aiax_bench.recon import fbp
 
+        if settings.get("ring_size"):
+            sinogram = self._destriped(sinogram, int(settings["ring_size"]))
         if self._geometry is not None and self._geometry["beam"] == "cone":
             from aiax_bench.recon import fdk
 

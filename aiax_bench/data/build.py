@@ -111,6 +111,43 @@ def _continuous(ctx: _SampleContext, name: str, params: dict[str, Any]):
     return ctx.fbp(sino, angles), sino, angles
 
 
+def _full_scan(ctx: _SampleContext, sino: np.ndarray) -> tuple:
+    return ctx.fbp(sino, ctx.angles), sino, ctx.angles
+
+
+def _rings(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles; a fraction of the detector's pixels with gains the flat field does not know."""
+    from aiax_bench.sim.artefacts import ring_scan
+
+    return _full_scan(ctx, ring_scan(ctx.clean, photons=ctx.photons, defective_fraction=params["defective_fraction"],
+                                     gain_sigma=params["gain_sigma"], rng=ctx.rng(name)))
+
+
+def _blur(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles through a detector with a Gaussian point-spread function."""
+    from aiax_bench.sim.artefacts import blurred_scan
+
+    return _full_scan(ctx, blurred_scan(ctx.clean, photons=ctx.photons, sigma_px=params["psf_sigma_px"],
+                                        rng=ctx.rng(name)))
+
+
+def _zingers(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles with zingers (single pixels hit far above the beam)."""
+    from aiax_bench.sim.artefacts import zinger_scan
+
+    return _full_scan(ctx, zinger_scan(ctx.clean, photons=ctx.photons,
+                                       zingers_per_projection=params["zingers_per_projection"],
+                                       brightness=tuple(params["brightness"]), rng=ctx.rng(name)))
+
+
+def _flat_noise(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles normalised by the mean of a finite number of flat fields."""
+    from aiax_bench.sim.artefacts import flat_noise_scan
+
+    return _full_scan(ctx, flat_noise_scan(ctx.clean, photons=ctx.photons, n_flats=params["n_flats"],
+                                           rng=ctx.rng(name)))
+
+
 #: Memory the build keeps reconstruction operators in, across splits and samples (bytes). Beyond it the
 #: least recently used are dropped and built again when next needed: time, never bytes, since an
 #: operator is a function of its geometry. The operator in use is always kept, whatever its size
@@ -149,6 +186,10 @@ SPLIT_KINDS: dict[str, Callable[[_SampleContext, str, dict[str, Any]], tuple]] =
     "dose": _dose,
     "binning": _binning,
     "continuous": _continuous,
+    "rings": _rings,
+    "blur": _blur,
+    "zingers": _zingers,
+    "flat-noise": _flat_noise,
 }
 
 

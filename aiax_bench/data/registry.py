@@ -125,11 +125,20 @@ RECIPE_SCHEMA: dict[str, Any] = {
                 # A misspelt key (``binning: 2`` for ``factor: 2``) is refused, not silently ignored.
                 "additionalProperties": False,
                 "properties": {
-                    "kind": {"enum": ["sparse", "dose", "binning", "continuous"]},
+                    "kind": {"enum": ["sparse", "dose", "binning", "continuous", "rings", "blur", "zingers",
+                                      "flat-noise"]},
                     "n_angles": {"type": "integer", "minimum": 1},
                     "dose_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     "factor": {"type": "integer", "minimum": 2},
                     "steps": {"type": "integer", "minimum": 1},
+                    # detector artefacts (aiax_bench.sim.artefacts)
+                    "defective_fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                    "gain_sigma": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                    "psf_sigma_px": {"type": "number", "exclusiveMinimum": 0},
+                    "zingers_per_projection": {"type": "number", "minimum": 0},
+                    "brightness": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                                   "minItems": 2, "maxItems": 2},
+                    "n_flats": {"type": "integer", "minimum": 1},
                     "description": {"type": "string"},
                 },
             },
@@ -389,9 +398,10 @@ class SplitSpec:
     name : str
         Split name (``100proj``, ``dose-1/16``, ``res-x2``, ...).
     kind : str
-        One of ``sparse``, ``dose``, ``binning``, ``continuous`` (simulated
-        parallel beam), ``short-scan``, ``arc``, ``polychromatic`` (simulated cone
-        beam), ``subsample``, ``pair``, ``views``, ``frames``.
+        One of ``sparse``, ``dose``, ``binning``, ``continuous``, ``rings``,
+        ``blur``, ``zingers``, ``flat-noise`` (simulated parallel beam),
+        ``short-scan``, ``arc``, ``polychromatic`` (simulated cone beam),
+        ``subsample``, ``pair``, ``views``, ``frames``.
         What the split saves against the reference scan; an imported scan's
         splits are ``subsample`` (N of its own projections) or ``pair`` (a
         second scan of the sample); a measured dataset's are ``views`` (some
@@ -415,6 +425,16 @@ class SplitSpec:
         reference scan's source positions (``arc``).
     detector : dict, optional
         Detector and illumination parameters that differ from the recipe's ``spec`` (``frames``).
+    defective_fraction, gain_sigma : float, optional
+        Fraction of detector pixels with an uncorrected gain, and its relative spread (``rings``).
+    psf_sigma_px : float, optional
+        The detector's Gaussian point-spread function, sigma in pixels (``blur``).
+    zingers_per_projection : float, optional
+        Mean zingers per projection (``zingers``).
+    brightness : list of float, optional
+        A zinger's extra counts, range in open-beam units (``zingers``).
+    n_flats : int, optional
+        Open-beam images averaged into the flat field (``flat-noise``).
     """
 
     name: str
@@ -427,6 +447,12 @@ class SplitSpec:
     every: int | None = None
     arc_degrees: float | None = None
     detector: dict[str, Any] | None = None
+    defective_fraction: float | None = None
+    gain_sigma: float | None = None
+    psf_sigma_px: float | None = None
+    zingers_per_projection: float | None = None
+    brightness: list[float] | None = None
+    n_flats: int | None = None
 
 
 @dataclass(frozen=True)

@@ -248,11 +248,15 @@ def paganin_filter(transmission: np.ndarray, settings: Paganin) -> np.ndarray:
                              floor=MIN_TRANSMISSION)
 
 
-def remove_rings(sinograms: np.ndarray) -> np.ndarray:
-    """Sinograms ``(R, A, D)`` without the stripes that reconstruct as rings (algotom, sorting-based)."""
+def remove_rings(sinograms: np.ndarray, *, size: int = 21) -> np.ndarray:
+    """Sinograms ``(R, A, D)`` without the stripes that reconstruct as rings (algotom, sorting-based).
+
+    ``size`` is the median filter's window across the detector (pixels): algotom's default, 21, suits
+    detectors of a few thousand pixels; on a narrow detector it flattens real structure too.
+    """
     from algotom.prep.removal import remove_stripe_based_sorting
 
-    return np.stack([remove_stripe_based_sorting(s, size=21) for s in sinograms]).astype(np.float32)
+    return np.stack([remove_stripe_based_sorting(s, size=size) for s in sinograms]).astype(np.float32)
 
 
 def find_center(sinogram: np.ndarray) -> float:
