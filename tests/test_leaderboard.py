@@ -341,6 +341,17 @@ def test_acquisition_saving_in_words():
     assert "continuous rotation" in acquisition_saving(DATASET, "continuous")
 
 
+def test_every_registered_split_says_what_it_saves():
+    """Every split kind of every registered recipe has its words on the board (a new kind without them would fail
+    the whole board's rendering)."""
+    from aiax_bench.data.registry import list_datasets
+
+    for spec in list_datasets():
+        for split in spec.splits:
+            assert acquisition_saving(spec.ref, split), (spec.ref, split)
+    assert acquisition_saving("am-metal-lab@1.0", "arc-120").startswith("a 120° arc of the full turn: 3× less")
+
+
 def test_metric_directions_come_from_the_catalog():
     from aiax_bench.evaluation.catalog import metric_spec, rank_values
 

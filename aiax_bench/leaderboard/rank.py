@@ -102,9 +102,29 @@ def _frames(split: SplitSpec, reference: int) -> str:
     return f"nothing: the raw frames, detector settings {settings}" if settings else "nothing: the raw frames"
 
 
+def _short_scan(split: SplitSpec, reference: int) -> str:
+    return (f"the source positions of 180° plus the fan, of the {reference} over a full turn: about half the scan "
+            "time and dose (Parker-weighted FDK)")
+
+
+def _arc(split: SplitSpec, reference: int) -> str:
+    less = _times(360 / split.arc_degrees)
+    return f"a {split.arc_degrees:g}° arc of the full turn: {less} less scan time (limited angle)"
+
+
+def _artefact(what: str):
+    def describe(split: SplitSpec, reference: int) -> str:
+        return f"nothing: all {reference} projections, {what}"
+    return describe
+
+
 #: What a split of each recipe ``kind`` saves against the reference scan, in words.
 SAVINGS = {"sparse": _sparse, "dose": _dose, "binning": _binning, "continuous": _continuous, "views": _views,
-           "frames": _frames}
+           "frames": _frames, "short-scan": _short_scan, "arc": _arc,
+           "polychromatic": _artefact("the tube's polychromatic beam, uncorrected"),
+           "rings": _artefact("with uncorrected detector gains (rings)"),
+           "blur": _artefact("through a blurring scintillator"), "zingers": _artefact("with zingers"),
+           "flat-noise": _artefact("normalised by a finite number of flat fields")}
 
 
 def acquisition_saving(dataset: str, split: str) -> str:
