@@ -101,9 +101,13 @@ class ClassicalReconstruction(Method):
         raise NotImplementedError
 
     def score_candidates(self, problem: _Problem) -> list[tuple[dict[str, Any], float]]:
-        """Mean squared error (1/cm)² inside the mask of every candidate on one problem."""
+        """Mean squared error (1/cm)² inside the mask of every candidate on one problem.
+
+        A cone-beam problem's candidates reconstruct its scored slices only (``reconstruct(..., slices=)``).
+        """
+        only = {} if problem.slices is None else {"slices": problem.slices}
         return [(settings, self.error(problem, self.reconstruct(problem.sinogram, problem.angles,
-                                                                  problem.n_pixels, settings)))
+                                                                  problem.n_pixels, settings, **only)))
                 for settings in self.candidates(problem)]
 
     def projector(self, n_pixels: int, angles: np.ndarray, n_detector: int):
@@ -128,12 +132,6 @@ class ClassicalReconstruction(Method):
         return self._projectors[key]
 
     # -- tuning ----------------------------------------------------------------------------------
-
-    def score_candidates_on_slices(self, problem: _Problem) -> list[tuple[dict[str, Any], float]]:
-        """As :meth:`score_candidates`, each candidate reconstructing only the problem's ``slices`` (cone beam)."""
-        return [(settings, self.error(problem, self.reconstruct(problem.sinogram, problem.angles, problem.n_pixels,
-                                                                  settings, slices=problem.slices)))
-                for settings in self.candidates(problem)]
 
     @staticmethod
     def error(problem: _Problem, volume_per_voxel: np.ndarray) -> float:

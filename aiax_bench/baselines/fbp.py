@@ -115,11 +115,6 @@ class FBP(ClassicalReconstruction):
         self._destripe_cache = (sinogram, size, out)
         return out
 
-    def score_candidates(self, problem) -> list[tuple[dict[str, Any], float]]:
-        if problem.slices is not None:
-            return self.score_candidates_on_slices(problem)
-        return super().score_candidates(problem)
-
     def reconstruct(self, sinogram: np.ndarray, angles: np.ndarray, n_pixels: int,
                     settings: Mapping[str, Any], *, slices: np.ndarray | None = None) -> np.ndarray:
         """FBP of a ``(Z, A, D)`` sinogram stack, or FDK of a cone-beam scan ``(A, R, D)`` (only ``slices``, if

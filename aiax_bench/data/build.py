@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +55,7 @@ class _SampleContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rng(self, split: str) -> np.random.Generator:
-        # One independent, reproducible noise stream per (sample, split).
-        return np.random.default_rng([self.seed, zlib.crc32(split.encode())])
+        return sample_recipe.split_rng(self.seed, split)
 
     def fbp(self, sinogram: np.ndarray, angles: np.ndarray, *, size: int | None = None,
             voxel_cm: float | None = None) -> np.ndarray:

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiax_bench.data.registry import DatasetVersion
-from aiax_bench.data.store import CHUNK, STORE_FORMAT, SampleWriter, SlabDigest, atomic_store, digest_of_hashes
+from aiax_bench.data.sample_recipe import store_attrs
+from aiax_bench.data.store import CHUNK, SampleWriter, SlabDigest, atomic_store
 from aiax_bench.errors import InputError
-from aiax_bench.version import __version__
 
 if TYPE_CHECKING:
     from aiax_bench.dct import SpotStackSpec
@@ -146,14 +146,7 @@ def build_frames_store(spec: DatasetVersion, profile: str, target: Path, *, ids:
                 bar.update()
             writer.finish({"part": part, "seed": seed, "spec": _jsonable_spec(specs[splits[0]]),
                            "blobs": _blob_table(blobs)})
-        attrs = {
-            "name": spec.name, "version": spec.version, "profile": profile,
-            "recipe_sha256": spec.recipe_sha256, "store_format": STORE_FORMAT,
-            "generator_version": __version__, "samples": [s[0] for s in ids],
-            "splits": sorted(splits), "fingerprint": fingerprint,
-            "content_sha256": digest_of_hashes(hashes),
-            "build_seconds": round(time.time() - started, 1),
-        }
+        attrs = store_attrs(spec, profile, ids, fingerprint=fingerprint, hashes=hashes, started=started)
         # Written last: a store without these attributes is incomplete by construction.
         root.attrs.update(attrs)
     return attrs

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["jsonable", "phantom_attrs", "phantom_params", "reference_rng", "store_attrs", "write_splits"]
+__all__ = ["jsonable", "phantom_attrs", "phantom_params", "reference_rng", "split_rng", "store_attrs",
+           "write_splits"]
 
 
 def phantom_params(recipe: dict[str, Any], part: str, size: int, seed: int) -> tuple[str, dict[str, Any]]:
@@ -27,6 +28,11 @@ def reference_rng(seed: int, independent: bool) -> np.random.Generator:
     # Version 1.0's stream is kept so that its stores rebuild bit for bit; from 2.0 on the
     # reference scan's stream is named like every split's, so no two scans share one.
     return np.random.default_rng([seed, zlib.crc32(b"reference")] if independent else [seed, 1])
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """The noise stream of one split's scan of a sample: independent of every other (sample, split)."""
+    return np.random.default_rng([seed, zlib.crc32(split.encode())])
 
 
 def jsonable(value: Any) -> Any:
