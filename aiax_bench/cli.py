@@ -82,6 +82,12 @@ def metrics_table(result: dict[str, Any]) -> str:
     seg = {k.split("/", 1)[1]: v["mean"] for k, v in metrics.items() if k.startswith("jaccard/")}
     if seg:
         parts.append("Jaccard " + ", ".join(f"{name} {value:.3f}" for name, value in seg.items()))
+    # Lesions (the mouse's tumours) by their fixed size strata; pores' Dice by size is in the porosity records.
+    for lesion in sorted({k.split("/", 1)[1] for k in metrics if k.startswith("dice_small/")} - {"pore"}):
+        strata = ", ".join(f"{s} {format_value(f'dice_{s}/{lesion}', metrics[f'dice_{s}/{lesion}']['mean'])}"
+                           for s in ("small", "medium", "large") if f"dice_{s}/{lesion}" in metrics)
+        overall = metrics.get(f"dice/{lesion}", {}).get("mean")
+        parts.append(f"Dice {lesion} {format_value(f'dice/{lesion}', overall)} (by size: {strata})")
     for run in result["runs"]:
         selected = (run.get("fit_summary") or {}).get("selected")
         if selected:
@@ -197,7 +203,8 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
     recipe = spec.recipe
     print(f"{spec.ref}: {spec.title}")
     print(f"  recipe sha256   {spec.recipe_sha256}")
-    print(f"  voxel size      {recipe['voxel_size_um']} µm")
+    if not any("voxel_size_um" in p for p in spec.profiles.values()):
+        print(f"  voxel size      {recipe['voxel_size_um']} µm")
     print(f"  reference scan  {recipe['acquisition']['reference_angles']} projections, "
           f"{recipe['acquisition']['photons']:g} photons/pixel")
     # A cone-beam recipe's splits are always scans of their own (aiax_bench.data.cone).
@@ -219,15 +226,25 @@ def cmd_datasets_info(args: argparse.Namespace) -> int:
     targets = "truth (exact phantom), clean (noise-free FBP), reference scan" if recipe["reconstruction"].get(
         "store_clean") else "reference scan, truth (exact phantom)"
     print(f"  scored against  {targets}; ranks on {evaluation.get('rank_metric', 'psnr/reference')}")
-    if "pore_threshold" in evaluation:
+    if not evaluation.get("porosity", True):
+        print("  porosity        none: no pore space (image scores; the segment task ranks on "
+              f"{evaluation.get('segment_rank_metric', 'jaccard/mean')})")
+    elif "pore_threshold" in evaluation:
         print(f"  porosity        protocol 2.0: pore below {evaluation['pore_threshold']} 1/cm (fixed by the recipe, "
               "the same for method, reference and phantom)")
     else:
         print("  porosity        protocol 1.0: Otsu threshold of the reference scan")
-    rows = [[name, f"{p['size']}³", ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items()),
+    lesions = evaluation.get("lesions")
+    if lesions:
+        lo, hi = lesions["strata_mm2"]
+        print(f"  lesions         {lesions['name']} ({', '.join(lesions['phases'])}): Dice overall and by size, "
+              f"small < {lo:g} mm², medium {lo:g}-{hi:g} mm², large > {hi:g} mm² (largest axial cross-section)")
+    rows = [[name, f"{p['size']}³", f"{spec.voxel_size_um(name):g}",
+             ", ".join(f"{part}: {len(ids)}" for part, ids in p["samples"].items()),
              spec.content_sha256.get(name, "–")[:16]]
             for name, p in spec.profiles.items()]
-    print(format_table(["profile", "size", "samples", "content sha256 (leaderboard entries carry it)"], rows))
+    print(format_table(["profile", "size", "voxel (µm)", "samples", "content sha256 (leaderboard entries carry it)"],
+                       rows))
     return 0
 
 

@@ -48,6 +48,20 @@ def _best_split(low: np.ndarray, high: np.ndarray) -> float:
     return float(candidates[int(np.argmin(errors))])
 
 
+def _most_frequent_phase(values: np.ndarray, labels: np.ndarray, phases: Sequence[int], *,
+                         bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of ``bins`` equal intensity bins over the 0.1-99.9 % range of ``values``, and the phase (of
+    ``phases``) most frequent in each; a bin no training voxel falls in takes the next filled bin's above it."""
+    lo, hi = np.quantile(values, [0.001, 0.999])
+    edges = np.linspace(lo, hi, bins + 1)
+    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+    counts = np.stack([np.bincount(index[labels == p], minlength=bins) for p in phases])
+    filled = np.flatnonzero(counts.sum(axis=0) > 0)
+    best = np.asarray(phases)[np.argmax(counts, axis=0)]
+    nearest = filled[np.clip(np.searchsorted(filled, np.arange(bins)), 0, filled.size - 1)]
+    return edges, best[np.where(counts.sum(axis=0) > 0, np.arange(bins), nearest)].astype(np.uint8)
+
+
 class Threshold(Method):
     """Otsu / multi-Otsu thresholding of the reconstruction inside the sample mask (classical reference).
 
@@ -64,7 +78,12 @@ class Threshold(Method):
     inside their masks) and applies them unchanged to every volume; with
     ``thresholds='labels'`` (a supervised reference, not Otsu), ``fit`` puts
     each threshold where it misclassifies the fewest training voxels of the two
-    phases it separates (from the training labels, inside the masks).
+    phases it separates (from the training labels, inside the masks); with
+    ``thresholds='bayes'`` each intensity bin goes to the phase most frequent
+    in it among the training voxels: the intervals of a supervised classifier
+    of the intensity alone, for many phases whose attenuations overlap (the
+    mouse's soft tissues), where ordered thresholds leave phases empty.
+    ``smoothing`` (a Gaussian of that sigma, voxels) filters the input first.
 
     Voxels outside the mask are labelled 0 (air). An optional clean-up per
     class (binary opening and/or closing with a ball of ``morphology_radius``,
@@ -87,9 +106,12 @@ class Threshold(Method):
 
         Attributes
         ----------
-        thresholds : {'sample', 'train', 'labels'}
+        thresholds : {'sample', 'train', 'labels', 'bayes'}
             Otsu thresholds from each predicted volume (default), Otsu once on the
-            training volumes, or the thresholds that best separate the training labels.
+            training volumes, the thresholds that best separate the training labels,
+            or each intensity bin given to its most frequent training phase.
+        smoothing : float
+            Sigma (voxels) of a Gaussian filter applied to the input first; 0 for none.
         bins : int
             Histogram bins of the Otsu criterion.
         opening, closing : bool
@@ -102,6 +124,7 @@ class Threshold(Method):
         """
 
         thresholds: str = "sample"
+        smoothing: float = 0.0
         bins: int = 256
         opening: bool = False
         closing: bool = False
@@ -116,8 +139,10 @@ class Threshold(Method):
     def __init__(self, config: Config | dict[str, Any] | None = None) -> None:
         super().__init__(config)
         c = self.config
-        if c.thresholds not in ("sample", "train", "labels"):
-            raise InputError("thresholds", f"is {c.thresholds!r}", "expected 'sample', 'train' or 'labels'")
+        if c.thresholds not in ("sample", "train", "labels", "bayes"):
+            raise InputError("thresholds", f"is {c.thresholds!r}", "expected 'sample', 'train', 'labels' or 'bayes'")
+        if not c.smoothing >= 0:
+            raise InputError("smoothing", f"is {c.smoothing!r}", "a Gaussian sigma of 0 or more voxels")
         if c.bins < 2 or c.morphology_radius < 0 or c.min_object_size < 0:
             raise InputError("bins / morphology_radius / min_object_size",
                              f"are {c.bins} / {c.morphology_radius} / {c.min_object_size}",
@@ -126,6 +151,9 @@ class Threshold(Method):
         self.phase_order: list[int] | None = None
         #: Thresholds fitted on the training volumes (``thresholds='train'``).
         self.fitted_thresholds: np.ndarray | None = None
+        #: Bin edges and the phase of each bin (``thresholds='bayes'``).
+        self.bin_edges: np.ndarray | None = None
+        self.bin_phases: np.ndarray | None = None
 
     # -- phases ----------------------------------------------------------------------------------
 
@@ -141,7 +169,8 @@ class Threshold(Method):
         return sorted(inner, key=lambda i: (str(phases[i]).lower() not in _EMPTY_PHASES, inner.index(i)))
 
     def _input(self, sample: SampleLike) -> np.ndarray:
-        return np.asarray(sample.read("low"), dtype=np.float32)
+        x = np.asarray(sample.read("low"), dtype=np.float32)
+        return ndimage.gaussian_filter(x, self.config.smoothing) if self.config.smoothing > 0 else x
 
     @staticmethod
     def _mask(sample: SampleLike, shape: tuple[int, ...]) -> np.ndarray:
@@ -176,9 +205,15 @@ class Threshold(Method):
         elif self.config.thresholds == "labels":
             values = np.concatenate([v for v, _ in pooled_labels])
             labels = np.concatenate([lab for _, lab in pooled_labels])
-            self.fitted_thresholds = np.array([
-                _best_split(values[labels == lo], values[labels == hi])
-                for lo, hi in zip(self.phase_order[:-1], self.phase_order[1:], strict=True)])
+            splits = np.array([_best_split(values[labels == lo], values[labels == hi])
+                               for lo, hi in zip(self.phase_order[:-1], self.phase_order[1:], strict=True)])
+            # Phases of nearly equal attenuation (soft tissues) can put a split below the one before it:
+            # the phase between them then gets an empty interval, since no threshold can find it.
+            self.fitted_thresholds = np.maximum.accumulate(splits) if splits.size else splits
+        elif self.config.thresholds == "bayes":
+            values = np.concatenate([v for v, _ in pooled_labels]).astype(np.float64)
+            labels = np.concatenate([lab for _, lab in pooled_labels]).astype(np.int64)
+            self.bin_edges, self.bin_phases = _most_frequent_phase(values, labels, inner, bins=self.config.bins)
 
     # -- prediction ------------------------------------------------------------------------------
 
@@ -190,6 +225,11 @@ class Threshold(Method):
         order = self.phase_order if self.phase_order is not None else self.default_order(phases)
         if not order:
             return np.zeros(x.shape, dtype=np.uint8)
+        if self.bin_edges is not None:
+            bins = np.clip(np.searchsorted(self.bin_edges, x, side="right") - 1, 0, self.bin_phases.size - 1)
+            labels = self.bin_phases[bins]
+            labels[~mask] = phases.index("air") if "air" in phases else 0
+            return self.clean_up(labels, mask, order)
         if self.config.thresholds != "sample" and self.fitted_thresholds is not None:
             thresholds = self.fitted_thresholds
         else:

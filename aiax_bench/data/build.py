@@ -178,6 +178,21 @@ class _ProjectorCache:
             del self.kept[next(iter(self.kept))]
 
 
+def _write_lesions(writer: SampleWriter, phantom: Phantom, spec: DatasetVersion) -> list[dict[str, Any]]:
+    """Write a sample's lesion instance map (``lesions``); return each lesion's record for its attributes:
+    ``id`` (its value in the map), ``area_mm2`` (largest axial cross-section of its continuous shape), ``host``."""
+    from aiax_bench.sim.phantoms import LESION_INSTANCES
+
+    generator = phantom.params.get("generator")
+    if generator not in LESION_INSTANCES:
+        raise InputError(f"registry entry of {spec.ref}", f"scores lesions, but its phantoms ({generator!r}) have none",
+                         f"a phantom generator with lesion instances: {sorted(LESION_INSTANCES)}")
+    instances = LESION_INSTANCES[generator](phantom)
+    writer.add("lesions", instances.labels.astype(np.uint16))
+    return [{"id": k + 1, "area_mm2": float(area), "host": str(host)}
+            for k, (area, host) in enumerate(zip(instances.area_mm2, instances.hosts, strict=True))]
+
+
 #: How each kind of split degrades the reference scan (recipe ``splits.<name>.kind``).
 SPLIT_KINDS: dict[str, Callable[[_SampleContext, str, dict[str, Any]], tuple]] = {
     "sparse": _sparse,
@@ -243,6 +258,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         return build_cone_store(spec, profile, target, ids=sample_ids(spec, profile), quiet=quiet)
     recipe = spec.recipe
     size = int(spec.profiles[profile]["size"])
+    voxel_um = spec.voxel_size_um(profile)
     acq = recipe["acquisition"]
     ids = sample_ids(spec, profile)
     ref_angles = reference_angles(acq["reference_angles"])
@@ -264,7 +280,8 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         root = zarr.open_group(str(tmp), mode="w")
         for sample_id, part, seed in ids:
             bar.set_postfix_str(f"{sample_id}: phantom")
-            generator, phantom_params = sample_recipe.phantom_params(recipe, part, size, seed)
+            generator, phantom_params = sample_recipe.phantom_params(recipe, part, size, seed,
+                                                                     voxel_size_um=voxel_um)
             phantom = make_phantom(generator, **phantom_params)
             bar.update()
             bar.set_postfix_str(f"{sample_id}: projections")
@@ -283,7 +300,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             reference_noise = sample_recipe.reference_rng(seed, independent)
             ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
                                  noisy=poisson_noise(clean, acq["photons"], rng=reference_noise),
-                                 independent_noise=independent, seed=seed, voxel_cm=recipe["voxel_size_um"] * 1e-4,
+                                 independent_noise=independent, seed=seed, voxel_cm=voxel_um * 1e-4,
                                  recon_filter=recipe["reconstruction"]["filter"], projector=projector_for,
                                  project=project)
             # Each array is written as soon as it exists and dropped: memory holds one split's, not the sample's.
@@ -291,6 +308,9 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             writer.add("truth", phantom.attenuation_map())
             writer.add("labels", phantom.labels)
             writer.add("mask", phantom.mask)
+            attrs = sample_recipe.phantom_attrs(phantom, part=part, seed=seed, photons=acq["photons"])
+            if "lesions" in spec.evaluation:
+                attrs["lesions"] = _write_lesions(writer, phantom, spec)
             writer.add("high", ctx.fbp(ctx.noisy, ref_angles))
             writer.add("sinogram", ctx.noisy)
             writer.add("angles", ref_angles)
@@ -301,7 +321,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             sample_recipe.write_splits(writer, spec.splits,
                                        lambda split, params, ctx=ctx: SPLIT_KINDS[params["kind"]](ctx, split, params),
                                        bar=bar, sample_id=sample_id)
-            writer.finish(sample_recipe.phantom_attrs(phantom, part=part, seed=seed, photons=acq["photons"]))
+            writer.finish(attrs)
             del ctx, clean, writer
         attrs = sample_recipe.store_attrs(spec, profile, ids, fingerprint=fingerprint, hashes=hashes,
                                           started=started)

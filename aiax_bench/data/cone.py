@@ -260,7 +260,8 @@ def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: l
     scan = cone_scan(recipe, size)
     projector = ConeBeamProjector(scan.geometry, scan.angles, n_pixels=size, n_slices=size, n_rows=scan.n_rows,
                                   n_detector=scan.n_detector, device="cpu")
-    voxel_cm = float(recipe["voxel_size_um"]) * 1e-4
+    voxel_um = spec.voxel_size_um(profile)
+    voxel_cm = voxel_um * 1e-4
     store_clean = bool(recipe["reconstruction"].get("store_clean", False))
     if not quiet:
         print(f"Building {spec.ref} ({profile} profile: {len(ids)} samples of {size}³, cone beam "
@@ -274,7 +275,7 @@ def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: l
         root = zarr.open_group(str(tmp), mode="w")
         for sample_id, part, seed in ids:
             bar.set_postfix_str(f"{sample_id}: phantom and projections")
-            generator, params = phantom_params(recipe, part, size, seed)
+            generator, params = phantom_params(recipe, part, size, seed, voxel_size_um=voxel_um)
             params[recipe["material"]["attenuation_parameter"]] = scan.effective_mu_per_cm
             phantom = make_phantom(generator, **params)
             truth = phantom.attenuation_map()

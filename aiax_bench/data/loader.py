@@ -25,7 +25,7 @@ __all__ = ["Dataset", "Sample", "Split", "load"]
 #: (recipe ``source: frames``) have a dark frame per split, since a split may change the detector.
 _SPLIT_ARRAYS = ("low", "sinogram", "angles", "dark")
 #: Every array a sample can hold (``clean`` from dataset version 2.0 on; ``direct_beam`` in frame stacks).
-_ARRAYS = (*_SPLIT_ARRAYS, "high", "clean", "truth", "labels", "mask", "direct_beam")
+_ARRAYS = (*_SPLIT_ARRAYS, "high", "clean", "truth", "labels", "lesions", "mask", "direct_beam")
 
 
 @dataclass
@@ -131,6 +131,12 @@ class Sample:
     def labels(self):
         """Exact phase labels (uint8), lazy."""
         return self._array("labels")
+
+    @property
+    def lesions(self):
+        """Lesion instance ids (0 elsewhere, ``k`` for the lesion of ``meta['lesions']`` with that ``id``), lazy;
+        in datasets whose registry entry scores lesions (``evaluation.lesions``, e.g. the mouse's tumours)."""
+        return self._array("lesions")
 
     @property
     def mask(self):

@@ -85,6 +85,22 @@ REGISTRY_SCHEMA: dict[str, Any] = {
                                 "rank_metric": {"type": "string", "pattern": "^[a-z0-9_]+/[a-z0-9_]+$"},
                                 "extra_scores": {"type": "array", "items": {"enum": ["mcc"]}},
                                 "otsu_per_image": {"type": "boolean"},
+                                # Anatomy has no pore space: no porosity statistics (default true).
+                                "porosity": {"type": "boolean"},
+                                # Lesions scored one by one in fixed size strata (evaluation.LesionSpec).
+                                "lesions": {
+                                    "type": "object",
+                                    "required": ["name", "phases", "strata_mm2"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                                        "phases": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                                        "strata_mm2": {"type": "array", "minItems": 2, "maxItems": 2,
+                                                       "items": {"type": "number", "exclusiveMinimum": 0}},
+                                    },
+                                },
+                                # What segmentation entries rank on (default jaccard/mean), e.g. dice/tumour.
+                                "segment_rank_metric": {"type": "string", "pattern": "^[a-z0-9_]+/[a-z0-9_]+$"},
                             },
                         },
                     },
@@ -151,6 +167,8 @@ RECIPE_SCHEMA: dict[str, Any] = {
                 "required": ["size", "samples"],
                 "properties": {
                     "size": {"type": "integer", "minimum": 8},
+                    # A profile of its own voxel size keeps the field of view (an animal must fit whole).
+                    "voxel_size_um": {"type": "number", "exclusiveMinimum": 0},
                     "samples": {
                         "type": "object",
                         "required": list(PARTS),
@@ -508,6 +526,11 @@ class DatasetVersion:
     @property
     def profiles(self) -> dict[str, dict[str, Any]]:
         return self.recipe["profiles"]
+
+    def voxel_size_um(self, profile: str) -> float:
+        """The voxel edge (µm) of ``profile``: its own where it states one, else the recipe's."""
+        self.check_profile(profile)
+        return float(self.profiles[profile].get("voxel_size_um", self.recipe["voxel_size_um"]))
 
     def fingerprint(self, profile: str) -> dict[str, dict[str, float]] | None:
         """Per-array summary statistics of the published store of ``profile``, if any."""

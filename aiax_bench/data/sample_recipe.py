@@ -14,12 +14,17 @@ __all__ = ["jsonable", "phantom_attrs", "phantom_params", "reference_rng", "spli
            "write_splits"]
 
 
-def phantom_params(recipe: dict[str, Any], part: str, size: int, seed: int) -> tuple[str, dict[str, Any]]:
-    """The generator (recipe ``phantom.generator``, else the family) and its parameters."""
+def phantom_params(recipe: dict[str, Any], part: str, size: int, seed: int, *,
+                   voxel_size_um: float | None = None) -> tuple[str, dict[str, Any]]:
+    """The generator (recipe ``phantom.generator``, else the family) and its parameters.
+
+    ``voxel_size_um`` is the profile's voxel edge where it states its own (µm), else the recipe's.
+    """
     params = dict(recipe["phantom"])
     if part == "ood-test":
         params.update(recipe.get("ood_phantom", {}))
-    params.update(size=size, seed=seed, voxel_size_um=recipe["voxel_size_um"])
+    params.update(size=size, seed=seed,
+                  voxel_size_um=recipe["voxel_size_um"] if voxel_size_um is None else voxel_size_um)
     return params.pop("generator", recipe["family"]), params
 
 

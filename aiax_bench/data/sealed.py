@@ -16,7 +16,7 @@ the harness hands methods a :class:`SealedSample`. It exposes
   ``phases`` (the class names of the task), ``part``, and a lab scan's tube
   ``spectrum`` and ``material`` (what its user set and knows).
 
-Reading ``high``, ``clean``, ``truth``, ``labels`` (a frame stack's blob
+Reading ``high``, ``clean``, ``truth``, ``labels``, ``lesions`` (a frame stack's blob
 labels too; as attributes, through ``read`` or through ``getattr``) or any
 other ``meta`` entry (phantom parameters, seeds, hashes, a frame stack's blob
 table and simulator parameters) raises :class:`SealedFieldError`, one line naming
@@ -39,7 +39,7 @@ __all__ = ["INSTRUMENT_ARRAYS", "INSTRUMENT_META", "SEALED_ARRAYS", "SealedField
 #: Arrays a sealed sample exposes.
 INSTRUMENT_ARRAYS = ("low", "sinogram", "angles", "mask", "dark", "direct_beam")
 #: Arrays that only the benchmark knows.
-SEALED_ARRAYS = frozenset({"high", "clean", "truth", "labels"})
+SEALED_ARRAYS = frozenset({"high", "clean", "truth", "labels", "lesions"})
 #: ``meta`` entries a sealed sample exposes.
 INSTRUMENT_META = ("part", "voxel_size_um", "photons", "phases", "geometry", "spectrum", "material")
 

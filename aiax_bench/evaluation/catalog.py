@@ -90,9 +90,9 @@ _SEGMENTATION = {
     "dice": MetricSpec("dice", "Dice", "", ".4f", "higher", low=0.0, high=1.0),
     # The HTC2022 challenge's score: a correlation of two binary images, -1 .. 1 (0 where a class is empty).
     "mcc": MetricSpec("mcc", "Matthews correlation", "", ".4f", "higher", low=-1.0, high=1.0),
-    "dice_small": MetricSpec("dice_small", "Dice, small pores", "", ".4f", "higher", low=0.0, high=1.0),
-    "dice_medium": MetricSpec("dice_medium", "Dice, medium pores", "", ".4f", "higher", low=0.0, high=1.0),
-    "dice_large": MetricSpec("dice_large", "Dice, large pores", "", ".4f", "higher", low=0.0, high=1.0),
+    "dice_small": MetricSpec("dice_small", "Dice, small pores or lesions", "", ".4f", "higher", low=0.0, high=1.0),
+    "dice_medium": MetricSpec("dice_medium", "Dice, medium pores or lesions", "", ".4f", "higher", low=0.0, high=1.0),
+    "dice_large": MetricSpec("dice_large", "Dice, large pores or lesions", "", ".4f", "higher", low=0.0, high=1.0),
     "wasserstein_log_diameter": MetricSpec("wasserstein_log_diameter", "Wasserstein distance of log pore "
                                            "diameters", "", ".4f", "lower", low=0.0),
 }

@@ -29,6 +29,13 @@ Record keys (``enhance`` task; ``segment`` has no image metrics)
 - ``dice_small/pore``, ``dice_medium/pore``, ``dice_large/pore`` (Dice by
   pore size, :mod:`~aiax_bench.evaluation.segmentation`).
 
+Datasets without a pore space (``evaluation.porosity: false``, the mouse)
+have no porosity statistics; ``segment`` then scores ``jaccard/C``,
+``dice/C`` and their means, and where the dataset scores lesions
+(``evaluation.lesions``, :class:`LesionSpec`) ``dice/L`` (every lesion phase
+as one) and ``dice_small/L``, ``dice_medium/L``, ``dice_large/L`` with the
+lesions' fixed size strata (``L`` the lesion name, e.g. ``tumour``).
+
 Record keys (``dct`` task: blob labels of a frame stack, no porosity)
 ----------------------------------------------------------------------
 The scores of :func:`aiax_bench.dct.blob_scores` against the sample's blob
@@ -62,6 +69,7 @@ from aiax_bench.evaluation.segmentation import (
     SIZE_STRATA,
     class_scores_record,
     confusion_matrix,
+    dice_by_lesion_stratum,
     dice_by_size,
     matthews_correlation,
     scores_from_confusion,
@@ -80,6 +88,7 @@ __all__ = [
     "ArraySample",
     "EvaluationSpec",
     "Evaluator",
+    "LesionSpec",
     "evaluate_arrays",
     "reference_data_range",
 ]
@@ -111,6 +120,45 @@ def _is_number(value: Any) -> bool:
 
 #: Scores a dataset may add to the default ones (registry ``evaluation.extra_scores``).
 EXTRA_SCORES = ("mcc",)
+
+
+@dataclass(frozen=True)
+class LesionSpec:
+    """Lesions scored one by one, in fixed size strata (the registry's ``evaluation.lesions``).
+
+    Pores are stratified by the terciles of each sample's own sizes; lesions
+    by fixed bounds, as clinicians report them: the area of a lesion's largest
+    axial cross-section (mm², from the phantom's continuous shape, stored per
+    sample in ``meta['lesions']``).
+
+    Attributes
+    ----------
+    name : str
+        The target of the scores' keys (``dice_small/tumour``).
+    phases : tuple of str
+        The phases that are lesions; they are scored as one.
+    strata_mm2 : tuple of float
+        Bounds between the strata (mm²): small below the first, medium up to
+        the second, large above it (the biomedical users' 50 and 100 mm²).
+    """
+
+    name: str
+    phases: tuple[str, ...]
+    strata_mm2: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        lo, hi = self.strata_mm2
+        if not 0 < lo < hi:
+            raise InputError("evaluation lesions.strata_mm2", f"is {list(self.strata_mm2)}",
+                             "two increasing positive areas (mm²)")
+        if not self.phases:
+            raise InputError("evaluation lesions.phases", "is empty", "the phases that are lesions")
+
+    def strata(self, areas_mm2: Sequence[float]) -> np.ndarray:
+        """Stratum (0 small, 1 medium, 2 large) of each lesion of these areas (mm²)."""
+        areas = np.asarray(areas_mm2, dtype=np.float64)
+        lo, hi = self.strata_mm2
+        return ((areas >= lo).astype(np.int8) + (areas > hi).astype(np.int8)).astype(np.int8)
 
 
 @dataclass(frozen=True)
@@ -146,6 +194,11 @@ class EvaluationSpec:
         mask, ``mcc/pore``; HTC2022's challenge score).
     iou_threshold : float
         Least IoU (voxels over voxels, in ``(0, 1]``) of a predicted blob matched to a true one (task ``dct``).
+    porosity : bool
+        Whether the samples have a pore space to measure (porosity statistics, Dice by pore size);
+        False for anatomy (the mouse).
+    lesions : LesionSpec, optional
+        Lesions scored one by one in fixed size strata (task ``segment``).
     """
 
     data_range: float | None
@@ -157,6 +210,8 @@ class EvaluationSpec:
     otsu_per_image: bool = False
     extra_scores: tuple[str, ...] = ()
     iou_threshold: float = 0.5
+    porosity: bool = True
+    lesions: LesionSpec | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.extra_scores) - set(EXTRA_SCORES))
@@ -176,13 +231,18 @@ class EvaluationSpec:
         """The spec of a registry ``evaluation`` block."""
         fixed = evaluation.get("pore_threshold")
         data_range = evaluation.get("data_range")
+        lesions = evaluation.get("lesions")
+        if lesions is not None:
+            lesions = LesionSpec(name=str(lesions["name"]), phases=tuple(lesions["phases"]),
+                                 strata_mm2=tuple(float(b) for b in lesions["strata_mm2"]))
         return cls(data_range=None if data_range is None else float(data_range), mask=evaluation.get("mask", "sample"),
                    mask_erosion=int(evaluation.get("mask_erosion", 0)),
                    pore_phases=tuple(evaluation.get("pore_phases", ["pore"])),
                    pore_threshold=None if fixed is None else float(fixed), truth=bool(evaluation.get("truth", True)),
                    otsu_per_image=bool(evaluation.get("otsu_per_image", False)),
                    extra_scores=tuple(evaluation.get("extra_scores", ())),
-                   iou_threshold=float(evaluation.get("iou_threshold", 0.5)))
+                   iou_threshold=float(evaluation.get("iou_threshold", 0.5)),
+                   porosity=bool(evaluation.get("porosity", True)), lesions=lesions)
 
 
 class Evaluator:
@@ -247,7 +307,7 @@ class Evaluator:
         self.part = part
         self.task = task
         # Blobs of a frame stack have no pore statistics: their scores are detections and overlaps.
-        self.porosity = porosity and task != "dct"
+        self.porosity = porosity and task != "dct" and spec.porosity
         self.workers = metrics.default_workers() if workers is None else max(1, int(workers))
         self.samples = {s.id: s for s in samples}
         self.spec = spec
@@ -318,6 +378,11 @@ class Evaluator:
             needed.append("mask")
         if self.spec.truth and (self.porosity or self.task == "segment") and "labels" not in needed:
             needed.append("labels")
+        if self._scores_lesions:
+            needed.append("lesions")
+            if "lesions" not in sample.meta:
+                raise StoreError(f"sample {sample_id}", "metadata lacks its lesions' areas (meta['lesions'])",
+                                 "rebuild the store with `aiax-bench datasets build --force`")
         for name in needed:
             getattr(sample, name)  # raises StoreError naming the missing array
         if self.porosity:
@@ -330,6 +395,10 @@ class Evaluator:
                 raise InputError(f"sample {sample_id}", f"has phases {self._phases(sample)} without {missing}",
                                  "evaluate with porosity=False, or list its void phases in the registry's "
                                  "evaluation.pore_phases")
+
+    @property
+    def _scores_lesions(self) -> bool:
+        return self.task == "segment" and self.spec.truth and self.spec.lesions is not None
 
     @staticmethod
     def _phases(sample) -> list[str]:
@@ -444,7 +513,42 @@ class Evaluator:
                 record[f"ssim_slices/{target}"] = slices
         if self.porosity:
             record.update(self._porosity_record(sample, prediction, ctx))
+        elif self.task == "segment" and self.spec.truth:
+            record.update(self._class_scores(sample, prediction, sample.read("labels"), mask))
+        if self._scores_lesions:
+            record.update(self._lesion_record(sample, prediction, mask))
         return record
+
+    @staticmethod
+    def _class_scores(sample, prediction: np.ndarray, labels: np.ndarray, mask: np.ndarray | None,
+                      names: Sequence[str] | None = None) -> dict[str, float]:
+        """``jaccard/C``, ``dice/C`` of every class but air (inside and outside the field of view), and their
+        means."""
+        names = list(Evaluator._phases(sample) if names is None else names)
+        j, d = scores_from_confusion(confusion_matrix(prediction, labels, n_classes=len(names), mask=mask))
+        return class_scores_record(j, d, names, [i for i, n in enumerate(names) if n not in ("air", "air_fov")])
+
+    def _lesion_record(self, sample, prediction: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
+        """Dice of the lesion phases as one, and by lesion size stratum (:class:`LesionSpec`)."""
+        lesions = self.spec.lesions
+        phases = self._phases(sample)
+        predicted = np.isin(prediction, [phases.index(p) for p in lesions.phases if p in phases])
+        instances = np.asarray(sample.read("lesions"))
+        if mask is not None:
+            predicted &= mask
+            instances = np.where(mask, instances, 0)
+        true = instances > 0
+        both = np.count_nonzero(predicted) + np.count_nonzero(true)
+        name = lesions.name
+        out = {f"dice/{name}": float(2 * np.count_nonzero(predicted & true) / both) if both else float("nan")}
+        records = sorted(sample.meta["lesions"], key=lambda r: r["id"])
+        if [r["id"] for r in records] != list(range(1, len(records) + 1)):
+            raise StoreError(f"sample {sample.id}", "meta['lesions'] ids are not 1..K",
+                             "rebuild the store with `aiax-bench datasets build --force`")
+        by_size = dice_by_lesion_stratum(predicted, instances, lesions.strata([r["area_mm2"] for r in records]))
+        for stratum, value in zip(SIZE_STRATA, by_size, strict=True):
+            out[f"dice_{stratum}/{name}"] = float(value)
+        return out
 
     def _blob_record(self, sample, prediction: np.ndarray) -> dict[str, float]:
         """:func:`aiax_bench.dct.blob_scores` of a frame stack's predicted blobs, as ``family/blobs`` keys."""
@@ -490,11 +594,9 @@ class Evaluator:
             pred_cls = pores.astype(np.uint8)
             true_cls = ctx["truth_pores"].astype(np.uint8)
         else:
-            phases = self._phases(sample)
-            names = phases
+            names = self._phases(sample)
             pred_cls, true_cls = prediction, sample.read("labels")
-        j, d = scores_from_confusion(confusion_matrix(pred_cls, true_cls, n_classes=len(names), mask=mask))
-        out.update(class_scores_record(j, d, names, [i for i, n in enumerate(names) if n != "air"]))
+        out.update(self._class_scores(sample, pred_cls, true_cls, mask, names))
         if "mcc" in self.spec.extra_scores:
             out["mcc/pore"] = matthews_correlation(pores, ctx["truth_pores"] if self.task == "enhance"
                                                    else np.isin(true_cls, ctx["pore_indices"]), mask=mask)

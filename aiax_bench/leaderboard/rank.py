@@ -39,16 +39,20 @@ REFERENCE_PROTOCOL = "none"
 
 
 def default_metric(dataset: str, task: str) -> str:
-    """The metric a group of ``dataset`` (``name@version``) and ``task`` ranks on by default."""
-    if task != "enhance":
-        return DEFAULT_METRICS.get(task, DEFAULT_METRIC)
+    """The metric a group of ``dataset`` (``name@version``) and ``task`` ranks on by default: the registry's
+    ``evaluation.rank_metric`` (task ``enhance``) or ``segment_rank_metric`` (task ``segment``), else
+    :data:`DEFAULT_METRICS`."""
+    key = {"enhance": "rank_metric", "segment": "segment_rank_metric"}.get(task)
+    fallback = DEFAULT_METRICS.get(task, DEFAULT_METRIC)
+    if key is None:
+        return fallback
     from aiax_bench.data.registry import resolve
     from aiax_bench.errors import AiaxError
 
     try:
-        return resolve(dataset).evaluation.get("rank_metric", DEFAULT_METRIC)
+        return resolve(dataset).evaluation.get(key, fallback)
     except AiaxError:  # an entry of a dataset this version does not know: the historical default
-        return DEFAULT_METRIC
+        return fallback
 
 
 def metric_label(metric: str) -> str:

@@ -18,11 +18,18 @@ from collections.abc import Callable
 from aiax_bench.sim.phantoms.am_metal import am_metal_phantom
 from aiax_bench.sim.phantoms.composite import composite_phantom
 from aiax_bench.sim.phantoms.foam import cylinder_phantom, foam_phantom
-from aiax_bench.sim.phantoms.mouse import growth_series, mouse_layout, mouse_phantom, tumour_instances
+from aiax_bench.sim.phantoms.mouse import (
+    TumourInstances,
+    growth_series,
+    mouse_layout,
+    mouse_phantom,
+    tumour_instances,
+)
 from aiax_bench.sim.phantoms.physical import am_metal_um_phantom, composite_um_phantom, foam_um_phantom
 from aiax_bench.sim.phantoms.shapes import Cylinders, Ellipsoids, Flakes, Phantom, Spheres, render_fractions
 
 __all__ = [
+    "LESION_INSTANCES",
     "PHANTOMS",
     "Cylinders",
     "Ellipsoids",
@@ -66,3 +73,8 @@ def make_phantom(family: str, **params) -> Phantom:
     if family not in PHANTOMS:
         raise UnknownNameError("phantom family", family, list(PHANTOMS), "pick one of the listed families")
     return PHANTOMS[family](**params)
+
+
+#: Lesion instances by phantom generator: the truth of lesion-wise scores (Dice by lesion size), for the
+#: datasets whose registry entry scores lesions (``evaluation.lesions``).
+LESION_INSTANCES: dict[str, Callable[[Phantom], TumourInstances]] = {"mouse": tumour_instances}
