@@ -321,8 +321,13 @@ class SliceMethod(TrainingRecord, Method):
         from aiax_bench.version import __version__
 
         mixture = list(context.train_splits) if context.train_splits else None
-        # A mixed training is the same whichever split it is then evaluated on: its key names the mixture only.
-        split = None if mixture else context.split or getattr(train[0], "split", None)
+        split = context.split or getattr(train[0], "split", None)
+        if mixture and len(mixture) == 1:
+            # Trained on one split, evaluated on another: the same training as that split's own.
+            split, mixture = mixture[0], None
+        elif mixture:
+            # A mixed training is the same whichever split it is then evaluated on: its key names the mixture only.
+            split = None
         return json_ready({
             "method": self.name,
             "config": self.training_config(),
