@@ -295,17 +295,20 @@ def _checkpoint_root(train_splits: tuple[str, ...] | None) -> Path:
     from aiax_bench.paths import data_dir
 
     root = data_dir() / "checkpoints"
-    if not train_splits:
+    if not train_splits or len(train_splits) == 1:  # one split: that split's own training
         return root
     digest = hashlib.sha256(json.dumps(list(train_splits)).encode()).hexdigest()[:16]
     return root / f"mixed-{digest}"
 
 
 def _fit_context(request: EvaluationRequest, prepared: _Prepared, dataset) -> FitContext:
+    from aiax_bench.evaluation import EvaluationSpec
+
     spec, profile, annotated = prepared.spec, prepared.profile, prepared.annotated
     return FitContext(dataset=spec.ref, task=prepared.task, profile=profile, split=request.split,
                       annotated_slices=annotated, train_splits=prepared.train_splits,
                       dataset_sha256=dataset.content_sha256,
+                      lesions=EvaluationSpec.from_registry(spec.evaluation).lesions if spec.evaluation else None,
                       checkpoint_root=_checkpoint_root(prepared.train_splits) if request.reuse_checkpoints else None)
 
 

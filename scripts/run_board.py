@@ -49,6 +49,7 @@ class Planned:
     config: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     annotated: int | None = None
+    train_splits: tuple[str, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -80,9 +81,30 @@ def _segmentation(dataset: str) -> list[Planned]:
     return rows
 
 
+MOUSE_ANGLES = ("30proj", "60proj", "90proj", "120proj", "150proj")
+
+
+def _mouse(dataset: str = "mouse@1.0") -> list[Planned]:
+    """The biomedical users' two tasks: denoising the fewest angles (their tanh U-Net, trained on that split
+    or on the mixture of every number of angles) and tumour segmentation scored by Dice per size stratum."""
+    tanh = ("activation=tanh", *NO_TIME_CAP)
+    rows = [Planned("FBP (ramp)", "fbp-ramp", dataset, "30proj"),
+            Planned("FBP (reference-tuned)", "fbp", dataset, "30proj", ("tune=reference",)),
+            Planned("U-Net, tanh (CPU preset)", "unet", dataset, "30proj", tanh, SEEDS),
+            Planned("U-Net, tanh, mixed angles (CPU preset)", "unet", dataset, "30proj", tanh, SEEDS,
+                    train_splits=MOUSE_ANGLES)]
+    # What a user without a network does: intensity intervals fitted to the training labels, after smoothing.
+    rows.append(Planned("Intensity intervals fitted to the labels", "threshold", dataset, "reference",
+                        ("thresholds=bayes", "smoothing=1.0", "preset=clean")))
+    rows.append(Planned("Segmentation U-Net 2D (CPU preset)", "unet-seg", dataset, "reference", NO_TIME_CAP, SEEDS))
+    rows.append(Planned("Segmentation U-Net 2D, size-stratified crops (CPU preset)", "unet-seg", dataset,
+                        "reference", ("lesion_crops=0.5", *NO_TIME_CAP), SEEDS))
+    return rows
+
+
 PLAN: list[Planned] = (_enhancement("foam@2.0", "100proj") + _enhancement("foam@2.0", "dose-1/16")
                        + _enhancement("foam@2.0", "50proj") + _enhancement("am-metal@2.0", "100proj")
-                       + _segmentation("composite@2.0"))
+                       + _segmentation("composite@2.0") + _mouse())
 
 
 @dataclass
@@ -108,7 +130,8 @@ class Runner:
         from aiax_bench.leaderboard.schema import protocol_split
 
         entry = entry_id(dataset=item.dataset, profile="small",
-                         split=protocol_split({"split": item.split, "annotated_slices": item.annotated}),
+                         split=protocol_split({"split": item.split, "annotated_slices": item.annotated,
+                                               "train_splits": item.train_splits}),
                          name=item.name)
         path = self.board / "submissions" / f"{entry}.json"
         log = self.workdir / "logs" / f"{item.key}.log"
@@ -128,6 +151,8 @@ class Runner:
                     args += ["--config", *item.config]
                 if item.annotated:
                     args += ["--annotated", str(item.annotated)]
+                if item.train_splits:
+                    args += ["--train-splits", ",".join(item.train_splits)]
                 out = self.cli(*args, log=log)
                 result = Path(re.search(r"result file (\S+)", out).group(1))
                 state.write_text(str(result))

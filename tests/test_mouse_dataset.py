@@ -159,3 +159,40 @@ def test_touching_lesions_keep_their_own_strata_and_false_positives_count_where_
     grown[0, 5, 10] = True        # a false positive touching no lesion: no stratum's
     small, medium, large = dice_by_lesion_stratum(grown, instances, strata)
     assert small == pytest.approx(2 * 4 / (6 + 4)) and large == 1.0 and np.isnan(medium)
+
+
+def test_size_stratified_crops_see_small_tumours_as_often_as_large_ones(mouse):
+    from aiax_bench.baselines.unet_seg import UNetSeg
+    from aiax_bench.evaluation import EvaluationSpec
+
+    lesions = EvaluationSpec.from_registry(mouse.spec.evaluation).lesions
+    train = mouse.split("reference").train
+    sample = train[0]
+    instances = np.asarray(sample.read("lesions"))
+    strata = lesions.strata([r["area_mm2"] for r in sorted(sample.meta["lesions"], key=lambda r: r["id"])])
+    small_ids = [k + 1 for k, s in enumerate(strata) if s == 0]
+
+    def share_with_small_tumour(lesion_crops: float) -> float:
+        method = UNetSeg({"lesion_crops": lesion_crops, "rare_crops": 0.0, "patch_size": 16})
+        method.phases = list(sample.meta["phases"])
+        vols = method._volumes(train)
+        if lesion_crops:
+            method._lesion_centres(vols, train, lesions)
+        rng = np.random.default_rng(0)
+        hits = 0
+        for _ in range(300):
+            z, y, x = method._origin(vols[0], rng, 16, 1)
+            hits += bool(np.isin(instances[z, y:y + 16, x:x + 16], small_ids).any())
+        return hits / 300
+
+    assert share_with_small_tumour(1.0) > 2 * share_with_small_tumour(0.0)
+    assert share_with_small_tumour(1.0) > 0.3  # about a third of the crops: one stratum of three
+
+
+def test_size_stratified_crops_are_refused_on_a_dataset_without_lesions(tiny_v2):
+    from aiax_bench.baselines.unet_seg import UNetSeg
+
+    method = UNetSeg({"lesion_crops": 0.5, "max_steps": 1})
+    split = tiny_v2.split("reference")
+    with pytest.raises(InputError, match="lesion_crops"):
+        method.fit(split.train, split.val, seed=0, context={"task": "segment"})

@@ -132,6 +132,11 @@ class UNetSeg(TrainingRecord, Method):
             Crops per optimiser step.
         rare_crops : float
             Fraction of crops centred on a labelled voxel of a phase other than the most frequent one (and air).
+        lesion_crops : float
+            Size-stratified sampling, as the biomedical users trained: a fraction of crops centred on
+            a lesion (the dataset's ``evaluation.lesions``), its size stratum drawn first, uniformly among
+            those the volume holds, so a small tumour is seen as often as a large one. Taken before
+            ``rare_crops``; 0 (default) for none.
         learning_rate : float
             Peak Adam learning rate (warm-up over the first 5 % of the steps, then cosine decay).
         max_steps : int
@@ -176,6 +181,7 @@ class UNetSeg(TrainingRecord, Method):
         patch_depth: int = 32
         batch_size: int = 8
         rare_crops: float = 0.5
+        lesion_crops: float = 0.0
         learning_rate: float = 1e-3
         max_steps: int = 1000
         max_seconds: float | None = 900.0
@@ -227,6 +233,7 @@ class UNetSeg(TrainingRecord, Method):
             (c.variant in VARIANTS, "variant", c.variant, f"expected one of {list(VARIANTS)}"),
             (c.slices >= 1 and c.slices % 2 == 1, "slices", c.slices, "expected an odd number of slices"),
             (0.0 <= c.rare_crops <= 1.0, "rare_crops", c.rare_crops, "expected a fraction in [0, 1]"),
+            (0.0 <= c.lesion_crops <= 1.0, "lesion_crops", c.lesion_crops, "expected a fraction in [0, 1]"),
             (c.loss in LOSSES, "loss", c.loss, f"expected one of {list(LOSSES)}"),
             (c.class_weights in ("inverse-frequency", "none"), "class_weights", c.class_weights,
              "expected 'inverse-frequency' or 'none'"),
@@ -295,6 +302,20 @@ class UNetSeg(TrainingRecord, Method):
             v["rare"] = [idx for c in np.flatnonzero(counts) if c not in skip
                          if (idx := np.flatnonzero((v["y"] == c) & v["valid"])).size]
 
+    def _lesion_centres(self, vols: list[dict[str, Any]], train: Sequence[SampleLike], lesions: Any) -> None:
+        """Store, per volume, the voxels of its lesions grouped by size stratum (``lesion_crops``' centres)."""
+        if lesions is None:
+            raise InputError(f"config lesion_crops of method {self.name}", f"is {self.config.lesion_crops}",
+                             "0 on a dataset without lesions (its registry entry has no evaluation.lesions)")
+        for v, sample in zip(vols, train, strict=True):
+            instances = np.asarray(sample.read("lesions"))
+            records = sorted(sample.meta["lesions"], key=lambda r: r["id"])
+            strata = lesions.strata([r["area_mm2"] for r in records])
+            groups = [np.flatnonzero(np.isin(instances, [r["id"] for r, s in zip(records, strata, strict=True)
+                                                          if s == stratum]))
+                      for stratum in range(3)]
+            v["lesion_strata"] = [g for g in groups if g.size]
+
     def _mask(self, sample: SampleLike) -> np.ndarray | None:
         if not self.config.mask_outside or not hasattr(sample, "read") or self.target_task == "dct":
             return None
@@ -310,7 +331,10 @@ class UNetSeg(TrainingRecord, Method):
         """Corner ``(z0, y0, x0)`` of a crop: around a rare-phase voxel (``rare_crops`` of the time) or random."""
         nz, ny, nx = vol["x"].shape
         rare = vol.get("rare") or []
-        if rare and rng.random() < self.config.rare_crops:
+        strata = vol.get("lesion_strata") or []
+        if strata and rng.random() < self.config.lesion_crops:
+            rare = strata  # one stratum drawn uniformly, then one of its voxels
+        if rare and (rare is strata or rng.random() < self.config.rare_crops):
             idx = rare[int(rng.integers(len(rare)))]
             z, y, x = np.unravel_index(int(idx[int(rng.integers(idx.size))]), vol["x"].shape)
             # The voxel lands anywhere in the crop, so crops do not always put pores in the middle.
@@ -447,6 +471,8 @@ class UNetSeg(TrainingRecord, Method):
             raise InputError(f"labels of the training samples of method {self.name}", "hold no labelled voxel",
                              "at least one annotated slice")
         self._rare_centres(vols, counts)
+        if self.config.lesion_crops > 0:
+            self._lesion_centres(vols, train, ctx.lesions)
         xs = np.concatenate([v["x"].ravel() for v in vols])
         self.stats = {"mean": float(xs.mean()), "std": float(max(xs.std(), 1e-6))}
         weights = torch.tensor(self.class_weight_vector(counts), dtype=torch.float32)

@@ -183,6 +183,9 @@ class FitContext:
         mixed training serves every split it is evaluated on.
     dataset_sha256 : str, optional
         Content hash of the dataset profile: a checkpoint is reused only for the same data.
+    lesions : aiax_bench.evaluation.LesionSpec, optional
+        The dataset's lesions and their size strata (registry ``evaluation.lesions``), for
+        size-stratified sampling while training.
     checkpoint_root : Path, optional
         Cache of trained checkpoints (``<root>/<method>/<key>``); none if omitted.
     checkpoint : Path, optional
@@ -201,6 +204,7 @@ class FitContext:
     annotated_slices: int | None = None
     train_splits: tuple[str, ...] | None = None
     dataset_sha256: str | None = None
+    lesions: Any = None
     checkpoint_root: Path | None = None
     checkpoint: Path | None = None
     reuse: bool = True
