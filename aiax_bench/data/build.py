@@ -146,6 +146,38 @@ def _flat_noise(ctx: _SampleContext, name: str, params: dict[str, Any]):
                                            rng=ctx.rng(name)))
 
 
+def phase_contrast_setup(params: dict[str, Any], voxel_size_um: float) -> dict[str, float]:
+    """What a ``phase-contrast`` split's beamline records, and a user knows of the sample: energy, wavelength,
+    distance, the material's ``delta / beta`` (from its formula and density), the Fresnel number of one pixel,
+    the pixel and the scintillator's blur; stored per split in each sample's ``meta['phase_contrast']``."""
+    from aiax_bench.sim.materials import delta_beta_ratio, wavelength_m
+    from aiax_bench.sim.propagation import fresnel_number
+
+    energy = float(params["energy_kev"])
+    material = params["material"]
+    wavelength = wavelength_m(energy)
+    distance = float(params["distance_m"])
+    return {"energy_kev": energy, "wavelength_m": wavelength, "distance_m": distance,
+            "delta_beta": delta_beta_ratio(material["formula"], density_g_cm3=material["density_g_cm3"],
+                                           energy_kev=energy),
+            "material": material["formula"],
+            "fresnel_number_pixel": fresnel_number(voxel_size_um * 1e-6, distance, wavelength),
+            "pixel_size_um": float(voxel_size_um), "psf_sigma_px": float(params.get("psf_sigma_px", 0.0))}
+
+
+def _phase_contrast(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles, recorded ``distance_m`` behind the sample: near-field phase contrast (fringes at
+    every edge), reconstructed without phase retrieval."""
+    from aiax_bench.sim.propagation import phase_contrast_scan
+
+    setup = phase_contrast_setup(params, ctx.voxel_cm * 1e4)
+    ctx.extra.setdefault("phase_contrast", {})[name] = setup
+    return _full_scan(ctx, phase_contrast_scan(
+        ctx.clean, photons=ctx.photons, wavelength_m=setup["wavelength_m"], delta_beta=setup["delta_beta"],
+        distance_m=setup["distance_m"], pixel_size_m=setup["pixel_size_um"] * 1e-6,
+        psf_sigma_px=setup["psf_sigma_px"], rng=ctx.rng(name)))
+
+
 #: Memory the build keeps reconstruction operators in, across splits and samples (bytes). Beyond it the
 #: least recently used are dropped and built again when next needed: time, never bytes, since an
 #: operator is a function of its geometry. The operator in use is always kept, whatever its size
@@ -203,6 +235,7 @@ SPLIT_KINDS: dict[str, Callable[[_SampleContext, str, dict[str, Any]], tuple]] =
     "blur": _blur,
     "zingers": _zingers,
     "flat-noise": _flat_noise,
+    "phase-contrast": _phase_contrast,
 }
 
 
@@ -321,7 +354,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             sample_recipe.write_splits(writer, spec.splits,
                                        lambda split, params, ctx=ctx: SPLIT_KINDS[params["kind"]](ctx, split, params),
                                        bar=bar, sample_id=sample_id)
-            writer.finish(attrs)
+            writer.finish({**attrs, **ctx.extra})
             del ctx, clean, writer
         attrs = sample_recipe.store_attrs(spec, profile, ids, fingerprint=fingerprint, hashes=hashes,
                                           started=started)

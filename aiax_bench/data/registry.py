@@ -142,7 +142,7 @@ RECIPE_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "kind": {"enum": ["sparse", "dose", "binning", "continuous", "rings", "blur", "zingers",
-                                      "flat-noise"]},
+                                      "flat-noise", "phase-contrast"]},
                     "n_angles": {"type": "integer", "minimum": 1},
                     "dose_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     "factor": {"type": "integer", "minimum": 2},
@@ -155,6 +155,13 @@ RECIPE_SCHEMA: dict[str, Any] = {
                     "brightness": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
                                    "minItems": 2, "maxItems": 2},
                     "n_flats": {"type": "integer", "minimum": 1},
+                    # propagation-based phase contrast (aiax_bench.sim.propagation.phase_contrast_scan)
+                    "energy_kev": {"type": "number", "exclusiveMinimum": 0},
+                    "distance_m": {"type": "number", "minimum": 0},
+                    "material": {"type": "object", "required": ["formula", "density_g_cm3"],
+                                 "additionalProperties": False,
+                                 "properties": {"formula": {"type": "string"},
+                                                "density_g_cm3": {"type": "number", "exclusiveMinimum": 0}}},
                     "description": {"type": "string"},
                 },
             },
@@ -417,7 +424,7 @@ class SplitSpec:
         Split name (``100proj``, ``dose-1/16``, ``res-x2``, ...).
     kind : str
         One of ``sparse``, ``dose``, ``binning``, ``continuous``, ``rings``,
-        ``blur``, ``zingers``, ``flat-noise`` (simulated parallel beam),
+        ``blur``, ``zingers``, ``flat-noise``, ``phase-contrast`` (simulated parallel beam),
         ``short-scan``, ``arc``, ``polychromatic`` (simulated cone beam),
         ``subsample``, ``pair``, ``views``, ``frames``.
         What the split saves against the reference scan; an imported scan's
@@ -453,6 +460,11 @@ class SplitSpec:
         A zinger's extra counts, range in open-beam units (``zingers``).
     n_flats : int, optional
         Open-beam images averaged into the flat field (``flat-noise``).
+    energy_kev, distance_m : float, optional
+        Monochromatic photon energy (keV) and sample-to-detector distance (m) (``phase-contrast``).
+    material : dict, optional
+        ``formula`` and ``density_g_cm3`` of the sample's one material, whose ``delta / beta``
+        the phase shift follows (``phase-contrast``).
     """
 
     name: str
@@ -471,6 +483,9 @@ class SplitSpec:
     zingers_per_projection: float | None = None
     brightness: list[float] | None = None
     n_flats: int | None = None
+    energy_kev: float | None = None
+    distance_m: float | None = None
+    material: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

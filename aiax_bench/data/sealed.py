@@ -13,8 +13,9 @@ the harness hands methods a :class:`SealedSample`. It exposes
   ``low``);
 - ``geometry`` (the beam, and a fan beam's distances where the sample records them)
   and the ``meta`` entries ``voxel_size_um``, ``photons``, ``geometry``,
-  ``phases`` (the class names of the task), ``part``, and a lab scan's tube
-  ``spectrum`` and ``material`` (what its user set and knows).
+  ``phases`` (the class names of the task), ``part``, a lab scan's tube
+  ``spectrum`` and ``material``, and a phase-contrast scan's energy, distance and
+  the material's ``delta / beta`` (``phase_contrast``: what its user set and knows).
 
 Reading ``high``, ``clean``, ``truth``, ``labels``, ``lesions`` (a frame stack's blob
 labels too; as attributes, through ``read`` or through ``getattr``) or any
@@ -41,7 +42,8 @@ INSTRUMENT_ARRAYS = ("low", "sinogram", "angles", "mask", "dark", "direct_beam")
 #: Arrays that only the benchmark knows.
 SEALED_ARRAYS = frozenset({"high", "clean", "truth", "labels", "lesions"})
 #: ``meta`` entries a sealed sample exposes.
-INSTRUMENT_META = ("part", "voxel_size_um", "photons", "phases", "geometry", "spectrum", "material")
+INSTRUMENT_META = ("part", "voxel_size_um", "photons", "phases", "geometry", "spectrum", "material",
+                   "phase_contrast")
 
 
 class SealedFieldError(InputError):

@@ -128,7 +128,8 @@ SAVINGS = {"sparse": _sparse, "dose": _dose, "binning": _binning, "continuous": 
            "polychromatic": _artefact("the tube's polychromatic beam, uncorrected"),
            "rings": _artefact("with uncorrected detector gains (rings)"),
            "blur": _artefact("through a blurring scintillator"), "zingers": _artefact("with zingers"),
-           "flat-noise": _artefact("normalised by a finite number of flat fields")}
+           "flat-noise": _artefact("normalised by a finite number of flat fields"),
+           "phase-contrast": _artefact("recorded behind the sample: edge fringes of phase contrast")}
 
 
 def acquisition_saving(dataset: str, split: str) -> str:
