@@ -102,9 +102,20 @@ def _mouse(dataset: str = "mouse@1.0") -> list[Planned]:
     return rows
 
 
+def _phase_contrast(dataset: str = "foam-pc@1.0") -> list[Planned]:
+    """Propagation-based phase contrast: plain FBP, Paganin + FBP, and a U-Net on each distance."""
+    rows = []
+    for split in ("pc-10cm", "pc-50cm"):
+        rows += [Planned("FBP (ramp)", "fbp-ramp", dataset, split),
+                 Planned("FBP (reference-tuned)", "fbp", dataset, split, ("tune=reference",)),
+                 Planned("Paganin + FBP (reference-tuned)", "fbp", dataset, split, ("tune=reference", "paganin=true")),
+                 Planned("U-Net (FBPConvNet, CPU preset)", "unet", dataset, split, NO_TIME_CAP, SEEDS)]
+    return rows
+
+
 PLAN: list[Planned] = (_enhancement("foam@2.0", "100proj") + _enhancement("foam@2.0", "dose-1/16")
                        + _enhancement("foam@2.0", "50proj") + _enhancement("am-metal@2.0", "100proj")
-                       + _segmentation("composite@2.0") + _mouse())
+                       + _segmentation("composite@2.0") + _mouse() + _phase_contrast())
 
 
 @dataclass

@@ -9,28 +9,14 @@ from aiax_bench.errors import InputError
 
 DATASET = "mouse@1.0"
 
-_BUILD = """
-import sys
-from pathlib import Path
-from aiax_bench.data.loader import load
-print(load("mouse@1.0", profile="tiny", root=Path(sys.argv[1])).content_sha256)
-"""
-
 
 @pytest.fixture(scope="module")
 def mouse_root(tmp_path_factory):
     """mouse@1.0 tiny, built once for this module in a process of one thread each (BLAS, OpenMP, numba)."""
-    import os
-    import subprocess
-    import sys
+    from _tiny import build_tiny_one_thread
 
     root = tmp_path_factory.mktemp("mouse-data")
-    env = {**os.environ, **{k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                              "NUMBA_NUM_THREADS")}}
-    out = subprocess.run([sys.executable, "-c", _BUILD, str(root)], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return root, out.stdout.split()[-1]
+    return root, build_tiny_one_thread(DATASET, root)
 
 
 @pytest.fixture(scope="module")

@@ -96,6 +96,26 @@ def slice_comparison(low: np.ndarray | None, prediction: np.ndarray, reference: 
     return _save(fig, Path(path))
 
 
+def split_panels(low: np.ndarray, reference: np.ndarray, truth: np.ndarray, path: str | Path, *, data_range: float,
+                 title: str, z: int | None = None) -> Path:
+    """A split's low-quality input beside the reference scan and the exact phantom, on one z-slice.
+
+    All three share the grey scale 0 to ``data_range`` (1/cm); values beyond it saturate, so an input
+    whose fringes or streaks exceed the material's range shows them as they are.
+    """
+    z = truth.shape[0] // 2 if z is None else int(z)
+    fig = _new_figure(10, 3.7)
+    axes = fig.subplots(1, 3)
+    for ax, (name, vol) in zip(axes, (("low (the split)", low), ("reference scan", reference),
+                                      ("truth (exact phantom)", truth)), strict=True):
+        im = ax.imshow(np.asarray(vol[z]), cmap="gray", vmin=0, vmax=data_range, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"{name}, z = {z}", fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="1/cm")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(path))
+
+
 def pore_size_overlay(distributions: Mapping[str, Any], path: str | Path) -> Path:
     """Equivalent-diameter histograms and local-thickness distributions of method, reference and truth.
 
