@@ -9,6 +9,7 @@ Each figure shows the middle z-slice of the first test volume,
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         path = args.out / f"{spec.name}-{spec.version}-{args.profile}-{split.replace('/', '-')}.png"
         split_panels(np.asarray(sample.low), np.asarray(sample.high), np.asarray(sample.truth), path,
                      data_range=data_range,
-                     title=f"{spec.ref} {args.profile}, {split}: {spec.splits[split]['description']}"[:150])
+                     title=f"{spec.ref} {args.profile}, {split}\n"
+                     + textwrap.fill(spec.splits[split]["description"], 130))
         print(path)
     return 0
 

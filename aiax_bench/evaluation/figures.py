@@ -104,7 +104,7 @@ def split_panels(low: np.ndarray, reference: np.ndarray, truth: np.ndarray, path
     whose fringes or streaks exceed the material's range shows them as they are.
     """
     z = truth.shape[0] // 2 if z is None else int(z)
-    fig = _new_figure(10, 3.7)
+    fig = _new_figure(10, 4.0)
     axes = fig.subplots(1, 3)
     for ax, (name, vol) in zip(axes, (("low (the split)", low), ("reference scan", reference),
                                       ("truth (exact phantom)", truth)), strict=True):
@@ -112,7 +112,7 @@ def split_panels(low: np.ndarray, reference: np.ndarray, truth: np.ndarray, path
         ax.set_axis_off()
         ax.set_title(f"{name}, z = {z}", fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8, label="1/cm")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=8)
     return _save(fig, Path(path))
 
 
