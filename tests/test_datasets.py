@@ -24,7 +24,11 @@ def test_registry_matches_schema_and_recipes():
                 f"{name}@{version}: recipe changed without a new version")
             recipe = yaml.safe_load(raw)
             jsonschema.validate(recipe, registry.recipe_schema(recipe))
-            assert recipe["family"] == name
+            # A recipe belongs to its own dataset's family, or is a variant of another registered family
+            # (foam-pc@1.0: the foam at 20 keV with phase contrast), never of an unknown one.
+            assert recipe["family"] == name or recipe["family"] in document, (name, recipe["family"])
+            if recipe["family"] != name and "phantom" in recipe:
+                assert recipe["phantom"].get("generator"), f"{name}: a variant names its phantom generator"
             assert spec["default_profile"] in recipe["profiles"]
 
 
