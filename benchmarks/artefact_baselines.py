@@ -40,9 +40,11 @@ def main() -> None:
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/artefact-baselines-tiny.json"))
     parser.add_argument("--learned", action="store_true", help="add the U-Net on every split (3 seeds)")
+    parser.add_argument("--learned-only", action="store_true", help="only the U-Net rows")
     args = parser.parse_args()
     rows = []
-    plan = [("fbp", (0,), row) for row in ROWS] + ([("unet", SEEDS, row) for row in LEARNED] if args.learned else [])
+    plan = [] if args.learned_only else [("fbp", (0,), row) for row in ROWS]
+    plan += [("unet", SEEDS, row) for row in LEARNED] if args.learned or args.learned_only else []
     with tempfile.TemporaryDirectory() as tmp:
         tracking = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for method, seeds, (split, label, config) in plan:
@@ -63,7 +65,8 @@ def main() -> None:
             print(f"{split:<11} {label:<45} {rows[-1]['psnr_truth_db']:7.2f} dB")
     doc = {"benchmark": "classical baselines on foam@2.1's artefact splits", "profile": args.profile, "rows": rows,
            "command": f"python benchmarks/artefact_baselines.py --profile {args.profile}"
-                      f"{' --learned' if args.learned else ''} --output {args.output}"}
+                      f"{' --learned' if args.learned else ''}{' --learned-only' if args.learned_only else ''}"
+                      f" --output {args.output}"}
     args.output.write_text(json.dumps(doc, indent=1) + "\n")
 
 
