@@ -68,6 +68,15 @@ def _secondary(metric: str) -> str:
     return f"{_SECONDARY.get(family, 'psnr')}/{target}"
 
 
+def _lesion_strata(metric: str) -> list[str] | None:
+    """A lesion Dice's strata keys (``dice_small/tumour`` ...), shown in place of the second metric: what the
+    biomedical users report beside the overall Dice. None for other ranking metrics."""
+    family, _, target = metric.partition("/")
+    if family != "dice" or target in ("pore", "mean"):
+        return None
+    return [f"dice_{stratum}/{target}" for stratum in ("small", "medium", "large")]
+
+
 def _inference_text(eff: dict[str, Any]) -> str:
     """Seconds per volume, and per 1,000 frames where the volumes are frame stacks."""
     text = _fmt_seconds(eff["inference_seconds_per_volume"])
@@ -89,6 +98,11 @@ def _cells(group: Group, row: Row) -> dict[str, tuple[str, str | float | None]]:
     metric, second = group.metric, _secondary(group.metric)
     std = entry["metrics"][metric]["std_over_seeds"]
     sec = entry["metrics"].get(second, {}).get("mean")
+    secondary = (_fmt_metric(second, sec), sec)
+    strata = _lesion_strata(metric)
+    if strata is not None:
+        values = [entry["metrics"].get(k, {}).get("mean") for k in strata]
+        secondary = (" / ".join(_fmt_metric(k, v) for k, v in zip(strata, values, strict=True)), values[0])
     count_key = _count_column(group)[0]
     pores = entry["metrics"].get(count_key, {}).get("mean")
     peak = eff["peak_memory_mb"]
@@ -100,7 +114,7 @@ def _cells(group: Group, row: Row) -> dict[str, tuple[str, str | float | None]]:
         "value": (_fmt_metric(metric, row.value), row.value),
         "ci": (f"{_fmt_metric(metric, row.ci_low)} – {_fmt_metric(metric, row.ci_high)}", row.ci_low),
         "std": ("—" if std is None else f"± {_fmt_metric(metric, std)}", std),
-        "secondary": (_fmt_metric(second, sec), sec),
+        "secondary": secondary,
         "pores": (_fmt_metric(count_key, pores), None if pores is None else abs(pores)),
         "n": (f"{row.n_seeds * row.n_volumes} ({row.n_seeds} × {row.n_volumes})", row.n_seeds * row.n_volumes),
         "train": (_fmt_seconds(eff["train_seconds"]), eff["train_seconds"]),
@@ -118,7 +132,8 @@ def _columns(group: Group) -> list[tuple[str, str, bool]]:
         ("rank", "Rank", True), ("entry", "Entry", False), ("method", "Method", False),
         ("authors", "Authors", False), ("value", metric_label(group.metric), True),
         ("ci", f"{pct} CI", True), ("std", "± std over seeds", True),
-        ("secondary", metric_label(_secondary(group.metric)), True),
+        ("secondary", "Dice small / medium / large" if _lesion_strata(group.metric) else
+         metric_label(_secondary(group.metric)), True),
         ("pores", _count_column(group)[1], True), ("n", "n (seeds × volumes)", True),
         ("train", "Training time", True), ("inference", "Inference / volume", True),
         ("parameters", "Parameters", True), ("memory", "Peak memory", True), ("status", "Status", False),
