@@ -1,18 +1,21 @@
-"""foam-pc@1.0: propagation-based phase contrast as a split kind, and Paganin's retrieval as the baseline for it."""
+"""foam-pc@1.1: propagation-based phase contrast (monochromatic and pink) as a split kind, and Paganin's retrieval as
+the baseline for it."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
 from aiax_bench.errors import InputError
 
-DATASET = "foam-pc@1.0"
+DATASET = "foam-pc@1.1"
 
 
 @pytest.fixture(scope="module")
 def pc_root(tmp_path_factory):
-    """foam-pc@1.0 tiny, built once for this module in a process of one thread each (BLAS, OpenMP, numba)."""
+    """foam-pc@1.1 tiny, built once for this module in a process of one thread each (BLAS, OpenMP, numba)."""
     from _tiny import build_tiny_one_thread
 
     root = tmp_path_factory.mktemp("pc-data")
@@ -60,7 +63,7 @@ def test_without_distance_the_scan_is_the_absorption_image():
                             pixel_size_m=5e-6, psf_sigma_px=0.0, rng=np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("split", ["pc-10cm", "pc-50cm"])
+@pytest.mark.parametrize("split", ["pc-10cm", "pc-50cm", "pc-pink"])
 def test_paganin_before_fbp_beats_plain_fbp_against_the_truth(pc, split):
     from aiax_bench.baselines.fbp import FBP
     from aiax_bench.data.sealed import seal
@@ -86,3 +89,64 @@ def test_paganin_is_refused_with_self_tuning_and_on_a_scan_without_phase_contras
     plain = tiny_v2.split("100proj")
     with pytest.raises(InputError, match="phase_contrast"):
         FBP({"paganin": True}).fit(plain.train, plain.val, seed=0)
+
+
+# --- pink beam --------------------------------------------------------------------------------------------------
+
+
+def test_bending_magnet_spectrum_follows_the_synchrotron_universal_function_and_its_filters():
+    import xraydb
+
+    from aiax_bench.sim.spectrum import bending_magnet_spectrum
+
+    # E_c = 0.665 E² B = 10 keV: bins at y = 1 and 2, where G1 is tabulated (0.6514, 0.3016; Wiedemann,
+    # Particle Accelerator Physics, the synchrotron radiation function).
+    field = 10.0 / (0.665 * 2.0**2)
+    bare = bending_magnet_spectrum(ring_energy_gev=2.0, field_t=field, energies_kev=[10.0, 20.0])
+    ratio = bare.fluence[1] / bare.fluence[0]
+    assert ratio == pytest.approx((0.3016 / 20.0) / (0.6514 / 10.0), rel=2e-4)
+    filtered = bending_magnet_spectrum(ring_energy_gev=2.0, field_t=field, energies_kev=[10.0, 20.0],
+                                       filters={"Al": 0.7})
+    mu = np.asarray(xraydb.material_mu("Al", np.array([10e3, 20e3]), density=2.7))  # 1/cm
+    np.testing.assert_allclose(filtered.fluence / bare.fluence, np.exp(-mu * 0.07), rtol=1e-6)
+    with pytest.raises(InputError, match="energies_kev"):
+        bending_magnet_spectrum(ring_energy_gev=2.5, field_t=1.5, energies_kev=[8.0, 9.0, 11.0])
+
+
+def test_a_pink_beam_is_the_signal_weighted_sum_of_its_energies():
+    from aiax_bench.sim.propagation import phase_contrast_scan
+
+    z, a, d = np.meshgrid(np.arange(8), np.arange(3), np.arange(32), indexing="ij")
+    smooth = 2.0 * np.exp(-((d - 16.0) ** 2 + (z - 4.0) ** 2) / 60.0) + 0 * a
+    common = {"photons": 1e4, "distance_m": 0.1, "pixel_size_m": 5e-6, "psf_sigma_px": 0.5}
+    mono = phase_contrast_scan(smooth, wavelength_m=6.2e-11, delta_beta=1000.0, rng=np.random.default_rng(3),
+                               **common)
+    halves = phase_contrast_scan(smooth, wavelength_m=[6.2e-11] * 2, delta_beta=[1000.0] * 2, weights=[0.5, 0.5],
+                                 beta_scale=[1.0, 1.0], rng=np.random.default_rng(3), **common)
+    np.testing.assert_array_equal(halves, mono)  # 0.5 x + 0.5 x is x exactly
+    # In contact the beam hardens: -ln sum_E w_E exp(-s_E p), below the mean attenuation sum_E w_E s_E p.
+    weights, scale = np.array([0.3, 0.7]), np.array([2.0, 0.5])
+    pink = phase_contrast_scan(smooth, wavelength_m=[8e-11, 5e-11], delta_beta=[900.0, 1500.0], weights=weights,
+                               beta_scale=scale, rng=np.random.default_rng(0), photons=1e12, distance_m=0.0,
+                               pixel_size_m=5e-6, psf_sigma_px=0.0)
+    contact = {"photons": 1e12, "distance_m": 0.0, "pixel_size_m": 5e-6, "psf_sigma_px": 0.0}
+    each = [phase_contrast_scan(s * smooth, wavelength_m=lam, delta_beta=1000.0, rng=np.random.default_rng(k),
+                                **contact) for k, (s, lam) in enumerate(zip(scale, [8e-11, 5e-11], strict=True))]
+    expected = -np.log(sum(w * np.exp(-e.astype(np.float64)) for w, e in zip(weights, each, strict=True)))
+    # Stated tolerance: 1e12 photons count to a relative 1e-6, and float32 output.
+    np.testing.assert_allclose(pink, expected, atol=1e-4)
+    assert (pink < 0.95 * float(weights @ scale) * smooth)[smooth > 1.0].all()
+    with pytest.raises(InputError, match="weights"):
+        phase_contrast_scan(smooth, wavelength_m=[8e-11, 5e-11], delta_beta=[900.0, 1500.0], weights=[0.5, 0.6],
+                            beta_scale=[1.0, 1.0], rng=np.random.default_rng(0), **common)
+
+
+def test_the_pink_split_records_its_spectrum_as_shares_of_the_scintillators_signal(pc):
+    setup = pc.split("pc-pink").test[0].meta["phase_contrast"]["pc-pink"]
+    assert setup["energies_kev"] == list(np.arange(9.0, 30.0, 2.0))
+    assert math.fsum(setup["weights"]) == pytest.approx(1.0, abs=1e-12)
+    assert setup["mu_energy_kev"] == 20.0 and setup["distance_m"] == 0.082
+    # The filtered beam's signal peaks between 13 and 19 keV (0.7 mm Al below, the source's fall above).
+    assert 13.0 <= setup["energies_kev"][int(np.argmax(setup["weights"]))] <= 19.0
+    assert 15.0 < setup["energy_kev"] < 20.0
+    np.testing.assert_allclose(setup["beta_scale"][5], 1.24, rtol=0.02)  # beta(19 keV) / beta(20 keV) ~ (20/19)^4

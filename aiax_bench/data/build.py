@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -155,14 +156,64 @@ def phase_contrast_setup(params: dict[str, Any], voxel_size_um: float) -> dict[s
 
     energy = float(params["energy_kev"])
     material = params["material"]
-    wavelength = wavelength_m(energy)
     distance = float(params["distance_m"])
-    return {"energy_kev": energy, "wavelength_m": wavelength, "distance_m": distance,
-            "delta_beta": delta_beta_ratio(material["formula"], density_g_cm3=material["density_g_cm3"],
-                                           energy_kev=energy),
-            "material": material["formula"],
-            "fresnel_number_pixel": fresnel_number(voxel_size_um * 1e-6, distance, wavelength),
-            "pixel_size_um": float(voxel_size_um), "psf_sigma_px": float(params.get("psf_sigma_px", 0.0))}
+    if "source" in params:
+        setup = _pink_beam_setup(params, energy)
+    else:
+        setup = {"energy_kev": energy, "wavelength_m": wavelength_m(energy), "distance_m": distance,
+                 "delta_beta": delta_beta_ratio(material["formula"], density_g_cm3=material["density_g_cm3"],
+                                                energy_kev=energy)}
+    setup.update({"material": material["formula"],
+                  "fresnel_number_pixel": fresnel_number(voxel_size_um * 1e-6, distance, setup["wavelength_m"]),
+                  "pixel_size_um": float(voxel_size_um), "psf_sigma_px": float(params.get("psf_sigma_px", 0.0))})
+    return setup
+
+
+def _rounded(values) -> list[float]:
+    # 12 significant digits: a last-ulp difference of a libm (Bessel functions, quadrature, exp) must not change
+    # a published store's bytes.
+    return [float(f"{float(v):.12g}") for v in values]
+
+
+def _pink_beam_setup(params: dict[str, Any], mu_energy_kev: float) -> dict[str, Any]:
+    """A bending magnet's filtered beam as a list of energies: each one's share of the signal of the split's
+    scintillator (photons absorbed there times their energy), ``delta / beta`` and ``beta / beta(mu_energy_kev)``;
+    with the signal-weighted energy, and the wavelength and ``delta / beta`` that give Paganin's filter the
+    signal-weighted ``delta / mu`` of the material."""
+    import periodictable
+
+    from aiax_bench.sim.materials import refractive_index, wavelength_m
+    from aiax_bench.sim.spectrum import absorbed_fraction, bending_magnet_spectrum
+
+    source, scintillator, material = params["source"], params["scintillator"], params["material"]
+    grid = source["energies_kev"]
+    energies = np.arange(grid["first"], grid["last"] + grid["step"] / 2, grid["step"], dtype=np.float64)
+    spectrum = bending_magnet_spectrum(ring_energy_gev=source["ring_energy_gev"], field_t=source["field_t"],
+                                       energies_kev=energies, filters=source.get("filters_mm", {}))
+    layer = {str(element): float(fraction) for element, fraction in
+             periodictable.formula(scintillator["formula"]).mass_fraction.items()}
+    signal = spectrum.weights("energy-integrating") * absorbed_fraction(
+        layer, scintillator["density_g_cm3"], scintillator["thickness_um"], energies)
+    weights = np.array(_rounded(signal / signal.sum()))
+    weights[-1] = 1.0 - math.fsum(weights[:-1])  # shares that sum to 1 in float64
+    indices = [refractive_index(material["formula"], density_g_cm3=material["density_g_cm3"], energy_kev=e)
+               for e in energies]
+    at_mu = refractive_index(material["formula"], density_g_cm3=material["density_g_cm3"], energy_kev=mu_energy_kev)
+    mean_energy = float(np.dot(weights, energies))
+    mean_wavelength = wavelength_m(mean_energy)
+    delta_over_mu = (float(np.dot(weights, [n.delta for n in indices]))
+                     / float(np.dot(weights, [n.attenuation_per_cm * 100.0 for n in indices])))
+    return {"energy_kev": float(f"{mean_energy:.12g}"), "wavelength_m": float(f"{mean_wavelength:.12g}"),
+            "distance_m": float(params["distance_m"]),
+            "delta_beta": float(f"{4 * math.pi * delta_over_mu / mean_wavelength:.12g}"),
+            "mu_energy_kev": float(mu_energy_kev),
+            "source": {"kind": source["kind"], "ring_energy_gev": float(source["ring_energy_gev"]),
+                       "field_t": float(source["field_t"]), "filters_mm": dict(source.get("filters_mm", {})),
+                       "scintillator": dict(scintillator)},
+            "energies_kev": energies.tolist(), "weights": weights.tolist(),
+            "wavelengths_m": _rounded(wavelength_m(e) for e in energies),
+            "delta_betas": _rounded(n.delta_beta_ratio for n in indices),
+            "beta_scale": _rounded(n.beta / at_mu.beta for n in indices)}
 
 
 def _phase_contrast(ctx: _SampleContext, name: str, params: dict[str, Any]):
@@ -172,10 +223,12 @@ def _phase_contrast(ctx: _SampleContext, name: str, params: dict[str, Any]):
 
     setup = phase_contrast_setup(params, ctx.voxel_cm * 1e4)
     ctx.extra.setdefault("phase_contrast", {})[name] = setup
+    beam = ({"wavelength_m": setup["wavelengths_m"], "delta_beta": setup["delta_betas"], "weights": setup["weights"],
+             "beta_scale": setup["beta_scale"]} if "weights" in setup
+            else {"wavelength_m": setup["wavelength_m"], "delta_beta": setup["delta_beta"]})
     return _full_scan(ctx, phase_contrast_scan(
-        ctx.clean, photons=ctx.photons, wavelength_m=setup["wavelength_m"], delta_beta=setup["delta_beta"],
-        distance_m=setup["distance_m"], pixel_size_m=setup["pixel_size_um"] * 1e-6,
-        psf_sigma_px=setup["psf_sigma_px"], rng=ctx.rng(name)))
+        ctx.clean, photons=ctx.photons, distance_m=setup["distance_m"], pixel_size_m=setup["pixel_size_um"] * 1e-6,
+        psf_sigma_px=setup["psf_sigma_px"], rng=ctx.rng(name), **beam))
 
 
 #: Memory the build keeps reconstruction operators in, across splits and samples (bytes). Beyond it the

@@ -162,6 +162,24 @@ RECIPE_SCHEMA: dict[str, Any] = {
                                  "additionalProperties": False,
                                  "properties": {"formula": {"type": "string"},
                                                 "density_g_cm3": {"type": "number", "exclusiveMinimum": 0}}},
+                    # a pink beam instead of a monochromatic one (energy_kev is then the truth's energy)
+                    "source": {"type": "object", "additionalProperties": False,
+                               "required": ["kind", "ring_energy_gev", "field_t", "energies_kev"],
+                               "properties": {
+                                   "kind": {"const": "bending-magnet"},
+                                   "ring_energy_gev": {"type": "number", "exclusiveMinimum": 0},
+                                   "field_t": {"type": "number", "exclusiveMinimum": 0},
+                                   "energies_kev": {"type": "object", "additionalProperties": False,
+                                                    "required": ["first", "last", "step"],
+                                                    "properties": {k: {"type": "number", "exclusiveMinimum": 0}
+                                                                   for k in ("first", "last", "step")}},
+                                   "filters_mm": {"type": "object",
+                                                  "additionalProperties": {"type": "number", "minimum": 0}}}},
+                    "scintillator": {"type": "object", "additionalProperties": False,
+                                     "required": ["formula", "density_g_cm3", "thickness_um"],
+                                     "properties": {"formula": {"type": "string"},
+                                                    "density_g_cm3": {"type": "number", "exclusiveMinimum": 0},
+                                                    "thickness_um": {"type": "number", "exclusiveMinimum": 0}}},
                     "description": {"type": "string"},
                 },
             },
@@ -461,7 +479,14 @@ class SplitSpec:
     n_flats : int, optional
         Open-beam images averaged into the flat field (``flat-noise``).
     energy_kev, distance_m : float, optional
-        Monochromatic photon energy (keV) and sample-to-detector distance (m) (``phase-contrast``).
+        Monochromatic photon energy (keV) and sample-to-detector distance (m) (``phase-contrast``);
+        with a ``source``, ``energy_kev`` is the energy of the phantom's attenuation (the truth's).
+    source : dict, optional
+        A pink beam (``phase-contrast``): ``kind: bending-magnet``, ``ring_energy_gev``, ``field_t``,
+        ``energies_kev`` (``first``, ``last``, ``step``) and ``filters_mm`` (element -> mm).
+    scintillator : dict, optional
+        ``formula``, ``density_g_cm3`` and ``thickness_um`` of the detector's scintillator, whose
+        absorption weighs a pink beam's energies (``phase-contrast`` with a ``source``).
     material : dict, optional
         ``formula`` and ``density_g_cm3`` of the sample's one material, whose ``delta / beta``
         the phase shift follows (``phase-contrast``).
@@ -486,6 +511,8 @@ class SplitSpec:
     energy_kev: float | None = None
     distance_m: float | None = None
     material: dict[str, Any] | None = None
+    source: dict[str, Any] | None = None
+    scintillator: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

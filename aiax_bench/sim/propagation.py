@@ -231,9 +231,36 @@ def detector_image(intensity, *, psf_sigma_px: float, binning: int) -> np.ndarra
     return out.reshape((*a.shape[:-2], rows // b, cols // b))
 
 
-def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m: float, delta_beta: float, distance_m: float,
+def _spectral_lines(wavelength_m, delta_beta, weights, beta_scale) -> list[tuple[float, float, float, float]]:
+    """``(wavelength, delta / beta, weight, beta scale)`` of each energy of a beam, checked."""
+    wavelengths = np.atleast_1d(np.asarray(wavelength_m, dtype=np.float64))
+    count = wavelengths.size
+    if wavelengths.ndim != 1:
+        raise InputError("wavelength_m", f"has shape {wavelengths.shape}", "expected a number or a 1D sequence (m)")
+    columns = {"wavelength_m": wavelengths}
+    for name, value, default in (("delta_beta", delta_beta, None), ("weights", weights, 1.0),
+                                 ("beta_scale", beta_scale, 1.0)):
+        if value is None and default is not None and count == 1:
+            value = default
+        array = None if value is None else np.atleast_1d(np.asarray(value, dtype=np.float64))
+        if array is None or array.shape != (count,):
+            raise InputError(name, f"has {0 if array is None else array.size} values",
+                             f"expected one per energy ({count}, as wavelength_m)")
+        columns[name] = array
+    for name, unit in (("wavelength_m", "metres"), ("delta_beta", "delta / beta (dimensionless)"),
+                       ("beta_scale", "dimensionless")):
+        for value in columns[name]:
+            check_positive(name, float(value), unit)
+    w = columns["weights"]
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or abs(math.fsum(w) - 1.0) > 1e-6:
+        raise InputError("weights", f"are {w.tolist()}", "expected shares >= 0 of the signal, summing to 1")
+    return [tuple(float(columns[k][i]) for k in ("wavelength_m", "delta_beta", "weights", "beta_scale"))
+            for i in range(count)]
+
+
+def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_beta, distance_m: float,
                         pixel_size_m: float, psf_sigma_px: float, rng: np.random.Generator,
-                        upsample: int = 2) -> np.ndarray:
+                        upsample: int = 2, weights=None, beta_scale=None) -> np.ndarray:
     """A propagation-based phase-contrast scan of a single-material sample, as ``-ln(I / I0)`` with counting noise.
 
     Each projection's attenuation line integrals ``mu T`` give the projected
@@ -246,16 +273,24 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m: float, 
     onto that grid (the phantom's projections are sampled at the detector's
     pixels). The intensity is then counted (Poisson, ``photons`` per pixel).
 
+    A polychromatic (pink) beam is a list of energies: ``wavelength_m``,
+    ``delta_beta``, ``weights`` and ``beta_scale`` then hold one value per
+    energy, and the detector records the weighted sum of the energies'
+    intensities (each propagated on its own: the beam is incoherent across
+    energies). ``beta_scale`` turns the line integrals, given at one energy,
+    into each energy's: ``B(E) = beta_scale(E) B``.
+
     Parameters
     ----------
     line_integrals : numpy.ndarray
         Noise-free ``mu T`` (dimensionless), ``(Z, A, D)``: detector rows, angles, columns.
     photons : float
         Incident photons per detector pixel per projection.
-    wavelength_m : float
-        X-ray wavelength (m), monochromatic.
-    delta_beta : float
-        ``delta / beta`` of the material (e.g. :func:`aiax_bench.sim.materials.delta_beta_ratio`).
+    wavelength_m : float or sequence of float
+        X-ray wavelength (m): one for a monochromatic beam, or one per energy.
+    delta_beta : float or sequence of float
+        ``delta / beta`` of the material (e.g. :func:`aiax_bench.sim.materials.delta_beta_ratio`),
+        at each wavelength.
     distance_m : float
         Sample-to-detector distance (m), at least 0 (0: an absorption image).
     pixel_size_m : float
@@ -266,6 +301,13 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m: float, 
         Source of the counting noise, drawn once over the whole scan in C order.
     upsample : int
         Wave samples per detector pixel and axis.
+    weights : sequence of float, optional
+        Each energy's share of the detector signal (dimensionless, summing to
+        1), e.g. spectrum times scintillator absorption times energy; for one
+        energy, omitted (1).
+    beta_scale : sequence of float, optional
+        ``beta(E) / beta(E0)`` per energy, ``E0`` the energy of
+        ``line_integrals``; for one energy, omitted (1).
 
     Returns
     -------
@@ -277,8 +319,7 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m: float, 
     p = np.asarray(line_integrals)
     if p.ndim != 3:
         raise InputError("line_integrals", f"have shape {p.shape}", "expected (Z, A, D): rows, angles, columns")
-    wavelength = check_positive("wavelength_m", wavelength_m, "metres")
-    ratio = check_positive("delta_beta", delta_beta, "delta / beta (dimensionless)")
+    lines = _spectral_lines(wavelength_m, delta_beta, weights, beta_scale)
     sigma = check_finite_number("psf_sigma_px", psf_sigma_px, "detector pixels")
     if sigma < 0:
         raise InputError("psf_sigma_px", f"is {psf_sigma_px!r}", "expected a standard deviation of at least 0 pixels")
@@ -288,10 +329,18 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m: float, 
     for a in range(p.shape[1]):  # one projection (rows x columns) at a time
         fine = scipy.ndimage.zoom(np.asarray(p[:, a, :], dtype=np.float64), up, order=1, mode="nearest",
                                   grid_mode=True)
-        projected_beta = fine * (wavelength / (4 * math.pi))
-        wave = transmission(ratio * projected_beta, projected_beta, wavelength_m=wavelength)
-        if distance_m:
-            wave = fresnel_propagate(wave, distance_m=distance_m, wavelength_m=wavelength, pixel_size_m=pixel / up)
-        intensity[:, a, :] = detector_image(np.abs(wave) ** 2, psf_sigma_px=sigma * up, binning=up)
+        fine_intensity = None
+        for wavelength, ratio, weight, scale in lines:
+            projected_beta = fine * (wavelength / (4 * math.pi))
+            if scale != 1.0:
+                projected_beta = projected_beta * scale
+            wave = transmission(ratio * projected_beta, projected_beta, wavelength_m=wavelength)
+            if distance_m:
+                wave = fresnel_propagate(wave, distance_m=distance_m, wavelength_m=wavelength,
+                                         pixel_size_m=pixel / up)
+            # One energy: its intensity as it is (weight 1), so a monochromatic scan keeps its bytes.
+            term = np.abs(wave) ** 2 if weight == 1.0 else weight * np.abs(wave) ** 2
+            fine_intensity = term if fine_intensity is None else fine_intensity + term
+        intensity[:, a, :] = detector_image(fine_intensity, psf_sigma_px=sigma * up, binning=up)
     # Counted as any scan is: the detector's -ln of the counts (poisson_noise takes -ln(I / I0)).
     return poisson_noise(-np.log(np.maximum(intensity, 1e-12)), photons, rng=rng)

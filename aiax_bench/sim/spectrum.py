@@ -40,7 +40,9 @@ from aiax_bench.validation import check_positive
 
 __all__ = [
     "TubeSpectrum",
+    "absorbed_fraction",
     "attenuation_coefficients",
+    "bending_magnet_spectrum",
     "effective_attenuation",
     "linearise",
     "polychromatic_line_integrals",
@@ -215,6 +217,102 @@ def tube_spectrum(kvp: float, *, anode_angle_deg: float = 12.0, filters: Mapping
         raise InputError("filters", f"{dict(filters)} absorb every photon of the {kvp:g} kV spectrum",
                          "expected thinner filtration")
     return TubeSpectrum(energies_kev=centres[keep][::-1], fluence=photons[keep][::-1])
+
+
+def bending_magnet_spectrum(*, ring_energy_gev: float, field_t: float, energies_kev: Any,
+                            filters: Mapping[str, float] = MappingProxyType({})) -> TubeSpectrum:
+    """Photons per energy bin of a synchrotron bending magnet's white (pink after filters) beam.
+
+    The flux per relative bandwidth of a bending magnet follows the universal
+    function ``G1(y) = y * integral_y^inf K_5/3(x) dx`` of ``y = E / E_c``, with the
+    critical energy ``E_c = 0.665 E_e² B`` (keV, electron energy ``E_e`` in GeV,
+    field ``B`` in tesla); photons per keV are then ``G1(E / E_c) / E`` (up to a
+    constant: the ring current and the horizontal acceptance scale every bin
+    alike). Filters multiply each bin by ``exp(-mu(E) t)``.
+
+    Parameters
+    ----------
+    ring_energy_gev : float
+        Electron energy of the storage ring (GeV), e.g. 2.5 for KARA (KIT).
+    field_t : float
+        Bending magnet field (T), e.g. 1.5.
+    energies_kev : array_like
+        Bin centres (keV), 1D, evenly spaced and increasing (e.g. 8 to 30 keV in
+        1 keV steps); 1 to 800 keV.
+    filters : mapping of str to float
+        Element symbol -> thickness (mm) of each filter in the beam (e.g.
+        ``{"Al": 0.7}``), at the element's standard density; empty for none.
+
+    Returns
+    -------
+    TubeSpectrum
+        Bin centres and photons per bin (relative units).
+
+    Raises
+    ------
+    aiax_bench.errors.InputError
+        If a parameter is out of range, the energies are not evenly spaced, an
+        element is unknown or the filters absorb every photon.
+    """
+    import scipy.integrate
+    import scipy.special
+
+    electron_gev = check_positive("ring_energy_gev", ring_energy_gev, "GeV")
+    field = check_positive("field_t", field_t, "tesla")
+    energies = np.asarray(energies_kev, dtype=np.float64)
+    if energies.ndim != 1 or energies.size == 0 or not np.all(np.isfinite(energies)):
+        raise InputError("energies_kev", f"has shape {energies.shape}", "expected a non-empty 1D array of keV")
+    if energies[0] < 1.0 or energies[-1] > ELAM_RANGE_KEV[1]:
+        raise InputError("energies_kev", f"span {energies[0]!r} to {energies[-1]!r} keV",
+                         f"expected energies from 1 to {ELAM_RANGE_KEV[1]:g} keV")
+    steps = np.diff(energies)
+    if steps.size and (np.any(steps <= 0) or np.ptp(steps) > 1e-9 * energies[-1]):
+        raise InputError("energies_kev", "are not evenly spaced and increasing",
+                         "expected bin centres of equal width, e.g. 8 to 30 keV in 1 keV steps")
+    critical_kev = 0.665 * electron_gev**2 * field
+    g1 = np.array([y * scipy.integrate.quad(lambda x: scipy.special.kv(5.0 / 3.0, x), y, np.inf)[0]
+                   for y in energies / critical_kev])
+    fluence = g1 / energies
+    if not isinstance(filters, Mapping):
+        raise InputError("filters", f"is a {type(filters).__name__}", "expected a mapping element -> thickness (mm)")
+    import xraydb  # imported here: only polychromatic simulations need it
+
+    for element, mm in filters.items():
+        is_number = isinstance(mm, int | float | np.integer | np.floating) and not isinstance(mm, bool)
+        if not is_number or not math.isfinite(mm) or mm < 0:
+            raise InputError("filters", f"has {mm!r} mm of {element!r}", "expected a thickness >= 0 mm")
+        mu = attenuation_coefficients({element: 1.0}, xraydb.atomic_density(element), energies)
+        fluence = fluence * np.exp(-mu * (float(mm) / 10.0))
+    if not np.any(fluence > 0):
+        raise InputError("filters", f"{dict(filters)} absorb every photon", "expected thinner filtration")
+    return TubeSpectrum(energies_kev=energies, fluence=fluence)
+
+
+def absorbed_fraction(composition: Mapping[str, float], density_g_cm3: float, thickness_um: float,
+                      energies_kev: Any) -> np.ndarray:
+    """Fraction of the photons of each energy a detector layer absorbs: ``1 - exp(-mu_photo t)``.
+
+    Parameters
+    ----------
+    composition : mapping of str to float
+        Element -> mass fraction of the layer (e.g. a scintillator, LSO:
+        ``Lu2SiO5``), as :func:`attenuation_coefficients` takes it.
+    density_g_cm3 : float
+        Density of the layer (g/cm³), e.g. 7.4 for LSO.
+    thickness_um : float
+        Thickness (µm), e.g. 12.
+    energies_kev : array_like
+        Photon energies (keV).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 fractions in [0, 1], shape of ``energies_kev``: photoabsorption
+        only, the interaction that deposits a photon's energy in place.
+    """
+    thickness = check_positive("thickness_um", thickness_um, "µm")
+    mu = attenuation_coefficients(composition, density_g_cm3, energies_kev, kind="photo")
+    return -np.expm1(-mu * thickness * 1e-4)
 
 
 def attenuation_coefficients(composition: Mapping[str, float], density_g_cm3: float, energies_kev: Any, *,
