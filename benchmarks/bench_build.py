@@ -19,6 +19,10 @@ with today's code and, given ``--before``, with the code of that git commit
 (a temporary worktree), one after the other in the same run; both stores'
 content sha256 are recorded, and whether they agree.
 
+A one-sample run also records each split's own seconds (``split_seconds``: the
+degradation, its projections and its reconstruction; parallel-beam recipes),
+the rest of the time being the phantom, the reference scan and the writes.
+
 ``--sample-rss S`` also records the child's resident memory every S seconds
 (``rss_mb``: seconds since the start, MB), to see which step holds the peak.
 """
@@ -41,8 +45,20 @@ CHILD = """
 import copy, dataclasses, json, resource, sys, tempfile, time
 from pathlib import Path
 import zarr
+from aiax_bench.data import build
 from aiax_bench.data.build import build_store
 from aiax_bench.data.registry import resolve
+split_seconds = {}
+def timed(make):
+    def run(ctx, name, params):
+        start = time.perf_counter()
+        try:
+            return make(ctx, name, params)
+        finally:
+            split_seconds[name] = round(split_seconds.get(name, 0.0) + time.perf_counter() - start, 2)
+    return run
+for kind, make in list(build.SPLIT_KINDS.items()):  # each split's own time (parallel-beam recipes)
+    build.SPLIT_KINDS[kind] = timed(make)
 spec = resolve(sys.argv[1])
 recipe = copy.deepcopy(spec.recipe)
 recipe["profiles"]["one"] = {"size": int(sys.argv[2]),
@@ -57,6 +73,7 @@ with tempfile.TemporaryDirectory(dir=sys.argv[4] or None) as folder:
     held = sum(a.nbytes for _, a in sample.arrays()) + sum(
         a.nbytes for _, s in sample["splits"].groups() for _, a in s.arrays())
 print(json.dumps({"seconds": round(seconds, 1), "sample_array_mb": round(held / 2**20),
+                  "split_seconds": split_seconds,
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 """
 

@@ -102,10 +102,10 @@ def _mouse(dataset: str = "mouse@1.0") -> list[Planned]:
     return rows
 
 
-def _phase_contrast(dataset: str = "foam-pc@1.0") -> list[Planned]:
-    """Propagation-based phase contrast: plain FBP, Paganin + FBP, and a U-Net on each distance."""
+def _phase_contrast(dataset: str, splits: tuple[str, ...]) -> list[Planned]:
+    """Propagation-based phase contrast: plain FBP, Paganin + FBP, and a U-Net on each distance (or beam)."""
     rows = []
-    for split in ("pc-10cm", "pc-50cm"):
+    for split in splits:
         rows += [Planned("FBP (ramp)", "fbp-ramp", dataset, split),
                  Planned("FBP (reference-tuned)", "fbp", dataset, split, ("tune=reference",)),
                  Planned("Paganin + FBP (reference-tuned)", "fbp", dataset, split, ("tune=reference", "paganin=true")),
@@ -115,7 +115,9 @@ def _phase_contrast(dataset: str = "foam-pc@1.0") -> list[Planned]:
 
 PLAN: list[Planned] = (_enhancement("foam@2.0", "100proj") + _enhancement("foam@2.0", "dose-1/16")
                        + _enhancement("foam@2.0", "50proj") + _enhancement("am-metal@2.0", "100proj")
-                       + _segmentation("composite@2.0") + _mouse() + _phase_contrast())
+                       + _segmentation("composite@2.0") + _mouse()
+                       + _phase_contrast("foam-pc@1.0", ("pc-10cm", "pc-50cm"))
+                       + _phase_contrast("foam-pc@1.1", ("pc-pink",)))
 
 
 @dataclass
