@@ -1,4 +1,5 @@
-"""Detector artefacts of real scans (rings, blur, zingers, a finite flat field) and the baselines that fight them."""
+"""Artefacts of real scans (rings, blur, zingers, a finite flat field, a lab tube's beam hardening) and the
+baselines that fight them."""
 
 from __future__ import annotations
 
@@ -81,27 +82,68 @@ def test_bad_artefact_settings_are_refused_naming_the_field(clean, call, field):
     assert error.value.field == field and "\n" not in str(error.value)
 
 
-# --- foam@2.1: the artefact splits through the harness ---------------------------------------------------------
+# --- foam@2.2 (2.1's splits and beam hardening): the artefact splits through the harness ------------------------
+
+DATASET = "foam@2.2"
+ARTEFACTS = ("rings", "blur", "zingers", "flat-noise", "beam-hardening")
+
 
 @pytest.fixture(scope="module")
 def artefact_root(tmp_path_factory):
     from aiax_bench.data.loader import load
 
-    root = tmp_path_factory.mktemp("foam-2.1")
-    load("foam@2.1", profile="tiny", root=root)
+    root = tmp_path_factory.mktemp("foam-2.2")
+    load(DATASET, profile="tiny", root=root)
     return root
 
 
-def test_foam_2_1_tiny_builds_to_its_registered_sha256_with_the_artefact_splits(artefact_root):
+def test_foam_2_2_tiny_builds_to_its_registered_sha256_with_the_artefact_splits(artefact_root):
     from aiax_bench.data.loader import load
     from aiax_bench.data.registry import resolve
 
-    dataset = load("foam@2.1", profile="tiny", root=artefact_root)
-    spec = resolve("foam@2.1")
+    dataset = load(DATASET, profile="tiny", root=artefact_root)
+    spec = resolve(DATASET)
     assert dataset.content_sha256 == spec.content_sha256["tiny"]
-    assert {"rings", "blur", "zingers", "flat-noise"} <= set(spec.splits)
-    assert {spec.split_spec(s).kind for s in ("rings", "blur", "zingers", "flat-noise")} == {
-        "rings", "blur", "zingers", "flat-noise"}
+    assert {spec.split_spec(s).kind for s in ARTEFACTS} == set(ARTEFACTS)
+    # 2.2 is 2.1 and one split more: the same recipe otherwise, so 2.1's splits keep their bytes.
+    older = resolve("foam@2.1").recipe
+    assert {**older, "splits": {**older["splits"], "beam-hardening": spec.splits["beam-hardening"]},
+            "description": spec.recipe["description"]} == spec.recipe
+
+
+def test_beam_hardening_cups_the_solid_and_linearisation_with_the_recorded_spectrum_removes_it(artefact_root):
+    from aiax_bench.baselines.fbp import FBP
+    from aiax_bench.data.loader import load
+    from aiax_bench.data.sealed import seal
+
+    data = load(DATASET, profile="tiny", root=artefact_root).split("beam-hardening")
+    sample = data.test[0]
+    setup = sample.meta["beam_hardening"]["beam-hardening"]
+    assert setup["kvp"] == 50.0 and setup["material"] == "C15H17N"
+    # The thin-part limit of the recorded attenuation is the truth's: the truth stays the effective attenuation.
+    assert float(np.dot(setup["weights"], setup["attenuation_per_cm"])) == pytest.approx(4.2, rel=1e-6)
+    assert next(iter(seal([sample]))).meta["beam_hardening"] == sample.meta["beam_hardening"]
+
+    truth, labels, mask = (np.asarray(a) for a in (sample.truth, sample.labels, sample.mask))
+    mask = mask.astype(bool)
+    radius = np.broadcast_to(np.hypot(*np.indices(truth.shape[1:]) - (truth.shape[1] - 1) / 2), truth.shape)
+    edge = radius[mask].max()
+    inner, outer = (labels > 0) & mask & (radius < 0.4 * edge), (labels > 0) & mask & (radius > 0.8 * edge)
+
+    def cupping(volume: np.ndarray) -> float:
+        """How much darker the solid reads at the centre than near the surface (1/cm)."""
+        return float(volume[outer].mean() - volume[inner].mean())
+
+    # The uncorrected scan is cupped beyond what partial volumes at the surface give the reference scan.
+    assert cupping(np.asarray(sample.low)) > cupping(np.asarray(sample.high)) + 0.05
+    predictions = {}
+    for linearise in (False, True):
+        method = FBP({"tune": "none", "filter": "ramp", "linearise": linearise})
+        method.fit(data.train, data.val, seed=0)
+        predictions[linearise] = method.predict(next(iter(seal([sample]))))
+    assert abs(cupping(predictions[True])) < 0.5 * cupping(predictions[False])
+    error = {k: float(np.abs(v - truth)[mask].mean()) for k, v in predictions.items()}
+    assert error[True] < error[False], error
 
 
 def test_stripe_removal_beats_fbp_on_rings(artefact_root, monkeypatch, tmp_path):
@@ -113,7 +155,7 @@ def test_stripe_removal_beats_fbp_on_rings(artefact_root, monkeypatch, tmp_path)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     def psnr(**config) -> tuple[float, dict]:
-        result = run_seeds(EvaluationRequest(method="fbp", dataset="foam@2.1", profile="tiny", split="rings",
+        result = run_seeds(EvaluationRequest(method="fbp", dataset=DATASET, profile="tiny", split="rings",
                                              config={"tune": "reference", **config}, tracking_uri=tracking,
                                              output_dir=tmp_path / "results", figures=False), [0])
         return result["metrics"]["psnr/truth"]["mean"], result["runs"][0]["fit_summary"]["selected"]

@@ -56,7 +56,8 @@ class FBP(ClassicalReconstruction):
         linearise : bool
             Correct beam hardening before filtering: each polychromatic line integral is mapped to the
             path it means at the material's effective attenuation (:func:`aiax_bench.sim.spectrum.linearise`),
-            with the sample's recorded tube spectrum and material (``meta['spectrum']``, a lab scan's);
+            with the sample's recorded tube spectrum and material (``meta['beam_hardening'][split]``, a
+            parallel-beam recipe's beam-hardening split, or ``meta['spectrum']``, a lab scan's);
             the single-material correction of lab CT software.
         remove_rings : bool
             Remove the sinogram's stripes (each detector row's) before filtering: the sorting-based
@@ -94,7 +95,9 @@ class FBP(ClassicalReconstruction):
             return sinogram
         from aiax_bench.sim.spectrum import TubeSpectrum, linearise
 
-        spectrum = sample.meta.get("spectrum")
+        # A parallel-beam recipe records the spectrum of its beam-hardening split, a lab recipe the scan's own.
+        spectrum = (sample.meta.get("beam_hardening") or {}).get(getattr(sample, "split", None)) \
+            or sample.meta.get("spectrum")
         if not spectrum:
             raise InputError(f"sample {sample.id}: meta spectrum", "is missing",
                              "a scan that records its tube spectrum and material attenuation, for linearise=true")

@@ -169,10 +169,10 @@ def phase_contrast_setup(params: dict[str, Any], voxel_size_um: float) -> dict[s
     return setup
 
 
-def _rounded(values) -> list[float]:
-    # 12 significant digits: a last-ulp difference of a libm (Bessel functions, quadrature, exp) must not change
-    # a published store's bytes.
-    return [float(f"{float(v):.12g}") for v in values]
+def _rounded(values, *, digits: int = 12) -> list[float]:
+    # A last-ulp difference of a maths library (Bessel functions, quadrature, exp) must not change a published
+    # store's bytes.
+    return [float(f"{float(v):.{digits}g}") for v in values]
 
 
 def _pink_beam_setup(params: dict[str, Any], mu_energy_kev: float) -> dict[str, Any]:
@@ -180,9 +180,7 @@ def _pink_beam_setup(params: dict[str, Any], mu_energy_kev: float) -> dict[str, 
     scintillator (photons absorbed there times their energy), ``delta / beta`` and ``beta / beta(mu_energy_kev)``;
     with the signal-weighted energy, and the wavelength and ``delta / beta`` that give Paganin's filter the
     signal-weighted ``delta / mu`` of the material."""
-    import periodictable
-
-    from aiax_bench.sim.materials import refractive_index, wavelength_m
+    from aiax_bench.sim.materials import mass_fractions, refractive_index, wavelength_m
     from aiax_bench.sim.spectrum import absorbed_fraction, bending_magnet_spectrum
 
     source, scintillator, material = params["source"], params["scintillator"], params["material"]
@@ -190,8 +188,7 @@ def _pink_beam_setup(params: dict[str, Any], mu_energy_kev: float) -> dict[str, 
     energies = np.arange(grid["first"], grid["last"] + grid["step"] / 2, grid["step"], dtype=np.float64)
     spectrum = bending_magnet_spectrum(ring_energy_gev=source["ring_energy_gev"], field_t=source["field_t"],
                                        energies_kev=energies, filters=source.get("filters_mm", {}))
-    layer = {str(element): float(fraction) for element, fraction in
-             periodictable.formula(scintillator["formula"]).mass_fraction.items()}
+    layer = mass_fractions(scintillator["formula"])
     signal = spectrum.weights("energy-integrating") * absorbed_fraction(
         layer, scintillator["density_g_cm3"], scintillator["thickness_um"], energies)
     weights = np.array(_rounded(signal / signal.sum()))
@@ -229,6 +226,48 @@ def _phase_contrast(ctx: _SampleContext, name: str, params: dict[str, Any]):
     return _full_scan(ctx, phase_contrast_scan(
         ctx.clean, photons=ctx.photons, distance_m=setup["distance_m"], pixel_size_m=setup["pixel_size_um"] * 1e-6,
         psf_sigma_px=setup["psf_sigma_px"], rng=ctx.rng(name), **beam))
+
+
+def beam_hardening_setup(params: dict[str, Any], mu_solid_per_cm: float) -> dict[str, Any]:
+    """What a ``beam-hardening`` split's lab scanner records: its tube spectrum as the detector weighs it,
+    and the material's attenuation at each energy, scaled so that its thin-sample limit is the phantom's
+    attenuation (the truth stays the effective attenuation, as on the cone-beam lab recipes); rounded to 9
+    significant digits, so that a last-ulp difference of a maths library cannot reach the stored bytes."""
+    from aiax_bench.sim.materials import mass_fractions
+    from aiax_bench.sim.spectrum import attenuation_coefficients, tube_spectrum
+
+    spec, material = params["spectrum"], params["material"]
+    detector = spec.get("detector", "energy-integrating")
+    spectrum = tube_spectrum(float(spec["kvp"]), anode_angle_deg=float(spec.get("anode_angle_deg", 12.0)),
+                             filters=dict(spec.get("filters", {"Al": 1.0})))
+
+    energies = np.array(_rounded(spectrum.energies_kev, digits=9))
+    weights = np.array(_rounded(spectrum.weights(detector), digits=9))
+    weights = weights / weights.sum()
+    mu = attenuation_coefficients(mass_fractions(material["formula"]), float(material["density_g_cm3"]), energies)
+    mu = np.array(_rounded(mu * (mu_solid_per_cm / float(np.dot(weights, mu))), digits=9))
+    return {"kvp": float(spec["kvp"]), "filters": dict(spec.get("filters", {"Al": 1.0})), "detector": detector,
+            "material": material["formula"], "energies_kev": energies.tolist(), "weights": weights.tolist(),
+            "attenuation_per_cm": mu.tolist(), "effective_attenuation_per_cm": float(mu_solid_per_cm)}
+
+
+def _beam_hardening(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles with a lab tube's polychromatic beam through the phantom's one material:
+    reconstructed without correction, thick parts read darker than thin ones (cupping)."""
+    from aiax_bench.sim.spectrum import TubeSpectrum, polychromatic_line_integrals
+
+    solid = sorted({float(mu) for mu in ctx.phantom.attenuation if mu > 0})
+    if len(solid) != 1:
+        raise InputError(f"split {name}: kind", "is 'beam-hardening'",
+                         f"a phantom of one attenuating material (its phases attenuate {solid} 1/cm)")
+    setup = beam_hardening_setup(params, solid[0])
+    ctx.extra.setdefault("beam_hardening", {})[name] = setup
+    path_cm = ctx.clean / np.float32(solid[0])  # a ray's monochromatic line integral over the truth's attenuation
+    spectrum = TubeSpectrum(energies_kev=np.array(setup["energies_kev"]), fluence=np.array(setup["weights"]))
+    # The weights already hold the detector's response: counted as they are, not weighted by energy twice.
+    poly = polychromatic_line_integrals(path_cm, spectrum, np.array(setup["attenuation_per_cm"]),
+                                        detector="photon-counting")
+    return _full_scan(ctx, poisson_noise(poly, ctx.photons, rng=ctx.rng(name)))
 
 
 #: Memory the build keeps reconstruction operators in, across splits and samples (bytes). Beyond it the
@@ -289,6 +328,7 @@ SPLIT_KINDS: dict[str, Callable[[_SampleContext, str, dict[str, Any]], tuple]] =
     "zingers": _zingers,
     "flat-noise": _flat_noise,
     "phase-contrast": _phase_contrast,
+    "beam-hardening": _beam_hardening,
 }
 
 

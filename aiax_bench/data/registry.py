@@ -142,7 +142,7 @@ RECIPE_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "kind": {"enum": ["sparse", "dose", "binning", "continuous", "rings", "blur", "zingers",
-                                      "flat-noise", "phase-contrast"]},
+                                      "flat-noise", "phase-contrast", "beam-hardening"]},
                     "n_angles": {"type": "integer", "minimum": 1},
                     "dose_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     "factor": {"type": "integer", "minimum": 2},
@@ -175,6 +175,13 @@ RECIPE_SCHEMA: dict[str, Any] = {
                                                                    for k in ("first", "last", "step")}},
                                    "filters_mm": {"type": "object",
                                                   "additionalProperties": {"type": "number", "minimum": 0}}}},
+                    # a lab tube's polychromatic beam (beam-hardening; aiax_bench.sim.spectrum.tube_spectrum)
+                    "spectrum": {"type": "object", "additionalProperties": False, "required": ["kvp"],
+                                 "properties": {"kvp": {"type": "number", "exclusiveMinimum": 0},
+                                                "anode_angle_deg": {"type": "number", "exclusiveMinimum": 0},
+                                                "filters": {"type": "object",
+                                                            "additionalProperties": {"type": "number", "minimum": 0}},
+                                                "detector": {"enum": ["energy-integrating", "photon-counting"]}}},
                     "scintillator": {"type": "object", "additionalProperties": False,
                                      "required": ["formula", "density_g_cm3", "thickness_um"],
                                      "properties": {"formula": {"type": "string"},
@@ -442,7 +449,7 @@ class SplitSpec:
         Split name (``100proj``, ``dose-1/16``, ``res-x2``, ...).
     kind : str
         One of ``sparse``, ``dose``, ``binning``, ``continuous``, ``rings``,
-        ``blur``, ``zingers``, ``flat-noise``, ``phase-contrast`` (simulated parallel beam),
+        ``blur``, ``zingers``, ``flat-noise``, ``phase-contrast``, ``beam-hardening`` (simulated parallel beam),
         ``short-scan``, ``arc``, ``polychromatic`` (simulated cone beam),
         ``subsample``, ``pair``, ``views``, ``frames``.
         What the split saves against the reference scan; an imported scan's
@@ -487,9 +494,13 @@ class SplitSpec:
     scintillator : dict, optional
         ``formula``, ``density_g_cm3`` and ``thickness_um`` of the detector's scintillator, whose
         absorption weighs a pink beam's energies (``phase-contrast`` with a ``source``).
+    spectrum : dict, optional
+        A lab tube's ``kvp``, ``anode_angle_deg``, ``filters`` (material -> mm) and ``detector``
+        (``beam-hardening``, through the phantom's one material, given as ``material``).
     material : dict, optional
         ``formula`` and ``density_g_cm3`` of the sample's one material, whose ``delta / beta``
-        the phase shift follows (``phase-contrast``).
+        the phase shift follows (``phase-contrast``), or whose attenuation over energy hardens the
+        beam (``beam-hardening``).
     """
 
     name: str
@@ -513,6 +524,7 @@ class SplitSpec:
     material: dict[str, Any] | None = None
     source: dict[str, Any] | None = None
     scintillator: dict[str, Any] | None = None
+    spectrum: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

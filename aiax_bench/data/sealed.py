@@ -15,7 +15,8 @@ the harness hands methods a :class:`SealedSample`. It exposes
   and the ``meta`` entries ``voxel_size_um``, ``photons``, ``geometry``,
   ``phases`` (the class names of the task), ``part``, a lab scan's tube
   ``spectrum`` and ``material``, and a phase-contrast scan's energy, distance and
-  the material's ``delta / beta`` (``phase_contrast``: what its user set and knows).
+  the material's ``delta / beta`` (``phase_contrast``: what its user set and knows), and a
+  beam-hardening split's tube spectrum and material attenuation (``beam_hardening``).
 
 Reading ``high``, ``clean``, ``truth``, ``labels``, ``lesions`` (a frame stack's blob
 labels too; as attributes, through ``read`` or through ``getattr``) or any
@@ -43,7 +44,7 @@ INSTRUMENT_ARRAYS = ("low", "sinogram", "angles", "mask", "dark", "direct_beam")
 SEALED_ARRAYS = frozenset({"high", "clean", "truth", "labels", "lesions"})
 #: ``meta`` entries a sealed sample exposes.
 INSTRUMENT_META = ("part", "voxel_size_um", "photons", "phases", "geometry", "spectrum", "material",
-                   "phase_contrast")
+                   "phase_contrast", "beam_hardening")
 
 
 class SealedFieldError(InputError):

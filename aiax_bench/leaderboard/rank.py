@@ -129,7 +129,8 @@ SAVINGS = {"sparse": _sparse, "dose": _dose, "binning": _binning, "continuous": 
            "rings": _artefact("with uncorrected detector gains (rings)"),
            "blur": _artefact("through a blurring scintillator"), "zingers": _artefact("with zingers"),
            "flat-noise": _artefact("normalised by a finite number of flat fields"),
-           "phase-contrast": _artefact("recorded behind the sample: edge fringes of phase contrast")}
+           "phase-contrast": _artefact("recorded behind the sample: edge fringes of phase contrast"),
+           "beam-hardening": _artefact("the tube's polychromatic beam, uncorrected")}
 
 
 def acquisition_saving(dataset: str, split: str) -> str:

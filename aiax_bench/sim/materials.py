@@ -104,6 +104,14 @@ def _compound(formula: str) -> Formula:
     return compound
 
 
+def mass_fractions(formula: str) -> dict[str, float]:
+    """Element symbol -> mass fraction (dimensionless, summing to 1) of a compound, e.g. ``"Lu2SiO5"``.
+
+    The composition :func:`aiax_bench.sim.spectrum.attenuation_coefficients` takes.
+    """
+    return {str(element): float(fraction) for element, fraction in _compound(formula).mass_fraction.items()}
+
+
 def refractive_index(formula: str, *, density_g_cm3: float, energy_kev: float) -> RefractiveIndex:
     """Complex refractive index of a compound at one photon energy.
 
