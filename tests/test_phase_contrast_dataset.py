@@ -148,5 +148,6 @@ def test_the_pink_split_records_its_spectrum_as_shares_of_the_scintillators_sign
     assert setup["mu_energy_kev"] == 20.0 and setup["distance_m"] == 0.082
     # The filtered beam's signal peaks between 13 and 19 keV (0.7 mm Al below, the source's fall above).
     assert 13.0 <= setup["energies_kev"][int(np.argmax(setup["weights"]))] <= 19.0
-    assert 15.0 < setup["energy_kev"] < 20.0
+    assert setup["energy_kev"] == pytest.approx(17.9, abs=0.05)  # as the split's description says
+    assert setup["fresnel_number_pixel"] == pytest.approx(4.4, abs=0.01)
     np.testing.assert_allclose(setup["beta_scale"][5], 1.24, rtol=0.02)  # beta(19 keV) / beta(20 keV) ~ (20/19)^4
