@@ -151,3 +151,64 @@ def test_the_pink_split_records_its_spectrum_as_shares_of_the_scintillators_sign
     assert setup["energy_kev"] == pytest.approx(17.9, abs=0.05)  # as the split's description says
     assert setup["fresnel_number_pixel"] == pytest.approx(4.4, abs=0.01)
     np.testing.assert_allclose(setup["beta_scale"][5], 1.24, rtol=0.02)  # beta(19 keV) / beta(20 keV) ~ (20/19)^4
+
+
+# --- several materials ------------------------------------------------------------------------------------------
+
+
+def _one_sample_recipe(ref: str, splits: dict, size: int = 32):
+    """``ref`` with only ``splits`` and a profile ``one`` of one training sample of ``size``³ voxels."""
+    import copy
+    import dataclasses
+
+    from aiax_bench.data.registry import resolve
+
+    spec = resolve(ref)
+    recipe = copy.deepcopy(spec.recipe)
+    recipe["splits"] = splits
+    recipe["profiles"] = {"one": {"size": size, "samples": {"train": [101], "val": [], "test": [], "ood-test": []}}}
+    return dataclasses.replace(spec, recipe=recipe)
+
+
+def test_each_material_of_a_composite_shifts_the_phase_by_its_own_delta_over_beta(tmp_path):
+    import copy
+
+    import zarr
+
+    from aiax_bench.data.build import build_store
+    from aiax_bench.data.registry import resolve
+    from aiax_bench.sim.materials import delta_beta_ratio
+
+    split = copy.deepcopy(resolve("composite@2.1").splits["pc-10cm"])
+    build_store(_one_sample_recipe("composite@2.1", {"pc-10cm": split}), "one", tmp_path / "one.zarr", quiet=True)
+    sample = zarr.open_group(str(tmp_path / "one.zarr"), mode="r")["samples/train-000"]
+    setup = sample.attrs["phase_contrast"]["pc-10cm"]
+    for phase in ("matrix", "fibre"):
+        material = split["materials"][phase]
+        assert setup["materials"][phase]["delta_beta"] == delta_beta_ratio(
+            material["formula"], density_g_cm3=material["density_g_cm3"], energy_kev=15.0)
+    assert setup["materials"]["matrix"]["delta_beta"] > 10 * setup["materials"]["fibre"]["delta_beta"]
+    assert np.isfinite(sample["splits/pc-10cm/low"][:]).all()
+
+    del split["materials"]["fibre"]
+    with pytest.raises(InputError, match="materials") as error:
+        build_store(_one_sample_recipe("composite@2.1", {"pc-10cm": split}), "one", tmp_path / "two.zarr", quiet=True)
+    assert "'fibre'" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "two.zarr").exists()  # a failed build leaves no store behind
+
+
+def test_the_phase_of_several_materials_is_that_of_one_when_they_share_delta_over_beta():
+    from aiax_bench.sim.propagation import phase_contrast_scan
+
+    z, a, d = np.meshgrid(np.arange(8), np.arange(3), np.arange(32), indexing="ij")
+    smooth = 0.3 * np.exp(-((d - 16.0) ** 2 + (z - 4.0) ** 2) / 40.0) + 0 * a
+    common = {"photons": 1e12, "wavelength_m": 6.2e-11, "distance_m": 0.2, "pixel_size_m": 5e-6,
+              "psf_sigma_px": 0.5}
+    one = phase_contrast_scan(smooth, delta_beta=1500.0, rng=np.random.default_rng(0), **common)
+    several = phase_contrast_scan(smooth, delta_beta=None, phase_line_integrals=1500.0 * smooth,
+                                  rng=np.random.default_rng(0), **common)
+    # Stated tolerance: the two products (1500 mu) lambda / 4 pi and 1500 (mu lambda / 4 pi) round differently.
+    np.testing.assert_allclose(several, one, atol=1e-5)
+    with pytest.raises(InputError, match="phase_line_integrals"):
+        phase_contrast_scan(smooth, delta_beta=None, phase_line_integrals=smooth[:, :2], rng=np.random.default_rng(0),
+                            **common)

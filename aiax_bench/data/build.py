@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -163,6 +164,11 @@ def phase_contrast_setup(params: dict[str, Any], voxel_size_um: float) -> dict[s
         setup = {"energy_kev": energy, "wavelength_m": wavelength_m(energy), "distance_m": distance,
                  "delta_beta": delta_beta_ratio(material["formula"], density_g_cm3=material["density_g_cm3"],
                                                 energy_kev=energy)}
+    if "materials" in params:  # several materials: each phase's own delta / beta
+        setup["materials"] = {
+            phase: {"formula": m["formula"],
+                    "delta_beta": delta_beta_ratio(m["formula"], density_g_cm3=m["density_g_cm3"], energy_kev=energy)}
+            for phase, m in params["materials"].items()}
     setup.update({"material": material["formula"],
                   "fresnel_number_pixel": fresnel_number(voxel_size_um * 1e-6, distance, setup["wavelength_m"]),
                   "pixel_size_um": float(voxel_size_um), "psf_sigma_px": float(params.get("psf_sigma_px", 0.0))})
@@ -213,6 +219,24 @@ def _pink_beam_setup(params: dict[str, Any], mu_energy_kev: float) -> dict[str, 
             "beta_scale": _rounded(n.beta / at_mu.beta for n in indices)}
 
 
+def _phase_line_integrals(ctx: _SampleContext, name: str, materials: dict[str, dict[str, Any]]) -> np.ndarray:
+    """Line integrals of ``(delta / beta) mu`` through a phantom of several materials, projected as its
+    attenuation is (the same sub-rays and partial volumes): the phantom with each phase's attenuation times
+    its ratio, scaled down by the largest ratio so that the detector's sub-ray average sees values of the
+    attenuation's size, and scaled back."""
+    phantom = ctx.phantom
+    ratios = []
+    for phase, mu in zip(phantom.phases, phantom.attenuation, strict=True):
+        if mu > 0 and phase not in materials:
+            raise InputError(f"split {name}: materials", f"has no entry for phase {phase!r}",
+                             f"the formula and density of every attenuating phase: {list(phantom.phases)}")
+        ratios.append(materials[phase]["delta_beta"] if mu > 0 else 0.0)
+    top = max(ratios)
+    scaled = dataclasses.replace(phantom, attenuation=tuple(mu * r / top for mu, r in
+                                                           zip(phantom.attenuation, ratios, strict=True)))
+    return ctx.project(ctx.angles, phantom=scaled) * np.float32(top)
+
+
 def _phase_contrast(ctx: _SampleContext, name: str, params: dict[str, Any]):
     """All reference angles, recorded ``distance_m`` behind the sample: near-field phase contrast (fringes at
     every edge), reconstructed without phase retrieval."""
@@ -223,6 +247,8 @@ def _phase_contrast(ctx: _SampleContext, name: str, params: dict[str, Any]):
     beam = ({"wavelength_m": setup["wavelengths_m"], "delta_beta": setup["delta_betas"], "weights": setup["weights"],
              "beta_scale": setup["beta_scale"]} if "weights" in setup
             else {"wavelength_m": setup["wavelength_m"], "delta_beta": setup["delta_beta"]})
+    if "materials" in setup:
+        beam["phase_line_integrals"] = _phase_line_integrals(ctx, name, setup["materials"])
     return _full_scan(ctx, phase_contrast_scan(
         ctx.clean, photons=ctx.photons, distance_m=setup["distance_m"], pixel_size_m=setup["pixel_size_um"] * 1e-6,
         psf_sigma_px=setup["psf_sigma_px"], rng=ctx.rng(name), **beam))

@@ -162,6 +162,11 @@ RECIPE_SCHEMA: dict[str, Any] = {
                                  "additionalProperties": False,
                                  "properties": {"formula": {"type": "string"},
                                                 "density_g_cm3": {"type": "number", "exclusiveMinimum": 0}}},
+                    # a sample of several materials: each attenuating phase's (phase-contrast)
+                    "materials": {"type": "object", "minProperties": 1, "additionalProperties": {
+                        "type": "object", "required": ["formula", "density_g_cm3"], "additionalProperties": False,
+                        "properties": {"formula": {"type": "string"},
+                                       "density_g_cm3": {"type": "number", "exclusiveMinimum": 0}}}},
                     # a pink beam instead of a monochromatic one (energy_kev is then the truth's energy)
                     "source": {"type": "object", "additionalProperties": False,
                                "required": ["kind", "ring_energy_gev", "field_t", "energies_kev"],
@@ -500,7 +505,10 @@ class SplitSpec:
     material : dict, optional
         ``formula`` and ``density_g_cm3`` of the sample's one material, whose ``delta / beta``
         the phase shift follows (``phase-contrast``), or whose attenuation over energy hardens the
-        beam (``beam-hardening``).
+        beam (``beam-hardening``); with ``materials``, the one Paganin's retrieval assumes.
+    materials : dict, optional
+        Phase name -> ``formula`` and ``density_g_cm3`` of each attenuating phase of a sample of
+        several materials, whose own ``delta / beta`` gives its phase shift (``phase-contrast``).
     """
 
     name: str
@@ -522,6 +530,7 @@ class SplitSpec:
     energy_kev: float | None = None
     distance_m: float | None = None
     material: dict[str, Any] | None = None
+    materials: dict[str, Any] | None = None
     source: dict[str, Any] | None = None
     scintillator: dict[str, Any] | None = None
     spectrum: dict[str, Any] | None = None

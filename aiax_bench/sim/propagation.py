@@ -260,7 +260,8 @@ def _spectral_lines(wavelength_m, delta_beta, weights, beta_scale) -> list[tuple
 
 def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_beta, distance_m: float,
                         pixel_size_m: float, psf_sigma_px: float, rng: np.random.Generator,
-                        upsample: int = 2, weights=None, beta_scale=None) -> np.ndarray:
+                        upsample: int = 2, weights=None, beta_scale=None,
+                        phase_line_integrals=None) -> np.ndarray:
     """A propagation-based phase-contrast scan of a single-material sample, as ``-ln(I / I0)`` with counting noise.
 
     Each projection's attenuation line integrals ``mu T`` give the projected
@@ -279,6 +280,12 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_b
     intensities (each propagated on its own: the beam is incoherent across
     energies). ``beta_scale`` turns the line integrals, given at one energy,
     into each energy's: ``B(E) = beta_scale(E) B``.
+
+    A sample of several materials gives its phase separately:
+    ``phase_line_integrals`` are the line integrals of ``(delta / beta) mu``,
+    each material's attenuation times its own ratio, so that
+    ``D = lambda / (4 pi)`` times them (one energy only; ``delta_beta`` is then
+    not used).
 
     Parameters
     ----------
@@ -308,6 +315,10 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_b
     beta_scale : sequence of float, optional
         ``beta(E) / beta(E0)`` per energy, ``E0`` the energy of
         ``line_integrals``; for one energy, omitted (1).
+    phase_line_integrals : numpy.ndarray, optional
+        Noise-free line integrals of ``(delta / beta) mu`` (dimensionless), of
+        the shape of ``line_integrals``: a sample of several materials, at
+        one energy.
 
     Returns
     -------
@@ -319,6 +330,16 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_b
     p = np.asarray(line_integrals)
     if p.ndim != 3:
         raise InputError("line_integrals", f"have shape {p.shape}", "expected (Z, A, D): rows, angles, columns")
+    phase = None
+    if phase_line_integrals is not None:
+        phase = np.asarray(phase_line_integrals)
+        if phase.shape != p.shape:
+            raise InputError("phase_line_integrals", f"have shape {phase.shape}",
+                             f"expected {p.shape}, the shape of line_integrals")
+        if np.atleast_1d(np.asarray(wavelength_m)).size != 1:
+            raise InputError("phase_line_integrals", "are given with a beam of several energies",
+                             "one energy: each material's delta / beta varies with energy on its own")
+        delta_beta = 1.0  # not used: the phase comes from phase_line_integrals
     lines = _spectral_lines(wavelength_m, delta_beta, weights, beta_scale)
     sigma = check_finite_number("psf_sigma_px", psf_sigma_px, "detector pixels")
     if sigma < 0:
@@ -329,12 +350,16 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_b
     for a in range(p.shape[1]):  # one projection (rows x columns) at a time
         fine = scipy.ndimage.zoom(np.asarray(p[:, a, :], dtype=np.float64), up, order=1, mode="nearest",
                                   grid_mode=True)
+        fine_phase = None if phase is None else scipy.ndimage.zoom(
+            np.asarray(phase[:, a, :], dtype=np.float64), up, order=1, mode="nearest", grid_mode=True)
         fine_intensity = None
         for wavelength, ratio, weight, scale in lines:
             projected_beta = fine * (wavelength / (4 * math.pi))
             if scale != 1.0:
                 projected_beta = projected_beta * scale
-            wave = transmission(ratio * projected_beta, projected_beta, wavelength_m=wavelength)
+            projected_delta = (ratio * projected_beta if fine_phase is None
+                               else fine_phase * (wavelength / (4 * math.pi)))
+            wave = transmission(projected_delta, projected_beta, wavelength_m=wavelength)
             if distance_m:
                 wave = fresnel_propagate(wave, distance_m=distance_m, wavelength_m=wavelength,
                                          pixel_size_m=pixel / up)
