@@ -4,6 +4,8 @@
     python benchmarks/artefact_baselines.py --profile small --learned --output benchmarks/artefact-baselines-small.json
     python benchmarks/artefact_baselines.py --profile small --learned --splits beam-hardening \
         --output benchmarks/artefact-beam-hardening-small.json
+    python benchmarks/artefact_baselines.py --profile small --dataset composite@2.1 \
+        --output benchmarks/artefact-baselines-composite-small.json
 
 Each row is one `aiax-bench evaluate` on an artefact split, scored against the truth on the held-out test
 volumes (foam@2.1's detector artefacts; foam@2.2's beam hardening, the one split it adds to 2.1): `fbp`
@@ -12,7 +14,7 @@ volumes (foam@2.1's detector artefacts; foam@2.2's beam hardening, the one split
 (`linearise=true`), and the stripe removal at algotom's default window (21 pixels, `tune=none`, cosine filter)
 to show why the window is tuned. With `--learned`, the U-Net (CPU preset, a fixed number of steps) on every
 artefact split, seeds 0, 1 and 2: the row holds the mean and the standard deviation over the seeds of each
-seed's mean over the test volumes.
+seed's mean over the test volumes. ``--dataset`` runs the rows on another dataset's splits of those names.
 """
 
 from __future__ import annotations
@@ -51,15 +53,20 @@ def main() -> None:
     parser.add_argument("--learned", action="store_true", help="add the U-Net on every split (3 seeds)")
     parser.add_argument("--learned-only", action="store_true", help="only the U-Net rows")
     parser.add_argument("--splits", nargs="+", default=None, help="only the rows of these splits")
+    parser.add_argument("--dataset", default=None, help="the rows' splits of this dataset (default: foam@2.1/2.2)")
     args = parser.parse_args()
     rows = []
     plan = [] if args.learned_only else [("fbp", (0,), row) for row in ROWS]
     plan += [("unet", SEEDS, row) for row in LEARNED] if args.learned or args.learned_only else []
     plan = [item for item in plan if args.splits is None or item[2][0] in args.splits]
+    if args.dataset:
+        from aiax_bench.data.registry import resolve
+
+        plan = [item for item in plan if item[2][0] in resolve(args.dataset).splits]
     with tempfile.TemporaryDirectory() as tmp:
         tracking = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for method, seeds, (split, label, config) in plan:
-            dataset = DATASETS.get(split, "foam@2.1")
+            dataset = args.dataset or DATASETS.get(split, "foam@2.1")
             result = run_seeds(EvaluationRequest(method=method, dataset=dataset, profile=args.profile, split=split,
                                                  config=config, tracking_uri=tracking, output_dir=Path(tmp) / "r",
                                                  figures=False), list(seeds))
@@ -78,7 +85,8 @@ def main() -> None:
     doc = {"benchmark": "baselines on foam@2.1's and 2.2's artefact splits", "profile": args.profile, "rows": rows,
            "command": f"python benchmarks/artefact_baselines.py --profile {args.profile}"
                       f"{' --learned' if args.learned else ''}{' --learned-only' if args.learned_only else ''}"
-                      f"{' --splits ' + ' '.join(args.splits) if args.splits else ''} --output {args.output}"}
+                      f"{' --splits ' + ' '.join(args.splits) if args.splits else ''}"
+                      f"{' --dataset ' + args.dataset if args.dataset else ''} --output {args.output}"}
     args.output.write_text(json.dumps(doc, indent=1) + "\n")
 
 
