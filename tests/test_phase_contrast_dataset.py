@@ -122,12 +122,12 @@ def test_a_pink_beam_is_the_signal_weighted_sum_of_its_energies():
     mono = phase_contrast_scan(smooth, wavelength_m=6.2e-11, delta_beta=1000.0, rng=np.random.default_rng(3),
                                **common)
     halves = phase_contrast_scan(smooth, wavelength_m=[6.2e-11] * 2, delta_beta=[1000.0] * 2, weights=[0.5, 0.5],
-                                 beta_scale=[1.0, 1.0], rng=np.random.default_rng(3), **common)
+                                 attenuation_scale=[1.0, 1.0], rng=np.random.default_rng(3), **common)
     np.testing.assert_array_equal(halves, mono)  # 0.5 x + 0.5 x is x exactly
     # In contact the beam hardens: -ln sum_E w_E exp(-s_E p), below the mean attenuation sum_E w_E s_E p.
     weights, scale = np.array([0.3, 0.7]), np.array([2.0, 0.5])
     pink = phase_contrast_scan(smooth, wavelength_m=[8e-11, 5e-11], delta_beta=[900.0, 1500.0], weights=weights,
-                               beta_scale=scale, rng=np.random.default_rng(0), photons=1e12, distance_m=0.0,
+                               attenuation_scale=scale, rng=np.random.default_rng(0), photons=1e12, distance_m=0.0,
                                pixel_size_m=5e-6, psf_sigma_px=0.0)
     contact = {"photons": 1e12, "distance_m": 0.0, "pixel_size_m": 5e-6, "psf_sigma_px": 0.0}
     each = [phase_contrast_scan(s * smooth, wavelength_m=lam, delta_beta=1000.0, rng=np.random.default_rng(k),
@@ -138,19 +138,23 @@ def test_a_pink_beam_is_the_signal_weighted_sum_of_its_energies():
     assert (pink < 0.95 * float(weights @ scale) * smooth)[smooth > 1.0].all()
     with pytest.raises(InputError, match="weights"):
         phase_contrast_scan(smooth, wavelength_m=[8e-11, 5e-11], delta_beta=[900.0, 1500.0], weights=[0.5, 0.6],
-                            beta_scale=[1.0, 1.0], rng=np.random.default_rng(0), **common)
+                            attenuation_scale=[1.0, 1.0], rng=np.random.default_rng(0), **common)
 
 
 def test_the_pink_split_records_its_spectrum_as_shares_of_the_scintillators_signal(pc):
     setup = pc.split("pc-pink").test[0].meta["phase_contrast"]["pc-pink"]
     assert setup["energies_kev"] == list(np.arange(9.0, 30.0, 2.0))
     assert math.fsum(setup["weights"]) == pytest.approx(1.0, abs=1e-12)
-    assert setup["mu_energy_kev"] == 20.0 and setup["distance_m"] == 0.082
+    assert setup["distance_m"] == 0.082
     # The filtered beam's signal peaks between 13 and 19 keV (0.7 mm Al below, the source's fall above).
     assert 13.0 <= setup["energies_kev"][int(np.argmax(setup["weights"]))] <= 19.0
     assert setup["energy_kev"] == pytest.approx(17.9, abs=0.05)  # as the split's description says
     assert setup["fresnel_number_pixel"] == pytest.approx(4.4, abs=0.01)
-    np.testing.assert_allclose(setup["beta_scale"][5], 1.24, rtol=0.02)  # beta(19 keV) / beta(20 keV) ~ (20/19)^4
+    # A thin part reads the truth: the attenuation's signal-weighted mean is the truth's. Below the beam's
+    # energy it attenuates more, about as E^-3 (photoabsorption); 9 keV is under Lu's L edges, not in PMMA.
+    assert float(np.dot(setup["weights"], setup["attenuation_scale"])) == pytest.approx(1.0, abs=1e-9)
+    scale = dict(zip(setup["energies_kev"], setup["attenuation_scale"], strict=True))
+    assert scale[13.0] / scale[19.0] == pytest.approx((19.0 / 13.0) ** 3, rel=0.15)
 
 
 # --- several materials ------------------------------------------------------------------------------------------

@@ -155,12 +155,12 @@ def phase_contrast_setup(params: dict[str, Any], voxel_size_um: float) -> dict[s
     from aiax_bench.sim.materials import delta_beta_ratio, wavelength_m
     from aiax_bench.sim.propagation import fresnel_number
 
-    energy = float(params["energy_kev"])
     material = params["material"]
     distance = float(params["distance_m"])
     if "source" in params:
-        setup = _pink_beam_setup(params, energy)
+        setup = _pink_beam_setup(params)
     else:
+        energy = float(params["energy_kev"])
         setup = {"energy_kev": energy, "wavelength_m": wavelength_m(energy), "distance_m": distance,
                  "delta_beta": delta_beta_ratio(material["formula"], density_g_cm3=material["density_g_cm3"],
                                                 energy_kev=energy)}
@@ -181,11 +181,13 @@ def _rounded(values, *, digits: int = 12) -> list[float]:
     return [float(f"{float(v):.{digits}g}") for v in values]
 
 
-def _pink_beam_setup(params: dict[str, Any], mu_energy_kev: float) -> dict[str, Any]:
+def _pink_beam_setup(params: dict[str, Any]) -> dict[str, Any]:
     """A bending magnet's filtered beam as a list of energies: each one's share of the signal of the split's
-    scintillator (photons absorbed there times their energy), ``delta / beta`` and ``beta / beta(mu_energy_kev)``;
-    with the signal-weighted energy, and the wavelength and ``delta / beta`` that give Paganin's filter the
-    signal-weighted ``delta / mu`` of the material."""
+    scintillator (photons absorbed there times their energy), ``delta / beta``, and the material's attenuation
+    relative to its signal-weighted mean (``attenuation_scale``: a thin part reads the truth's attenuation, as
+    on the lab recipes, where the truth is the effective attenuation of the beam); with the signal-weighted
+    energy, and the wavelength and ``delta / beta`` that give Paganin's filter the signal-weighted
+    ``delta / mu`` of the material."""
     from aiax_bench.sim.materials import mass_fractions, refractive_index, wavelength_m
     from aiax_bench.sim.spectrum import absorbed_fraction, bending_magnet_spectrum
 
@@ -201,22 +203,20 @@ def _pink_beam_setup(params: dict[str, Any], mu_energy_kev: float) -> dict[str, 
     weights[-1] = 1.0 - math.fsum(weights[:-1])  # shares that sum to 1 in float64
     indices = [refractive_index(material["formula"], density_g_cm3=material["density_g_cm3"], energy_kev=e)
                for e in energies]
-    at_mu = refractive_index(material["formula"], density_g_cm3=material["density_g_cm3"], energy_kev=mu_energy_kev)
     mean_energy = float(np.dot(weights, energies))
     mean_wavelength = wavelength_m(mean_energy)
-    delta_over_mu = (float(np.dot(weights, [n.delta for n in indices]))
-                     / float(np.dot(weights, [n.attenuation_per_cm * 100.0 for n in indices])))
+    mean_mu = float(np.dot(weights, [n.attenuation_per_cm for n in indices]))  # 1/cm
+    delta_over_mu = float(np.dot(weights, [n.delta for n in indices])) / (mean_mu * 100.0)
     return {"energy_kev": float(f"{mean_energy:.12g}"), "wavelength_m": float(f"{mean_wavelength:.12g}"),
             "distance_m": float(params["distance_m"]),
             "delta_beta": float(f"{4 * math.pi * delta_over_mu / mean_wavelength:.12g}"),
-            "mu_energy_kev": float(mu_energy_kev),
             "source": {"kind": source["kind"], "ring_energy_gev": float(source["ring_energy_gev"]),
                        "field_t": float(source["field_t"]), "filters_mm": dict(source.get("filters_mm", {})),
                        "scintillator": dict(scintillator)},
             "energies_kev": energies.tolist(), "weights": weights.tolist(),
             "wavelengths_m": _rounded(wavelength_m(e) for e in energies),
             "delta_betas": _rounded(n.delta_beta_ratio for n in indices),
-            "beta_scale": _rounded(n.beta / at_mu.beta for n in indices)}
+            "attenuation_scale": _rounded(n.attenuation_per_cm / mean_mu for n in indices)}
 
 
 def _phase_line_integrals(ctx: _SampleContext, name: str, materials: dict[str, dict[str, Any]]) -> np.ndarray:
@@ -245,7 +245,7 @@ def _phase_contrast(ctx: _SampleContext, name: str, params: dict[str, Any]):
     setup = phase_contrast_setup(params, ctx.voxel_cm * 1e4)
     ctx.extra.setdefault("phase_contrast", {})[name] = setup
     beam = ({"wavelength_m": setup["wavelengths_m"], "delta_beta": setup["delta_betas"], "weights": setup["weights"],
-             "beta_scale": setup["beta_scale"]} if "weights" in setup
+             "attenuation_scale": setup["attenuation_scale"]} if "weights" in setup
             else {"wavelength_m": setup["wavelength_m"], "delta_beta": setup["delta_beta"]})
     if "materials" in setup:
         beam["phase_line_integrals"] = _phase_line_integrals(ctx, name, setup["materials"])

@@ -167,7 +167,7 @@ RECIPE_SCHEMA: dict[str, Any] = {
                         "type": "object", "required": ["formula", "density_g_cm3"], "additionalProperties": False,
                         "properties": {"formula": {"type": "string"},
                                        "density_g_cm3": {"type": "number", "exclusiveMinimum": 0}}}},
-                    # a pink beam instead of a monochromatic one (energy_kev is then the truth's energy)
+                    # a pink beam instead of a monochromatic one (then no energy_kev)
                     "source": {"type": "object", "additionalProperties": False,
                                "required": ["kind", "ring_energy_gev", "field_t", "energies_kev"],
                                "properties": {
@@ -492,7 +492,7 @@ class SplitSpec:
         Open-beam images averaged into the flat field (``flat-noise``).
     energy_kev, distance_m : float, optional
         Monochromatic photon energy (keV) and sample-to-detector distance (m) (``phase-contrast``);
-        with a ``source``, ``energy_kev`` is the energy of the phantom's attenuation (the truth's).
+        a pink beam (``source``) has no ``energy_kev``: the truth is its effective attenuation.
     source : dict, optional
         A pink beam (``phase-contrast``): ``kind: bending-magnet``, ``ring_energy_gev``, ``field_t``,
         ``energies_kev`` (``first``, ``last``, ``step``) and ``filters_mm`` (element -> mm).

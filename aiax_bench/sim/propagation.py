@@ -231,7 +231,7 @@ def detector_image(intensity, *, psf_sigma_px: float, binning: int) -> np.ndarra
     return out.reshape((*a.shape[:-2], rows // b, cols // b))
 
 
-def _spectral_lines(wavelength_m, delta_beta, weights, beta_scale) -> list[tuple[float, float, float, float]]:
+def _spectral_lines(wavelength_m, delta_beta, weights, attenuation_scale) -> list[tuple[float, float, float, float]]:
     """``(wavelength, delta / beta, weight, beta scale)`` of each energy of a beam, checked."""
     wavelengths = np.atleast_1d(np.asarray(wavelength_m, dtype=np.float64))
     count = wavelengths.size
@@ -239,7 +239,7 @@ def _spectral_lines(wavelength_m, delta_beta, weights, beta_scale) -> list[tuple
         raise InputError("wavelength_m", f"has shape {wavelengths.shape}", "expected a number or a 1D sequence (m)")
     columns = {"wavelength_m": wavelengths}
     for name, value, default in (("delta_beta", delta_beta, None), ("weights", weights, 1.0),
-                                 ("beta_scale", beta_scale, 1.0)):
+                                 ("attenuation_scale", attenuation_scale, 1.0)):
         if value is None and default is not None and count == 1:
             value = default
         array = None if value is None else np.atleast_1d(np.asarray(value, dtype=np.float64))
@@ -248,19 +248,19 @@ def _spectral_lines(wavelength_m, delta_beta, weights, beta_scale) -> list[tuple
                              f"expected one per energy ({count}, as wavelength_m)")
         columns[name] = array
     for name, unit in (("wavelength_m", "metres"), ("delta_beta", "delta / beta (dimensionless)"),
-                       ("beta_scale", "dimensionless")):
+                       ("attenuation_scale", "dimensionless")):
         for value in columns[name]:
             check_positive(name, float(value), unit)
     w = columns["weights"]
     if not np.all(np.isfinite(w)) or np.any(w < 0) or abs(math.fsum(w) - 1.0) > 1e-6:
         raise InputError("weights", f"are {w.tolist()}", "expected shares >= 0 of the signal, summing to 1")
-    return [tuple(float(columns[k][i]) for k in ("wavelength_m", "delta_beta", "weights", "beta_scale"))
+    return [tuple(float(columns[k][i]) for k in ("wavelength_m", "delta_beta", "weights", "attenuation_scale"))
             for i in range(count)]
 
 
 def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_beta, distance_m: float,
                         pixel_size_m: float, psf_sigma_px: float, rng: np.random.Generator,
-                        upsample: int = 2, weights=None, beta_scale=None,
+                        upsample: int = 2, weights=None, attenuation_scale=None,
                         phase_line_integrals=None) -> np.ndarray:
     """A propagation-based phase-contrast scan of a single-material sample, as ``-ln(I / I0)`` with counting noise.
 
@@ -275,11 +275,11 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_b
     pixels). The intensity is then counted (Poisson, ``photons`` per pixel).
 
     A polychromatic (pink) beam is a list of energies: ``wavelength_m``,
-    ``delta_beta``, ``weights`` and ``beta_scale`` then hold one value per
+    ``delta_beta``, ``weights`` and ``attenuation_scale`` then hold one value per
     energy, and the detector records the weighted sum of the energies'
     intensities (each propagated on its own: the beam is incoherent across
-    energies). ``beta_scale`` turns the line integrals, given at one energy,
-    into each energy's: ``B(E) = beta_scale(E) B``.
+    energies). ``attenuation_scale`` turns the line integrals ``mu T``, given
+    at one energy, into each energy's: ``mu(E) T = attenuation_scale(E) mu T``.
 
     A sample of several materials gives its phase separately:
     ``phase_line_integrals`` are the line integrals of ``(delta / beta) mu``,
@@ -312,8 +312,8 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_b
         Each energy's share of the detector signal (dimensionless, summing to
         1), e.g. spectrum times scintillator absorption times energy; for one
         energy, omitted (1).
-    beta_scale : sequence of float, optional
-        ``beta(E) / beta(E0)`` per energy, ``E0`` the energy of
+    attenuation_scale : sequence of float, optional
+        ``mu(E) / mu(E0)`` per energy, ``E0`` the energy of
         ``line_integrals``; for one energy, omitted (1).
     phase_line_integrals : numpy.ndarray, optional
         Noise-free line integrals of ``(delta / beta) mu`` (dimensionless), of
@@ -340,7 +340,7 @@ def phase_contrast_scan(line_integrals, *, photons: float, wavelength_m, delta_b
             raise InputError("phase_line_integrals", "are given with a beam of several energies",
                              "one energy: each material's delta / beta varies with energy on its own")
         delta_beta = 1.0  # not used: the phase comes from phase_line_integrals
-    lines = _spectral_lines(wavelength_m, delta_beta, weights, beta_scale)
+    lines = _spectral_lines(wavelength_m, delta_beta, weights, attenuation_scale)
     sigma = check_finite_number("psf_sigma_px", psf_sigma_px, "detector pixels")
     if sigma < 0:
         raise InputError("psf_sigma_px", f"is {psf_sigma_px!r}", "expected a standard deviation of at least 0 pixels")
