@@ -11,7 +11,7 @@ from typing import Any
 
 from aiax_bench.errors import StoreError
 
-__all__ = ["EXPERIMENT", "default_tracking_uri", "mlflow_run"]
+__all__ = ["EXPERIMENT", "default_tracking_uri", "ensure_experiment", "mlflow_run"]
 
 EXPERIMENT = "aiax-bench"
 
@@ -38,6 +38,24 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def ensure_experiment(uri: str) -> str:
+    """The id of the :data:`EXPERIMENT` of the store at ``uri``, created (with its artefact location) if missing."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=_artifact_location(uri))
+    except Exception:
+        # Another process may have created it between the look-up and the insert (parallel first use).
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
 @contextmanager
 def mlflow_run(tracking_uri: str | None, *, run_name: str, tags: dict[str, str], params: dict[str, Any]):
     """Open an MLflow run for an evaluation; on an exception the run ends as FAILED.
@@ -54,12 +72,7 @@ def mlflow_run(tracking_uri: str | None, *, run_name: str, tags: dict[str, str],
 
     uri = tracking_uri or default_tracking_uri()
     try:
-        mlflow.set_tracking_uri(uri)
-        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-        if experiment is None:
-            experiment_id = mlflow.create_experiment(EXPERIMENT, artifact_location=_artifact_location(uri))
-        else:
-            experiment_id = experiment.experiment_id
+        experiment_id = ensure_experiment(uri)
     except Exception as exc:  # MLflow raises many types for unusable stores
         raise StoreError(uri, f"MLflow tracking store is unusable ({type(exc).__name__}: {exc})",
                          "pass a working --tracking-uri (e.g. sqlite:///mlflow.db)") from None

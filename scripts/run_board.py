@@ -215,13 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     (args.workdir / "results").mkdir(exist_ok=True)
     runner = Runner(args.workdir, args.board, args.copy_to)
-    # The MLflow stores are created once, up front: concurrent first use of a new sqlite store races.
+    # The MLflow stores and their experiment are created once, up front: concurrent first use of a new sqlite
+    # store races.
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    import mlflow
+    from aiax_bench.tracking import ensure_experiment
 
     for db in ("mlflow.db", "mlflow-verify.db"):
-        mlflow.set_tracking_uri(f"sqlite:///{args.workdir / db}")
-        mlflow.search_experiments()
+        ensure_experiment(f"sqlite:///{args.workdir / db}")
     failures = 0
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         for item, future in [(p, pool.submit(runner.run, p)) for p in plan]:
