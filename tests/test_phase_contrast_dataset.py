@@ -216,3 +216,19 @@ def test_the_phase_of_several_materials_is_that_of_one_when_they_share_delta_ove
     with pytest.raises(InputError, match="phase_line_integrals"):
         phase_contrast_scan(smooth, delta_beta=None, phase_line_integrals=smooth[:, :2], rng=np.random.default_rng(0),
                             **common)
+    pink = {**common, "wavelength_m": [6.2e-11, 5e-11]}
+    with pytest.raises(InputError, match="phase_line_integrals") as error:  # each material's delta/beta has its own E
+        phase_contrast_scan(smooth, delta_beta=None, phase_line_integrals=smooth, weights=[0.5, 0.5],
+                            attenuation_scale=[1.0, 1.0], rng=np.random.default_rng(0), **pink)
+    assert "\n" not in str(error.value)
+
+
+def test_beam_hardening_is_refused_in_one_line_on_a_phantom_of_several_materials(tmp_path):
+    from aiax_bench.data.build import build_store
+    from aiax_bench.data.registry import resolve
+
+    split = resolve("foam@2.2").splits["beam-hardening"]
+    with pytest.raises(InputError, match="one attenuating material") as error:
+        build_store(_one_sample_recipe("composite@2.1", {"beam-hardening": split}), "one", tmp_path / "bh.zarr",
+                    quiet=True)
+    assert "\n" not in str(error.value) and not (tmp_path / "bh.zarr").exists()
