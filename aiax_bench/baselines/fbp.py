@@ -89,7 +89,7 @@ class FBP(ClassicalReconstruction):
         sinogram = super().measured_sinogram(sample)
         if self.config.paganin:
             self._phase_setup = self._recorded_phase_contrast(sample)
-            self._last_measured = (sample.id, sinogram)  # _problem retrieves it whole: read once, not twice
+            self._last_measured = sinogram  # _problem retrieves it whole: read once, not twice
             return sinogram
         if not self.config.linearise:
             return sinogram
@@ -121,7 +121,7 @@ class FBP(ClassicalReconstruction):
                 raise InputError("config tune", "is 'self' with paganin=true",
                                  "'reference' or 'truth': the odd half's ramp FBP is no target for a retrieval")
             # The retrieval filters whole projections (rows too): retrieve, then take the tuning rows.
-            _, full = self._last_measured  # super()._problem has just read this sample's sinogram
+            full = self._last_measured  # super()._problem has just read this sample's sinogram
             self._last_measured = None
             rows = self._slices(sample.shape[0])
             self._tuning_retrievals[id(problem.sinogram)] = {

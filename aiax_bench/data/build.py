@@ -175,12 +175,6 @@ def phase_contrast_setup(params: dict[str, Any], voxel_size_um: float) -> dict[s
     return setup
 
 
-def _rounded(values, *, digits: int = 12) -> list[float]:
-    # A last-ulp difference of a maths library (Bessel functions, quadrature, exp) must not change a published
-    # store's bytes.
-    return [float(f"{float(v):.{digits}g}") for v in values]
-
-
 def _pink_beam_setup(params: dict[str, Any]) -> dict[str, Any]:
     """A bending magnet's filtered beam as a list of energies: each one's share of the signal of the split's
     scintillator (photons absorbed there times their energy), ``delta / beta``, and the material's attenuation
@@ -199,7 +193,7 @@ def _pink_beam_setup(params: dict[str, Any]) -> dict[str, Any]:
     layer = mass_fractions(scintillator["formula"])
     signal = spectrum.weights("energy-integrating") * absorbed_fraction(
         layer, scintillator["density_g_cm3"], scintillator["thickness_um"], energies)
-    weights = np.array(_rounded(signal / signal.sum()))
+    weights = sample_recipe.rounded(signal / signal.sum(), digits=12)
     weights[-1] = 1.0 - math.fsum(weights[:-1])  # shares that sum to 1 in float64
     indices = [refractive_index(material["formula"], density_g_cm3=material["density_g_cm3"], energy_kev=e)
                for e in energies]
@@ -214,9 +208,10 @@ def _pink_beam_setup(params: dict[str, Any]) -> dict[str, Any]:
                        "field_t": float(source["field_t"]), "filters_mm": dict(source.get("filters_mm", {})),
                        "scintillator": dict(scintillator)},
             "energies_kev": energies.tolist(), "weights": weights.tolist(),
-            "wavelengths_m": _rounded(wavelength_m(e) for e in energies),
-            "delta_betas": _rounded(n.delta_beta_ratio for n in indices),
-            "attenuation_scale": _rounded(n.attenuation_per_cm / mean_mu for n in indices)}
+            "wavelengths_m": sample_recipe.rounded((wavelength_m(e) for e in energies), digits=12).tolist(),
+            "delta_betas": sample_recipe.rounded((n.delta_beta_ratio for n in indices), digits=12).tolist(),
+            "attenuation_scale": sample_recipe.rounded((n.attenuation_per_cm / mean_mu for n in indices),
+                                                       digits=12).tolist()}
 
 
 def _phase_line_integrals(ctx: _SampleContext, name: str, materials: dict[str, dict[str, Any]]) -> np.ndarray:
@@ -260,18 +255,12 @@ def beam_hardening_setup(params: dict[str, Any], mu_solid_per_cm: float) -> dict
     attenuation (the truth stays the effective attenuation, as on the cone-beam lab recipes); rounded to 9
     significant digits, so that a last-ulp difference of a maths library cannot reach the stored bytes."""
     from aiax_bench.sim.materials import mass_fractions
-    from aiax_bench.sim.spectrum import attenuation_coefficients, tube_spectrum
+    from aiax_bench.sim.spectrum import attenuation_coefficients
 
     spec, material = params["spectrum"], params["material"]
-    detector = spec.get("detector", "energy-integrating")
-    spectrum = tube_spectrum(float(spec["kvp"]), anode_angle_deg=float(spec.get("anode_angle_deg", 12.0)),
-                             filters=dict(spec.get("filters", {"Al": 1.0})))
-
-    energies = np.array(_rounded(spectrum.energies_kev, digits=9))
-    weights = np.array(_rounded(spectrum.weights(detector), digits=9))
-    weights = weights / weights.sum()
+    energies, weights, detector = sample_recipe.recorded_tube_spectrum(spec)
     mu = attenuation_coefficients(mass_fractions(material["formula"]), float(material["density_g_cm3"]), energies)
-    mu = np.array(_rounded(mu * (mu_solid_per_cm / float(np.dot(weights, mu))), digits=9))
+    mu = sample_recipe.rounded(mu * (mu_solid_per_cm / float(np.dot(weights, mu))), digits=sample_recipe.TABLE_DIGITS)
     return {"kvp": float(spec["kvp"]), "filters": dict(spec.get("filters", {"Al": 1.0})), "detector": detector,
             "material": material["formula"], "energies_kev": energies.tolist(), "weights": weights.tolist(),
             "attenuation_per_cm": mu.tolist(), "effective_attenuation_per_cm": float(mu_solid_per_cm)}

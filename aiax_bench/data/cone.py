@@ -67,13 +67,6 @@ from aiax_bench.errors import InputError
 
 __all__ = ["CONE_SPLIT_KINDS", "ConeScan", "build_cone_store", "cone_scan"]
 
-#: Significant digits the spectrum and the attenuation table are rounded to before use: a last-ulp
-#: difference between machines' maths libraries must not reach the stored bytes.
-_TABLE_DIGITS = 9
-
-
-def _rounded(values: np.ndarray) -> np.ndarray:
-    return np.array([float(f"{v:.{_TABLE_DIGITS}g}") for v in np.asarray(values, dtype=np.float64)])
 
 
 @dataclass(frozen=True)
@@ -123,8 +116,9 @@ class ConeScan:
 
 def cone_scan(recipe: dict[str, Any], size: int) -> ConeScan:
     """The scan of a ``source: cone-beam`` recipe for volumes of ``size``³ voxels."""
+    from aiax_bench.data.sample_recipe import TABLE_DIGITS, recorded_tube_spectrum, rounded
     from aiax_bench.recon import ConeBeamGeometry
-    from aiax_bench.sim.spectrum import attenuation_coefficients, tube_spectrum
+    from aiax_bench.sim.spectrum import attenuation_coefficients
 
     acq = recipe["acquisition"]
     spec = acq["spectrum"]
@@ -145,13 +139,9 @@ def cone_scan(recipe: dict[str, Any], size: int) -> ConeScan:
     half_height = size / 2 * source_origin / (source_origin - radius)
     geometry = ConeBeamGeometry(source_origin=source_origin, origin_detector=origin_detector,
                                 det_spacing=magnification, row_spacing=magnification)
-    spectrum = tube_spectrum(float(spec["kvp"]), anode_angle_deg=float(spec.get("anode_angle_deg", 12.0)),
-                             filters=dict(spec["filters"]))
-    detector = spec.get("detector", "energy-integrating")
-    energies = _rounded(spectrum.energies_kev)
-    weights = _rounded(spectrum.weights(detector))
-    weights = weights / weights.sum()
-    mu = _rounded(attenuation_coefficients(material["composition"], float(material["density_g_cm3"]), energies))
+    energies, weights, _ = recorded_tube_spectrum(spec)
+    mu = rounded(attenuation_coefficients(material["composition"], float(material["density_g_cm3"]), energies),
+                 digits=TABLE_DIGITS)
     # The thin-part limit of the measured attenuation (aiax_bench.sim.spectrum.effective_attenuation), of the
     # rounded tables.
     effective = round(float(np.dot(weights, mu)), 4)

@@ -88,3 +88,30 @@ def store_attrs(spec, profile: str, ids: list[tuple[str, str, int]], *, fingerpr
         "content_sha256": digest_of_hashes(hashes),
         "build_seconds": round(time.time() - started, 1),
     }
+
+
+#: Significant digits a lab tube's spectrum and attenuation table are rounded to before use.
+TABLE_DIGITS = 9
+
+
+def rounded(values, *, digits: int) -> np.ndarray:
+    """``values`` (any iterable of numbers) rounded to ``digits`` significant digits, float64.
+
+    Tables computed with special functions, quadrature or ``exp`` (spectra, attenuation over energy) are
+    rounded before they reach a store: a last-ulp difference between machines' maths libraries must not
+    change its bytes.
+    """
+    return np.array([float(f"{float(v):.{digits}g}") for v in values], dtype=np.float64)
+
+
+def recorded_tube_spectrum(spec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, str]:
+    """A recipe's lab tube ``spectrum`` (``kvp``, ``anode_angle_deg``, ``filters``, ``detector``) as the scan
+    records it: bin centres (keV) and the detector's weight of each bin, rounded (:data:`TABLE_DIGITS`),
+    the weights summing to 1; and the detector."""
+    from aiax_bench.sim.spectrum import tube_spectrum
+
+    options = {"filters": dict(spec["filters"])} if "filters" in spec else {}  # else tube_spectrum's default
+    spectrum = tube_spectrum(float(spec["kvp"]), anode_angle_deg=float(spec.get("anode_angle_deg", 12.0)), **options)
+    detector = spec.get("detector", "energy-integrating")
+    weights = rounded(spectrum.weights(detector), digits=TABLE_DIGITS)
+    return rounded(spectrum.energies_kev, digits=TABLE_DIGITS), weights / weights.sum(), detector
