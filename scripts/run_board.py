@@ -117,7 +117,8 @@ PLAN: list[Planned] = (_enhancement("foam@2.0", "100proj") + _enhancement("foam@
                        + _enhancement("foam@2.0", "50proj") + _enhancement("am-metal@2.0", "100proj")
                        + _segmentation("composite@2.0") + _mouse()
                        + _phase_contrast("foam-pc@1.0", ("pc-10cm", "pc-50cm"))
-                       + _phase_contrast("foam-pc@1.1", ("pc-pink",)) + _phase_contrast("composite@2.1", ("pc-10cm",)))
+                       + _phase_contrast("foam-pc@1.1", ("pc-pink",)) + _phase_contrast("composite@2.1", ("pc-10cm",))
+                       + _phase_contrast("am-metal@2.1", ("pc-1m",)))
 
 
 @dataclass

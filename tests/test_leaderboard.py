@@ -752,7 +752,7 @@ def test_board_plan_covers_every_group_with_tuned_baselines_and_three_seeds():
                     ("am-metal@2.0", "100proj")}
     # The families' own questions (mouse: the fewest angles; foam-pc: phase retrieval) against tuned FBP.
     own_question = {("mouse@1.0", "30proj"), ("foam-pc@1.0", "pc-10cm"), ("foam-pc@1.0", "pc-50cm"),
-                    ("foam-pc@1.1", "pc-pink"), ("composite@2.1", "pc-10cm")}
+                    ("foam-pc@1.1", "pc-pink"), ("composite@2.1", "pc-10cm"), ("am-metal@2.1", "pc-1m")}
     assert {(d, s) for d, s, _ in enhancement} == every_method | own_question
     for (dataset, split, supervision), methods in enhancement.items():
         if supervision != "none":

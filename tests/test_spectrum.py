@@ -16,6 +16,7 @@ from aiax_bench.sim.spectrum import (
     effective_attenuation,
     linearise,
     polychromatic_line_integrals,
+    polychromatic_line_integrals_of_materials,
     tube_spectrum,
 )
 
@@ -93,6 +94,31 @@ def test_chunking_does_not_change_the_bytes(beam, monkeypatch):
     monkeypatch.setattr(spectrum_module, "_CHUNK", 7)
     assert polychromatic_line_integrals(lengths, spectrum, mu).tobytes() == whole.tobytes()
     assert linearise(whole, spectrum, mu).tobytes() == back.tobytes()
+
+
+def test_several_materials_attenuate_each_energy_together(beam, monkeypatch):
+    """One material is :func:`polychromatic_line_integrals` bit for bit; a material split into two parts is the
+    whole to float32 rounding; a soft and a hard material are not one material of their mean attenuation, and
+    the chunking leaves the bytes alone."""
+    spectrum, mu = beam
+    lengths = np.random.default_rng(1).uniform(0.0, 0.3, size=(4, 9))
+    one = polychromatic_line_integrals(lengths, spectrum, mu)
+    assert polychromatic_line_integrals_of_materials([lengths], spectrum, [mu]).tobytes() == one.tobytes()
+    halves = polychromatic_line_integrals_of_materials([lengths / 2, lengths / 2], spectrum, [mu, mu])
+    np.testing.assert_allclose(halves, one, rtol=1e-6)  # the sum mu L/2 + mu L/2 rounds apart from mu L
+    soft = attenuation_coefficients({"C": 0.857, "H": 0.143}, 0.95, spectrum.energies_kev)  # polyethylene
+    two = polychromatic_line_integrals_of_materials([lengths, lengths], spectrum, [mu, soft])
+    assert np.all(two > one)
+    # Each material's own curve: not Beer-Lambert at the effective attenuations, and harder than each alone.
+    assert np.all(two < (effective_attenuation(spectrum, mu) + effective_attenuation(spectrum, soft)) * lengths)
+    monkeypatch.setattr(spectrum_module, "_CHUNK", 5)
+    assert polychromatic_line_integrals_of_materials([lengths, lengths], spectrum, [mu, soft]).tobytes() == \
+        two.tobytes()
+    with pytest.raises(InputError, match="^path_lengths_cm") as error:
+        polychromatic_line_integrals_of_materials([lengths, lengths[:2]], spectrum, [mu, soft])
+    assert "\n" not in str(error.value)
+    with pytest.raises(InputError, match="^path_lengths_cm"):
+        polychromatic_line_integrals_of_materials([lengths], spectrum, [mu, soft])
 
 
 @pytest.mark.parametrize("energy_kev", [20.0, 30.0])

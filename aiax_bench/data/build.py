@@ -115,37 +115,12 @@ def _full_scan(ctx: _SampleContext, sino: np.ndarray) -> tuple:
     return ctx.fbp(sino, ctx.angles), sino, ctx.angles
 
 
-def _rings(ctx: _SampleContext, name: str, params: dict[str, Any]):
-    """All reference angles; a fraction of the detector's pixels with gains the flat field does not know."""
-    from aiax_bench.sim.artefacts import ring_scan
+def _detector_artefact(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles through a detector with one artefact (``rings``, ``blur``, ``zingers``,
+    ``flat-noise``: :data:`aiax_bench.sim.artefacts.DETECTOR_ARTEFACTS`)."""
+    from aiax_bench.sim.artefacts import detector_artefact_scan
 
-    return _full_scan(ctx, ring_scan(ctx.clean, photons=ctx.photons, defective_fraction=params["defective_fraction"],
-                                     gain_sigma=params["gain_sigma"], rng=ctx.rng(name)))
-
-
-def _blur(ctx: _SampleContext, name: str, params: dict[str, Any]):
-    """All reference angles through a detector with a Gaussian point-spread function."""
-    from aiax_bench.sim.artefacts import blurred_scan
-
-    return _full_scan(ctx, blurred_scan(ctx.clean, photons=ctx.photons, sigma_px=params["psf_sigma_px"],
-                                        rng=ctx.rng(name)))
-
-
-def _zingers(ctx: _SampleContext, name: str, params: dict[str, Any]):
-    """All reference angles with zingers (single pixels hit far above the beam)."""
-    from aiax_bench.sim.artefacts import zinger_scan
-
-    return _full_scan(ctx, zinger_scan(ctx.clean, photons=ctx.photons,
-                                       zingers_per_projection=params["zingers_per_projection"],
-                                       brightness=tuple(params["brightness"]), rng=ctx.rng(name)))
-
-
-def _flat_noise(ctx: _SampleContext, name: str, params: dict[str, Any]):
-    """All reference angles normalised by the mean of a finite number of flat fields."""
-    from aiax_bench.sim.artefacts import flat_noise_scan
-
-    return _full_scan(ctx, flat_noise_scan(ctx.clean, photons=ctx.photons, n_flats=params["n_flats"],
-                                           rng=ctx.rng(name)))
+    return _full_scan(ctx, detector_artefact_scan(params, ctx.clean, photons=ctx.photons, rng=ctx.rng(name)))
 
 
 def phase_contrast_setup(params: dict[str, Any], voxel_size_um: float) -> dict[str, float]:
@@ -271,10 +246,13 @@ def _beam_hardening(ctx: _SampleContext, name: str, params: dict[str, Any]):
     reconstructed without correction, thick parts read darker than thin ones (cupping)."""
     from aiax_bench.sim.spectrum import TubeSpectrum, polychromatic_line_integrals
 
+    if "materials" in params:
+        return _beam_hardening_of_materials(ctx, name, params)
     solid = sorted({float(mu) for mu in ctx.phantom.attenuation if mu > 0})
     if len(solid) != 1:
-        raise InputError(f"split {name}: kind", "is 'beam-hardening'",
-                         f"a phantom of one attenuating material (its phases attenuate {solid} 1/cm)")
+        raise InputError(f"split {name}: kind", "is 'beam-hardening' without 'materials'",
+                         f"a phantom of one attenuating material (its phases attenuate {solid} 1/cm), or each "
+                         "phase's formula and density under 'materials'")
     setup = beam_hardening_setup(params, solid[0])
     ctx.extra.setdefault("beam_hardening", {})[name] = setup
     path_cm = ctx.clean / np.float32(solid[0])  # a ray's monochromatic line integral over the truth's attenuation
@@ -282,6 +260,43 @@ def _beam_hardening(ctx: _SampleContext, name: str, params: dict[str, Any]):
     # The weights already hold the detector's response: counted as they are, not weighted by energy twice.
     poly = polychromatic_line_integrals(path_cm, spectrum, np.array(setup["attenuation_per_cm"]),
                                         detector="photon-counting")
+    return _full_scan(ctx, poisson_noise(poly, ctx.photons, rng=ctx.rng(name)))
+
+
+def _beam_hardening_of_materials(ctx: _SampleContext, name: str, params: dict[str, Any]):
+    """All reference angles with a lab tube's polychromatic beam through a phantom of several materials: each
+    attenuating phase is projected alone, and each energy is attenuated by every phase's own curve (its
+    thin-part limit the phase's truth). The split records every phase's table and, as its ``material``, the
+    one a user's single-material linearisation assumes (``fbp linearise=true`` reads it)."""
+    from aiax_bench.sim.spectrum import TubeSpectrum, polychromatic_line_integrals_of_materials
+
+    phantom, materials = ctx.phantom, params["materials"]
+    phases = [(phase, float(mu)) for phase, mu in zip(phantom.phases, phantom.attenuation, strict=True) if mu > 0]
+    for phase, _ in phases:
+        if phase not in materials:
+            raise InputError(f"split {name}: materials", f"has no entry for phase {phase!r}",
+                             f"the formula and density of every attenuating phase: {[p for p, _ in phases]}")
+    setups = {phase: beam_hardening_setup({"spectrum": params["spectrum"], "material": materials[phase]}, mu)
+              for phase, mu in phases}
+    assumed = [phase for phase, _ in phases if materials[phase] == params["material"]]
+    if not assumed:
+        raise InputError(f"split {name}: material", f"is {params['material']}, none of the phases' materials",
+                         "the formula and density of the phase a single-material linearisation assumes")
+    setup = {**setups[assumed[0]], "materials": {
+        phase: {key: one[key] for key in ("material", "attenuation_per_cm", "effective_attenuation_per_cm")}
+        for phase, one in setups.items()}}
+    ctx.extra.setdefault("beam_hardening", {})[name] = setup
+    paths = []
+    for phase, mu in phases:  # the phase alone, projected as the truth is (the same sub-rays), per cm of it
+        alone = dataclasses.replace(phantom, attenuation=tuple(
+            m if p == phase else 0.0 for p, m in zip(phantom.phases, phantom.attenuation, strict=True)))
+        paths.append(ctx.project(ctx.angles, phantom=alone) / np.float32(mu))
+    spectrum = TubeSpectrum(energies_kev=np.array(setup["energies_kev"]), fluence=np.array(setup["weights"]))
+    # The weights already hold the detector's response: counted as they are, not weighted by energy twice.
+    poly = polychromatic_line_integrals_of_materials(
+        paths, spectrum, [np.array(setups[phase]["attenuation_per_cm"]) for phase, _ in phases],
+        detector="photon-counting")
+    del paths
     return _full_scan(ctx, poisson_noise(poly, ctx.photons, rng=ctx.rng(name)))
 
 
@@ -338,10 +353,8 @@ SPLIT_KINDS: dict[str, Callable[[_SampleContext, str, dict[str, Any]], tuple]] =
     "dose": _dose,
     "binning": _binning,
     "continuous": _continuous,
-    "rings": _rings,
-    "blur": _blur,
-    "zingers": _zingers,
-    "flat-noise": _flat_noise,
+    # The kinds of aiax_bench.sim.artefacts.DETECTOR_ARTEFACTS (named here so the registry imports no scipy).
+    **dict.fromkeys(("rings", "blur", "zingers", "flat-noise"), _detector_artefact),
     "phase-contrast": _phase_contrast,
     "beam-hardening": _beam_hardening,
 }

@@ -38,7 +38,11 @@ built as follows.
        every position with the tube's spectrum: each ray's intensity is the
        spectrum-weighted sum over energies (:func:`~aiax_bench.sim.spectrum.polychromatic_line_integrals`),
        so thick paths harden the beam (cupping, streaks between dense parts)
-       and the reconstruction is not linearised.
+       and the reconstruction is not linearised;
+   ``rings``, ``blur``, ``zingers``, ``flat-noise``
+       every position through a detector with that artefact
+       (:data:`aiax_bench.sim.artefacts.DETECTOR_ARTEFACTS`, the parallel-beam recipes' kinds), on the
+       detector's rows and columns.
 
 Arrays of a sample: ``truth``, ``labels``, ``mask``, ``high``, ``clean``
 (optional), ``sinogram`` ``(A, R, D)`` and ``angles`` of the reference scan,
@@ -221,9 +225,21 @@ def _polychromatic(s: _ConeSample, name: str, params: dict[str, Any]) -> tuple:
     return s.fdk(sino, s.scan.angles), sino, s.scan.angles
 
 
+def _detector_artefact(s: _ConeSample, name: str, params: dict[str, Any]) -> tuple:
+    from aiax_bench.data.sample_recipe import split_rng
+    from aiax_bench.sim.artefacts import detector_artefact_scan
+
+    # The artefacts act on detector rows and columns, which a cone-beam scan holds as (A, R, D).
+    rows_first = s.clean.transpose(1, 0, 2)
+    sino = detector_artefact_scan(params, rows_first, photons=s.photons, rng=split_rng(s.seed, name))
+    sino = np.ascontiguousarray(sino.transpose(1, 0, 2))
+    return s.fdk(sino, s.scan.angles), sino, s.scan.angles
+
+
 #: How each kind of split degrades the reference scan (recipe ``splits.<name>.kind``).
 CONE_SPLIT_KINDS = {"sparse": _sparse, "dose": _dose, "short-scan": _short_scan, "arc": _arc,
-                    "polychromatic": _polychromatic}
+                    "polychromatic": _polychromatic,
+                    **dict.fromkeys(("rings", "blur", "zingers", "flat-noise"), _detector_artefact)}
 
 
 def build_cone_store(spec: DatasetVersion, profile: str, target: Path, *, ids: list[tuple[str, str, int]],

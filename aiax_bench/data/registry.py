@@ -110,6 +110,16 @@ REGISTRY_SCHEMA: dict[str, Any] = {
     },
 }
 
+#: The recipe keys of the detector artefacts (aiax_bench.sim.artefacts), in every beam geometry's splits.
+_DETECTOR_ARTEFACT_KEYS: dict[str, Any] = {
+    "defective_fraction": {"type": "number", "minimum": 0, "maximum": 1},
+    "gain_sigma": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    "psf_sigma_px": {"type": "number", "exclusiveMinimum": 0},
+    "zingers_per_projection": {"type": "number", "minimum": 0},
+    "brightness": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2},
+    "n_flats": {"type": "integer", "minimum": 1},
+}
+
 RECIPE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["family", "phantom", "voxel_size_um", "acquisition", "reconstruction", "splits", "profiles"],
@@ -147,14 +157,7 @@ RECIPE_SCHEMA: dict[str, Any] = {
                     "dose_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     "factor": {"type": "integer", "minimum": 2},
                     "steps": {"type": "integer", "minimum": 1},
-                    # detector artefacts (aiax_bench.sim.artefacts)
-                    "defective_fraction": {"type": "number", "minimum": 0, "maximum": 1},
-                    "gain_sigma": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-                    "psf_sigma_px": {"type": "number", "exclusiveMinimum": 0},
-                    "zingers_per_projection": {"type": "number", "minimum": 0},
-                    "brightness": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
-                                   "minItems": 2, "maxItems": 2},
-                    "n_flats": {"type": "integer", "minimum": 1},
+                    **_DETECTOR_ARTEFACT_KEYS,
                     # propagation-based phase contrast (aiax_bench.sim.propagation.phase_contrast_scan)
                     "energy_kev": {"type": "number", "exclusiveMinimum": 0},
                     "distance_m": {"type": "number", "minimum": 0},
@@ -364,7 +367,7 @@ FRAMES_RECIPE_SCHEMA: dict[str, Any] = {
 
 #: JSON Schema of a cone-beam simulated dataset's recipe (``source: cone-beam``): a lab micro-CT's
 #: circular cone-beam scan of a phantom (:mod:`aiax_bench.data.cone`), its tube spectrum and the
-#: phantom's material, splits by projections, dose, short scan, arc and polychromatic beam.
+#: phantom's material, splits by projections, dose, short scan, arc, polychromatic beam and detector artefacts.
 CONE_RECIPE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["family", "source", "description", "phantom", "material", "voxel_size_um", "acquisition",
@@ -417,10 +420,12 @@ CONE_RECIPE_SCHEMA: dict[str, Any] = {
             "additionalProperties": {
                 "type": "object", "required": ["kind", "description"], "additionalProperties": False,
                 "properties": {
-                    "kind": {"enum": ["sparse", "dose", "short-scan", "arc", "polychromatic"]},
+                    "kind": {"enum": ["sparse", "dose", "short-scan", "arc", "polychromatic", "rings", "blur",
+                                      "zingers", "flat-noise"]},
                     "n_angles": {"type": "integer", "minimum": 1},
                     "dose_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     "arc_degrees": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 360},
+                    **_DETECTOR_ARTEFACT_KEYS,
                     "description": {"type": "string"},
                 },
             },
@@ -455,7 +460,7 @@ class SplitSpec:
     kind : str
         One of ``sparse``, ``dose``, ``binning``, ``continuous``, ``rings``,
         ``blur``, ``zingers``, ``flat-noise``, ``phase-contrast``, ``beam-hardening`` (simulated parallel beam),
-        ``short-scan``, ``arc``, ``polychromatic`` (simulated cone beam),
+        ``short-scan``, ``arc``, ``polychromatic`` (simulated cone beam, with the four detector artefacts),
         ``subsample``, ``pair``, ``views``, ``frames``.
         What the split saves against the reference scan; an imported scan's
         splits are ``subsample`` (N of its own projections) or ``pair`` (a

@@ -30,7 +30,8 @@ from aiax_bench.errors import InputError
 from aiax_bench.sim.acquire import poisson_noise
 from aiax_bench.validation import check_positive, check_positive_int
 
-__all__ = ["blurred_scan", "flat_noise_scan", "ring_scan", "zinger_scan"]
+__all__ = ["DETECTOR_ARTEFACTS", "blurred_scan", "detector_artefact_scan", "flat_noise_scan", "ring_scan",
+           "zinger_scan"]
 
 
 def _stack(line_integrals) -> np.ndarray:
@@ -124,3 +125,20 @@ def flat_noise_scan(line_integrals, *, photons: float, n_flats: int, rng: np.ran
     flat = rng.poisson(photons * n_flats, size=(rows, 1, cols)) / n_flats  # the sum of n Poisson draws
     counts = _counted(np.exp(-np.asarray(p, dtype=np.float64)), photons, rng)
     return (-np.log(np.maximum(counts, 1.0) / np.maximum(flat, 1.0))).astype(np.float32)
+
+
+#: Each detector artefact's recipe kind: its scan function and the recipe keys it takes, as keyword arguments.
+DETECTOR_ARTEFACTS = {
+    "rings": (ring_scan, lambda p: {"defective_fraction": p["defective_fraction"], "gain_sigma": p["gain_sigma"]}),
+    "blur": (blurred_scan, lambda p: {"sigma_px": p["psf_sigma_px"]}),
+    "zingers": (zinger_scan, lambda p: {"zingers_per_projection": p["zingers_per_projection"],
+                                        "brightness": tuple(p["brightness"])}),
+    "flat-noise": (flat_noise_scan, lambda p: {"n_flats": p["n_flats"]}),
+}
+
+
+def detector_artefact_scan(params: dict, line_integrals, *, photons: float, rng: np.random.Generator) -> np.ndarray:
+    """The scan of a recipe split whose ``kind`` is one of :data:`DETECTOR_ARTEFACTS`, on ``(Z, A, D)`` line
+    integrals: the one place that reads the recipe keys of every detector artefact, for every beam geometry."""
+    scan, keywords = DETECTOR_ARTEFACTS[params["kind"]]
+    return scan(line_integrals, photons=photons, rng=rng, **keywords(params))

@@ -28,7 +28,7 @@ streaks between dense features, the beam-hardening artefacts of lab CT.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -46,6 +46,7 @@ __all__ = [
     "effective_attenuation",
     "linearise",
     "polychromatic_line_integrals",
+    "polychromatic_line_integrals_of_materials",
     "tube_spectrum",
 ]
 
@@ -442,17 +443,33 @@ def _check_path_lengths(path_length_cm: Any) -> np.ndarray:
 
 def _line_integrals_f64(lengths: np.ndarray, log_w: np.ndarray, mu: np.ndarray) -> np.ndarray:
     """``-log sum_E exp(log w_E - mu_E L)`` of a float64 chunk, shifted so that no term underflows."""
+    return _materials_line_integrals_f64((lengths,), log_w, (mu,))
+
+
+def _materials_line_integrals_f64(lengths: tuple[np.ndarray, ...], log_w: np.ndarray,
+                                  mu: tuple[np.ndarray, ...]) -> np.ndarray:
+    """``-log sum_E exp(log w_E - sum_m mu_mE L_m)`` of float64 chunks (one per material, summed in order)."""
+
+    def depth(e: int) -> np.ndarray:
+        total = mu[0][e] * lengths[0]  # one material: exactly mu L, as before several were possible
+        for m in range(1, len(lengths)):
+            total = total + mu[m][e] * lengths[m]
+        return total
+
     # Each term exp(-(mu L - log w - shift)) is at most 1 and the largest is 1, so the sum neither underflows
     # (a thick part, where exp(-mu L) of the soft bins would be 0) nor loses the hardest bins.
-    shift = np.full(lengths.shape, np.inf)
-    for lw, m in zip(log_w, mu, strict=True):
-        np.minimum(shift, m * lengths - lw, out=shift)
-    total = np.zeros(lengths.shape)
-    for lw, m in zip(log_w, mu, strict=True):
-        total += np.exp(shift - (m * lengths - lw))
+    shift = np.full(lengths[0].shape, np.inf)
+    for e, lw in enumerate(log_w):
+        np.minimum(shift, depth(e) - lw, out=shift)
+    total = np.zeros(lengths[0].shape)
+    for e, lw in enumerate(log_w):
+        total += np.exp(shift - (depth(e) - lw))
     p = shift - np.log(total)
     # Empty space reads exactly 0, as in a monochromatic projection, rather than a rounding residue.
-    p[lengths == 0] = 0.0
+    empty = lengths[0] == 0
+    for m in range(1, len(lengths)):
+        empty &= lengths[m] == 0
+    p[empty] = 0.0
     return p
 
 
@@ -506,6 +523,53 @@ def polychromatic_line_integrals(path_length_cm: Any, spectrum: TubeSpectrum, mu
         chunk = flat[start:start + _CHUNK].astype(np.float64)
         out[start:start + _CHUNK] = _line_integrals_f64(chunk, log_w, mu_used)
     return out.reshape(lengths.shape)
+
+
+def polychromatic_line_integrals_of_materials(path_lengths_cm: Sequence[Any], spectrum: TubeSpectrum,
+                                              mu_per_cm: Sequence[Any], *,
+                                              detector: Detector = "energy-integrating") -> np.ndarray:
+    """Measured line integrals ``p = -log(I / I0)`` of a polychromatic beam through several materials.
+
+    ``p = -log( sum_E w(E) exp(-sum_m mu_m(E) L_m) )``: each ray crosses
+    ``L_m`` of material ``m``, and each energy is attenuated by all of them.
+    Hard and soft materials harden the beam differently, so no single
+    linearisation undoes it (streaks between dense parts, cupping of each).
+    With one material it is :func:`polychromatic_line_integrals`, bit for bit.
+
+    Parameters
+    ----------
+    path_lengths_cm : sequence of array_like
+        One array of path lengths (cm, finite, >= 0) per material, all of one shape.
+    spectrum : TubeSpectrum
+        The incident beam.
+    mu_per_cm : sequence of array_like
+        Each material's linear attenuation coefficient (1/cm) at each energy of ``spectrum``.
+    detector : {"energy-integrating", "photon-counting"}
+        How the detector weighs photons (see :meth:`TubeSpectrum.weights`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``p`` (dimensionless), float32, the shape of each path-length array.
+    """
+    if len(path_lengths_cm) == 0 or len(path_lengths_cm) != len(mu_per_cm):
+        raise InputError("path_lengths_cm", f"holds {len(path_lengths_cm)} arrays for {len(mu_per_cm)} materials",
+                         "one array of path lengths per material, at least one")
+    lengths = [_check_path_lengths(length) for length in path_lengths_cm]
+    if any(length.shape != lengths[0].shape for length in lengths):
+        raise InputError("path_lengths_cm", f"have shapes {[length.shape for length in lengths]}",
+                         "one shape for every material's path lengths")
+    mus = [_check_mu(spectrum, mu) for mu in mu_per_cm]
+    _check_detector(detector)
+    used = spectrum.weights(detector) > 0
+    log_w = _log_weights(spectrum, mus[0], detector)[0]
+    mus_used = tuple(mu[used] for mu in mus)
+    flats = [length.reshape(-1) for length in lengths]
+    out = np.empty(flats[0].size, dtype=np.float32)
+    for start in range(0, flats[0].size, _CHUNK):
+        chunks = tuple(flat[start:start + _CHUNK].astype(np.float64) for flat in flats)
+        out[start:start + _CHUNK] = _materials_line_integrals_f64(chunks, log_w, mus_used)
+    return out.reshape(lengths[0].shape)
 
 
 def linearise(p: Any, spectrum: TubeSpectrum, mu_per_cm: Any, *, detector: Detector = "energy-integrating",

@@ -1,0 +1,134 @@
+"""Artefact and phase-contrast splits in every family: am-metal@2.1, mouse@1.1, the cone-beam am-metal-lab@1.1 and
+beam hardening through several materials (composite@2.2)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+#: Each new version, the one it extends, and the splits it adds: nothing else of the recipe changes, so the
+#: older splits keep their bytes (each split draws from its own generator, keyed by its name).
+EXTENSIONS = [
+    ("am-metal@2.1", "am-metal@2.0", ("pc-1m", "rings", "blur", "zingers", "flat-noise", "beam-hardening")),
+    ("mouse@1.1", "mouse@1.0", ("rings", "blur", "zingers", "flat-noise")),
+    ("am-metal-lab@1.1", "am-metal-lab@1.0", ("rings", "blur", "zingers", "flat-noise")),
+    ("composite@2.2", "composite@2.1", ("beam-hardening",)),
+]
+
+
+@pytest.mark.parametrize(("ref", "older", "added"), EXTENSIONS)
+def test_each_new_version_is_the_older_recipe_plus_its_new_splits(ref, older, added):
+    from aiax_bench.data.registry import resolve
+
+    spec, before = resolve(ref), resolve(older)
+    assert list(spec.splits)[-len(added):] == list(added)
+    expected = {**before.recipe, "description": spec.recipe["description"],
+                "splits": {**before.splits, **{name: spec.splits[name] for name in added}}}
+    assert spec.recipe == expected
+    assert spec.evaluation == before.evaluation
+    assert {spec.split_spec(name).kind for name in added} <= {
+        "phase-contrast", "rings", "blur", "zingers", "flat-noise", "beam-hardening"}
+
+
+def test_every_builder_knows_the_four_detector_artefacts_from_the_one_table():
+    from aiax_bench.data.build import SPLIT_KINDS
+    from aiax_bench.data.cone import CONE_SPLIT_KINDS
+    from aiax_bench.sim.artefacts import DETECTOR_ARTEFACTS
+
+    assert set(DETECTOR_ARTEFACTS) <= set(SPLIT_KINDS) and set(DETECTOR_ARTEFACTS) <= set(CONE_SPLIT_KINDS)
+
+
+def _one_sample(ref: str, splits: tuple[str, ...], size: int):
+    """``ref`` with only ``splits`` and a profile ``one`` of one test sample of ``size``³ voxels."""
+    from aiax_bench.data.registry import resolve
+
+    spec = resolve(ref)
+    recipe = copy.deepcopy(spec.recipe)
+    recipe["splits"] = {name: spec.splits[name] for name in splits}
+    recipe["profiles"] = {"one": {"size": size, "samples": {"train": [], "val": [], "test": [301], "ood-test": []}}}
+    return dataclasses.replace(spec, recipe=recipe)
+
+
+def test_am_metal_phase_contrast_at_40_kev_takes_the_alloys_index_from_chantlers_tables(tmp_path):
+    """40 keV is above the Henke tables: the split's delta/beta and Fresnel number are those its description
+    states, and the beam-hardening split's spectrum keeps a thin part at the truth's 9.41 1/cm."""
+    import zarr
+
+    from aiax_bench.data.build import build_store
+    from aiax_bench.sim.materials import refractive_index
+
+    spec = _one_sample("am-metal@2.1", ("pc-1m", "beam-hardening"), 32)
+    build_store(spec, "one", tmp_path / "one.zarr", quiet=True)
+    sample = zarr.open_group(str(tmp_path / "one.zarr"), mode="r")["samples/test-000"]
+    setup = sample.attrs["phase_contrast"]["pc-1m"]
+    alloy = spec.splits["pc-1m"]["material"]
+    index = refractive_index(alloy["formula"], density_g_cm3=alloy["density_g_cm3"], energy_kev=40.0)
+    assert setup["delta_beta"] == index.delta_beta_ratio
+    assert round(setup["delta_beta"]) == 270 and round(setup["fresnel_number_pixel"], 1) == 3.2
+    assert "delta/beta 270" in spec.splits["pc-1m"]["description"]
+    assert "Fresnel number 3.2" in spec.splits["pc-1m"]["description"]
+    hardening = sample.attrs["beam_hardening"]["beam-hardening"]
+    assert float(np.dot(hardening["weights"], hardening["attenuation_per_cm"])) == pytest.approx(9.41, rel=1e-6)
+    for split in ("pc-1m", "beam-hardening"):
+        assert np.isfinite(sample[f"splits/{split}/low"][:]).all()
+
+
+def test_a_cone_beam_scan_with_defective_pixels_shows_them_as_offsets_constant_over_the_turn(tmp_path):
+    """The artefacts act on the flat panel's rows and columns: a defective pixel offsets its line integral at
+    every source position. Against the reference scan (its own noise, no defects), the offset averaged over
+    the 720 positions stands out of the noise at about the defective fraction (10 %) of the pixels (those whose
+    gain error passes three times the averaged noise), and the same offset in each half of the turn."""
+    import zarr
+
+    from aiax_bench.data.build import build_store
+
+    spec = _one_sample("am-metal-lab@1.1", ("rings",), 32)
+    build_store(spec, "one", tmp_path / "one.zarr", quiet=True)
+    sample = zarr.open_group(str(tmp_path / "one.zarr"), mode="r")["samples/test-000"]
+    reference = sample["sinogram"][:].astype(np.float64)  # (A, R, D)
+    difference = sample["splits/rings/sinogram"][:].astype(np.float64) - reference
+    assert difference.shape == reference.shape
+    offsets = difference.mean(axis=0)  # per detector pixel, over the turn
+    noise = difference.std(axis=0).mean() / np.sqrt(reference.shape[0])
+    defective = np.abs(offsets) > 3 * noise
+    assert 0.03 < float(defective.mean()) < 0.15, float(defective.mean())
+    half = reference.shape[0] // 2
+    first, second = difference[:half].mean(axis=0)[defective], difference[half:].mean(axis=0)[defective]
+    assert np.corrcoef(first, second)[0, 1] > 0.9
+    assert np.isfinite(sample["splits/rings/low"][:]).all()
+
+
+def test_beam_hardening_through_several_materials_hardens_the_glass_more_than_the_polyamide(tmp_path):
+    """composite@2.2: each phase projected alone and attenuated by its own curve, each curve's thin-part limit
+    the phase's truth (1.10 and 23.4 1/cm). The glass fibres, which harden a 40 kV beam far more than the
+    matrix, read well below the reference scan; the matrix, a weak absorber, about as it. A phase without a
+    material is refused in one line and leaves no store."""
+    import zarr
+
+    from aiax_bench.data.build import build_store
+    from aiax_bench.errors import InputError
+
+    spec = _one_sample("composite@2.2", ("beam-hardening",), 48)
+    build_store(spec, "one", tmp_path / "one.zarr", quiet=True)
+    sample = zarr.open_group(str(tmp_path / "one.zarr"), mode="r")["samples/test-000"]
+    setup = sample.attrs["beam_hardening"]["beam-hardening"]
+    truth_of = {"matrix": 1.10, "fibre": 23.4}
+    for phase, table in setup["materials"].items():
+        assert float(np.dot(setup["weights"], table["attenuation_per_cm"])) == pytest.approx(truth_of[phase], rel=1e-6)
+    assert setup["material"] == "C12H22N2O2" and setup["effective_attenuation_per_cm"] == 1.10  # what linearises
+    labels, mask = sample["labels"][:], sample["mask"][:].astype(bool)
+    phases = dict(zip(sample.attrs["phases"], range(len(sample.attrs["phases"])), strict=True))
+    low, high = sample["splits/beam-hardening/low"][:], sample["high"][:]
+    fibre = (labels == phases["fibre"]) & mask
+    assert low[fibre].mean() < 0.9 * high[fibre].mean()
+
+    split = copy.deepcopy(spec.splits["beam-hardening"])
+    del split["materials"]["fibre"]
+    broken = dataclasses.replace(spec, recipe={**spec.recipe, "splits": {"beam-hardening": split}})
+    with pytest.raises(InputError, match="materials") as error:
+        build_store(broken, "one", tmp_path / "two.zarr", quiet=True)
+    assert "'fibre'" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "two.zarr").exists()
