@@ -114,10 +114,10 @@ def test_several_materials_attenuate_each_energy_together(beam, monkeypatch):
     monkeypatch.setattr(spectrum_module, "_CHUNK", 5)
     assert polychromatic_line_integrals_of_materials([lengths, lengths], spectrum, [mu, soft]).tobytes() == \
         two.tobytes()
-    with pytest.raises(InputError, match="^path_lengths_cm") as error:
+    with pytest.raises(InputError, match=r"^path_lengths_cm") as error:
         polychromatic_line_integrals_of_materials([lengths, lengths[:2]], spectrum, [mu, soft])
     assert "\n" not in str(error.value)
-    with pytest.raises(InputError, match="^path_lengths_cm"):
+    with pytest.raises(InputError, match=r"^path_lengths_cm"):
         polychromatic_line_integrals_of_materials([lengths], spectrum, [mu, soft])
 
 
