@@ -1,5 +1,5 @@
-"""Artefact and phase-contrast splits in every family: am-metal@2.1, mouse@1.1, the cone-beam am-metal-lab@1.1 and
-beam hardening through several materials (composite@2.2)."""
+"""Artefact and phase-contrast splits in every family: am-metal@2.1, mouse@1.1, the cone-beam am-metal-lab@1.1, and
+beam hardening through several materials (composite@2.2) and through every tissue of the mouse (mouse@1.2)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ EXTENSIONS = [
     ("mouse@1.1", "mouse@1.0", ("rings", "blur", "zingers", "flat-noise")),
     ("am-metal-lab@1.1", "am-metal-lab@1.0", ("rings", "blur", "zingers", "flat-noise")),
     ("composite@2.2", "composite@2.1", ("beam-hardening",)),
+    ("mouse@1.2", "mouse@1.1", ("beam-hardening",)),
 ]
 
 
@@ -41,7 +42,7 @@ def test_every_builder_knows_the_four_detector_artefacts_from_the_one_table():
     assert set(DETECTOR_ARTEFACTS) <= set(SPLIT_KINDS) and set(DETECTOR_ARTEFACTS) <= set(CONE_SPLIT_KINDS)
 
 
-def _one_sample(ref: str, splits: tuple[str, ...], size: int):
+def _one_sample(ref: str, splits: tuple[str, ...], size: int, *, voxel_size_um: float | None = None):
     """``ref`` with only ``splits`` and a profile ``one`` of one test sample of ``size``³ voxels."""
     from aiax_bench.data.registry import resolve
 
@@ -49,6 +50,8 @@ def _one_sample(ref: str, splits: tuple[str, ...], size: int):
     recipe = copy.deepcopy(spec.recipe)
     recipe["splits"] = {name: spec.splits[name] for name in splits}
     recipe["profiles"] = {"one": {"size": size, "samples": {"train": [], "val": [], "test": [301], "ood-test": []}}}
+    if voxel_size_um is not None:
+        recipe["profiles"]["one"]["voxel_size_um"] = voxel_size_um
     return dataclasses.replace(spec, recipe=recipe)
 
 
@@ -152,3 +155,79 @@ def test_the_lab_families_voxels_are_too_coarse_for_propagation_phase_contrast()
         assert fresnel_number(pixel_m, 1.0, wavelength_m(energy)) > at_least
     assert pixel_m**2 / (4.4 * wavelength_m(energy)) > 50.0  # metres to reach pc-pink's Fresnel number at 85 µm
     assert not any(spec["kind"] == "phase-contrast" for spec in mouse.splits.values())
+
+
+def test_the_mouse_tissue_compositions_give_the_phantoms_nist_attenuation():
+    """mouse@1.2's beam-hardening split takes each tissue's attenuation over energy from its ICRU-44/46 mass
+    fractions (recipe) by the mixture rule on xraydb's elemental tables. At 30-60 keV these must be the NIST
+    values the phantom's truth is made of (``TISSUES``, four digits): a wrong or mistyped fraction shows here.
+    And the tube: behind 2.5 cm of the soft tissue its mean energy is near the phantom's effective 42 keV."""
+    from aiax_bench.data.registry import resolve
+    from aiax_bench.data.sample_recipe import recorded_tube_spectrum
+    from aiax_bench.sim.materials import mass_fractions
+    from aiax_bench.sim.phantoms.mouse import _TISSUE_OF, TISSUE_ENERGIES_KEV, TISSUES
+    from aiax_bench.sim.spectrum import attenuation_coefficients
+
+    split = resolve("mouse@1.2").splits["beam-hardening"]
+    energies = np.array(TISSUE_ENERGIES_KEV)
+    for phase, tissue in _TISSUE_OF.items():
+        material = split["materials"][phase]
+        fractions = mass_fractions(material["formula"])
+        assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-9)
+        density, nist = TISSUES[tissue]
+        assert material["density_g_cm3"] == density
+        mu = attenuation_coefficients(fractions, density, energies)
+        np.testing.assert_allclose(mu, density * np.array(nist), rtol=5e-4, err_msg=phase)  # the table's 4 digits
+    assert split["materials"]["liver_tumour"] == split["materials"]["liver"]
+    assert split["materials"]["lung_tumour"] == split["materials"]["soft_tissue"] == split["material"]
+
+    energies, weights, _ = recorded_tube_spectrum(split["spectrum"])
+    mu = attenuation_coefficients(mass_fractions(split["material"]["formula"]), 1.05, energies)
+    behind = weights * np.exp(-mu * 2.5)
+    assert 40.0 < float(behind @ energies / behind.sum()) < 45.0
+
+
+def test_mouse_beam_hardening_projects_the_phases_of_one_tissue_together(tmp_path):
+    """Phases of one tissue (the liver and its tumours; soft tissue and the lung tumours) share one projection
+    in the split, which must equal projecting each alone: built again with the liver tumours given the same
+    fractions written in another order (hence a material of their own), the scan agrees to float32 rounding.
+    Every tissue's curve keeps a thin part at its truth; bone hardens the beam most (it reads far below the
+    reference scan), and the soft tissue is cupped.
+
+    A Poisson draw whose mean moves by an ulp may take another path and shift the generator's stream, so the
+    two are built nearly noise-free (10^12 photons: noise about 1e-6); and with one sub-ray per pixel, where a
+    projection is linear in the attenuation (a pixel's sub-rays average intensities, not line integrals, so
+    apart and together differ at the tumours' edges by design). A tumour projected with the liver's scale
+    instead of its own would be off by up to about 0.04."""
+    import zarr
+
+    from aiax_bench.data.build import build_store
+
+    spec = _one_sample("mouse@1.2", ("beam-hardening",), 32, voxel_size_um=1200.0)
+    quiet = {**spec.recipe, "acquisition": {**spec.recipe["acquisition"], "photons": 1e12,
+                                            "supersample_u": 1, "supersample_z": 1}}
+    split = copy.deepcopy(spec.splits["beam-hardening"])
+    fractions = split["materials"]["liver"]["formula"].split(" // ")
+    split["materials"]["liver_tumour"] = {**split["materials"]["liver"],
+                                          "formula": " // ".join(fractions[-2::-1] + fractions[-1:])}
+    samples = []
+    for name, splits in (("together", spec.splits), ("apart", {"beam-hardening": split})):
+        build_store(dataclasses.replace(spec, recipe={**quiet, "splits": splits}), "one", tmp_path / name, quiet=True)
+        samples.append(zarr.open_group(str(tmp_path / name), mode="r")["samples/test-000"])
+    sample, apart = samples
+    phases = list(sample.attrs["phases"])
+    labels, mask = sample["labels"][:], sample["mask"][:].astype(bool)
+    assert (labels == phases.index("liver_tumour")).any()
+    scan = sample["splits/beam-hardening/sinogram"][:]
+    np.testing.assert_allclose(apart["splits/beam-hardening/sinogram"][:], scan, rtol=0, atol=1e-4)
+
+    setup = sample.attrs["beam_hardening"]["beam-hardening"]
+    truth_of = dict(zip(phases, sample.attrs["attenuation_per_cm"], strict=True))
+    assert set(setup["materials"]) == {phase for phase, mu in truth_of.items() if mu > 0}
+    for phase, table in setup["materials"].items():
+        thin = float(np.dot(setup["weights"], table["attenuation_per_cm"]))
+        assert thin == pytest.approx(truth_of[phase], rel=1e-6)
+    high, low = sample["high"][:], sample["splits/beam-hardening/low"][:]
+    bone, soft = (labels == phases.index("bone")) & mask, (labels == phases.index("soft_tissue")) & mask
+    assert low[bone].mean() < 0.8 * high[bone].mean()
+    assert 0.75 * high[soft].mean() < low[soft].mean() < 0.95 * high[soft].mean()

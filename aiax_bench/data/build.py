@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -264,10 +265,11 @@ def _beam_hardening(ctx: _SampleContext, name: str, params: dict[str, Any]):
 
 
 def _beam_hardening_of_materials(ctx: _SampleContext, name: str, params: dict[str, Any]):
-    """All reference angles with a lab tube's polychromatic beam through a phantom of several materials: each
-    attenuating phase is projected alone, and each energy is attenuated by every phase's own curve (its
-    thin-part limit the phase's truth). The split records every phase's table and, as its ``material``, the
-    one a user's single-material linearisation assumes (``fbp linearise=true`` reads it)."""
+    """All reference angles with a lab tube's polychromatic beam through a phantom of several materials: the
+    phases of each material are projected without the others, and each energy is attenuated by every phase's
+    own curve (its material's, its thin-part limit the phase's truth). The split records every phase's table
+    and, as its ``material``, the one a user's single-material linearisation assumes (``fbp linearise=true``
+    reads it)."""
     from aiax_bench.sim.spectrum import TubeSpectrum, polychromatic_line_integrals_of_materials
 
     phantom, materials = ctx.phantom, params["materials"]
@@ -286,15 +288,25 @@ def _beam_hardening_of_materials(ctx: _SampleContext, name: str, params: dict[st
         phase: {key: one[key] for key in ("material", "attenuation_per_cm", "effective_attenuation_per_cm")}
         for phase, one in setups.items()}}
     ctx.extra.setdefault("beam_hardening", {})[name] = setup
+    # Phases of one material share one projection: their curves are that material's curve times each phase's
+    # truth over the first one's, so the first's curve applied to the sum of the phases' line integrals over
+    # the first's truth (cm of it) attenuates as each phase alone would (exactly with one sub-ray per pixel;
+    # with several, a pixel averages the intensity of its sub-rays through the material's phases together,
+    # as through one tissue). A phase of a material of its own is projected as it always was (composite@2.2
+    # keeps its bytes), and a material of several phases costs one projection, not one per phase.
+    groups: dict[str, list[tuple[str, float]]] = {}
+    for phase, mu in phases:
+        groups.setdefault(json.dumps(materials[phase], sort_keys=True), []).append((phase, mu))
     paths = []
-    for phase, mu in phases:  # the phase alone, projected as the truth is (the same sub-rays), per cm of it
-        alone = dataclasses.replace(phantom, attenuation=tuple(
-            m if p == phase else 0.0 for p, m in zip(phantom.phases, phantom.attenuation, strict=True)))
-        paths.append(ctx.project(ctx.angles, phantom=alone) / np.float32(mu))
+    for group in groups.values():
+        kept = {phase for phase, _ in group}
+        together = dataclasses.replace(phantom, attenuation=tuple(
+            m if p in kept else 0.0 for p, m in zip(phantom.phases, phantom.attenuation, strict=True)))
+        paths.append(ctx.project(ctx.angles, phantom=together) / np.float32(group[0][1]))  # the same sub-rays
     spectrum = TubeSpectrum(energies_kev=np.array(setup["energies_kev"]), fluence=np.array(setup["weights"]))
     # The weights already hold the detector's response: counted as they are, not weighted by energy twice.
     poly = polychromatic_line_integrals_of_materials(
-        paths, spectrum, [np.array(setups[phase]["attenuation_per_cm"]) for phase, _ in phases],
+        paths, spectrum, [np.array(setups[group[0][0]]["attenuation_per_cm"]) for group in groups.values()],
         detector="photon-counting")
     del paths
     return _full_scan(ctx, poisson_noise(poly, ctx.photons, rng=ctx.rng(name)))
