@@ -520,3 +520,19 @@ def test_lazy_operator_is_built_at_first_use_and_gives_the_same_bytes(projector)
     image = _phantom()
     assert lazy.forward(image).tobytes() == projector.forward(image).tobytes()
     assert lazy.nbytes == projector.nbytes
+
+
+def test_fbp_without_a_projector_builds_only_what_its_back_projection_needs(projector, monkeypatch):
+    """``fbp(sinogram, angles)`` builds its own projector with the transposed matrix alone, at first use: the
+    same bytes as through a prebuilt operator with both matrices, and no matrix at all for a Fourier back
+    projection."""
+    from aiax_bench.recon.projector import SparseProjector
+
+    y = projector.forward(_phantom(N))
+    np.testing.assert_array_equal(fbp(y, _angles()), fbp(y, projector=projector))
+    built, store_all = [], SparseProjector._store_all
+    monkeypatch.setattr(SparseProjector, "_store_all", lambda self: (built.append(self.matrices), store_all(self)))
+    fbp(y, _angles(), backprojector="fourier")
+    assert built == []
+    fbp(y, _angles())
+    assert built == ["backward"]

@@ -317,6 +317,8 @@ def fbp(
         pixel by pixel, or a non-uniform FFT (:func:`backproject_fourier`).
         ``auto``: the matrix where it fits, else the Fourier one (pixel by pixel
         for detectors finer than the voxels). Fan beam: ``auto`` or ``pixel``.
+        Without ``projector``, the one built keeps the transposed matrix only
+        (what fits is judged by that), built at its first use.
 
     Returns
     -------
@@ -352,7 +354,10 @@ def fbp(
                              "expected one sinogram row per angle: (A, D) or (Z, A, D)")
         if n_pixels is not None:
             n_pixels = _positive_int(n_pixels, "n_pixels", "slice size in voxels")
-        projector = ParallelBeamProjector(n_pixels or data.shape[-1], angles, n_detector=data.shape[-1])
+        # FBP only back-projects: the transposed matrix alone (half the build and memory, the same bytes),
+        # built at first use, so a Fourier or pixel-driven back projection never builds it.
+        projector = ParallelBeamProjector(n_pixels or data.shape[-1], angles, n_detector=data.shape[-1],
+                                          matrices="backward", lazy=True)
     a, d = projector.angles.size, projector.n_detector
     if tuple(data.shape[-2:]) != (a, d):
         raise InputError("sinogram", f"has shape {tuple(data.shape)}",
