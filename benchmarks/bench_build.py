@@ -135,16 +135,11 @@ def _profile_rows(args: argparse.Namespace) -> list[dict]:
              **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "")}]
     print(json.dumps(rows[-1]), flush=True)
     if args.before:
-        with tempfile.TemporaryDirectory() as tmp:
-            tree = Path(tmp) / "before"
-            subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(tree), args.before],
-                           check=True, capture_output=True)
-            try:
-                rows.append({"code": args.before, "profile": args.profile,
-                             **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", source=tree)})
-            finally:
-                subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tree)],
-                               check=True, capture_output=True)
+        from _worktree import commit_tree
+
+        with commit_tree(args.before) as tree:
+            rows.append({"code": args.before, "profile": args.profile,
+                         **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", source=tree)})
         print(json.dumps(rows[-1]), flush=True)
         rows[0]["same_content_as_before"] = rows[0]["content_sha256"] == rows[1]["content_sha256"]
         rows[0]["speedup"] = round(rows[1]["seconds"] / rows[0]["seconds"], 2)

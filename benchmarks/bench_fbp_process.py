@@ -1,6 +1,7 @@
 """FBP of a whole volume as a user runs it: one fresh process per tool, imports and operator build included.
 
-    python benchmarks/bench_fbp_process.py --size 256 --angles 500 --output benchmarks/fbp-process-256-500.json
+    python benchmarks/bench_fbp_process.py --size 256 --angles 500 --before 92aebec \\
+        --output benchmarks/fbp-process-256-500.json
 
 The sinograms of a ``size``³ volume of random spheres in a cylinder (``bench_projector._phantom``), ``angles``
 over 180°, are made once by astra's CPU ``linear`` projector and saved as ``.npy``. Then each tool runs in
@@ -10,7 +11,7 @@ interpreter's start included) and its peak resident memory are recorded, with th
 CPU FBP slice by slice, in the same run. Each back projection of ``aiax_bench.recon.fbp`` is measured:
 ``matrix`` (the stored operator, built in the process), ``fourier`` (a non-uniform FFT, nothing stored)
 and ``auto`` (what ``fbp`` picks). The difference from astra's volume is stated relative to the image's
-maximum inside the cylinder.
+maximum inside the cylinder. ``--before COMMIT`` runs the aiax rows again with that commit's code.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--angles", type=int, default=500)
     parser.add_argument("--backprojectors", nargs="+", default=["matrix", "fourier", "auto"])
+    parser.add_argument("--before", default=None,
+                        help="also run the aiax rows with this git commit's code (a temporary worktree)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/fbp-process.json"))
     args = parser.parse_args(argv)
 
@@ -96,17 +100,24 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         sino, angles, volume = _sinograms(args.size, args.angles, folder)
         inside = volume > 0
-        runs = [("astra-cpu FBP", _ASTRA, {})] + [
-            (f"aiax fbp, backprojector={b}", _AIAX, {"backprojector": b}) for b in args.backprojectors]
-        # A process's peak of its children's memory is a running maximum: each tool runs under a parent of
-        # its own, so that no tool reads another's peak.
-        for name, code, options in runs:
-            out = folder / "out.npy"
-            script = code.format(sino=str(sino), angles=str(angles), out=str(out), **options)
-            wall, peak = _measured_in_child(script)
-            result = np.load(out)
-            rows.append({"method": name, "wall_s": round(wall, 2), "peak_rss_mb": round(peak, 1), "volume": result})
-            print(f"{name}: {wall:.2f} s, {peak:.0f} MB", flush=True)
+        runs = [("astra-cpu FBP", _ASTRA, {}, None)] + [
+            (f"aiax fbp, backprojector={b}", _AIAX, {"backprojector": b}, None) for b in args.backprojectors]
+        with ExitStack() as stack:
+            if args.before:
+                from _worktree import commit_tree
+
+                tree = stack.enter_context(commit_tree(args.before))
+                runs += [(f"aiax fbp at {args.before}, backprojector={b}", _AIAX, {"backprojector": b}, tree)
+                         for b in args.backprojectors]
+            # A process's peak of its children's memory is a running maximum: each tool runs under a parent
+            # of its own, so that no tool reads another's peak.
+            for name, code, options, source in runs:
+                out = folder / "out.npy"
+                script = code.format(sino=str(sino), angles=str(angles), out=str(out), **options)
+                wall, peak = _measured_in_child(script, source)
+                rows.append({"method": name, "wall_s": round(wall, 2), "peak_rss_mb": round(peak, 1),
+                             "volume": np.load(out)})
+                print(f"{name}: {wall:.2f} s, {peak:.0f} MB", flush=True)
     reference = rows[0]["volume"]
     scale = float(np.abs(reference[inside]).max())
     for row in rows:
@@ -123,9 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _measured_in_child(script: str) -> tuple[float, float]:
+def _measured_in_child(script: str, source: Path | None = None) -> tuple[float, float]:
     """Run ``script`` in a fresh interpreter started by a throw-away parent of its own, so that its peak
-    resident memory is the only child peak that parent sees."""
+    resident memory is the only child peak that parent sees; with the code of ``source`` if given."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     probe = textwrap.dedent(f"""
         import resource, subprocess, sys, time
         start = time.perf_counter()
@@ -133,7 +147,7 @@ def _measured_in_child(script: str) -> tuple[float, float]:
         wall = time.perf_counter() - start
         print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0)
     """)
-    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, env=env).stdout
     wall, peak = (float(v) for v in out.split()[-2:])
     return wall, peak
 
