@@ -16,6 +16,23 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+#: Tiny builds of one thread each, long enough to start at the session's first test, beside the others: the
+#: dataset and the test module that reads it (nothing starts unless that module was collected).
+STARTED_AHEAD = {"foam-pc@1.1": "test_phase_contrast_dataset"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _builds_started_ahead(request, tmp_path_factory):
+    from _tiny import start_tiny_one_thread, stop_started_builds
+
+    collected = {item.module.__name__ for item in request.session.items if getattr(item, "module", None)}
+    for ref, module in STARTED_AHEAD.items():
+        if module in collected:
+            start_tiny_one_thread(ref, tmp_path_factory.mktemp("ahead"))
+    yield
+    stop_started_builds()
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
     """A cache directory holding foam@1.0, foam@2.0 (the default) and composite@1.0 at the tiny profile (64³)."""

@@ -16,10 +16,9 @@ DATASET = "foam-pc@1.1"
 @pytest.fixture(scope="module")
 def pc_root(tmp_path_factory):
     """foam-pc@1.1 tiny, built once for this module in a process of one thread each (BLAS, OpenMP, numba)."""
-    from _tiny import build_tiny_one_thread
+    from _tiny import tiny_one_thread
 
-    root = tmp_path_factory.mktemp("pc-data")
-    return root, build_tiny_one_thread(DATASET, root)
+    return tiny_one_thread(DATASET, tmp_path_factory.mktemp("pc-data"))
 
 
 @pytest.fixture(scope="module")
