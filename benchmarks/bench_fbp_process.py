@@ -3,16 +3,16 @@
     python benchmarks/bench_fbp_process.py --size 256 --angles 500 --before 92aebec \\
         --output benchmarks/fbp-process-256-500.json
 
-The sinograms of a ``size``³ volume of random spheres in a cylinder (``bench_projector._phantom``), ``angles``
-over 180°, are made once by astra's CPU ``linear`` projector and saved as ``.npy``. Then each tool runs in
-a process of its own, started from nothing: it imports its libraries, reads the sinograms, reconstructs
-every slice (ramp filter) and writes the volume as ``.npy``. The wall time of that whole process (the
-interpreter's start included; the fastest of ``--repeat`` processes, all kept) and its peak resident memory
-are recorded, with the peer, astra-toolbox's
-CPU FBP slice by slice, in the same run. Each back projection of ``aiax_bench.recon.fbp`` is measured:
-``matrix`` (the stored operator, built in the process), ``fourier`` (a non-uniform FFT, nothing stored)
-and ``auto`` (what ``fbp`` picks). The difference from astra's volume is stated relative to the image's
-maximum inside the cylinder. ``--before COMMIT`` runs the aiax rows again with that commit's code.
+The sinograms of a ``size``³ volume of random spheres in a cylinder (``bench_projector._phantom``),
+``angles`` over 180°, are made once by astra's CPU ``linear`` projector and saved as ``.npy``. Then each tool
+runs in a process of its own, started from nothing: it imports its libraries, reads the sinograms,
+reconstructs every slice (ramp filter) and writes the volume as ``.npy``. The wall time of that whole process
+(the interpreter's start included; the fastest of ``--repeat`` processes, all kept) and its peak resident
+memory are recorded, with the peer, astra-toolbox's CPU FBP slice by slice, in the same run. Each back
+projection of ``aiax_bench.recon.fbp`` is measured: ``matrix`` (the stored operator, built in the process),
+``fourier`` (a non-uniform FFT, nothing stored) and ``auto`` (what ``fbp`` picks). The difference from
+astra's volume is taken over the material (the cylinder less its voids) and stated relative to astra's
+maximum there. ``--before COMMIT`` runs the aiax rows again with that commit's code.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: What each fresh process runs: ``{sino}``, ``{angles}`` and ``{out}`` are file names.
 _AIAX = """

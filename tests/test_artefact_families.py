@@ -195,10 +195,10 @@ def test_mouse_beam_hardening_projects_the_phases_of_one_tissue_together(tmp_pat
     reference scan), and the soft tissue is cupped.
 
     A Poisson draw whose mean moves by an ulp may take another path and shift the generator's stream, so the
-    two are built nearly noise-free (10^12 photons: noise about 1e-6); and with one sub-ray per pixel, where a
-    projection is linear in the attenuation (a pixel's sub-rays average intensities, not line integrals, so
-    apart and together differ at the tumours' edges by design). A tumour projected with the liver's scale
-    instead of its own would be off by up to about 0.04."""
+    two are built nearly noise-free (10^12 photons); and with one sub-ray per pixel, where a projection is
+    linear in the attenuation (a pixel's sub-rays average intensities, not line integrals, so apart and
+    together differ at the tumours' edges by design). A tumour projected with the liver's scale instead of its
+    own (15 % more attenuating) would differ along every ray through it."""
     import zarr
 
     from aiax_bench.data.build import build_store
