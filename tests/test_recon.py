@@ -175,7 +175,20 @@ def test_backward_only_operator_keeps_half_and_the_same_bytes(projector):
     x = _phantom(N)
     np.testing.assert_allclose(backward_only.forward(x), projector.forward(x), rtol=1e-5, atol=1e-5)
     with pytest.raises(InputError, match="matrices"):
-        ParallelBeamProjector(N, _angles(), device="cpu", matrices="forward")
+        ParallelBeamProjector(N, _angles(), device="cpu", matrices="transposed")
+
+
+def test_forward_only_operator_keeps_half_and_the_same_bytes(projector):
+    """The forward matrix alone (simulated scans): half the memory, the same forward projection bit for bit,
+    the same back projection (its blocks built at the call) to float32 rounding."""
+    forward_only = ParallelBeamProjector(N, _angles(), device="cpu", matrices="forward")
+    assert forward_only.stored and all(b.matrix_t is None for b in forward_only._blocks)
+    assert 0 < forward_only.nbytes < 0.55 * projector.nbytes
+    assert forward_only.nbytes <= operator_nbytes(N, N_ANGLES, matrices="forward")
+    x = np.stack([_phantom(N), _phantom(N)[::-1]])
+    np.testing.assert_array_equal(forward_only.forward(x), projector.forward(x))
+    y = np.random.default_rng(5).random((2, N_ANGLES, N), dtype=np.float32)
+    np.testing.assert_allclose(forward_only.backward(y), projector.backward(y), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize(("n_det", "spacing"), [(N, 1.0), (N + 9, 0.7), (N - 8, 1.3)])

@@ -342,6 +342,27 @@ def test_project_voxels_out_of_core_and_in_small_angle_blocks_is_the_same_bytes(
     assert opened[0].array is None and opened[0].file.closed  # went through the file, removed after
 
 
+def test_fine_operators_kept_between_calls_change_no_bit(phantoms):
+    """A build keeps the fine grid's operators from sample to sample: the second call builds none and gives
+    the bytes of a call that builds its own; a set larger than the budget is not kept at all."""
+    from aiax_bench.recon.projector import operator_nbytes
+    from aiax_bench.sim.project import FineOperators
+
+    ph, angles = phantoms["am-metal"], reference_angles(9)
+    fresh = project_voxels(ph, angles, supersample=2, supersample_u=2)
+    n_fine = ph.shape[-1] * 2
+    kept = FineOperators(operator_nbytes(n_fine, angles.size, n_fine, matrices="forward"))
+    np.testing.assert_array_equal(project_voxels(ph, angles, supersample=2, supersample_u=2, operators=kept), fresh)
+    assert len(kept.kept) == 1 and 0 < kept.nbytes
+    operators = [proj for _, _, proj in next(iter(kept.kept.values()))]
+    np.testing.assert_array_equal(project_voxels(ph, angles, supersample=2, supersample_u=2, operators=kept), fresh)
+    assert [proj for _, _, proj in next(iter(kept.kept.values()))] == operators  # the same objects, none built
+    # Another set of angles does not fit what is left: built for the call, not kept.
+    other = project_voxels(ph, reference_angles(7), supersample=2, supersample_u=2, operators=kept)
+    assert len(kept.kept) == 1
+    np.testing.assert_array_equal(other, project_voxels(ph, reference_angles(7), supersample=2, supersample_u=2))
+
+
 # --- Acquisition models ----------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from aiax_bench.sim.acquire import (
     reference_angles,
 )
 from aiax_bench.sim.phantoms import Phantom, make_phantom
-from aiax_bench.sim.project import project_phantom
+from aiax_bench.sim.project import FineOperators, project_phantom
 
 __all__ = ["build_store", "sample_ids"]
 
@@ -319,6 +319,12 @@ def _beam_hardening_of_materials(ctx: _SampleContext, name: str, params: dict[st
 PROJECTOR_CACHE_BYTES = 1 << 30
 
 
+#: Memory the build keeps the phantoms' fine-grid projection operators in, across samples (bytes): every
+#: sample is projected at the same angles. The tiny and small profiles' reference angles fit, the large
+#: profile's do not. Time, never bytes, as above.
+FINE_OPERATOR_CACHE_BYTES = 1 << 30
+
+
 class _ProjectorCache:
     """``cache(n, angles)``: the CPU projector of that geometry, kept while the cache's bytes allow."""
 
@@ -433,6 +439,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             raise InputError(f"split {name} of {spec.ref}", f"has kind {params.get('kind')!r}",
                              f"expected one of {sorted(SPLIT_KINDS)}")
     projector_for = _ProjectorCache(PROJECTOR_CACHE_BYTES)
+    fine_operators = FineOperators(FINE_OPERATOR_CACHE_BYTES)
 
     if not quiet:
         print(f"Building {spec.ref} ({profile} profile: {len(ids)} samples of {size}³, "
@@ -457,7 +464,8 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                 # operator kept from the last split would only add to them (3.4 GB at 512³).
                 projector_for.trim()
                 return project_phantom(phantom, angles, supersample_u=acq.get("supersample_u", 4),
-                                       supersample_z=acq.get("supersample_z", 2), device="cpu")
+                                       supersample_z=acq.get("supersample_z", 2), device="cpu",
+                                       operators=fine_operators)
 
             clean = project(ref_angles)
             bar.update()

@@ -63,8 +63,9 @@ _CPU_MIN_SLICES = 8
 _CPU_BACK_PARTS = 16
 #: Most bytes of slices (or sinograms) in one sparse-dense product on a GPU.
 _GPU_PRODUCT_BYTES = 2**30
-#: What a projector may keep: both matrices, or only the transposed one (back projection, FBP).
-MATRICES = ("both", "backward")
+#: What a projector may keep: both matrices, only the transposed one (back projection, FBP), or only
+#: the forward one (simulated projections).
+MATRICES = ("both", "backward", "forward")
 
 
 def operator_nbytes(n_pixels: int, n_angles: int, n_detector: int | None = None, *,
@@ -79,9 +80,10 @@ def operator_nbytes(n_pixels: int, n_angles: int, n_detector: int | None = None,
         Number of projection angles.
     n_detector : int, optional
         Detector width (pixels); defaults to ``n_pixels``.
-    matrices : {'both', 'backward'}
+    matrices : {'both', 'backward', 'forward'}
         Which matrices are kept (see :class:`SparseProjector`): ``backward``
-        counts the transposed one only, half the memory.
+        counts the transposed one only, ``forward`` the forward one only; each
+        is half the memory of both.
 
     Returns
     -------
@@ -96,6 +98,8 @@ def operator_nbytes(n_pixels: int, n_angles: int, n_detector: int | None = None,
     rows = n_angles * n_detector
     if matrices == "backward":
         return nnz * _BYTES_PER_NNZ // 2 + (n_pixels * n_pixels + 1) * 4
+    if matrices == "forward":
+        return nnz * _BYTES_PER_NNZ // 2 + (rows + 1) * 4
     # values float32 + index int32 per non-zero, plus the row pointers of both copies.
     return nnz * _BYTES_PER_NNZ + (rows + 1 + n_pixels * n_pixels + 1) * 4
 
@@ -336,11 +340,13 @@ class SparseProjector:
     lazy : bool
         Build the stored operator at the first ``forward`` or ``backward``
         rather than now (fan-beam FBP, for one, never needs it).
-    matrices : {'both', 'backward'}
-        Keep both matrices, or only the transposed one: half the memory for
-        callers that only back-project (FBP; 1.7 GB instead of 3.4 GB at
-        512² × 500 angles). ``forward`` then builds each block at every call.
-        The back projection's bytes are the same either way.
+    matrices : {'both', 'backward', 'forward'}
+        Keep both matrices, only the transposed one, or only the forward one:
+        half the memory for callers that only back-project (FBP; 1.7 GB
+        instead of 3.4 GB at 512² × 500 angles) or only project (simulated
+        scans), and no time spent building the matrix they never use. The
+        other direction then builds each block at every call. Either
+        direction's bytes are the same whatever is kept.
 
     Notes
     -----
@@ -401,10 +407,14 @@ class SparseProjector:
                               "projecting one angle at a time", RuntimeWarning, stacklevel=2)
             self._blocks = [_Block(s, min(s + size, a)) for s in range(0, a, size)]
 
+    def _keeps(self, transposed: bool) -> bool:
+        """Whether the matrix of that direction is stored (built once, not at every call)."""
+        return self._keep and self.matrices != ("forward" if transposed else "backward")
+
     def _store_all(self) -> None:
         with self._build_lock:
             for block in self._blocks:  # one by one: building on threads measured slower (GIL)
-                if block.matrix_t is None:
+                if block.matrix is None and block.matrix_t is None:
                     self._store(block)
 
     def _rays(self, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -418,10 +428,11 @@ class SparseProjector:
 
     def _store(self, block: _Block) -> None:
         matrix = self._scipy_block(block)
-        transposed = _transpose(matrix)
-        block.matrix_t = [_to_torch(transposed, self.device, rows) for rows in self._back_rows]
-        del transposed
-        if self.matrices == "both":
+        if self.matrices != "forward":
+            transposed = _transpose(matrix)
+            block.matrix_t = [_to_torch(transposed, self.device, rows) for rows in self._back_rows]
+            del transposed
+        if self.matrices != "backward":
             matrix.sort_indices()  # sorted columns gather the slices in memory order
             block.matrix = _to_torch(matrix, self.device)
 
@@ -478,8 +489,8 @@ class SparseProjector:
             # Slices become columns: each non-zero then reads one contiguous row of all slices.
             return x[z : z + step].permute(1, 2, 0).reshape(in_shape[0] * in_shape[1], -1).contiguous()
 
-        if self._keep and (transposed or self.matrices == "both"):
-            if self._blocks[-1].matrix_t is None:
+        if self._keeps(transposed):
+            if self._blocks[-1].matrix is None and self._blocks[-1].matrix_t is None:
                 self._store_all()
             for z in starts:
                 cols = columns(z)

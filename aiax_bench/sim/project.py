@@ -22,12 +22,12 @@ import torch
 
 from aiax_bench.errors import InputError
 from aiax_bench.mkl_mode import use_compatible_mkl
-from aiax_bench.recon.projector import ParallelBeamProjector, check_angles
+from aiax_bench.recon.projector import ParallelBeamProjector, check_angles, operator_nbytes
 from aiax_bench.sim._sphere_kernel import subtract_void_chords
 from aiax_bench.sim.phantoms import Phantom, render_fractions
 from aiax_bench.validation import check_positive_int
 
-__all__ = ["project_phantom", "project_voxels"]
+__all__ = ["FineOperators", "project_phantom", "project_voxels"]
 
 
 def _detector_average(line_integrals: torch.Tensor, sz: int, su: int) -> np.ndarray:
@@ -95,6 +95,7 @@ def project_phantom(
     row_batch: int = 16,
     progress=None,
     device=None,
+    operators: FineOperators | None = None,
 ) -> np.ndarray:
     """Line integrals of the phantom's attenuation, as a detector measures them.
 
@@ -116,6 +117,8 @@ def project_phantom(
         Called with the number of rows finished after each batch.
     device : str or torch.device, optional
         Where voxel phantoms are projected (see :func:`project_voxels`); analytic projection runs on the CPU.
+    operators : FineOperators, optional
+        Where :func:`project_voxels` keeps its operators between calls.
 
     Returns
     -------
@@ -128,7 +131,7 @@ def project_phantom(
     row_batch = check_positive_int("row_batch", row_batch)
     if phantom.spheres is None:
         return project_voxels(phantom, angles, supersample=sz, supersample_u=su, row_batch=row_batch,
-                              progress=progress, device=device)
+                              progress=progress, device=device, operators=operators)
     n_z, n, _ = phantom.shape
     mu_solid = phantom.attenuation[1] * phantom.voxel_size_um * 1e-4  # 1/voxel
     radius = float(phantom.params["cylinder_radius"]) * n
@@ -162,6 +165,7 @@ def project_voxels(
     angle_batch: int = 64,
     progress=None,
     device=None,
+    operators: FineOperators | None = None,
 ) -> np.ndarray:
     """Line integrals of a phantom projected on a grid finer than its voxels.
 
@@ -197,6 +201,10 @@ def project_voxels(
         Called with the number of detector rows finished, as they finish.
     device : str or torch.device, optional
         Where to project; see :class:`aiax_bench.recon.ParallelBeamProjector`.
+    operators : FineOperators, optional
+        Where the fine grid's operators are kept between calls of one geometry
+        (a dataset build projects every sample at the same angles); by default
+        each call builds its own.
 
     Returns
     -------
@@ -236,12 +244,11 @@ def project_voxels(
     # Each ray's sum is its own, so fewer angles per operator change no bit of the result.
     angle_batch = min(angle_batch, max(1, OPERATOR_BLOCK_BYTES // (24 * (n * s) * (n * su))))
     out = np.empty((n_z, angles.size, n), dtype=np.float32)
+    operators = FineOperators(0) if operators is None else operators
     try:
-        for a0 in range(0, angles.size, angle_batch):
-            a1 = min(a0 + angle_batch, angles.size)
+        for a0, a1, proj in operators.blocks(n * s, angles, n_detector=n * su, det_spacing=s / su,
+                                             angle_batch=angle_batch, device=device):
             last = a1 == angles.size
-            proj = ParallelBeamProjector(n * s, angles[a0:a1], n_detector=n * su, det_spacing=s / su,
-                                         device=device)
             for z0 in range(0, n_z, row_batch):
                 z1 = min(z0 + row_batch, n_z)
                 sino = proj.forward(torch.from_numpy(fine.read(z0 * s, z1 * s))).cpu()
@@ -252,6 +259,53 @@ def project_voxels(
     finally:
         fine.close()
     return out
+
+
+class FineOperators:
+    """The fine grid's forward operators of :func:`project_voxels`, kept between calls within ``max_bytes``.
+
+    A call's operators are kept whole or not at all: a dataset build projects
+    sample after sample at the same angles, so a part kept of a set too large
+    for the budget would be dropped before its next use. Those that fit are
+    kept for the cache's life, first come first kept. An operator is a
+    function of its geometry alone, so keeping one changes time, never bytes.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Most memory the kept operators may take (bytes); 0 keeps none.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.kept: dict[tuple, list[tuple[int, int, ParallelBeamProjector]]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the kept operators (bytes)."""
+        return sum(proj.nbytes for blocks in self.kept.values() for _, _, proj in blocks)
+
+    def blocks(self, n_pixels: int, angles: np.ndarray, *, n_detector: int, det_spacing: float, angle_batch: int,
+               device=None):
+        """``(a0, a1, projector)`` for each block of ``angle_batch`` angles, kept or built now."""
+        key = (n_pixels, np.asarray(angles).tobytes(), n_detector, det_spacing, angle_batch, str(device))
+        if key in self.kept:
+            yield from self.kept[key]
+            return
+        whole = operator_nbytes(n_pixels, angles.size, n_detector, matrices="forward")
+        keep = whole <= self.max_bytes - self.nbytes
+        built = []
+        for a0 in range(0, angles.size, angle_batch):
+            a1 = min(a0 + angle_batch, angles.size)
+            # Projecting only: the forward matrix alone (the transposed one took as long to build).
+            proj = ParallelBeamProjector(n_pixels, angles[a0:a1], n_detector=n_detector, det_spacing=det_spacing,
+                                         device=device, matrices="forward")
+            if keep:
+                built.append((a0, a1, proj))
+            yield a0, a1, proj
+            del proj
+        if keep:
+            self.kept[key] = built
 
 
 #: Largest fine attenuation grid :func:`project_voxels` keeps in memory (bytes); a larger one goes to a
