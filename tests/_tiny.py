@@ -1,10 +1,17 @@
-"""Build a dataset's tiny profile in a fresh process of one thread per library, as a clean machine would."""
+"""Build a dataset's tiny profile in a fresh process of one thread per library, as a clean machine would.
+
+Builds the session will need can be queued at its start (:func:`start_ahead`): they then run in the
+background, a few at a time, in the order the tests need them, on the cores the single-threaded tests
+leave idle, and each test waits for its own (:func:`tiny_one_thread`).
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 _BUILD = """
@@ -14,8 +21,16 @@ from aiax_bench.data.loader import load
 print(load(sys.argv[1], profile="tiny", root=Path(sys.argv[2])).content_sha256)
 """
 
-#: Builds started ahead of the tests that read them (``start_tiny_one_thread``): dataset -> (process, root).
+#: Background builds running at once: more only slow each other down on two cores.
+AHEAD_AT_ONCE = 3
+
+_lock = threading.Lock()
+#: Queued builds not started yet, in the order they are needed: (dataset, root).
+_QUEUED: list[tuple[str, Path]] = []
+#: Started builds no test has waited for yet: dataset -> (process, root).
 _STARTED: dict[str, tuple[subprocess.Popen, Path]] = {}
+_launcher: threading.Thread | None = None
+_stopping = threading.Event()
 
 
 def _start(ref: str, root: Path) -> subprocess.Popen:
@@ -31,19 +46,41 @@ def _finish(process: subprocess.Popen, timeout: float) -> str:
     return out.split()[-1]
 
 
-def start_tiny_one_thread(ref: str, root: Path) -> None:
-    """Start building ``ref`` at the tiny profile into ``root`` in the background (one thread per library): a
-    long build then uses a core the single-threaded tests leave idle, and its test waits for it."""
-    _STARTED[ref] = (_start(ref, root), root)
+def _launch_queued() -> None:
+    while not _stopping.is_set():
+        with _lock:
+            running = sum(process.poll() is None for process, _ in _STARTED.values())
+            while _QUEUED and running < AHEAD_AT_ONCE:
+                ref, root = _QUEUED.pop(0)
+                _STARTED[ref] = (_start(ref, root), root)
+                running += 1
+            if not _QUEUED:
+                return
+        time.sleep(0.5)
+
+
+def start_ahead(builds: list[tuple[str, Path]]) -> None:
+    """Queue ``(dataset, root)`` tiny builds, in the order the tests need them, to run in the background."""
+    global _launcher
+    with _lock:
+        _QUEUED.extend(builds)
+    _stopping.clear()
+    _launcher = threading.Thread(target=_launch_queued, name="tiny-builds-ahead", daemon=True)
+    _launcher.start()
 
 
 def stop_started_builds() -> None:
-    """Stop the started builds no test waited for (a run of a few tests)."""
-    for process, _ in _STARTED.values():
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-    _STARTED.clear()
+    """Stop the queued and started builds no test waited for (a run of a few tests)."""
+    _stopping.set()
+    if _launcher is not None:
+        _launcher.join()
+    with _lock:
+        _QUEUED.clear()
+        for process, _ in _STARTED.values():
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        _STARTED.clear()
 
 
 def build_tiny_one_thread(ref: str, root: Path, *, timeout: float = 600) -> str:
@@ -52,9 +89,16 @@ def build_tiny_one_thread(ref: str, root: Path, *, timeout: float = 600) -> str:
 
 
 def tiny_one_thread(ref: str, root: Path, *, timeout: float = 600) -> tuple[Path, str]:
-    """``ref``'s tiny profile built in a process of one thread per library: the started build if there is
-    one (its root), else built now into ``root``; the root and the content sha256."""
-    if ref in _STARTED:
-        process, started_root = _STARTED.pop(ref)
+    """``ref``'s tiny profile built in a process of one thread per library: the build started ahead if there
+    is one (in its root; one still queued is taken out of the queue and started now), else built now into
+    ``root``; the root and the content sha256."""
+    with _lock:
+        queued = next((item for item in _QUEUED if item[0] == ref), None)
+        if queued is not None:
+            _QUEUED.remove(queued)
+            _STARTED[ref] = (_start(*queued), queued[1])
+        started = _STARTED.pop(ref, None)
+    if started is not None:
+        process, started_root = started
         return started_root, _finish(process, timeout)
     return root, build_tiny_one_thread(ref, root, timeout=timeout)

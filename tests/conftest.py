@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import _browser
@@ -16,55 +14,53 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-#: Tiny builds of one thread each, long enough to start at the session's first test, beside the others: the
-#: dataset and the test module that reads it (nothing starts unless that module was collected).
-STARTED_AHEAD = {"foam-pc@1.1": "test_phase_contrast_dataset"}
+#: The tiny datasets of the session fixture ``data_root``.
+DATA_ROOT_DATASETS = ("foam@1.0", "foam@2.0", "composite@1.0")
+#: Tiny builds of one thread each started at the session's first test and run beside the others, in the order
+#: the tests need them: the dataset and the test module that reads it (nothing starts unless that module was
+#: collected). ``data_root``'s builds come after the first, when any collected test uses that fixture.
+STARTED_AHEAD = {"am-metal-lab@1.0": "test_am_metal_lab", "foam@2.2": "test_artefacts",
+                 "mouse@1.0": "test_mouse_dataset", "foam-pc@1.1": "test_phase_contrast_dataset"}
+
+
+@pytest.fixture(scope="session")
+def _data_root_dir(tmp_path_factory):
+    # AIAX_BENCH_TEST_DATA keeps the tiny builds between runs (they are rebuilt when missing).
+    kept = os.environ.get("AIAX_BENCH_TEST_DATA")
+    return Path(kept) if kept else tmp_path_factory.mktemp("aiax-data")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _builds_started_ahead(request, tmp_path_factory):
-    from _tiny import start_tiny_one_thread, stop_started_builds
+def _builds_started_ahead(request, tmp_path_factory, _data_root_dir):
+    from _tiny import start_ahead, stop_started_builds
 
-    collected = {item.module.__name__ for item in request.session.items if getattr(item, "module", None)}
-    for ref, module in STARTED_AHEAD.items():
-        if module in collected:
-            start_tiny_one_thread(ref, tmp_path_factory.mktemp("ahead"))
+    items = [item for item in request.session.items if getattr(item, "module", None)]
+    collected = {item.module.__name__ for item in items}
+    ahead = [(ref, tmp_path_factory.mktemp("ahead")) for ref, module in STARTED_AHEAD.items() if module in collected]
+    if any("data_root" in item.fixturenames for item in items):
+        ahead[1:1] = [(ref, _data_root_dir) for ref in DATA_ROOT_DATASETS]
+    start_ahead(ahead)
     yield
     stop_started_builds()
 
 
 @pytest.fixture(scope="session")
-def data_root(tmp_path_factory):
+def data_root(_data_root_dir):
     """A cache directory holding foam@1.0, foam@2.0 (the default) and composite@1.0 at the tiny profile (64³)."""
+    from _tiny import tiny_one_thread
+
     from aiax_bench.data.loader import load
 
-    # AIAX_BENCH_TEST_DATA keeps the tiny builds between runs (they are rebuilt when missing).
-    kept = os.environ.get("AIAX_BENCH_TEST_DATA")
-    root = Path(kept) if kept else tmp_path_factory.mktemp("aiax-data")
-    if kept:  # the datasets are kept, trained checkpoints are not: tests expect to train
+    root = _data_root_dir
+    if os.environ.get("AIAX_BENCH_TEST_DATA"):  # the datasets are kept, trained checkpoints are not: tests train
         shutil.rmtree(root / "checkpoints", ignore_errors=True)
-    refs = ("foam@1.0", "foam@2.0", "composite@1.0")
     # The builds are mostly single-threaded Python: one process per dataset, one thread each, side by side
-    # (their bytes do not depend on threads or processes).
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    builds = [subprocess.Popen([sys.executable, "-c", _BUILD, ref, str(root)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for ref in refs]
-    for ref, build in zip(refs, builds, strict=True):
-        _, err = build.communicate()
-        assert build.returncode == 0, f"building {ref} tiny failed: {err[-2000:]}"
-    for ref in refs:
+    # (their bytes do not depend on threads or processes), started ahead at the session's first test.
+    for ref in DATA_ROOT_DATASETS:
+        tiny_one_thread(ref, root)
+    for ref in DATA_ROOT_DATASETS:
         load(ref, profile="tiny", root=root, build=False)
     return root
-
-
-_BUILD = """
-import sys
-import torch
-from pathlib import Path
-from aiax_bench.data.loader import load
-torch.set_num_threads(1)
-load(sys.argv[1], profile="tiny", root=Path(sys.argv[2]))
-"""
 
 
 @pytest.fixture(scope="session")

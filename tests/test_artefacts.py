@@ -90,11 +90,10 @@ ARTEFACTS = ("rings", "blur", "zingers", "flat-noise", "beam-hardening")
 
 @pytest.fixture(scope="module")
 def artefact_root(tmp_path_factory):
-    from aiax_bench.data.loader import load
+    """foam@2.2 tiny, built in a process of one thread per library (started ahead at the session's start)."""
+    from _tiny import tiny_one_thread
 
-    root = tmp_path_factory.mktemp("foam-2.2")
-    load(DATASET, profile="tiny", root=root)
-    return root
+    return tiny_one_thread(DATASET, tmp_path_factory.mktemp("foam-2.2"))[0]
 
 
 def test_foam_2_2_tiny_builds_to_its_registered_sha256_with_the_artefact_splits(artefact_root):

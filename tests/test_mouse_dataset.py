@@ -13,10 +13,9 @@ DATASET = "mouse@1.0"
 @pytest.fixture(scope="module")
 def mouse_root(tmp_path_factory):
     """mouse@1.0 tiny, built once for this module in a process of one thread each (BLAS, OpenMP, numba)."""
-    from _tiny import build_tiny_one_thread
+    from _tiny import tiny_one_thread
 
-    root = tmp_path_factory.mktemp("mouse-data")
-    return root, build_tiny_one_thread(DATASET, root)
+    return tiny_one_thread(DATASET, tmp_path_factory.mktemp("mouse-data"))
 
 
 @pytest.fixture(scope="module")
