@@ -318,7 +318,7 @@ def cmd_datasets_build(args: argparse.Namespace) -> int:
         print(f"{spec.ref} ({profile}) is already built at {path} (use --force to rebuild)")
         return 0
     ensure_writable(data_dir())
-    attrs = build_store(spec, profile, path)
+    attrs = build_store(spec, profile, path, workers=args.workers)
     print(f"built {spec.ref} ({profile}) at {path} in {attrs['build_seconds']} s; "
           f"sha256 {attrs['content_sha256']}")
     return 0
@@ -442,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="NAME or NAME@VERSION")
     p.add_argument("--profile", default=None, help="tiny, small (default) or large")
     p.add_argument("--force", action="store_true", help="rebuild even if the store exists")
+    p.add_argument("--workers", type=int, default=1,
+                   help="samples built side by side, one process each (each needs one sample's memory)")
     p.set_defaults(func=cmd_datasets_build)
     p = dsub.add_parser("download", help="fetch a published version (sha256-verified), or rebuild it")
     p.add_argument("name", help="NAME or NAME@VERSION")

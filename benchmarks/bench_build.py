@@ -17,7 +17,9 @@ for each of its samples, so its time is about the samples times this one.
 With ``--profile`` the whole profile is built instead, in a fresh process,
 with today's code and, given ``--before``, with the code of that git commit
 (a temporary worktree), one after the other in the same run; both stores'
-content sha256 are recorded, and whether they agree.
+content sha256 are recorded, and whether they agree. ``--workers N`` builds
+today's with N sample processes (``build_store(..., workers=N)``) and also
+records the largest worker's peak memory; the earlier commit's builds serially.
 
 A one-sample run also records each split's own seconds (``split_seconds``: the
 degradation, its projections and its reconstruction; parallel-beam recipes),
@@ -83,13 +85,19 @@ from pathlib import Path
 from aiax_bench.data.build import build_store
 from aiax_bench.data.registry import resolve
 import aiax_bench
+workers = int(sys.argv[4])
 with tempfile.TemporaryDirectory(dir=sys.argv[3] or None) as folder:
     start = time.perf_counter()
-    attrs = build_store(resolve(sys.argv[1]), sys.argv[2], Path(folder) / "store.zarr", quiet=True)
+    attrs = build_store(resolve(sys.argv[1]), sys.argv[2], Path(folder) / "store.zarr", quiet=True,
+                        **({"workers": workers} if workers > 1 else {}))
     seconds = time.perf_counter() - start
-print(json.dumps({"seconds": round(seconds, 1), "content_sha256": attrs["content_sha256"],
-                  "imported_from": str(Path(aiax_bench.__file__).resolve().parent.parent),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+row = {"seconds": round(seconds, 1), "content_sha256": attrs["content_sha256"],
+       "imported_from": str(Path(aiax_bench.__file__).resolve().parent.parent),
+       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+if workers > 1:
+    row.update(workers=workers,
+               worker_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024))
+print(json.dumps(row))
 """
 
 
@@ -132,14 +140,14 @@ def _sampled_run(argv: list[str], every: float) -> tuple[subprocess.CompletedPro
 
 def _profile_rows(args: argparse.Namespace) -> list[dict]:
     rows = [{"code": "today", "profile": args.profile,
-             **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "")}]
+             **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", str(args.workers))}]
     print(json.dumps(rows[-1]), flush=True)
     if args.before:
         from _worktree import commit_tree
 
         with commit_tree(args.before) as tree:
             rows.append({"code": args.before, "profile": args.profile,
-                         **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", source=tree)})
+                         **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", "1", source=tree)})
         print(json.dumps(rows[-1]), flush=True)
         rows[0]["same_content_as_before"] = rows[0]["content_sha256"] == rows[1]["content_sha256"]
         rows[0]["speedup"] = round(rows[1]["seconds"] / rows[0]["seconds"], 2)
@@ -160,6 +168,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where the temporary stores go (default: the system's)")
     parser.add_argument("--profile", default=None, help="build this whole profile instead of one sample per size")
     parser.add_argument("--before", default=None, help="with --profile: also build it with this git commit's code")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="with --profile: today's build runs this many sample processes (before: one)")
     parser.add_argument("--sample-rss", type=float, default=None, metavar="S",
                         help="one sample per size: also record its resident memory every S seconds")
     parser.add_argument("--output", type=Path, default=None)

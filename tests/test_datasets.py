@@ -114,6 +114,25 @@ def test_rebuild_gives_the_same_bytes_whatever_the_thread_count(tiny_v2, tmp_pat
         assert {"truth", "high", "clean", "splits/100proj/low", "splits/res-x2/low"} <= set(rebuilt)
 
 
+def test_samples_built_in_two_worker_processes_give_the_serial_store(tiny_dataset, tmp_path):
+    """``workers=2`` builds samples side by side in spawned processes: the same content sha256, the same
+    fingerprint in the same order, and every sample's attributes, as the session's serial build."""
+    import zarr
+
+    from aiax_bench.data.build import build_store
+    from aiax_bench.data.registry import resolve
+
+    attrs = build_store(resolve("foam@1.0"), "tiny", tmp_path / "two.zarr", quiet=True, workers=2)
+    assert attrs["content_sha256"] == tiny_dataset.content_sha256
+    assert list(attrs["fingerprint"].items()) == list(tiny_dataset.attrs["fingerprint"].items())
+    group = zarr.open_group(str(tmp_path / "two.zarr"), mode="r")
+    for sample in tiny_dataset.attrs["samples"]:
+        assert dict(group[f"samples/{sample}"].attrs) == dict(tiny_dataset.group[f"samples/{sample}"].attrs)
+    with pytest.raises(InputError, match="workers"):
+        build_store(resolve("foam@1.0"), "tiny", tmp_path / "none.zarr", workers=0)
+    assert not (tmp_path / "none.zarr").exists()
+
+
 def test_failed_build_leaves_nothing(tiny_dataset, tmp_path, monkeypatch):
     import aiax_bench.data.build as build
 

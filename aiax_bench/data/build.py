@@ -30,6 +30,7 @@ from aiax_bench.sim.acquire import (
 )
 from aiax_bench.sim.phantoms import Phantom, make_phantom
 from aiax_bench.sim.project import FineOperators, project_phantom
+from aiax_bench.validation import check_positive_int
 
 __all__ = ["build_store", "sample_ids"]
 
@@ -398,7 +399,98 @@ def _simulate_spot_stacks(spec: DatasetVersion, profile: str, target: Path, *, q
 FRAME_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {"dct-spots": _simulate_spot_stacks}
 
 
-def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool = False) -> dict[str, Any]:
+class _SampleBuilder:
+    """Builds the samples of one parallel-beam recipe at one profile, one after another, into a zarr root.
+
+    Operators are kept from sample to sample (they depend on the geometry alone); each
+    sample's arrays are written as soon as they are made and dropped.
+    """
+
+    def __init__(self, spec: DatasetVersion, profile: str) -> None:
+        self.spec, self.recipe = spec, spec.recipe
+        self.size = int(spec.profiles[profile]["size"])
+        self.voxel_um = spec.voxel_size_um(profile)
+        self.acq = self.recipe["acquisition"]
+        self.ref_angles = reference_angles(self.acq["reference_angles"])
+        self.projector_for = _ProjectorCache(PROJECTOR_CACHE_BYTES)
+        self.fine_operators = FineOperators(FINE_OPERATOR_CACHE_BYTES)
+
+    def build(self, root, sample_id: str, part: str, seed: int, bar) -> tuple[dict[str, str], dict[str, Any]]:
+        """Write sample ``sample_id`` under ``root``; its arrays' sha256 and fingerprints, in the order written."""
+        recipe, acq, spec = self.recipe, self.acq, self.spec
+        hashes: dict[str, str] = {}
+        fingerprint: dict[str, dict[str, float]] = {}
+        bar.set_postfix_str(f"{sample_id}: phantom")
+        generator, phantom_params = sample_recipe.phantom_params(recipe, part, self.size, seed,
+                                                                 voxel_size_um=self.voxel_um)
+        phantom = make_phantom(generator, **phantom_params)
+        bar.update()
+        bar.set_postfix_str(f"{sample_id}: projections")
+
+        def project(angles: np.ndarray, phantom=phantom) -> np.ndarray:
+            # Projecting builds operators of its own (the fine grid's): an oversized reconstruction
+            # operator kept from the last split would only add to them (3.4 GB at 512³).
+            self.projector_for.trim()
+            return project_phantom(phantom, angles, supersample_u=acq.get("supersample_u", 4),
+                                   supersample_z=acq.get("supersample_z", 2), device="cpu",
+                                   operators=self.fine_operators)
+
+        ref_angles = self.ref_angles
+        clean = project(ref_angles)
+        bar.update()
+        bar.set_postfix_str(f"{sample_id}: reference reconstruction")
+        independent = bool(acq.get("independent_noise", False))
+        reference_noise = sample_recipe.reference_rng(seed, independent)
+        ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
+                             noisy=poisson_noise(clean, acq["photons"], rng=reference_noise),
+                             independent_noise=independent, seed=seed, voxel_cm=self.voxel_um * 1e-4,
+                             recon_filter=recipe["reconstruction"]["filter"], projector=self.projector_for,
+                             project=project)
+        # Each array is written as soon as it exists and dropped: memory holds one split's, not the sample's.
+        writer = SampleWriter(root, sample_id, hashes=hashes, fingerprint=fingerprint)
+        writer.add("truth", phantom.attenuation_map())
+        writer.add("labels", phantom.labels)
+        writer.add("mask", phantom.mask)
+        attrs = sample_recipe.phantom_attrs(phantom, part=part, seed=seed, photons=acq["photons"])
+        if "lesions" in spec.evaluation:
+            attrs["lesions"] = _write_lesions(writer, phantom, spec)
+        writer.add("high", ctx.fbp(ctx.noisy, ref_angles))
+        writer.add("sinogram", ctx.noisy)
+        writer.add("angles", ref_angles)
+        if recipe["reconstruction"].get("store_clean", False):
+            # The ceiling of any method trained on independent noise: the same FBP without noise.
+            writer.add("clean", ctx.fbp(clean, ref_angles))
+        bar.update()
+        sample_recipe.write_splits(writer, spec.splits,
+                                   lambda split, params: SPLIT_KINDS[params["kind"]](ctx, split, params),
+                                   bar=bar, sample_id=sample_id)
+        writer.finish({**attrs, **ctx.extra})
+        return hashes, fingerprint
+
+
+#: The builder of a worker process of :func:`build_store` (set by :func:`_start_worker`).
+_WORKER: _SampleBuilder | None = None
+
+
+def _start_worker(spec: DatasetVersion, profile: str, threads: int) -> None:
+    import torch
+
+    use_compatible_mkl()  # before any computation, as in the parent
+    torch.set_num_threads(threads)
+    global _WORKER
+    _WORKER = _SampleBuilder(spec, profile)
+
+
+def _build_in_worker(target: str, sample_id: str, part: str, seed: int) -> tuple[dict[str, str], dict[str, Any]]:
+    import zarr
+    from tqdm.auto import tqdm
+
+    with tqdm(disable=True) as silent:
+        return _WORKER.build(zarr.open_group(target, mode="r+"), sample_id, part, seed, silent)
+
+
+def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool = False,
+                workers: int = 1) -> dict[str, Any]:
     """Simulate every sample of ``spec`` at ``profile`` and write the store at ``target``.
 
     A measured dataset (recipe ``source: measured``) is converted from its
@@ -410,15 +502,33 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
 
     The store appears at ``target`` only once complete (see :class:`atomic_store`).
 
+    Parameters
+    ----------
+    spec : DatasetVersion
+        The version to build.
+    profile : str
+        Its profile (``tiny``, ``small``, ``large``).
+    target : pathlib.Path
+        Where the store goes.
+    quiet : bool
+        No progress bar.
+    workers : int
+        Processes building samples side by side (parallel-beam recipes): each holds what one
+        sample's build holds (``benchmarks/README.md`` gives it per size) and gets an equal share of
+        this process's torch threads. The store's bytes are the same for any number: a sample's
+        bytes depend on its recipe and seed alone, never on threads or on where it was built.
+
     Returns
     -------
     dict
         The store's root attributes (fingerprint and content sha256 included).
     """
+    import torch
     import zarr
     from tqdm.auto import tqdm
 
     spec.check_profile(profile)
+    workers = check_positive_int("workers", workers, "processes building samples")
     if spec.measured:
         return MEASURED_BUILDERS[spec.recipe["family"]](spec, profile, target, quiet=quiet)
     if spec.frames:
@@ -428,75 +538,47 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         from aiax_bench.data.cone import build_cone_store
 
         return build_cone_store(spec, profile, target, ids=sample_ids(spec, profile), quiet=quiet)
-    recipe = spec.recipe
     size = int(spec.profiles[profile]["size"])
-    voxel_um = spec.voxel_size_um(profile)
-    acq = recipe["acquisition"]
     ids = sample_ids(spec, profile)
-    ref_angles = reference_angles(acq["reference_angles"])
+    reference_angles(spec.recipe["acquisition"]["reference_angles"])  # checked before any work
     for name, params in spec.splits.items():
         if params.get("kind") not in SPLIT_KINDS:
             raise InputError(f"split {name} of {spec.ref}", f"has kind {params.get('kind')!r}",
                              f"expected one of {sorted(SPLIT_KINDS)}")
-    projector_for = _ProjectorCache(PROJECTOR_CACHE_BYTES)
-    fine_operators = FineOperators(FINE_OPERATOR_CACHE_BYTES)
-
+    workers = min(workers, len(ids))
     if not quiet:
         print(f"Building {spec.ref} ({profile} profile: {len(ids)} samples of {size}³, "
-              f"{len(spec.splits)} splits) into {target}", file=sys.stderr)
+              f"{len(spec.splits)} splits) into {target}"
+              + (f", {workers} samples at a time" if workers > 1 else ""), file=sys.stderr)
     started = time.time()
     fingerprint: dict[str, dict[str, float]] = {}
     hashes: dict[str, str] = {}
-    steps = len(ids) * (3 + len(spec.splits))
-    with atomic_store(target) as tmp, tqdm(total=steps, desc=f"build {spec.ref}", unit="step",
+    per_sample = 3 + len(spec.splits)
+    with atomic_store(target) as tmp, tqdm(total=len(ids) * per_sample, desc=f"build {spec.ref}", unit="step",
                                            disable=quiet, file=sys.stderr) as bar:
         root = zarr.open_group(str(tmp), mode="w")
-        for sample_id, part, seed in ids:
-            bar.set_postfix_str(f"{sample_id}: phantom")
-            generator, phantom_params = sample_recipe.phantom_params(recipe, part, size, seed,
-                                                                     voxel_size_um=voxel_um)
-            phantom = make_phantom(generator, **phantom_params)
-            bar.update()
-            bar.set_postfix_str(f"{sample_id}: projections")
+        root.create_group("samples")
+        if workers == 1:
+            builder = _SampleBuilder(spec, profile)
+            results = [builder.build(root, *sample, bar) for sample in ids]
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-            def project(angles: np.ndarray, phantom=phantom) -> np.ndarray:
-                # Projecting builds operators of its own (the fine grid's): an oversized reconstruction
-                # operator kept from the last split would only add to them (3.4 GB at 512³).
-                projector_for.trim()
-                return project_phantom(phantom, angles, supersample_u=acq.get("supersample_u", 4),
-                                       supersample_z=acq.get("supersample_z", 2), device="cpu",
-                                       operators=fine_operators)
-
-            clean = project(ref_angles)
-            bar.update()
-            bar.set_postfix_str(f"{sample_id}: reference reconstruction")
-            independent = bool(acq.get("independent_noise", False))
-            reference_noise = sample_recipe.reference_rng(seed, independent)
-            ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
-                                 noisy=poisson_noise(clean, acq["photons"], rng=reference_noise),
-                                 independent_noise=independent, seed=seed, voxel_cm=voxel_um * 1e-4,
-                                 recon_filter=recipe["reconstruction"]["filter"], projector=projector_for,
-                                 project=project)
-            # Each array is written as soon as it exists and dropped: memory holds one split's, not the sample's.
-            writer = SampleWriter(root, sample_id, hashes=hashes, fingerprint=fingerprint)
-            writer.add("truth", phantom.attenuation_map())
-            writer.add("labels", phantom.labels)
-            writer.add("mask", phantom.mask)
-            attrs = sample_recipe.phantom_attrs(phantom, part=part, seed=seed, photons=acq["photons"])
-            if "lesions" in spec.evaluation:
-                attrs["lesions"] = _write_lesions(writer, phantom, spec)
-            writer.add("high", ctx.fbp(ctx.noisy, ref_angles))
-            writer.add("sinogram", ctx.noisy)
-            writer.add("angles", ref_angles)
-            if recipe["reconstruction"].get("store_clean", False):
-                # The ceiling of any method trained on independent noise: the same FBP without noise.
-                writer.add("clean", ctx.fbp(clean, ref_angles))
-            bar.update()
-            sample_recipe.write_splits(writer, spec.splits,
-                                       lambda split, params, ctx=ctx: SPLIT_KINDS[params["kind"]](ctx, split, params),
-                                       bar=bar, sample_id=sample_id)
-            writer.finish({**attrs, **ctx.extra})
-            del ctx, clean, writer
+            threads = max(1, torch.get_num_threads() // workers)
+            # Spawned, not forked: a fork of a process whose OpenMP threads have started may hang.
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_start_worker, initargs=(spec, profile, threads)) as pool:
+                futures = [pool.submit(_build_in_worker, str(tmp), *sample) for sample in ids]
+                results = []
+                for sample, future in zip(ids, futures, strict=True):
+                    results.append(future.result())
+                    bar.set_postfix_str(f"{sample[0]}: written")
+                    bar.update(per_sample)
+        # In sample order, whichever finished first: the same attributes as a serial build.
+        for sample_hashes, sample_fingerprint in results:
+            hashes.update(sample_hashes)
+            fingerprint.update(sample_fingerprint)
         attrs = sample_recipe.store_attrs(spec, profile, ids, fingerprint=fingerprint, hashes=hashes,
                                           started=started)
         # Written last: a store without these attributes is incomplete by construction.
