@@ -133,6 +133,24 @@ def test_samples_built_in_two_worker_processes_give_the_serial_store(tiny_datase
     assert not (tmp_path / "none.zarr").exists()
 
 
+def test_a_sample_failing_in_a_worker_process_fails_the_build_in_one_line_and_leaves_nothing(tmp_path):
+    """The worker's error comes back whole (its own type and one-line message), the other samples are
+    cancelled, and no store appears."""
+    import copy
+    import dataclasses
+
+    from aiax_bench.data.build import build_store
+    from aiax_bench.data.registry import resolve
+
+    spec = resolve("foam@1.0")
+    recipe = copy.deepcopy(spec.recipe)
+    recipe["phantom"]["cylinder_radius"] = 0.9  # checked when a sample's phantom is drawn, in the worker
+    with pytest.raises(InputError, match=r"^cylinder_radius is 0.9; expected a fraction") as error:
+        build_store(dataclasses.replace(spec, recipe=recipe), "tiny", tmp_path / "bad.zarr", quiet=True, workers=2)
+    assert "\n" not in str(error.value)
+    assert not list(tmp_path.iterdir())
+
+
 def test_failed_build_leaves_nothing(tiny_dataset, tmp_path, monkeypatch):
     import aiax_bench.data.build as build
 
@@ -218,3 +236,14 @@ def test_build_keeps_operators_within_its_byte_budget():
     rebuilt = cache(16, angles[1])
     x = np.random.default_rng(0).random((16, 16)).astype(np.float32)
     np.testing.assert_array_equal(rebuilt.forward(x), _ProjectorCache(1 << 40)(16, angles[1]).forward(x))
+
+
+def test_every_deliberate_error_pickles_whole():
+    """Errors raised in worker processes (parallel builds, a study's workers) reach the caller as raised."""
+    import pickle
+
+    for error in (InputError("workers", "is 0", "expected a positive integer"),
+                  StoreError("store.zarr", "is damaged", "rebuild it"),
+                  UnknownNameError("method", "nosuch", ["fbp", "unet"], "see aiax-bench methods")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error) and vars(copy) == vars(error)

@@ -571,10 +571,14 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                                      initializer=_start_worker, initargs=(spec, profile, threads)) as pool:
                 futures = [pool.submit(_build_in_worker, str(tmp), *sample) for sample in ids]
                 results = []
-                for sample, future in zip(ids, futures, strict=True):
-                    results.append(future.result())
-                    bar.set_postfix_str(f"{sample[0]}: written")
-                    bar.update(per_sample)
+                try:
+                    for sample, future in zip(ids, futures, strict=True):
+                        results.append(future.result())
+                        bar.set_postfix_str(f"{sample[0]}: written")
+                        bar.update(per_sample)
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)  # a failed build stops at once, not after every sample
+                    raise
         # In sample order, whichever finished first: the same attributes as a serial build.
         for sample_hashes, sample_fingerprint in results:
             hashes.update(sample_hashes)
