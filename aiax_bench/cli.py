@@ -443,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help="tiny, small (default) or large")
     p.add_argument("--force", action="store_true", help="rebuild even if the store exists")
     p.add_argument("--workers", type=int, default=1,
-                   help="samples built side by side, one process each (each needs one sample's memory)")
+                   help="samples built side by side, one process each (each needs one sample's memory); "
+                        "parallel-beam recipes, the others build one sample at a time")
     p.set_defaults(func=cmd_datasets_build)
     p = dsub.add_parser("download", help="fetch a published version (sha256-verified), or rebuild it")
     p.add_argument("name", help="NAME or NAME@VERSION")

@@ -12,15 +12,20 @@ __all__ = ["AiaxError", "InputError", "StoreError", "UnknownNameError"]
 class AiaxError(Exception):
     """Base class of the errors aiax-bench raises deliberately.
 
-    Subclasses keep their constructor's arguments in ``_init_args``, so that an error raised in a worker
-    process (a parallel build, a study's workers) is pickled back to the caller whole: the default
-    pickling would call the constructor with the message alone.
+    An error raised in a worker process (a parallel build, a study's workers) is pickled back to the caller
+    whole, whatever its subclass's constructor: the default pickling would call the constructor with the
+    message alone, and fail.
     """
 
-    _init_args: tuple = ()
+    def __reduce__(self) -> tuple:
+        return _rebuild_error, (type(self), self.args, dict(self.__dict__))
 
-    def __reduce__(self):
-        return (type(self), self._init_args) if self._init_args else super().__reduce__()
+
+def _rebuild_error(cls: type[AiaxError], args: tuple, state: dict) -> AiaxError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InputError(AiaxError, ValueError):
@@ -38,7 +43,6 @@ class InputError(AiaxError, ValueError):
 
     def __init__(self, field: str, problem: str, expected: str) -> None:
         self.field, self.problem, self.expected = field, problem, expected
-        self._init_args = (field, problem, expected)
         super().__init__(f"{field} {problem}; {expected}")
 
 
@@ -47,7 +51,6 @@ class StoreError(AiaxError, OSError):
 
     def __init__(self, path: object, problem: str, fix: str) -> None:
         self.path, self.problem, self.fix = str(path), problem, fix
-        self._init_args = (self.path, problem, fix)
         super().__init__(f"{path}: {problem}; {fix}")
 
 
@@ -56,7 +59,6 @@ class UnknownNameError(AiaxError, KeyError):
 
     def __init__(self, kind: str, name: str, known: list[str], hint: str) -> None:
         self.kind, self.name, self.known = kind, name, sorted(known)
-        self._init_args = (kind, name, self.known, hint)
         listing = ", ".join(self.known) if self.known else "none"
         super().__init__(f"unknown {kind} {name!r} (known: {listing}); {hint}")
 

@@ -321,8 +321,8 @@ PROJECTOR_CACHE_BYTES = 1 << 30
 
 
 #: Memory the build keeps the phantoms' fine-grid projection operators in, across samples (bytes): every
-#: sample is projected at the same angles. The tiny and small profiles' reference angles fit, the large
-#: profile's do not. Time, never bytes, as above.
+#: sample is projected at the same angles. foam's reference angles fit at the tiny and small profiles,
+#: the large profile's do not. Time, never bytes, as above.
 FINE_OPERATOR_CACHE_BYTES = 1 << 30
 
 
@@ -513,10 +513,12 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
     quiet : bool
         No progress bar.
     workers : int
-        Processes building samples side by side (parallel-beam recipes): each holds what one
-        sample's build holds (``benchmarks/README.md`` gives it per size) and gets an equal share of
-        this process's torch threads. The store's bytes are the same for any number: a sample's
-        bytes depend on its recipe and seed alone, never on threads or on where it was built.
+        Processes building samples side by side (parallel-beam recipes; the others build serially):
+        each holds what one sample's build holds (``benchmarks/README.md`` gives it per size) and gets
+        an equal share of this process's torch threads. The store's bytes are the same for any number:
+        a sample's bytes depend on its recipe and seed alone, never on threads or on where it was
+        built. The workers are spawned, so a script calling this with ``workers > 1`` needs the usual
+        ``if __name__ == "__main__":`` guard.
 
     Returns
     -------
@@ -545,7 +547,7 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         if params.get("kind") not in SPLIT_KINDS:
             raise InputError(f"split {name} of {spec.ref}", f"has kind {params.get('kind')!r}",
                              f"expected one of {sorted(SPLIT_KINDS)}")
-    workers = min(workers, len(ids))
+    workers = max(1, min(workers, len(ids)))
     if not quiet:
         print(f"Building {spec.ref} ({profile} profile: {len(ids)} samples of {size}³, "
               f"{len(spec.splits)} splits) into {target}"
@@ -563,21 +565,23 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             results = [builder.build(root, *sample, bar) for sample in ids]
         else:
             import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import ProcessPoolExecutor, as_completed
 
             threads = max(1, torch.get_num_threads() // workers)
             # Spawned, not forked: a fork of a process whose OpenMP threads have started may hang.
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_start_worker, initargs=(spec, profile, threads)) as pool:
-                futures = [pool.submit(_build_in_worker, str(tmp), *sample) for sample in ids]
-                results = []
+                futures = {pool.submit(_build_in_worker, str(tmp), *sample): k for k, sample in enumerate(ids)}
+                results: list = [None] * len(ids)
                 try:
-                    for sample, future in zip(ids, futures, strict=True):
-                        results.append(future.result())
-                        bar.set_postfix_str(f"{sample[0]}: written")
+                    for future in as_completed(futures):
+                        results[futures[future]] = future.result()
+                        bar.set_postfix_str(f"{ids[futures[future]][0]}: written")
                         bar.update(per_sample)
                 except BaseException:
-                    pool.shutdown(cancel_futures=True)  # a failed build stops at once, not after every sample
+                    # The first failure ends the build: samples not started are dropped, and the ones running
+                    # finish before the temporary store is removed.
+                    pool.shutdown(cancel_futures=True)
                     raise
         # In sample order, whichever finished first: the same attributes as a serial build.
         for sample_hashes, sample_fingerprint in results:

@@ -453,7 +453,8 @@ class SparseProjector:
 
     @property
     def stored(self) -> bool:
-        """Whether the matrices are kept in memory (else rebuilt at every use)."""
+        """Whether the kept matrices (``matrices``) are in memory, not rebuilt at every use; the other
+        direction of a ``backward`` or ``forward`` projector is always rebuilt."""
         return self._keep
 
     @property
@@ -490,7 +491,9 @@ class SparseProjector:
             return x[z : z + step].permute(1, 2, 0).reshape(in_shape[0] * in_shape[1], -1).contiguous()
 
         if self._keeps(transposed):
-            if self._blocks[-1].matrix is None and self._blocks[-1].matrix_t is None:
+            last = self._blocks[-1]
+            # The direction in use: another thread may be storing the last block (transposed matrix first).
+            if (last.matrix_t if transposed else last.matrix) is None:
                 self._store_all()
             for z in starts:
                 cols = columns(z)

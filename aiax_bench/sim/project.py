@@ -17,6 +17,8 @@ do not depend on threads either (see :mod:`aiax_bench.recon.projector`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -218,9 +220,9 @@ def project_voxels(
     :data:`FINE_GRID_MEMORY_BYTES` it is kept in memory, beyond that in a
     temporary file read back one batch of rows at a time. Operators are built
     per block of angles, at most :data:`OPERATOR_BLOCK_BYTES` each (64 angles
-    at 128³, 21 at 512³ with 4 sub-rays across a pixel), so the cost is dominated by building them (a few
-    seconds per 64 angles for a 256-pixel fine grid on a CPU). Neither changes
-    a bit of the result: every ray is summed alone, whatever its block.
+    at 128³, 21 at 512³ with 4 sub-rays across a pixel), holding the forward
+    matrix only, and kept for the next call where ``operators`` allows. Neither
+    changes a bit of the result: every ray is summed alone, whatever its block.
     """
     angles = check_angles(angles)
     s = check_positive_int("supersample", supersample)
@@ -269,11 +271,17 @@ class FineOperators:
     for the budget would be dropped before its next use. Those that fit are
     kept for the cache's life, first come first kept. An operator is a
     function of its geometry alone, so keeping one changes time, never bytes.
+    One cache serves one thread (a build process projects one phantom at a time).
 
     Parameters
     ----------
     max_bytes : int
         Most memory the kept operators may take (bytes); 0 keeps none.
+
+    Attributes
+    ----------
+    kept : dict
+        The kept blocks ``(a0, a1, projector)`` of each geometry and set of angles.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -286,8 +294,29 @@ class FineOperators:
         return sum(proj.nbytes for blocks in self.kept.values() for _, _, proj in blocks)
 
     def blocks(self, n_pixels: int, angles: np.ndarray, *, n_detector: int, det_spacing: float, angle_batch: int,
-               device=None):
-        """``(a0, a1, projector)`` for each block of ``angle_batch`` angles, kept or built now."""
+               device: str | torch.device | None = None) -> Iterator[tuple[int, int, ParallelBeamProjector]]:
+        """The forward operators of ``angles`` on an ``n_pixels``² grid, block by block.
+
+        Parameters
+        ----------
+        n_pixels : int
+            Fine grid's slice width (fine voxels).
+        angles : numpy.ndarray
+            Projection angles (radians).
+        n_detector : int
+            Sub-rays across the detector.
+        det_spacing : float
+            Sub-ray spacing (fine voxels).
+        angle_batch : int
+            Angles per block.
+        device : str or torch.device, optional
+            Where the operators live.
+
+        Yields
+        ------
+        tuple
+            ``(a0, a1, projector)``: the block's angles ``[a0, a1)`` and its projector, kept or built now.
+        """
         key = (n_pixels, np.asarray(angles).tobytes(), n_detector, det_spacing, angle_batch, str(device))
         if key in self.kept:
             yield from self.kept[key]
