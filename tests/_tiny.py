@@ -105,11 +105,6 @@ def stop_started_builds() -> None:
         _STARTED.clear()
 
 
-def build_tiny_one_thread(ref: str, root: Path, *, timeout: float = 600) -> str:
-    """Build ``ref`` at the tiny profile into ``root`` (BLAS, OpenMP and numba on one thread); its content sha256."""
-    return _finish(_start(ref, root), timeout)
-
-
 def tiny_one_thread(ref: str, root: Path, *, timeout: float = 600) -> tuple[Path, str]:
     """``ref``'s tiny profile built in a process of one thread per library: the build started ahead if there
     is one (in its root; one still queued is taken out of the queue and started now), else built now into
@@ -118,9 +113,10 @@ def tiny_one_thread(ref: str, root: Path, *, timeout: float = 600) -> tuple[Path
         queued = next((item for item in _QUEUED if item[0] == ref), None)
         if queued is not None:
             _QUEUED.remove(queued)
-            _STARTED[ref] = (_start(*queued), queued[1])
-        started = _STARTED.pop(ref, None)
-    if started is not None:
-        process, started_root = started
-        return started_root, _finish(process, timeout)
-    return root, build_tiny_one_thread(ref, root, timeout=timeout)
+            root = queued[1]
+            process = _start(ref, root)
+        elif ref in _STARTED:
+            process, root = _STARTED.pop(ref)
+        else:
+            process = _start(ref, root)
+    return root, _finish(process, timeout)
