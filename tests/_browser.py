@@ -28,9 +28,13 @@ def find_chromium() -> str | None:
 
 
 class Browser:
-    """Headless Chromium over the DevTools protocol on file descriptors 3 (commands) and 4 (replies)."""
+    """Headless Chromium over the DevTools protocol on file descriptors 3 (commands) and 4 (replies).
 
-    def __init__(self, binary: str, profile: Path) -> None:
+    The constructor waits for Chromium's first answer, up to ``startup_timeout`` seconds: a first start on a
+    fresh machine reads a few hundred megabytes of browser from a cold disk while other work holds the cores.
+    """
+
+    def __init__(self, binary: str, profile: Path, *, startup_timeout: float = 180.0) -> None:
         cmd_read, self._cmd = os.pipe()
         self._reply, reply_write = os.pipe()
 
@@ -47,6 +51,11 @@ class Browser:
         os.close(reply_write)
         self._buffer, self._id, self.events = b"", 0, []
         self.session = None
+        try:
+            self.send("Browser.getVersion", timeout=startup_timeout)
+        except BaseException:
+            self.close()
+            raise
 
     def _message(self, deadline: float) -> dict:
         while b"\0" not in self._buffer:
@@ -60,7 +69,7 @@ class Browser:
         raw, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(raw)
 
-    def send(self, method: str, params: dict | None = None, *, timeout: float = 30.0) -> dict:
+    def send(self, method: str, params: dict | None = None, *, timeout: float = 60.0) -> dict:
         self._id += 1
         message = {"id": self._id, "method": method, "params": params or {}}
         if self.session:
@@ -83,7 +92,7 @@ class Browser:
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         self.send("Page.enable")
         self.send("Page.navigate", {"url": url})
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while self.js("document.readyState") != "complete":
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not finish loading")
