@@ -27,6 +27,9 @@ the rest of the time being the phantom, the reference scan and the writes.
 
 ``--sample-rss S`` also records the child's resident memory every S seconds
 (``rss_mb``: seconds since the start, MB), to see which step holds the peak.
+``--progress FILE`` appends, as JSON lines while the run goes, each split's
+seconds when it ends and each memory sample: a run of hours stopped early
+still leaves what it measured.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 
 CHILD = """
 import copy, dataclasses, json, resource, sys, tempfile, time
+began = time.perf_counter()
 from pathlib import Path
 import zarr
 from aiax_bench.data import build
@@ -58,6 +62,8 @@ def timed(make):
             return make(ctx, name, params)
         finally:
             split_seconds[name] = round(split_seconds.get(name, 0.0) + time.perf_counter() - start, 2)
+            print(json.dumps({"split": name, "seconds": split_seconds[name],
+                              "ended_s": round(time.perf_counter() - began)}), file=sys.stderr, flush=True)
     return run
 for kind, make in list(build.SPLIT_KINDS.items()):  # each split's own time (parallel-beam recipes)
     build.SPLIT_KINDS[kind] = timed(make)
@@ -116,12 +122,16 @@ def _run(code: str, *args: str, source: Path | None = None) -> dict:
     return row
 
 
-def _sampled_run(argv: list[str], every: float) -> tuple[subprocess.CompletedProcess, list[list[float]]]:
-    """Run ``argv`` and read its resident memory from ``/proc`` every ``every`` seconds (Linux)."""
+def _sampled_run(argv: list[str], every: float,
+                 progress: Path | None = None) -> tuple[subprocess.CompletedProcess, list[list[float]]]:
+    """Run ``argv`` and read its resident memory from ``/proc`` every ``every`` seconds (Linux); with
+    ``progress``, the samples and the child's own progress lines are also appended there as they come."""
     timeline: list[list[float]] = []
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
         start = time.perf_counter()
+        # A reader of its own: the child writes through the same open file, so seeking err would move its offset.
+        reader = open(f"/proc/self/fd/{err.fileno()}") if progress is not None else None
         while child.poll() is None:
             try:
                 status = Path(f"/proc/{child.pid}/status").read_text()
@@ -129,10 +139,18 @@ def _sampled_run(argv: list[str], every: float) -> tuple[subprocess.CompletedPro
                 timeline.append([round(time.perf_counter() - start), round(kb / 1024)])
             except (OSError, StopIteration):
                 pass
+            if reader is not None:
+                lines = [line for line in reader.readlines() if line.startswith('{"split"')]
+                with progress.open("a") as log:
+                    log.writelines(lines)
+                    if timeline:
+                        log.write(json.dumps({"t_s": timeline[-1][0], "rss_mb": timeline[-1][1]}) + "\n")
             try:
                 child.wait(timeout=every)
             except subprocess.TimeoutExpired:
                 pass
+        if reader is not None:
+            reader.close()
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(argv, child.returncode, out.read(), err.read()), timeline
@@ -172,13 +190,15 @@ def main() -> None:
                         help="with --profile: today's build runs this many sample processes (before: one)")
     parser.add_argument("--sample-rss", type=float, default=None, metavar="S",
                         help="one sample per size: also record its resident memory every S seconds")
+    parser.add_argument("--progress", type=Path, default=None, metavar="FILE",
+                        help="with --sample-rss: append split times and memory samples here as they come")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     rows = _profile_rows(args) if args.profile else []
     for size in [] if args.profile else args.sizes:
         argv = [sys.executable, "-c", CHILD, args.dataset, str(size), str(args.seed), args.workdir or ""]
         if args.sample_rss:
-            done, timeline = _sampled_run(argv, args.sample_rss)
+            done, timeline = _sampled_run(argv, args.sample_rss, args.progress)
         else:
             done, timeline = subprocess.run(argv, capture_output=True, text=True), []
         if done.returncode != 0:
