@@ -28,8 +28,9 @@ the rest of the time being the phantom, the reference scan and the writes.
 ``--sample-rss S`` also records the child's resident memory every S seconds
 (``rss_mb``: seconds since the start, MB), to see which step holds the peak.
 ``--progress FILE`` appends, as JSON lines while the run goes, each split's
-seconds when it ends and each memory sample: a run of hours stopped early
-still leaves what it measured.
+start and end and each phantom, projection, FBP and noise draw as it ends, with the
+peak resident memory so far, and each memory sample: a run of hours stopped
+early still leaves what it measured, and a peak between two samples is placed.
 """
 
 from __future__ import annotations
@@ -55,18 +56,34 @@ from aiax_bench.data import build
 from aiax_bench.data.build import build_store
 from aiax_bench.data.registry import resolve
 split_seconds = {}
+def peak_mb():
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 def timed(make):
     def run(ctx, name, params):
         start = time.perf_counter()
+        print(json.dumps({"split": name, "started_s": round(start - began), "peak_rss_mb_before": peak_mb()}),
+              file=sys.stderr, flush=True)
         try:
             return make(ctx, name, params)
         finally:
             split_seconds[name] = round(split_seconds.get(name, 0.0) + time.perf_counter() - start, 2)
             print(json.dumps({"split": name, "seconds": split_seconds[name],
-                              "ended_s": round(time.perf_counter() - began)}), file=sys.stderr, flush=True)
+                              "ended_s": round(time.perf_counter() - began), "peak_rss_mb_after": peak_mb()}),
+                  file=sys.stderr, flush=True)
     return run
 for kind, make in list(build.SPLIT_KINDS.items()):  # each split's own time (parallel-beam recipes)
     build.SPLIT_KINDS[kind] = timed(make)
+def logged(step, function):  # progress lines only: which step raises the peak, and when
+    def run(*args, **kwargs):
+        start = time.perf_counter()
+        out = function(*args, **kwargs)
+        print(json.dumps({"step": step, "seconds": round(time.perf_counter() - start, 2),
+                          "ended_s": round(time.perf_counter() - began), "peak_rss_mb_after": peak_mb()}),
+              file=sys.stderr, flush=True)
+        return out
+    return run
+for step in ("make_phantom", "project_phantom", "fbp", "poisson_noise"):
+    setattr(build, step, logged(step, getattr(build, step)))
 spec = resolve(sys.argv[1])
 recipe = copy.deepcopy(spec.recipe)
 recipe["profiles"]["one"] = {"size": int(sys.argv[2]),
@@ -82,7 +99,7 @@ with tempfile.TemporaryDirectory(dir=sys.argv[4] or None) as folder:
         a.nbytes for _, s in sample["splits"].groups() for _, a in s.arrays())
 print(json.dumps({"seconds": round(seconds, 1), "sample_array_mb": round(held / 2**20),
                   "split_seconds": split_seconds,
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+                  "peak_rss_mb": peak_mb()}))
 """
 
 PROFILE_CHILD = """
@@ -140,7 +157,7 @@ def _sampled_run(argv: list[str], every: float,
             except (OSError, StopIteration):
                 pass
             if reader is not None:
-                lines = [line for line in reader.readlines() if line.startswith('{"split"')]
+                lines = [line for line in reader.readlines() if line.startswith('{"s')]
                 with progress.open("a") as log:
                     log.writelines(lines)
                     if timeline:
@@ -212,6 +229,8 @@ def main() -> None:
     output.write_text(json.dumps({
         "benchmark": "build", "dataset": args.dataset, **({"profile": args.profile} if args.profile else
                                                           {"seed": args.seed}), "runs": rows,
+        "code": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                               cwd=HERE).stdout.strip(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": list(os.getloadavg())},
         "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
 
