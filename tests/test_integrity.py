@@ -118,3 +118,30 @@ def test_streamed_hash_and_fingerprint_equal_the_whole_array_ones(tmp_path, dtyp
         whole = array_fingerprint(data)
         for key, value in whole.items():
             assert fingerprint[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "uint8", "bool"])
+def test_whole_array_hash_and_fingerprint_are_numpys_values_from_one_float64_copy(dtype):
+    """The fingerprint is NumPy's float64 ``mean``, ``std``, ``min`` and ``max``, bit for bit, and the
+    hash the sha256 of the shape, dtype and bytes; together they allocate at most one float64 copy
+    (``std`` alone would take two, ``tobytes`` one more of the input)."""
+    import hashlib
+    import tracemalloc
+
+    from aiax_bench.data.store import array_fingerprint, array_sha256
+
+    rng = np.random.default_rng(1)
+    data = (rng.normal(3.0, 0.5, (33, 128, 129)) * (100 if dtype in ("uint8", "int32") else 1)).astype(dtype)
+    values = data.astype(np.float64)
+    assert array_fingerprint(data) == {"mean": float(values.mean()), "std": float(values.std()),
+                                       "min": float(values.min()), "max": float(values.max())}
+    expected = hashlib.sha256(f"{data.shape}:{data.dtype.str}\n".encode() + data.tobytes()).hexdigest()
+    del values
+    tracemalloc.start()
+    try:
+        assert array_sha256(data) == expected
+        array_fingerprint(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.1 * data.size * 8

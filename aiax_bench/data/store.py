@@ -179,10 +179,21 @@ def write_sample(root, sample_id: str, arrays: dict[str, np.ndarray], attrs: dic
 
 
 def array_fingerprint(data: np.ndarray) -> dict[str, float]:
-    """Summary statistics that identify an array up to floating-point noise."""
-    values = np.asarray(data, dtype=np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std()),
-            "min": float(values.min()), "max": float(values.max())}
+    """Summary statistics that identify an array up to floating-point noise.
+
+    The values are NumPy's ``mean``, ``std``, ``min`` and ``max`` of the array
+    in float64, bit for bit, from one float64 copy (``std`` would make a second):
+    at 512³ that is 1 GiB less at the peak of a build.
+    """
+    data = np.asarray(data)
+    low, high = float(data.min()), float(data.max())  # exact in float64 whatever the input's float type
+    values = np.array(data, dtype=np.float64)  # a copy of our own, squared in place below
+    mean = np.add.reduce(values, axis=None) / values.size  # ndarray.mean's own sum and division
+    # ndarray.std's steps (deviations, squared, summed, divided, square root), in the same buffer.
+    np.subtract(values, mean, out=values)
+    np.multiply(values, values, out=values)
+    std = np.sqrt(np.add.reduce(values, axis=None) / values.size)
+    return {"mean": float(mean), "std": float(std), "min": low, "max": high}
 
 
 def content_digest(arrays: dict[str, np.ndarray]) -> str:
@@ -199,8 +210,13 @@ def array_sha256(data: np.ndarray) -> str:
     """sha256 of an array's shape, dtype and C-order bytes: what a reader checks it against."""
     arr = np.ascontiguousarray(data)
     digest = hashlib.sha256(f"{arr.shape}:{arr.dtype.str}\n".encode())
-    digest.update(arr.tobytes())
+    digest.update(_raw_bytes(arr))
     return digest.hexdigest()
+
+
+def _raw_bytes(arr: np.ndarray) -> memoryview:
+    """A C-contiguous array's bytes without a copy (``tobytes`` would copy the whole array)."""
+    return memoryview(arr.reshape(-1).view(np.uint8))
 
 
 class SlabDigest:
@@ -220,7 +236,7 @@ class SlabDigest:
     def update(self, slab: np.ndarray) -> None:
         """Add the next rows of the array."""
         slab = np.ascontiguousarray(slab)
-        self.digest.update(slab.tobytes())
+        self.digest.update(_raw_bytes(slab))
         if slab.size == 0:
             return
         values = slab.astype(np.float64, copy=False)
