@@ -211,9 +211,12 @@ def main() -> None:
                         help="with --sample-rss: append split times and memory samples here as they come")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
+    code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=HERE).stdout.strip()  # at the start: a run of hours may outlive the commit
     rows = _profile_rows(args) if args.profile else []
     for size in [] if args.profile else args.sizes:
         argv = [sys.executable, "-c", CHILD, args.dataset, str(size), str(args.seed), args.workdir or ""]
+        logged = args.progress.stat().st_size if args.progress is not None and args.progress.exists() else 0
         if args.sample_rss:
             done, timeline = _sampled_run(argv, args.sample_rss, args.progress)
         else:
@@ -223,14 +226,18 @@ def main() -> None:
         row = {"size": size, **json.loads(done.stdout.strip().splitlines()[-1])}
         if timeline:
             row["rss_mb"] = timeline
+        if args.progress is not None:  # the step lines, with the peak after each, join the record
+            with args.progress.open("rb") as log:  # this size's lines only: the file may hold earlier runs'
+                log.seek(logged)
+                row["steps"] = [json.loads(line) for line in log.read().decode().splitlines()
+                                if not line.startswith('{"t_s"')]
         print(json.dumps(row), flush=True)
         rows.append(row)
     output = args.output or HERE / f"build-{args.dataset.replace('@', '-')}.json"
     output.write_text(json.dumps({
         "benchmark": "build", "dataset": args.dataset, **({"profile": args.profile} if args.profile else
                                                           {"seed": args.seed}), "runs": rows,
-        "code": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                               cwd=HERE).stdout.strip(),
+        "code": code,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": list(os.getloadavg())},
         "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
 
