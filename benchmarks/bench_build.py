@@ -55,21 +55,21 @@ import zarr
 from aiax_bench.data import build
 from aiax_bench.data.build import build_store
 from aiax_bench.data.registry import resolve
+from aiax_bench.provenance import peak_memory_mb
 split_seconds = {}
-def peak_mb():
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+def note(**fields):  # a progress line: when it was written and the peak resident memory so far
+    print(json.dumps({**fields, "ended_s": round(time.perf_counter() - began),
+                      "peak_rss_mb_after": round(peak_memory_mb())}), file=sys.stderr, flush=True)
 def timed(make):
     def run(ctx, name, params):
         start = time.perf_counter()
-        print(json.dumps({"split": name, "started_s": round(start - began), "peak_rss_mb_before": peak_mb()}),
-              file=sys.stderr, flush=True)
+        print(json.dumps({"split": name, "started_s": round(start - began),
+                          "peak_rss_mb_before": round(peak_memory_mb())}), file=sys.stderr, flush=True)
         try:
             return make(ctx, name, params)
         finally:
             split_seconds[name] = round(split_seconds.get(name, 0.0) + time.perf_counter() - start, 2)
-            print(json.dumps({"split": name, "seconds": split_seconds[name],
-                              "ended_s": round(time.perf_counter() - began), "peak_rss_mb_after": peak_mb()}),
-                  file=sys.stderr, flush=True)
+            note(split=name, seconds=split_seconds[name])
     return run
 for kind, make in list(build.SPLIT_KINDS.items()):  # each split's own time (parallel-beam recipes)
     build.SPLIT_KINDS[kind] = timed(make)
@@ -77,9 +77,7 @@ def logged(step, function):  # progress lines only: which step raises the peak, 
     def run(*args, **kwargs):
         start = time.perf_counter()
         out = function(*args, **kwargs)
-        print(json.dumps({"step": step, "seconds": round(time.perf_counter() - start, 2),
-                          "ended_s": round(time.perf_counter() - began), "peak_rss_mb_after": peak_mb()}),
-              file=sys.stderr, flush=True)
+        note(step=step, seconds=round(time.perf_counter() - start, 2))
         return out
     return run
 for step in ("make_phantom", "project_phantom", "fbp", "poisson_noise"):
@@ -99,7 +97,7 @@ with tempfile.TemporaryDirectory(dir=sys.argv[4] or None) as folder:
         a.nbytes for _, s in sample["splits"].groups() for _, a in s.arrays())
 print(json.dumps({"seconds": round(seconds, 1), "sample_array_mb": round(held / 2**20),
                   "split_seconds": split_seconds,
-                  "peak_rss_mb": peak_mb()}))
+                  "peak_rss_mb": round(peak_memory_mb())}))
 """
 
 PROFILE_CHILD = """
@@ -157,7 +155,7 @@ def _sampled_run(argv: list[str], every: float,
             except (OSError, StopIteration):
                 pass
             if reader is not None:
-                lines = [line for line in reader.readlines() if line.startswith('{"s')]
+                lines = [line for line in reader.readlines() if line.startswith("{")]  # the child's progress lines
                 with progress.open("a") as log:
                     log.writelines(lines)
                     if timeline:
@@ -211,8 +209,9 @@ def main() -> None:
                         help="with --sample-rss: append split times and memory samples here as they come")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
-    code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          cwd=HERE).stdout.strip()  # at the start: a run of hours may outlive the commit
+    from aiax_bench.provenance import code_provenance
+
+    code = code_provenance()["git_commit"][:7]  # at the start: a run of hours may outlive the commit
     rows = _profile_rows(args) if args.profile else []
     for size in [] if args.profile else args.sizes:
         argv = [sys.executable, "-c", CHILD, args.dataset, str(size), str(args.seed), args.workdir or ""]
@@ -229,8 +228,8 @@ def main() -> None:
         if args.progress is not None:  # the step lines, with the peak after each, join the record
             with args.progress.open("rb") as log:  # this size's lines only: the file may hold earlier runs'
                 log.seek(logged)
-                row["steps"] = [json.loads(line) for line in log.read().decode().splitlines()
-                                if not line.startswith('{"t_s"')]
+                records = [json.loads(line) for line in log.read().decode().splitlines()]
+            row["steps"] = [record for record in records if "t_s" not in record]
         print(json.dumps(row), flush=True)
         rows.append(row)
     output = args.output or HERE / f"build-{args.dataset.replace('@', '-')}.json"

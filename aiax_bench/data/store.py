@@ -202,7 +202,7 @@ def content_digest(arrays: dict[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         arr = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{arr.shape}:{arr.dtype.str}\n".encode())
-        digest.update(arr.tobytes())
+        digest.update(_raw_bytes(arr))
     return digest.hexdigest()
 
 
