@@ -6,6 +6,8 @@
         --output benchmarks/build-foam-1.0-small.json
     python benchmarks/bench_build.py --dataset foam@2.0 --sizes 512 --sample-rss 20 \\
         --output benchmarks/build-foam-2.0-512.json
+    python benchmarks/bench_build.py --dataset foam@3.0 --profile small --workers 2 --versus foam@2.0 \\
+        --output benchmarks/build-foam-3.0-small.json
 
 Each size builds a profile of one training sample (the recipe's phantom,
 acquisition and every split, as ``datasets build`` does) in a fresh process,
@@ -13,6 +15,10 @@ whose peak resident memory (``ru_maxrss``) and wall time are recorded, with
 the bytes of that sample's arrays: what a build held at once before it wrote
 each array as soon as it was made. A full profile repeats the sample's work
 for each of its samples, so its time is about the samples times this one.
+
+``--versus DATASET`` (with ``--profile``) compares two versions of a dataset instead of two commits: the
+other dataset's profile is built with today's code in the same run (serially, and with ``--workers N`` also
+with N workers, as is the dataset's own), every row's ``speedup`` against the other one built serially.
 
 With ``--profile`` the whole profile is built instead, in a fresh process,
 with today's code and, given ``--before``, with the code of that git commit
@@ -175,6 +181,8 @@ def _profile_rows(args: argparse.Namespace) -> list[dict]:
     rows = [{"code": "today", "profile": args.profile,
              **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", str(args.workers))}]
     print(json.dumps(rows[-1]), flush=True)
+    if args.versus:
+        return _versus_rows(args, rows)
     if args.before:
         from _worktree import commit_tree
 
@@ -193,6 +201,27 @@ def _profile_rows(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _versus_rows(args: argparse.Namespace, rows: list[dict]) -> list[dict]:
+    """``--versus``: the other dataset's profile, and each dataset serially where ``--workers`` is given, all with
+    today's code in this run; every row's ``speedup`` is the other dataset's serial time over its own."""
+    from aiax_bench.data.registry import resolve
+
+    plan = ([(args.dataset, 1)] if args.workers > 1 else []) + [(args.versus, 1)] + (
+        [(args.versus, args.workers)] if args.workers > 1 else [])
+    rows[0]["dataset"] = args.dataset
+    for dataset, workers in plan:
+        rows.append({"code": "today", "profile": args.profile, "dataset": dataset,
+                     **_run(PROFILE_CHILD, dataset, args.profile, args.workdir or "", str(workers))})
+        print(json.dumps(rows[-1]), flush=True)
+    baseline = next(row["seconds"] for row in rows if row["dataset"] == args.versus and "workers" not in row)
+    for row in rows:
+        row["speedup"] = round(baseline / row["seconds"], 2)
+        registered = (resolve(row["dataset"]).content_sha256 or {}).get(args.profile)
+        if registered:
+            row["matches_registry"] = row["content_sha256"] == registered
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="foam@2.0")
@@ -203,12 +232,18 @@ def main() -> None:
     parser.add_argument("--before", default=None, help="with --profile: also build it with this git commit's code")
     parser.add_argument("--workers", type=int, default=1,
                         help="with --profile: today's build runs this many sample processes (before: one)")
+    parser.add_argument("--versus", default=None, metavar="DATASET",
+                        help="with --profile: also build this dataset's profile with today's code, the ratio's peer")
     parser.add_argument("--sample-rss", type=float, default=None, metavar="S",
                         help="one sample per size: also record its resident memory every S seconds")
     parser.add_argument("--progress", type=Path, default=None, metavar="FILE",
                         help="with --sample-rss: append split times and memory samples here as they come")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
+    if args.versus and args.before:
+        parser.error("--versus and --before each name the peer: give one")
+    if args.progress is not None and not args.sample_rss:
+        parser.error("--progress needs --sample-rss: the lines are read while the memory is sampled")
     from aiax_bench.provenance import code_provenance
 
     code = code_provenance()["git_commit"][:7]  # at the start: a run of hours may outlive the commit

@@ -26,6 +26,7 @@ from aiax_bench.sim.acquire import (
     continuous_rotation,
     exposure_angles,
     poisson_noise,
+    poisson_noise_blocks,
     reference_angles,
 )
 from aiax_bench.sim.phantoms import Phantom, make_phantom
@@ -56,10 +57,16 @@ class _SampleContext:
     recon_filter: str
     projector: Callable[[int, np.ndarray], ParallelBeamProjector]
     project: Callable[[np.ndarray], np.ndarray]
+    noise_blocks: bool = False   # counting noise per block of detector rows (recipe acquisition.noise: row-blocks)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rng(self, split: str) -> np.random.Generator:
         return sample_recipe.split_rng(self.seed, split)
+
+    def counting_noise(self, scan: str, line_integrals: np.ndarray, photons: float) -> np.ndarray:
+        """Scan ``scan`` (a split's name, or ``"reference"``) of these line integrals: Poisson counts from its
+        own stream, or its own streams per block of rows."""
+        return counting_noise(line_integrals, photons, seed=self.seed, scan=scan, blocks=self.noise_blocks)
 
     def fbp(self, sinogram: np.ndarray, angles: np.ndarray, *, size: int | None = None,
             voxel_cm: float | None = None) -> np.ndarray:
@@ -67,6 +74,18 @@ class _SampleContext:
         rec = fbp(sinogram, projector=self.projector(size, angles), filter=self.recon_filter)
         rec /= voxel_cm or self.voxel_cm  # in place: the same float32 quotients, one volume fewer held
         return rec
+
+
+#: How a recipe's counting noise is drawn (``acquisition.noise``); absent: ``sequential``.
+NOISE_DRAWS = ("sequential", "row-blocks")
+
+
+def counting_noise(line_integrals: np.ndarray, photons: float, *, seed: int, scan: str, blocks: bool) -> np.ndarray:
+    """A sample's scan ``scan`` of ``line_integrals`` with counting noise: numpy's generator over the whole
+    array in order (``sequential``), or per block of detector rows in threads (``row-blocks``)."""
+    if blocks:
+        return poisson_noise_blocks(line_integrals, photons, key=sample_recipe.noise_key(seed, scan))
+    return poisson_noise(line_integrals, photons, rng=sample_recipe.split_rng(seed, scan))
 
 
 def _sparse(ctx: _SampleContext, name: str, params: dict[str, Any]):
@@ -78,7 +97,7 @@ def _sparse(ctx: _SampleContext, name: str, params: dict[str, Any]):
     """
     idx = angle_subset(ctx.angles.size, params["n_angles"])
     if ctx.independent_noise:
-        sino = poisson_noise(np.ascontiguousarray(ctx.clean[:, idx]), ctx.photons, rng=ctx.rng(name))
+        sino = ctx.counting_noise(name, np.ascontiguousarray(ctx.clean[:, idx]), ctx.photons)
     else:
         sino = np.ascontiguousarray(ctx.noisy[:, idx])
     return ctx.fbp(sino, ctx.angles[idx]), sino, ctx.angles[idx]
@@ -86,7 +105,7 @@ def _sparse(ctx: _SampleContext, name: str, params: dict[str, Any]):
 
 def _dose(ctx: _SampleContext, name: str, params: dict[str, Any]):
     """All reference angles at a fraction of the photons: a new noise realisation."""
-    sino = poisson_noise(ctx.clean, ctx.photons * float(params["dose_factor"]), rng=ctx.rng(name))
+    sino = ctx.counting_noise(name, ctx.clean, ctx.photons * float(params["dose_factor"]))
     return ctx.fbp(sino, ctx.angles), sino, ctx.angles
 
 
@@ -96,7 +115,7 @@ def _binning(ctx: _SampleContext, name: str, params: dict[str, Any]):
     from scipy import ndimage
 
     f = int(params["factor"])
-    sino = poisson_noise(bin_detector(ctx.clean, f), ctx.photons * f * f, rng=ctx.rng(name))
+    sino = ctx.counting_noise(name, bin_detector(ctx.clean, f), ctx.photons * f * f)
     coarse = ctx.fbp(sino, ctx.angles, voxel_cm=ctx.voxel_cm * f)
     low = ndimage.zoom(coarse, f, order=1, mode="nearest", grid_mode=True).astype(np.float32)
     return low, sino, ctx.angles
@@ -109,7 +128,7 @@ def _continuous(ctx: _SampleContext, name: str, params: dict[str, Any]):
     steps = int(params.get("steps", 8))
     sub = exposure_angles(angles, steps, arc=np.pi / angles.size)
     blurred = continuous_rotation(ctx.project(sub), steps)
-    sino = poisson_noise(blurred, ctx.photons, rng=ctx.rng(name))
+    sino = ctx.counting_noise(name, blurred, ctx.photons)
     return ctx.fbp(sino, angles), sino, angles
 
 
@@ -262,7 +281,7 @@ def _beam_hardening(ctx: _SampleContext, name: str, params: dict[str, Any]):
     # The weights already hold the detector's response: counted as they are, not weighted by energy twice.
     poly = polychromatic_line_integrals(path_cm, spectrum, np.array(setup["attenuation_per_cm"]),
                                         detector="photon-counting")
-    return _full_scan(ctx, poisson_noise(poly, ctx.photons, rng=ctx.rng(name)))
+    return _full_scan(ctx, ctx.counting_noise(name, poly, ctx.photons))
 
 
 def _beam_hardening_of_materials(ctx: _SampleContext, name: str, params: dict[str, Any]):
@@ -310,7 +329,7 @@ def _beam_hardening_of_materials(ctx: _SampleContext, name: str, params: dict[st
         paths, spectrum, [np.array(setups[group[0][0]]["attenuation_per_cm"]) for group in groups.values()],
         detector="photon-counting")
     del paths
-    return _full_scan(ctx, poisson_noise(poly, ctx.photons, rng=ctx.rng(name)))
+    return _full_scan(ctx, ctx.counting_noise(name, poly, ctx.photons))
 
 
 #: Memory the build keeps reconstruction operators in, across splits and samples (bytes). Beyond it the
@@ -433,19 +452,22 @@ class _SampleBuilder:
             self.projector_for.trim()
             return project_phantom(phantom, angles, supersample_u=acq.get("supersample_u", 4),
                                    supersample_z=acq.get("supersample_z", 2), device="cpu",
-                                   operators=self.fine_operators)
+                                   operators=self.fine_operators, method=acq.get("projection", "auto"))
 
         ref_angles = self.ref_angles
         clean = project(ref_angles)
         bar.update()
         bar.set_postfix_str(f"{sample_id}: reference reconstruction")
         independent = bool(acq.get("independent_noise", False))
-        reference_noise = sample_recipe.reference_rng(seed, independent)
+        blocks = acq.get("noise", "sequential") == "row-blocks"
+        if blocks:
+            noisy = counting_noise(clean, acq["photons"], seed=seed, scan="reference", blocks=True)
+        else:
+            noisy = poisson_noise(clean, acq["photons"], rng=sample_recipe.reference_rng(seed, independent))
         ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
-                             noisy=poisson_noise(clean, acq["photons"], rng=reference_noise),
-                             independent_noise=independent, seed=seed, voxel_cm=self.voxel_um * 1e-4,
+                             noisy=noisy, independent_noise=independent, seed=seed, voxel_cm=self.voxel_um * 1e-4,
                              recon_filter=recipe["reconstruction"]["filter"], projector=self.projector_for,
-                             project=project)
+                             project=project, noise_blocks=blocks)
         # Each array is written as soon as it exists and dropped: memory holds one split's, not the sample's.
         writer = SampleWriter(root, sample_id, hashes=hashes, fingerprint=fingerprint)
         writer.add("truth", phantom.attenuation_map())

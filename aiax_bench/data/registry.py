@@ -133,6 +133,10 @@ RECIPE_SCHEMA: dict[str, Any] = {
                 "reference_angles": {"type": "integer", "minimum": 1},
                 "photons": {"type": "number", "exclusiveMinimum": 0},
                 "independent_noise": {"type": "boolean"},
+                # aiax_bench.sim.project.PROJECTION_METHODS; absent: "auto", what earlier recipes were built with
+                "projection": {"enum": ["auto", "analytic", "voxels"]},
+                # aiax_bench.data.build.NOISE_DRAWS; absent: "sequential", what earlier recipes were built with
+                "noise": {"enum": ["sequential", "row-blocks"]},
             },
         },
         "reconstruction": {

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["jsonable", "phantom_attrs", "phantom_params", "reference_rng", "split_rng", "store_attrs",
+__all__ = ["jsonable", "noise_key", "phantom_attrs", "phantom_params", "reference_rng", "split_rng", "store_attrs",
            "write_splits"]
 
 
@@ -32,12 +32,17 @@ def reference_rng(seed: int, independent: bool) -> np.random.Generator:
     """The noise stream of a sample's reference scan (``independent``: the 2.0 recipes' named stream)."""
     # Version 1.0's stream is kept so that its stores rebuild bit for bit; from 2.0 on the
     # reference scan's stream is named like every split's, so no two scans share one.
-    return np.random.default_rng([seed, zlib.crc32(b"reference")] if independent else [seed, 1])
+    return np.random.default_rng(list(noise_key(seed, "reference")) if independent else [seed, 1])
+
+
+def noise_key(seed: int, scan: str) -> tuple[int, int]:
+    """The key of one scan's noise streams in a sample (``"reference"`` or a split's name)."""
+    return seed, zlib.crc32(scan.encode())
 
 
 def split_rng(seed: int, split: str) -> np.random.Generator:
     """The noise stream of one split's scan of a sample: independent of every other (sample, split)."""
-    return np.random.default_rng([seed, zlib.crc32(split.encode())])
+    return np.random.default_rng(list(noise_key(seed, split)))
 
 
 def jsonable(value: Any) -> Any:

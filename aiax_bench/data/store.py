@@ -69,12 +69,21 @@ def store_path(root: Path, name: str, version: str, profile: str) -> Path:
     return root / name / version / f"{profile}.zarr"
 
 
-def _layout(shape: tuple[int, ...]) -> dict[str, Any]:
-    """The chunks and compressor of every stored array of ``shape``."""
+def compressor():
+    """The codec of every array a store or a streamed output writes: Blosc's lz4 on byte-shuffled chunks.
+
+    Noisy float volumes compress by 1.2-1.3x whatever the codec; zstd at level 5 gained a few percent of
+    disk over lz4 and took twice the time to write and read (``benchmarks/README.md``). The codec is not
+    part of a store's content sha256, which hashes the arrays' bytes.
+    """
     from zarr.codecs import BloscCodec
 
-    return {"chunks": tuple(min(CHUNK, s) for s in shape),
-            "compressors": BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")}
+    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+
+
+def _layout(shape: tuple[int, ...]) -> dict[str, Any]:
+    """The chunks and compressor of every stored array of ``shape``."""
+    return {"chunks": tuple(min(CHUNK, s) for s in shape), "compressors": compressor()}
 
 
 def write_array(group, path: str, data: np.ndarray) -> None:

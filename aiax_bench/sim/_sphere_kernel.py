@@ -19,8 +19,11 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 
-__all__ = ["subtract_void_chords"]
+from aiax_bench.sim._ieee_math import exp_ieee, log_ieee
+
+__all__ = ["project_void_chords", "subtract_void_chords"]
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -63,3 +66,82 @@ def subtract_void_chords(path, u, z_sub, spheres, cos, sin, centre, su):  # prag
                     square = section - offset * offset
                     if square > 0.0:
                         path[row, a, c] -= 2.0 * math.sqrt(square)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def project_void_chords(out, u, z_sub, spheres, cos, sin, centre, su, radius, clip_radius, mu):  # pragma: no cover
+    """Line integrals as a detector pixel measures them, from the chords of a cylinder less its voids.
+
+    For each angle in turn, every sub-ray's path through the solid is the cylinder's chord less each void's
+    (clipped to the cylinder where ``clip_radius`` is finite, as :func:`subtract_void_chords`); each pixel
+    then averages the transmitted intensity ``exp(-mu * path)`` of its ``sz x su`` sub-rays, sub-row by
+    sub-row and column by column, and records ``-log`` of it in float32. ``exp`` and ``log`` are
+    :mod:`aiax_bench.sim._ieee_math`'s, so the bytes depend neither on the CPU nor on how angles are
+    shared among threads.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        float32 ``(rows, A, D)``, written.
+    u : numpy.ndarray
+        float64 ``(D * su,)`` sub-ray positions across the detector, from the slice centre (voxels).
+    z_sub : numpy.ndarray
+        float64 ``(rows * sz,)`` sub-ray heights (voxel indices), ``sz`` per detector row.
+    spheres : numpy.ndarray
+        float64 ``(S, 4)``: ``z, y, x`` (voxel indices) and radius (voxels) of the voids near these rows.
+    cos, sin : numpy.ndarray
+        float64 ``(A,)`` of the projection angles.
+    centre : float
+        Index of the slice's centre, ``(N - 1) / 2``.
+    su : int
+        Sub-rays per detector pixel across the rotation axis.
+    radius : float
+        The sample cylinder's radius (voxels).
+    clip_radius : float
+        ``radius`` where voids may cross the surface (a cut sample), ``math.inf`` where none does.
+    mu : float
+        The solid's attenuation (1/voxel).
+    """
+    n_rows, n_angles, n_pix = out.shape
+    n_cols = u.size
+    sz = z_sub.size // n_rows
+    half = np.empty(n_cols)  # half the cylinder's chord at each sub-ray
+    for c in range(n_cols):
+        half[c] = math.sqrt(max(radius * radius - u[c] * u[c], 0.0))
+    path = np.empty((z_sub.size, n_cols))
+    scale = 1.0 / (sz * su)
+    for a in range(n_angles):
+        for row in range(z_sub.size):
+            for c in range(n_cols):
+                path[row, c] = 2.0 * half[c]
+        for s in range(spheres.shape[0]):
+            cz, cy, cx, r = spheres[s, 0], spheres[s, 1], spheres[s, 2], spheres[s, 3]
+            uc = (cx - centre) * cos[a] + (cy - centre) * sin[a]
+            crossing = math.sqrt((cx - centre) * (cx - centre) + (cy - centre) * (cy - centre)) + r > clip_radius
+            tc = (cy - centre) * cos[a] - (cx - centre) * sin[a]
+            first = math.floor((uc - r + centre + 0.5) * su - 0.5)
+            c0 = max(first, 0)
+            c1 = min(first + math.ceil(2.0 * r * su) + 3, n_cols)
+            for row in range(z_sub.size):
+                dz = z_sub[row] - cz
+                if abs(dz) >= r:
+                    continue
+                section = r * r - dz * dz
+                for c in range(c0, c1):
+                    offset = u[c] - uc
+                    square = section - offset * offset
+                    if square <= 0.0:
+                        continue
+                    chord = math.sqrt(square)
+                    if crossing:
+                        path[row, c] -= max(min(tc + chord, half[c]) - max(tc - chord, -half[c]), 0.0)
+                    else:
+                        path[row, c] -= 2.0 * chord
+        for row in range(n_rows):
+            for p in range(n_pix):
+                total = 0.0
+                for k in range(sz):
+                    for j in range(su):
+                        total += exp_ieee(-mu * max(path[row * sz + k, p * su + j], 0.0))
+                # max(): a pixel no photon crosses (past e^-700) reads 700 per sub-ray, not log(0).
+                out[row, a, p] = np.float32(-log_ieee(max(total * scale, 1e-304)))

@@ -17,6 +17,7 @@ do not depend on threads either (see :mod:`aiax_bench.recon.projector`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -29,7 +30,7 @@ from aiax_bench.sim._sphere_kernel import subtract_void_chords
 from aiax_bench.sim.phantoms import Phantom, render_fractions
 from aiax_bench.validation import check_positive_int
 
-__all__ = ["FineOperators", "project_phantom", "project_voxels"]
+__all__ = ["PROJECTION_METHODS", "FineOperators", "project_phantom", "project_voxels"]
 
 
 def _detector_average(line_integrals: torch.Tensor, sz: int, su: int) -> np.ndarray:
@@ -88,6 +89,67 @@ def _subtract_voids(path: np.ndarray, u: np.ndarray, z_sub: np.ndarray, spheres:
         list(pool.map(run, groups))
 
 
+#: How :func:`project_phantom` may project (recipe ``acquisition.projection``).
+PROJECTION_METHODS = ("auto", "analytic", "voxels")
+
+
+def _analytic_voids(phantom: Phantom) -> tuple[np.ndarray, float]:
+    """The voids ``(S, 4)`` (``z, y, x``, radius in voxels) of a phantom of empty spheres in a cylinder, and the
+    radius their chords are clipped to: the cylinder's for a cut sample, ``inf`` for a closed one."""
+    from aiax_bench.sim.phantoms.shapes import Spheres
+
+    if phantom.spheres is not None:
+        return np.ascontiguousarray(phantom.spheres, dtype=np.float64), math.inf
+    groups = phantom.inclusions
+    empty = {k for k, mu in enumerate(phantom.attenuation) if mu == phantom.attenuation[0]}
+    if (len(phantom.attenuation) < 2 or not groups or "cylinder_radius" not in phantom.params
+            or not all(isinstance(g, Spheres) and g.label in empty for g in groups)
+            or any(mu not in (phantom.attenuation[0], phantom.attenuation[1]) for mu in phantom.attenuation)):
+        raise InputError("method", "is 'analytic'",
+                         "a phantom of empty spherical voids in one solid cylinder; project this one as 'voxels'")
+    centres = np.concatenate([g.centres for g in groups])
+    radii = np.concatenate([g.radii for g in groups])
+    spheres = np.ascontiguousarray(np.column_stack([centres, radii]), dtype=np.float64)
+    cut = phantom.params.get("surface") == "cut"
+    return spheres, float(phantom.params["cylinder_radius"]) * phantom.shape[2] if cut else math.inf
+
+
+def _project_chords(phantom: Phantom, angles: np.ndarray, *, su: int, sz: int, row_batch: int,
+                    progress=None) -> np.ndarray:
+    """``method="analytic"`` of :func:`project_phantom`: :func:`~aiax_bench.sim._sphere_kernel.project_void_chords`
+    on groups of angles in threads, a batch of rows at a time (each angle is one thread's, whole)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aiax_bench.sim._sphere_kernel import project_void_chords
+
+    spheres, clip_radius = _analytic_voids(phantom)
+    n_z, n, _ = phantom.shape
+    mu = phantom.attenuation[1] * phantom.voxel_size_um * 1e-4  # 1/voxel
+    radius = float(phantom.params["cylinder_radius"]) * n
+    centre = (n - 1) / 2
+    u = ((np.arange(n * su) + 0.5) / su - 0.5) - centre  # sub-ray positions
+    cos, sin = np.cos(angles), np.sin(angles)
+    out = np.empty((n_z, angles.size, n), dtype=np.float32)
+    groups = np.array_split(np.arange(angles.size), max(1, min(torch.get_num_threads(), angles.size)))
+    with ThreadPoolExecutor(len(groups)) as pool:
+        for z0 in range(0, n_z, row_batch):
+            z1 = min(z0 + row_batch, n_z)
+            z_sub = (np.arange(z0 * sz, z1 * sz) + 0.5) / sz - 0.5
+            near = np.ascontiguousarray(
+                spheres[(spheres[:, 0] - spheres[:, 3] < z_sub[-1]) & (spheres[:, 0] + spheres[:, 3] > z_sub[0])])
+
+            def run(group: np.ndarray, z0: int = z0, z1: int = z1, z_sub: np.ndarray = z_sub,
+                    near: np.ndarray = near) -> None:
+                a0, a1 = int(group[0]), int(group[-1]) + 1
+                project_void_chords(out[z0:z1, a0:a1], u, z_sub, near, cos[a0:a1], sin[a0:a1], centre, su,
+                                    radius, clip_radius, mu)
+
+            list(pool.map(run, groups))
+            if progress is not None:
+                progress(z1 - z0)
+    return out
+
+
 def project_phantom(
     phantom: Phantom,
     angles,
@@ -98,12 +160,14 @@ def project_phantom(
     progress=None,
     device=None,
     operators: FineOperators | None = None,
+    method: str = "auto",
 ) -> np.ndarray:
     """Line integrals of the phantom's attenuation, as a detector measures them.
 
-    Phantoms made of spherical voids in a cylinder (``phantom.spheres`` set)
-    are projected analytically; any other is passed to :func:`project_voxels`
-    with a grid ``supersample_z`` times finer than its voxels.
+    Phantoms made of spherical voids in a cylinder can be projected
+    analytically (chord lengths); any phantom can be passed to
+    :func:`project_voxels` with a grid ``supersample_z`` times finer than its
+    voxels. ``method`` chooses (see :data:`PROJECTION_METHODS`).
 
     Parameters
     ----------
@@ -121,6 +185,15 @@ def project_phantom(
         Where voxel phantoms are projected (see :func:`project_voxels`); analytic projection runs on the CPU.
     operators : FineOperators, optional
         Where :func:`project_voxels` keeps its operators between calls.
+    method : {"auto", "analytic", "voxels"}
+        ``"analytic"``: chord lengths through the cylinder less its voids, for
+        a phantom of empty spherical voids in a cylinder, voids a cut sample's
+        surface opens clipped to it; the pixel average is computed in one
+        compiled pass with :mod:`aiax_bench.sim._ieee_math`'s ``exp`` and
+        ``log``. ``"voxels"``: :func:`project_voxels`. ``"auto"``: what the
+        recipes before ``acquisition.projection`` were built with: chords
+        where ``phantom.spheres`` is set (a closed sample), averaged with
+        torch's ``exp`` and ``log``, else voxels.
 
     Returns
     -------
@@ -131,9 +204,13 @@ def project_phantom(
     angles = check_angles(angles)
     su, sz = check_positive_int("supersample_u", supersample_u), check_positive_int("supersample_z", supersample_z)
     row_batch = check_positive_int("row_batch", row_batch)
-    if phantom.spheres is None:
+    if method not in PROJECTION_METHODS:
+        raise InputError("method", f"is {method!r}", f"expected one of {', '.join(PROJECTION_METHODS)}")
+    if method == "voxels" or (method == "auto" and phantom.spheres is None):
         return project_voxels(phantom, angles, supersample=sz, supersample_u=su, row_batch=row_batch,
                               progress=progress, device=device, operators=operators)
+    if method == "analytic":
+        return _project_chords(phantom, angles, su=su, sz=sz, row_batch=row_batch, progress=progress)
     n_z, n, _ = phantom.shape
     mu_solid = phantom.attenuation[1] * phantom.voxel_size_um * 1e-4  # 1/voxel
     radius = float(phantom.params["cylinder_radius"]) * n

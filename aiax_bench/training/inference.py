@@ -145,11 +145,12 @@ def _open_output(out: Any, shape: tuple[int, ...], slab: int) -> Any:
         return np.empty(shape, dtype=np.float32)
     if isinstance(out, str | Path):
         import zarr
-        from zarr.codecs import BloscCodec
+
+        from aiax_bench.data.store import compressor
 
         chunks = (*(1,) * (len(shape) - 3), min(slab, shape[-3]), *(min(64, s) for s in shape[-2:]))
         return zarr.create_array(store=str(out), shape=shape, chunks=chunks, dtype="float32",
-                                 compressors=BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
+                                 compressors=compressor(),
                                  overwrite=True)
     if tuple(out.shape) != tuple(shape):
         raise InputError("out", f"has shape {tuple(out.shape)}", f"expected {tuple(shape)} like the input volume")
