@@ -28,8 +28,6 @@ _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.44269504088896338700e00
 _SQRT_HALF = 0.70710678118654752440
-#: Taylor coefficients 1/k! of e^r for |r| <= ln(2)/2: the 14th term is below 3e-18.
-_EXP_TERMS = tuple(1.0 / math.factorial(k) for k in range(14))
 #: Below this exponent e^x is taken as 0 (a transmission of e^-700 is no photon of any beam).
 _EXP_FLOOR = -700.0
 #: 2**k for k in [-1022, 1023]: above the floor e^x is normal, so scaling by a table entry is exact
@@ -43,10 +41,22 @@ def exp_ieee(x: float) -> float:  # pragma: no cover - compiled
     if x < _EXP_FLOOR:
         return 0.0
     k = math.floor(x * _INV_LN2 + 0.5)
-    r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = _EXP_TERMS[13]
-    for j in range(12, -1, -1):
-        p = _EXP_TERMS[j] + r * p
+    r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= ln(2)/2: the Taylor series' 14th term is below 3e-18
+    # Horner's rule on 1/k!, k = 13..0, written out: a loop over a tuple of them compiles to a branch per term.
+    p = 1.6059043836821613e-10
+    p = 2.08767569878681e-09 + r * p
+    p = 2.505210838544172e-08 + r * p
+    p = 2.755731922398589e-07 + r * p
+    p = 2.7557319223985893e-06 + r * p
+    p = 2.48015873015873e-05 + r * p
+    p = 0.0001984126984126984 + r * p
+    p = 0.001388888888888889 + r * p
+    p = 0.008333333333333333 + r * p
+    p = 0.041666666666666664 + r * p
+    p = 0.16666666666666666 + r * p
+    p = 0.5 + r * p
+    p = 1.0 + r * p
+    p = 1.0 + r * p
     return p * _POW2[int(k) + 1022]
 
 
@@ -59,9 +69,19 @@ def log_ieee(x: float) -> float:  # pragma: no cover - compiled
         e -= 1
     s = (m - 1.0) / (m + 1.0)  # |s| < 0.172: the series' 12th term is below 1e-19
     z = s * s
-    p = 1.0 / 23.0
-    for j in range(21, 0, -2):
-        p = 1.0 / j + z * p
+    # 1 + z/3 + z²/5 + ... + z¹¹/23 by Horner's rule, written out (as exp's).
+    p = 0.043478260869565216
+    p = 0.047619047619047616 + z * p
+    p = 0.05263157894736842 + z * p
+    p = 0.058823529411764705 + z * p
+    p = 0.06666666666666667 + z * p
+    p = 0.07692307692307693 + z * p
+    p = 0.09090909090909091 + z * p
+    p = 0.1111111111111111 + z * p
+    p = 0.14285714285714285 + z * p
+    p = 0.2 + z * p
+    p = 0.3333333333333333 + z * p
+    p = 1.0 + z * p
     return e * _LN2_HI + (2.0 * s * p + e * _LN2_LO)
 
 
