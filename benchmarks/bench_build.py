@@ -86,7 +86,7 @@ def logged(step, function):  # progress lines only: which step raises the peak, 
         note(step=step, seconds=round(time.perf_counter() - start, 2))
         return out
     return run
-for step in ("make_phantom", "project_phantom", "fbp", "poisson_noise"):
+for step in ("make_phantom", "project_phantom", "fbp", "poisson_noise", "poisson_noise_blocks"):
     setattr(build, step, logged(step, getattr(build, step)))
 spec = resolve(sys.argv[1])
 recipe = copy.deepcopy(spec.recipe)

@@ -76,7 +76,9 @@ class _SampleContext:
         return rec
 
 
-#: How a recipe's counting noise is drawn (``acquisition.noise``); absent: ``sequential``.
+#: How a recipe's counting noise is drawn (``acquisition.noise``); absent: ``sequential``. ``row-blocks``
+#: applies to the reference, sparse, dose, binning, continuous and beam-hardening scans; a detector-artefact
+#: split draws its noise with its artefacts (gains, zingers, flats) from its one stream either way.
 NOISE_DRAWS = ("sequential", "row-blocks")
 
 

@@ -26,6 +26,14 @@ from aiax_bench.sim._ieee_math import exp_ieee, log_ieee
 __all__ = ["project_void_chords", "subtract_void_chords"]
 
 
+@numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _void_columns(uc, r, centre, su, n_cols):  # pragma: no cover - compiled
+    """The sub-ray columns ``[c0, c1)`` a void of radius ``r`` centred at ``uc`` may cover: from its left edge,
+    ``ceil(2 r su) + 3`` of them, within the detector."""
+    first = math.floor((uc - r + centre + 0.5) * su - 0.5)
+    return max(first, 0), min(first + math.ceil(2.0 * r * su) + 3, n_cols)
+
+
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def subtract_void_chords(path, u, z_sub, spheres, cos, sin, centre, su):  # pragma: no cover - compiled
     """Subtract each void's chord ``2 sqrt(r² - dz² - (u - u_c)²)`` from ``path``, void after void.
@@ -52,10 +60,7 @@ def subtract_void_chords(path, u, z_sub, spheres, cos, sin, centre, su):  # prag
         for s in range(spheres.shape[0]):
             cz, cy, cx, r = spheres[s, 0], spheres[s, 1], spheres[s, 2], spheres[s, 3]
             uc = (cx - centre) * cos[a] + (cy - centre) * sin[a]
-            # The columns a void may cover: from its left edge, ceil(2 r su) + 3 of them.
-            first = math.floor((uc - r + centre + 0.5) * su - 0.5)
-            c0 = max(first, 0)
-            c1 = min(first + math.ceil(2.0 * r * su) + 3, n_cols)
+            c0, c1 = _void_columns(uc, r, centre, su, n_cols)
             for row in range(n_rows):
                 dz = z_sub[row] - cz
                 if abs(dz) >= r:
@@ -119,9 +124,7 @@ def project_void_chords(out, u, z_sub, spheres, cos, sin, centre, su, radius, cl
             uc = (cx - centre) * cos[a] + (cy - centre) * sin[a]
             crossing = math.sqrt((cx - centre) * (cx - centre) + (cy - centre) * (cy - centre)) + r > clip_radius
             tc = (cy - centre) * cos[a] - (cx - centre) * sin[a]
-            first = math.floor((uc - r + centre + 0.5) * su - 0.5)
-            c0 = max(first, 0)
-            c1 = min(first + math.ceil(2.0 * r * su) + 3, n_cols)
+            c0, c1 = _void_columns(uc, r, centre, su, n_cols)
             for row in range(z_sub.size):
                 dz = z_sub[row] - cz
                 if abs(dz) >= r:

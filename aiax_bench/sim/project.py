@@ -102,7 +102,8 @@ def _analytic_voids(phantom: Phantom) -> tuple[np.ndarray, float]:
         return np.ascontiguousarray(phantom.spheres, dtype=np.float64), math.inf
     groups = phantom.inclusions
     empty = {k for k, mu in enumerate(phantom.attenuation) if mu == phantom.attenuation[0]}
-    if (len(phantom.attenuation) < 2 or not groups or "cylinder_radius" not in phantom.params
+    if (len(phantom.attenuation) < 2 or phantom.attenuation[0] != 0 or not groups
+            or "cylinder_radius" not in phantom.params
             or not all(isinstance(g, Spheres) and g.label in empty for g in groups)
             or any(mu not in (phantom.attenuation[0], phantom.attenuation[1]) for mu in phantom.attenuation)):
         raise InputError("method", "is 'analytic'",
@@ -114,6 +115,15 @@ def _analytic_voids(phantom: Phantom) -> tuple[np.ndarray, float]:
     return spheres, float(phantom.params["cylinder_radius"]) * phantom.shape[2] if cut else math.inf
 
 
+def _chord_geometry(phantom: Phantom, su: int) -> tuple[int, int, float, float, float, np.ndarray]:
+    """Rows ``Z`` and width ``N`` of the detector, the solid's attenuation (1/voxel), the cylinder's radius and
+    the slice centre (voxels), and the ``N * su`` sub-ray positions across the detector from the centre."""
+    n_z, n, _ = phantom.shape
+    centre = (n - 1) / 2
+    return (n_z, n, phantom.attenuation[1] * phantom.voxel_size_um * 1e-4,
+            float(phantom.params["cylinder_radius"]) * n, centre, ((np.arange(n * su) + 0.5) / su - 0.5) - centre)
+
+
 def _project_chords(phantom: Phantom, angles: np.ndarray, *, su: int, sz: int, row_batch: int,
                     progress=None) -> np.ndarray:
     """``method="analytic"`` of :func:`project_phantom`: :func:`~aiax_bench.sim._sphere_kernel.project_void_chords`
@@ -123,11 +133,7 @@ def _project_chords(phantom: Phantom, angles: np.ndarray, *, su: int, sz: int, r
     from aiax_bench.sim._sphere_kernel import project_void_chords
 
     spheres, clip_radius = _analytic_voids(phantom)
-    n_z, n, _ = phantom.shape
-    mu = phantom.attenuation[1] * phantom.voxel_size_um * 1e-4  # 1/voxel
-    radius = float(phantom.params["cylinder_radius"]) * n
-    centre = (n - 1) / 2
-    u = ((np.arange(n * su) + 0.5) / su - 0.5) - centre  # sub-ray positions
+    n_z, n, mu, radius, centre, u = _chord_geometry(phantom, su)
     cos, sin = np.cos(angles), np.sin(angles)
     out = np.empty((n_z, angles.size, n), dtype=np.float32)
     groups = np.array_split(np.arange(angles.size), max(1, min(torch.get_num_threads(), angles.size)))
@@ -211,11 +217,7 @@ def project_phantom(
                               progress=progress, device=device, operators=operators)
     if method == "analytic":
         return _project_chords(phantom, angles, su=su, sz=sz, row_batch=row_batch, progress=progress)
-    n_z, n, _ = phantom.shape
-    mu_solid = phantom.attenuation[1] * phantom.voxel_size_um * 1e-4  # 1/voxel
-    radius = float(phantom.params["cylinder_radius"]) * n
-    centre = (n - 1) / 2
-    u = ((np.arange(n * su) + 0.5) / su - 0.5) - centre  # sub-ray positions
+    n_z, n, mu_solid, radius, centre, u = _chord_geometry(phantom, su)
     cos, sin = np.cos(angles), np.sin(angles)
     spheres = np.ascontiguousarray(phantom.spheres, dtype=np.float64)
     # numpy's float64 square root is correctly rounded, so these bytes do not follow the CPU.
