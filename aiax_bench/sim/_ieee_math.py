@@ -4,10 +4,9 @@ numpy's and MKL's ``exp`` and ``log`` pick their code by instruction set and may
 differ in the last bit between machines; a store's bytes must not. These use
 additions, products, one division and exact scalings only (never contracted
 into fused multiply-adds: numba does not, without ``fastmath``), so their bits
-follow from IEEE rounding alone. Within 1 ulp of a correctly rounded ``exp``
-and 3 ulp of ``log`` in float64 (``tests/test_sim.py`` checks them against
-numpy's over the ranges used): far below the float32 the stores keep. They are
-also faster than numpy's here, being compiled into the loops that use them.
+follow from IEEE rounding alone. Within 1 ulp of numpy's ``exp`` and 3 ulp of
+its ``log`` in float64 (``tests/test_exact_projection.py`` checks them over the
+ranges used): far below the float32 the stores keep.
 
 The simulations of recipes that say so use them (``acquisition.projection:
 analytic``, ``acquisition.noise: row-blocks``); earlier recipes keep the
@@ -30,8 +29,7 @@ _INV_LN2 = 1.44269504088896338700e00
 _SQRT_HALF = 0.70710678118654752440
 #: Below this exponent e^x is taken as 0 (a transmission of e^-700 is no photon of any beam).
 _EXP_FLOOR = -700.0
-#: 2**k for k in [-1022, 1023]: above the floor e^x is normal, so scaling by a table entry is exact
-#: (and faster than ``ldexp``'s call).
+#: 2**k for k in [-1022, 1023]: above the floor e^x is normal, so scaling by a table entry is exact.
 _POW2 = np.array([math.ldexp(1.0, k) for k in range(-1022, 1024)])
 
 

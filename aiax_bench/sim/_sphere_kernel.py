@@ -34,6 +34,28 @@ def _void_columns(uc, r, centre, su, n_cols):  # pragma: no cover - compiled
     return max(first, 0), min(first + math.ceil(2.0 * r * su) + 3, n_cols)
 
 
+@numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _subtract_void(path, z_sub, u, cz, r, uc, c0, c1, tc, half, crossing):  # pragma: no cover - compiled
+    """Subtract one void's chord ``2 sqrt(r² - dz² - (u - u_c)²)`` from ``path`` ``(rows, U)`` at each sub-ray of
+    columns ``[c0, c1)`` it crosses, row by row. Where ``crossing`` (a void the cut surface opens), only the part
+    inside the cylinder of half chords ``half``, with ``tc`` the void's centre along the ray."""
+    for row in range(z_sub.size):
+        dz = z_sub[row] - cz
+        if abs(dz) >= r:
+            continue
+        section = r * r - dz * dz
+        for c in range(c0, c1):
+            offset = u[c] - uc
+            square = section - offset * offset
+            if square <= 0.0:
+                continue
+            chord = math.sqrt(square)
+            if crossing:
+                path[row, c] -= max(min(tc + chord, half[c]) - max(tc - chord, -half[c]), 0.0)
+            else:
+                path[row, c] -= 2.0 * chord
+
+
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def subtract_void_chords(path, u, z_sub, spheres, cos, sin, centre, su):  # pragma: no cover - compiled
     """Subtract each void's chord ``2 sqrt(r² - dz² - (u - u_c)²)`` from ``path``, void after void.
@@ -55,22 +77,13 @@ def subtract_void_chords(path, u, z_sub, spheres, cos, sin, centre, su):  # prag
     su : int
         Sub-rays per detector pixel across the rotation axis.
     """
-    n_rows, n_angles, n_cols = path.shape
+    _, n_angles, n_cols = path.shape
     for a in range(n_angles):
         for s in range(spheres.shape[0]):
             cz, cy, cx, r = spheres[s, 0], spheres[s, 1], spheres[s, 2], spheres[s, 3]
             uc = (cx - centre) * cos[a] + (cy - centre) * sin[a]
             c0, c1 = _void_columns(uc, r, centre, su, n_cols)
-            for row in range(n_rows):
-                dz = z_sub[row] - cz
-                if abs(dz) >= r:
-                    continue
-                section = r * r - dz * dz
-                for c in range(c0, c1):
-                    offset = u[c] - uc
-                    square = section - offset * offset
-                    if square > 0.0:
-                        path[row, a, c] -= 2.0 * math.sqrt(square)
+            _subtract_void(path[:, a, :], z_sub, u, cz, r, uc, c0, c1, 0.0, u, False)
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -125,21 +138,7 @@ def project_void_chords(out, u, z_sub, spheres, cos, sin, centre, su, radius, cl
             crossing = math.sqrt((cx - centre) * (cx - centre) + (cy - centre) * (cy - centre)) + r > clip_radius
             tc = (cy - centre) * cos[a] - (cx - centre) * sin[a]
             c0, c1 = _void_columns(uc, r, centre, su, n_cols)
-            for row in range(z_sub.size):
-                dz = z_sub[row] - cz
-                if abs(dz) >= r:
-                    continue
-                section = r * r - dz * dz
-                for c in range(c0, c1):
-                    offset = u[c] - uc
-                    square = section - offset * offset
-                    if square <= 0.0:
-                        continue
-                    chord = math.sqrt(square)
-                    if crossing:
-                        path[row, c] -= max(min(tc + chord, half[c]) - max(tc - chord, -half[c]), 0.0)
-                    else:
-                        path[row, c] -= 2.0 * chord
+            _subtract_void(path, z_sub, u, cz, r, uc, c0, c1, tc, half, crossing)
         for row in range(n_rows):
             for p in range(n_pix):
                 total = 0.0

@@ -67,6 +67,20 @@ def _detector_average(line_integrals: torch.Tensor, sz: int, su: int) -> np.ndar
     return (-torch.log(total / (sz * su))).to(torch.float32).numpy()
 
 
+def _angle_groups(n_angles: int) -> list[np.ndarray]:
+    """Consecutive angle indices, one group per thread (``torch.get_num_threads()``): each angle is one thread's,
+    whole, so the bytes do not depend on how many there are."""
+    return np.array_split(np.arange(n_angles), max(1, min(torch.get_num_threads(), n_angles)))
+
+
+def _sub_rows_and_voids(z0: int, z1: int, sz: int, spheres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sub-ray heights of detector rows ``[z0, z1)`` (``sz`` per row, voxel indices) and the voids that reach
+    them, C-ordered for the compiled kernels."""
+    z_sub = (np.arange(z0 * sz, z1 * sz) + 0.5) / sz - 0.5
+    near = spheres[(spheres[:, 0] - spheres[:, 3] < z_sub[-1]) & (spheres[:, 0] + spheres[:, 3] > z_sub[0])]
+    return z_sub, np.ascontiguousarray(near)
+
+
 def _subtract_voids(path: np.ndarray, u: np.ndarray, z_sub: np.ndarray, spheres: np.ndarray, cos: np.ndarray,
                     sin: np.ndarray, *, centre: float, su: int) -> None:
     """:func:`~aiax_bench.sim._sphere_kernel.subtract_void_chords` on groups of angles in threads.
@@ -76,7 +90,7 @@ def _subtract_voids(path: np.ndarray, u: np.ndarray, z_sub: np.ndarray, spheres:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    groups = np.array_split(np.arange(cos.size), max(1, min(torch.get_num_threads(), cos.size)))
+    groups = _angle_groups(cos.size)
 
     def run(angles: np.ndarray) -> None:
         a0, a1 = int(angles[0]), int(angles[-1]) + 1
@@ -100,12 +114,11 @@ def _analytic_voids(phantom: Phantom) -> tuple[np.ndarray, float]:
 
     if phantom.spheres is not None:
         return np.ascontiguousarray(phantom.spheres, dtype=np.float64), math.inf
-    groups = phantom.inclusions
-    empty = {k for k, mu in enumerate(phantom.attenuation) if mu == phantom.attenuation[0]}
-    if (len(phantom.attenuation) < 2 or phantom.attenuation[0] != 0 or not groups
-            or "cylinder_radius" not in phantom.params
-            or not all(isinstance(g, Spheres) and g.label in empty for g in groups)
-            or any(mu not in (phantom.attenuation[0], phantom.attenuation[1]) for mu in phantom.attenuation)):
+    groups, mu = phantom.inclusions, phantom.attenuation
+    # Air (phase 0) and voids empty, everything else the one solid of phase 1: the chords' model.
+    one_solid = len(mu) >= 2 and mu[0] == 0 and all(m in (0, mu[1]) for m in mu)
+    empty_balls = bool(groups) and all(isinstance(g, Spheres) and mu[g.label] == 0 for g in groups)
+    if not (one_solid and empty_balls and "cylinder_radius" in phantom.params):
         raise InputError("method", "is 'analytic'",
                          "a phantom of empty spherical voids in one solid cylinder; project this one as 'voxels'")
     centres = np.concatenate([g.centres for g in groups])
@@ -136,13 +149,11 @@ def _project_chords(phantom: Phantom, angles: np.ndarray, *, su: int, sz: int, r
     n_z, n, mu, radius, centre, u = _chord_geometry(phantom, su)
     cos, sin = np.cos(angles), np.sin(angles)
     out = np.empty((n_z, angles.size, n), dtype=np.float32)
-    groups = np.array_split(np.arange(angles.size), max(1, min(torch.get_num_threads(), angles.size)))
+    groups = _angle_groups(angles.size)
     with ThreadPoolExecutor(len(groups)) as pool:
         for z0 in range(0, n_z, row_batch):
             z1 = min(z0 + row_batch, n_z)
-            z_sub = (np.arange(z0 * sz, z1 * sz) + 0.5) / sz - 0.5
-            near = np.ascontiguousarray(
-                spheres[(spheres[:, 0] - spheres[:, 3] < z_sub[-1]) & (spheres[:, 0] + spheres[:, 3] > z_sub[0])])
+            z_sub, near = _sub_rows_and_voids(z0, z1, sz, spheres)
 
             def run(group: np.ndarray, z0: int = z0, z1: int = z1, z_sub: np.ndarray = z_sub,
                     near: np.ndarray = near) -> None:
@@ -225,10 +236,9 @@ def project_phantom(
     out = np.empty((n_z, angles.size, n), dtype=np.float32)
     for z0 in range(0, n_z, row_batch):
         z1 = min(z0 + row_batch, n_z)
-        z_sub = (np.arange(z0 * sz, z1 * sz) + 0.5) / sz - 0.5
+        z_sub, near = _sub_rows_and_voids(z0, z1, sz, spheres)
         path = np.repeat(np.repeat(cylinder[None, None], z_sub.size, axis=0), angles.size, axis=1)
-        near = spheres[(spheres[:, 0] - spheres[:, 3] < z_sub[-1]) & (spheres[:, 0] + spheres[:, 3] > z_sub[0])]
-        _subtract_voids(path, u, z_sub, np.ascontiguousarray(near), cos, sin, centre=centre, su=su)
+        _subtract_voids(path, u, z_sub, near, cos, sin, centre=centre, su=su)
         out[z0:z1] = _detector_average(torch.from_numpy(mu_solid * np.maximum(path, 0.0)), sz, su)
         if progress is not None:
             progress(z1 - z0)
