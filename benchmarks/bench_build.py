@@ -182,8 +182,8 @@ def _profile_rows(args: argparse.Namespace) -> list[dict]:
              **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", str(args.workers))}]
     print(json.dumps(rows[-1]), flush=True)
     if args.versus:
-        return _versus_rows(args, rows)
-    if args.before:
+        _versus_rows(args, rows)
+    elif args.before:
         from _worktree import commit_tree
 
         with commit_tree(args.before) as tree:
@@ -194,18 +194,16 @@ def _profile_rows(args: argparse.Namespace) -> list[dict]:
         rows[0]["speedup"] = round(rows[1]["seconds"] / rows[0]["seconds"], 2)
     from aiax_bench.data.registry import resolve
 
-    registered = (resolve(args.dataset).content_sha256 or {}).get(args.profile)
-    if registered:
-        for row in rows:
+    for row in rows:
+        registered = (resolve(row.get("dataset", args.dataset)).content_sha256 or {}).get(args.profile)
+        if registered:
             row["matches_registry"] = row["content_sha256"] == registered
     return rows
 
 
-def _versus_rows(args: argparse.Namespace, rows: list[dict]) -> list[dict]:
+def _versus_rows(args: argparse.Namespace, rows: list[dict]) -> None:
     """``--versus``: the other dataset's profile, and each dataset serially where ``--workers`` is given, all with
     today's code in this run; every row's ``speedup`` is the other dataset's serial time over its own."""
-    from aiax_bench.data.registry import resolve
-
     plan = ([(args.dataset, 1)] if args.workers > 1 else []) + [(args.versus, 1)] + (
         [(args.versus, args.workers)] if args.workers > 1 else [])
     rows[0]["dataset"] = args.dataset
@@ -216,10 +214,6 @@ def _versus_rows(args: argparse.Namespace, rows: list[dict]) -> list[dict]:
     baseline = next(row["seconds"] for row in rows if row["dataset"] == args.versus and "workers" not in row)
     for row in rows:
         row["speedup"] = round(baseline / row["seconds"], 2)
-        registered = (resolve(row["dataset"]).content_sha256 or {}).get(args.profile)
-        if registered:
-            row["matches_registry"] = row["content_sha256"] == registered
-    return rows
 
 
 def main() -> None:
