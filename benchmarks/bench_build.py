@@ -128,6 +128,65 @@ print(json.dumps(row))
 """
 
 
+#: ``--discard-samples``: the profile's samples one after another in one process, as a serial build makes them,
+#: each removed from disk once its arrays' sha256 are known (a 512³ sample writes about 10 GB). Samples already
+#: in the progress file are skipped, so a stopped run resumes; the store's content sha256 comes from the arrays'
+#: sha256 as a build's does.
+DISCARD_CHILD = """
+import json, shutil, sys, time
+from pathlib import Path
+import zarr
+from tqdm.auto import tqdm
+from aiax_bench.data.build import _SampleBuilder, sample_ids
+from aiax_bench.data.registry import resolve
+from aiax_bench.mkl_mode import use_compatible_mkl
+from aiax_bench.provenance import peak_memory_mb
+spec, profile, progress = resolve(sys.argv[1]), sys.argv[2], Path(sys.argv[4])
+done = {json.loads(line)["sample"] for line in progress.read_text().splitlines()} if progress.exists() else set()
+use_compatible_mkl()
+builder = _SampleBuilder(spec, profile)
+root = zarr.open_group(str(Path(sys.argv[3]) / "discarded.zarr"), mode="w")
+root.create_group("samples")
+with tqdm(disable=True) as silent:
+    for sample in sample_ids(spec, profile):
+        if sample[0] in done:
+            continue
+        start = time.perf_counter()
+        hashes, _ = builder.build(root, *sample, silent)
+        seconds = time.perf_counter() - start
+        shutil.rmtree(Path(sys.argv[3]) / "discarded.zarr" / "samples" / sample[0])
+        with progress.open("a") as log:
+            log.write(json.dumps({"sample": sample[0], "seed": sample[2], "seconds": round(seconds, 1),
+                                  "peak_rss_mb": round(peak_memory_mb()), "hashes": hashes}) + "\\n")
+shutil.rmtree(Path(sys.argv[3]) / "discarded.zarr")
+"""
+
+
+def _discarded_profile_row(args: argparse.Namespace) -> dict:
+    """``--discard-samples``: the profile built sample by sample (resuming from ``--progress``); its time is the
+    samples' sum, its peak the largest process's, its content sha256 the store's."""
+    from aiax_bench.data.build import sample_ids
+    from aiax_bench.data.registry import resolve
+    from aiax_bench.data.store import digest_of_hashes
+
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", DISCARD_CHILD, args.dataset, args.profile, args.workdir,
+                           str(args.progress)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-2000:])
+    records = [json.loads(line) for line in args.progress.read_text().splitlines()]
+    spec = resolve(args.dataset)
+    if sorted(r["sample"] for r in records) != sorted(s[0] for s in sample_ids(spec, args.profile)):
+        raise SystemExit(f"{args.progress}: the samples recorded are not the profile's")
+    hashes = {key: value for record in records for key, value in record["hashes"].items()}
+    return {"code": "today", "profile": args.profile, "dataset": args.dataset, "discarded": True,
+            "seconds": round(sum(r["seconds"] for r in records), 1),
+            "this_run_wall_seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in records),
+            "samples": [{k: r[k] for k in ("sample", "seed", "seconds", "peak_rss_mb")} for r in records],
+            "content_sha256": digest_of_hashes(hashes)}
+
+
 def _run(code: str, *args: str, source: Path | None = None) -> dict:
     env = dict(os.environ)
     if source is not None:
@@ -178,6 +237,10 @@ def _sampled_run(argv: list[str], every: float,
 
 
 def _profile_rows(args: argparse.Namespace) -> list[dict]:
+    if args.discard_samples:
+        rows = [_discarded_profile_row(args)]
+        print(json.dumps({k: v for k, v in rows[0].items() if k != "samples"}), flush=True)
+        return _checked_against_registry(rows, args)
     rows = [{"code": "today", "profile": args.profile,
              **_run(PROFILE_CHILD, args.dataset, args.profile, args.workdir or "", str(args.workers))}]
     print(json.dumps(rows[-1]), flush=True)
@@ -192,6 +255,10 @@ def _profile_rows(args: argparse.Namespace) -> list[dict]:
         print(json.dumps(rows[-1]), flush=True)
         rows[0]["same_content_as_before"] = rows[0]["content_sha256"] == rows[1]["content_sha256"]
         rows[0]["speedup"] = round(rows[1]["seconds"] / rows[0]["seconds"], 2)
+    return _checked_against_registry(rows, args)
+
+
+def _checked_against_registry(rows: list[dict], args: argparse.Namespace) -> list[dict]:
     from aiax_bench.data.registry import resolve
 
     for row in rows:
@@ -232,11 +299,18 @@ def main() -> None:
                         help="one sample per size: also record its resident memory every S seconds")
     parser.add_argument("--progress", type=Path, default=None, metavar="FILE",
                         help="with --sample-rss: append split times and memory samples here as they come")
+    parser.add_argument("--discard-samples", action="store_true",
+                        help="with --profile and --progress: remove each sample once hashed (a store larger than "
+                             "the disk), resuming from the progress file")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
+    if args.discard_samples and not (args.profile and args.progress and args.workdir):
+        parser.error("--discard-samples needs --profile, --progress (its record, to resume from) and --workdir")
+    if args.discard_samples and (args.versus or args.before or args.workers > 1):
+        parser.error("--discard-samples builds one profile serially: no --versus, --before or --workers")
     if args.versus and args.before:
         parser.error("--versus and --before each name the peer: give one")
-    if args.progress is not None and not args.sample_rss:
+    if args.progress is not None and not (args.sample_rss or args.discard_samples):
         parser.error("--progress needs --sample-rss: the lines are read while the memory is sampled")
     from aiax_bench.provenance import code_provenance
 
