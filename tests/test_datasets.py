@@ -164,6 +164,43 @@ def test_failed_build_leaves_nothing(tiny_dataset, tmp_path, monkeypatch):
     assert list(target.parent.iterdir()) == []
 
 
+def test_room_for_the_other_samples_is_checked_against_the_real_disk(tmp_path):
+    import shutil
+
+    from aiax_bench.data.store import check_room_for_samples
+
+    sample = tmp_path / "samples" / "train-000" / "high"
+    sample.mkdir(parents=True)
+    (sample / "c.0").write_bytes(b"x" * 1000)
+    (sample.parent / "zarr.json").write_bytes(b"y" * 24)
+    assert check_room_for_samples(tmp_path, "train-000", 3, target=tmp_path / "s.zarr") == 1024
+    more_than_fits = shutil.disk_usage(tmp_path).free // 1024 + 1
+    with pytest.raises(StoreError, match=rf"^{tmp_path / 's.zarr'}: its {more_than_fits} other samples need about"):
+        check_room_for_samples(tmp_path, "train-000", more_than_fits, target=tmp_path / "s.zarr")
+
+
+def test_a_build_its_disk_cannot_hold_stops_after_one_sample_and_leaves_nothing(tmp_path, monkeypatch):
+    """A full disk reported by the operating system (its free space set to 1 MB, less than a tiny sample)."""
+    import shutil
+
+    import aiax_bench.data.build as build
+    from aiax_bench.data.registry import resolve
+
+    usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(path)._replace(free=10**6))
+    built = []
+    sample_build = build._SampleBuilder.build
+    monkeypatch.setattr(build._SampleBuilder, "build", lambda self, root, sample_id, *rest:
+                        built.append(sample_id) or sample_build(self, root, sample_id, *rest))
+    target = tmp_path / "foam" / "1.0" / "tiny.zarr"
+    expected = r"its 3 other samples need about \S+ GB \(\S+ GB each, as train-000\) and its disk has 0\.0 GB free"
+    with pytest.raises(StoreError, match=expected) as error:
+        build.build_store(resolve("foam@1.0"), "tiny", target, quiet=True)
+    assert "\n" not in str(error.value) and str(target) in str(error.value)
+    assert built == ["train-000"]
+    assert list(target.parent.iterdir()) == []
+
+
 def test_missing_store_without_build(tmp_path):
     with pytest.raises(StoreError, match="not in the cache"):
         load("foam@1.0", profile="tiny", root=tmp_path, build=False)

@@ -16,7 +16,7 @@ import numpy as np
 
 from aiax_bench.data import sample_recipe
 from aiax_bench.data.registry import PARTS, DatasetVersion
-from aiax_bench.data.store import SampleWriter, atomic_store
+from aiax_bench.data.store import SampleWriter, atomic_store, check_room_for_samples
 from aiax_bench.errors import InputError
 from aiax_bench.mkl_mode import use_compatible_mkl
 from aiax_bench.recon import ParallelBeamProjector, fbp
@@ -524,7 +524,9 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
     A cone-beam dataset (recipe ``source: cone-beam``) is scanned as a lab
     micro-CT does (:func:`aiax_bench.data.cone.build_cone_store`).
 
-    The store appears at ``target`` only once complete (see :class:`atomic_store`).
+    The store appears at ``target`` only once complete (see :class:`atomic_store`). Once its first sample
+    is written, a build its disk cannot hold stops (:func:`~aiax_bench.data.store.check_room_for_samples`):
+    ``benchmarks/README.md`` gives a ``large`` sample's size.
 
     Parameters
     ----------
@@ -586,7 +588,11 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
         root.create_group("samples")
         if workers == 1:
             builder = _SampleBuilder(spec, profile)
-            results = [builder.build(root, *sample, bar) for sample in ids]
+            results = []
+            for sample in ids:
+                results.append(builder.build(root, *sample, bar))
+                if len(results) == 1:
+                    check_room_for_samples(tmp, sample[0], len(ids) - 1, target=target)
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -598,8 +604,10 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
                 futures = {pool.submit(_build_in_worker, str(tmp), *sample): k for k, sample in enumerate(ids)}
                 results: list = [None] * len(ids)
                 try:
-                    for future in as_completed(futures):
+                    for done, future in enumerate(as_completed(futures), start=1):
                         results[futures[future]] = future.result()
+                        if done == 1:  # the samples being written meanwhile are counted as not started
+                            check_room_for_samples(tmp, ids[futures[future]][0], len(ids) - 1, target=target)
                         bar.set_postfix_str(f"{ids[futures[future]][0]}: written")
                         bar.update(per_sample)
                 except BaseException:

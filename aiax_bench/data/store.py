@@ -361,6 +361,39 @@ def digest_of_hashes(hashes: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+def check_room_for_samples(building: Path, sample_id: str, others: int, *, target: Path) -> int:
+    """After a build's first sample is written: raise if the disk cannot hold ``others`` more like it.
+
+    A store's size is known once a sample of it is on disk (compression depends on the data), so a
+    large profile (about 6 GB a sample at 512³) that cannot fit fails after one sample, not after
+    hours, and :class:`atomic_store` removes what was written.
+
+    Parameters
+    ----------
+    building : pathlib.Path
+        The store being written (its temporary folder).
+    sample_id : str
+        The sample just written, under ``samples/``.
+    others : int
+        Samples still to be written.
+    target : pathlib.Path
+        Where the store goes, for the message.
+
+    Returns
+    -------
+    int
+        The sample's size on disk (bytes).
+    """
+    written = sum(path.stat().st_size for path in (building / "samples" / sample_id).rglob("*") if path.is_file())
+    free = shutil.disk_usage(building).free
+    if written * others > free:
+        raise StoreError(target, f"its {others} other samples need about {written * others / 1e9:.1f} GB "
+                                 f"({written / 1e9:.2f} GB each, as {sample_id}) and its disk has "
+                                 f"{free / 1e9:.1f} GB free",
+                         "free that space, or point AIAX_BENCH_DATA to a larger disk")
+    return written
+
+
 class atomic_store:
     """Context manager yielding a temporary directory that becomes ``target`` on success.
 
