@@ -212,19 +212,24 @@ def _sampled_run(argv: list[str], every: float,
         start = time.perf_counter()
         # A reader of its own: the child writes through the same open file, so seeking err would move its offset.
         reader = open(f"/proc/self/fd/{err.fileno()}") if progress is not None else None
-        while child.poll() is None:
+        while True:
+            running = child.poll() is None  # read once more after the exit: the last lines come then
+            sampled = False
             try:
                 status = Path(f"/proc/{child.pid}/status").read_text()
                 kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
                 timeline.append([round(time.perf_counter() - start), round(kb / 1024)])
+                sampled = True
             except (OSError, StopIteration):
                 pass
             if reader is not None:
                 lines = [line for line in reader.readlines() if line.startswith("{")]  # the child's progress lines
                 with progress.open("a") as log:
                     log.writelines(lines)
-                    if timeline:
+                    if sampled:
                         log.write(json.dumps({"t_s": timeline[-1][0], "rss_mb": timeline[-1][1]}) + "\n")
+            if not running:
+                break
             try:
                 child.wait(timeout=every)
             except subprocess.TimeoutExpired:
