@@ -145,3 +145,36 @@ def test_whole_array_hash_and_fingerprint_are_numpys_values_from_one_float64_cop
     finally:
         tracemalloc.stop()
     assert peak < 1.1 * data.size * 8
+
+
+def test_a_sample_writer_digests_slab_by_slab_within_one_float64_slab(tmp_path):
+    """What a build records for an array: its exact sha256, and a fingerprint within 1e-12 of NumPy's whole-array
+    one, from one float64 temporary of a slab's size (the whole array's would be twice its float32 bytes)."""
+    import tracemalloc
+
+    import zarr
+
+    from aiax_bench.data.store import (
+        WRITE_SLAB_BYTES,
+        SampleWriter,
+        array_fingerprint,
+        array_sha256,
+        stream_sha256_and_fingerprint,
+    )
+
+    data = np.random.default_rng(2).normal(3.0, 0.5, (128, 256, 512)).astype(np.float32)  # 64 MiB
+    hashes, fingerprint = {}, {}
+    writer = SampleWriter(zarr.open_group(str(tmp_path / "s.zarr"), mode="w"), "train-000", hashes=hashes,
+                          fingerprint=fingerprint)
+    writer.add("high", data)
+    assert hashes["train-000/high"] == array_sha256(data)
+    for key, value in array_fingerprint(data).items():
+        assert fingerprint["train-000/high"][key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    tracemalloc.start()
+    try:
+        assert stream_sha256_and_fingerprint(data, slab_bytes=WRITE_SLAB_BYTES) == (
+            hashes["train-000/high"], fingerprint["train-000/high"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.2 * WRITE_SLAB_BYTES < data.nbytes * 2

@@ -92,11 +92,16 @@ def write_array(group, path: str, data: np.ndarray) -> None:
     group.create_array(path, data=data, **_layout(data.shape))
 
 
+#: Bytes of an array a :class:`SampleWriter` hashes and fingerprints at a time: its one float64 temporary
+#: is a slab's, where the whole array's would be 1 GiB at 512³ (``tests/test_integrity.py`` bounds it).
+WRITE_SLAB_BYTES = 16 * 2**20
+
+
 class SampleWriter:
     """Writes one sample's arrays under ``samples/<sample_id>`` as they are made, then its attributes.
 
-    Each array is written, hashed and fingerprinted when added, so the caller
-    can drop it at once: a build holds the arrays one split needs, not the
+    Each array is written, hashed and fingerprinted (slab by slab, :func:`stream_sha256_and_fingerprint`)
+    when added, so the caller can drop it at once: a build holds the arrays one split needs, not the
     whole sample (at 512³ each volume is 512 MiB and a sample has 30). The
     store-wide ``hashes`` (for :func:`digest_of_hashes`) and ``fingerprint``
     gain ``<sample_id>/<array>`` entries; :meth:`finish` writes the sample's
@@ -111,7 +116,8 @@ class SampleWriter:
 
     def add(self, name: str, data: np.ndarray) -> None:
         write_array(self.group, name, data)
-        self._record(name, array_sha256(data), array_fingerprint(data))
+        # Slab by slab: the whole array's float64 copy would be 1 GiB at 512³, a large build's peak.
+        self._record(name, *stream_sha256_and_fingerprint(np.asarray(data), slab_bytes=WRITE_SLAB_BYTES))
 
     def slab_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype | type) -> SlabArray:
         """An array larger than memory, written from its consecutive slabs along axis 0 (see :class:`SlabArray`).
@@ -191,8 +197,8 @@ def array_fingerprint(data: np.ndarray) -> dict[str, float]:
     """Summary statistics that identify an array up to floating-point noise.
 
     The values are NumPy's ``mean``, ``std``, ``min`` and ``max`` of the array
-    in float64, bit for bit, from one float64 copy (``std`` would make a second):
-    at 512³ that is 1 GiB less at the peak of a build.
+    in float64, bit for bit, from one float64 copy (``std`` would make a second).
+    A build's :class:`SampleWriter` takes them slab by slab instead (:class:`SlabDigest`).
     """
     data = np.asarray(data)
     low, high = float(data.min()), float(data.max())  # exact in float64 whatever the input's float type
@@ -248,14 +254,16 @@ class SlabDigest:
         self.digest.update(_raw_bytes(slab))
         if slab.size == 0:
             return
-        values = slab.astype(np.float64, copy=False)
+        values = slab.astype(np.float64)  # a copy of our own: the deviations are squared in it, in place
         n, slab_mean = values.size, float(values.mean())
-        slab_m2 = float(np.square(values - slab_mean).sum())
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+        np.subtract(values, slab_mean, out=values)
+        np.multiply(values, values, out=values)
+        slab_m2 = float(values.sum())
         delta, total = slab_mean - self.mean, self.count + n
         self.mean += delta * n / total
         self.m2 += slab_m2 + delta * delta * self.count * n / total
         self.count = total
-        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
 
     def result(self) -> tuple[str, dict[str, float]]:
         """The sha256 and the fingerprint of the rows added so far."""
