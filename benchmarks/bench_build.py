@@ -8,6 +8,8 @@
         --output benchmarks/build-foam-2.0-512.json
     python benchmarks/bench_build.py --dataset foam@3.0 --profile small --workers 2 --versus foam@2.0 \\
         --output benchmarks/build-foam-3.0-small.json
+    python benchmarks/bench_build.py --dataset foam@3.0 --profile large --discard-samples \\
+        --progress large.jsonl --workdir DIR --output benchmarks/build-foam-3.0-large.json
 
 Each size builds a profile of one training sample (the recipe's phantom,
 acquisition and every split, as ``datasets build`` does) in a fresh process,
@@ -26,6 +28,11 @@ with today's code and, given ``--before``, with the code of that git commit
 content sha256 are recorded, and whether they agree. ``--workers N`` builds
 today's with N sample processes (``build_store(..., workers=N)``) and also
 records the largest worker's peak memory; the earlier commit's builds serially.
+
+``--discard-samples`` (with ``--profile``, ``--progress FILE`` and ``--workdir``) builds a profile larger than
+the disk: its samples one after another in one process, as a serial build does, each removed once its arrays are
+hashed. Each sample's time, peak memory so far and size on disk go to the progress file as it ends, and a stopped
+run resumes from there; the store's content sha256 comes from the arrays' sha256 as a build's does.
 
 A one-sample run also records each split's own seconds (``split_seconds``: the
 degradation, its projections and its reconstruction; parallel-beam recipes),
@@ -154,10 +161,13 @@ with tqdm(disable=True) as silent:
         start = time.perf_counter()
         hashes, _ = builder.build(root, *sample, silent)
         seconds = time.perf_counter() - start
-        shutil.rmtree(Path(sys.argv[3]) / "discarded.zarr" / "samples" / sample[0])
+        folder = Path(sys.argv[3]) / "discarded.zarr" / "samples" / sample[0]
+        disk = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        shutil.rmtree(folder)
         with progress.open("a") as log:
             log.write(json.dumps({"sample": sample[0], "seed": sample[2], "seconds": round(seconds, 1),
-                                  "peak_rss_mb": round(peak_memory_mb()), "hashes": hashes}) + "\\n")
+                                  "peak_rss_mb": round(peak_memory_mb()), "disk_bytes": disk,
+                                  "hashes": hashes}) + "\\n")
 shutil.rmtree(Path(sys.argv[3]) / "discarded.zarr")
 """
 
@@ -183,7 +193,8 @@ def _discarded_profile_row(args: argparse.Namespace) -> dict:
             "seconds": round(sum(r["seconds"] for r in records), 1),
             "this_run_wall_seconds": round(time.perf_counter() - started, 1),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in records),
-            "samples": [{k: r[k] for k in ("sample", "seed", "seconds", "peak_rss_mb")} for r in records],
+            "samples": [{k: r[k] for k in ("sample", "seed", "seconds", "peak_rss_mb", "disk_bytes") if k in r}
+                        for r in records],
             "content_sha256": digest_of_hashes(hashes)}
 
 
