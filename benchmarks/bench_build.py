@@ -147,6 +147,7 @@ from tqdm.auto import tqdm
 from aiax_bench.data.build import _SampleBuilder, sample_ids
 from aiax_bench.data.registry import resolve
 from aiax_bench.mkl_mode import use_compatible_mkl
+from aiax_bench.data.store import stored_bytes
 from aiax_bench.provenance import peak_memory_mb
 spec, profile, progress = resolve(sys.argv[1]), sys.argv[2], Path(sys.argv[4])
 done = {json.loads(line)["sample"] for line in progress.read_text().splitlines()} if progress.exists() else set()
@@ -162,7 +163,7 @@ with tqdm(disable=True) as silent:
         hashes, _ = builder.build(root, *sample, silent)
         seconds = time.perf_counter() - start
         folder = Path(sys.argv[3]) / "discarded.zarr" / "samples" / sample[0]
-        disk = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        disk = stored_bytes(folder)
         shutil.rmtree(folder)
         with progress.open("a") as log:
             log.write(json.dumps({"sample": sample[0], "seed": sample[2], "seconds": round(seconds, 1),

@@ -34,10 +34,6 @@ def _codecs() -> dict:
     }
 
 
-def _disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="foam@3.0")
@@ -52,7 +48,7 @@ def main() -> None:
 
     from aiax_bench.data.build import build_store
     from aiax_bench.data.registry import resolve
-    from aiax_bench.data.store import CHUNK
+    from aiax_bench.data.store import CHUNK, stored_bytes
     from aiax_bench.provenance import code_provenance
 
     code = code_provenance()["git_commit"][:7]
@@ -85,7 +81,7 @@ def main() -> None:
                     group[name][...]
                 best_read = min(best_read, time.perf_counter() - start)
             rows.append({"codec": label, "write_s": round(best_write, 3), "read_s": round(best_read, 3),
-                         "ratio": round(raw / _disk_bytes(target), 3)})
+                         "ratio": round(raw / stored_bytes(target), 3)})
             print(json.dumps(rows[-1]), flush=True)
     args.output.write_text(json.dumps({
         "benchmark": "codec", "dataset": args.dataset, "size": args.size, "seed": args.seed,

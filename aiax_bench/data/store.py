@@ -369,6 +369,11 @@ def digest_of_hashes(hashes: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+def stored_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (a store, a sample, an array), as they lie on disk after compression."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
 def check_room_for_samples(building: Path, sample_id: str, others: int, *, target: Path) -> int:
     """After a build's first sample is written: raise if the disk cannot hold ``others`` more like it.
 
@@ -392,7 +397,7 @@ def check_room_for_samples(building: Path, sample_id: str, others: int, *, targe
     int
         The sample's size on disk (bytes).
     """
-    written = sum(path.stat().st_size for path in (building / "samples" / sample_id).rglob("*") if path.is_file())
+    written = stored_bytes(building / "samples" / sample_id)
     free = shutil.disk_usage(building).free
     if written * others > free:
         raise StoreError(target, f"its {others} other samples need about {written * others / 1e9:.1f} GB "
