@@ -91,13 +91,17 @@ PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).r
         "sys.exit(code)")
 
 
-def run(files: dict[str, str], output: Path, *, out_of_core: bool, memory_gib: float) -> dict:
-    """One ``aiax-bench reconstruct`` in a fresh process: wall seconds and peak RSS (MB)."""
+def run(files: dict[str, str], output: Path, *, out_of_core: bool, memory_gib: float,
+        crop_rows: int | None = None) -> dict:
+    """One ``aiax-bench reconstruct`` in a fresh process (of the first ``crop_rows`` rows, if given): wall seconds
+    and peak RSS (MB)."""
     command = [str(Path(sys.executable).with_name("aiax-bench")), "reconstruct", files["scan"], "--output",
                str(output), "--kind", "projections", "--angle-range", f"0,{files['last_deg']}",
                "--flats", files["flat"], "--darks", files["dark"]]
     if out_of_core:
         command += ["--out-of-core", "--memory", str(memory_gib)]
+    if crop_rows is not None:
+        command += ["--crop-rows", f"0:{crop_rows}"]
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PEAK, *command], capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -112,6 +116,23 @@ def run(files: dict[str, str], output: Path, *, out_of_core: bool, memory_gib: f
     return record
 
 
+def reuse_scan(folder: Path, rows: list[int], *, memory_gib: float, workdir: Path | None) -> list[dict]:
+    """Out-of-core runs of the first ``rows`` rows of the scan in ``folder``, each a fresh process."""
+    n_angles, n_rows, n_columns = np.load(folder / "scan.npy", mmap_mode="r").shape
+    angles = np.linspace(0.0, np.pi, n_angles, endpoint=False)
+    files = {name: str(folder / f"{name}.npy") for name in ("scan", "flat", "dark")}
+    files["last_deg"] = repr(float(np.rad2deg(angles[-1])))
+    records = []
+    for count in rows:
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            record = run(files, Path(tmp) / "ooc.zarr", out_of_core=True, memory_gib=memory_gib, crop_rows=count)
+        record.update(rows=count, how="out of core", scan_shape=[n_angles, n_rows, n_columns],
+                      seconds_per_slice=round(record["seconds"] / count, 2))
+        print(json.dumps(record), flush=True)
+        records.append(record)
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--columns", type=int, default=2048)
@@ -121,12 +142,18 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where the scans and volumes are written")
     parser.add_argument("--memory", type=float, default=2.0, help="--memory of the out-of-core runs (GiB)")
     parser.add_argument("--output", type=Path, default=HERE / "reconstruct-streamed.json")
+    parser.add_argument("--scan", type=Path, default=None,
+                        help="a folder holding an earlier run's scan.npy, flat.npy and dark.npy: each of --rows is "
+                             "that many of its rows, read out of core from the whole file (nothing is written)")
     args = parser.parse_args()
     import torch
 
     rows_out = []
+    if args.scan is not None:
+        rows_out = reuse_scan(args.scan, args.rows, memory_gib=args.memory, workdir=args.workdir)
+        args.columns, args.angles = rows_out[0]["scan_shape"][2], rows_out[0]["scan_shape"][0]
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        for rows in sorted({*args.rows, args.in_memory_rows} - {0}):
+        for rows in [] if args.scan is not None else sorted({*args.rows, args.in_memory_rows} - {0}):
             folder = Path(tmp) / f"rows{rows}"
             folder.mkdir()
             start = time.perf_counter()
