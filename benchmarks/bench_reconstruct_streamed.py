@@ -1,7 +1,8 @@
 """Out-of-core reconstruction of a 2048-pixel, 1,500-projection scan: peak memory and throughput.
 
     python benchmarks/bench_reconstruct_streamed.py [--columns 2048] [--angles 1500] [--rows 8 24] \\
-        [--in-memory-rows 8] [--memory 2] [--output benchmarks/reconstruct-streamed.json]
+        [--in-memory-rows 8] [--memory 2] [--workdir DIR] [--scan FOLDER] \\
+        [--output benchmarks/reconstruct-streamed.json]
 
 A scan of ``--rows`` detector rows (counts of a holed cylinder, analytic chord
 lengths with Poisson noise, one flat and one dark) is written as a ``.npy``
@@ -9,7 +10,9 @@ file, and ``aiax-bench reconstruct --out-of-core`` reads it slab by slab as it
 would read a 2048-row scan: flat/dark, -log, the centre found on the middle
 row, Hann FBP, slabs written to zarr. Each run is a fresh process; its peak
 resident memory is the kernel's high-water mark (``ru_maxrss``) for that
-process, and its time counts everything (imports, centring, reading, writing).
+process, which counts the pages of a memory-mapped file it holds as well as
+its own arrays, and its time counts everything (imports, centring, reading,
+writing).
 
 The peer in the same run is the in-memory ``aiax-bench reconstruct`` of
 ``--in-memory-rows`` rows: the same arithmetic, whose memory grows with the
@@ -18,7 +21,9 @@ rows (the whole scan, the whole volume and a 32-slice FBP batch in memory).
 With ``--rows 2048 --in-memory-rows 0`` the whole 2048 × 2048² × 1,500 volume
 is reconstructed (the scan takes 25 GB of disk and the volume 34 GB, in
 ``--workdir``); otherwise it is projected from the measured throughput (slices
-per second after the first slab).
+per second after the first slab). ``--scan FOLDER`` reads an earlier run's
+scan again (kept with hard links, say): each of ``--rows`` is then that many
+of its rows, read through the mapping of the whole file.
 """
 
 from __future__ import annotations
