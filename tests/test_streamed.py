@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _mapped import needs_smaps, resident_kb_of_mapping
 
 from aiax_bench.errors import InputError
 from aiax_bench.ingest.preprocess import Paganin, Preprocessing
@@ -162,35 +163,23 @@ def test_reconstruct_command_out_of_core_from_hdf5_and_npy(tmp_path, capsys):
     assert "--memory is 0.0" in capsys.readouterr().err and not (tmp_path / "x.zarr").exists()
 
 
-def _resident_kb_of_mapping(path: Path) -> int:
-    """This process's resident kB of its memory mappings of ``path`` (Linux ``/proc/self/smaps``)."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()
-        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header: address range, perms, offset, ...
-            inside = line.endswith(str(path))
-        elif inside and head[:1] == ["Rss:"]:
-            total += int(head[1])
-    return total
-
-
-@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc/self/smaps")
+@needs_smaps
 def test_a_memory_mapped_scan_does_not_stay_resident_after_its_slabs_are_read(tmp_path):
     """Each slab's pages are dropped from the process once read: reading a 25 GB scan through its mapping
     otherwise left 17 GB resident. The result is the in-memory reconstruction's, as before."""
-    from aiax_bench.ingest.streamed import release_mapped_pages
+    from aiax_bench.mapped_files import release_mapped_pages
 
     path = tmp_path / "big.npy"
     np.save(path, np.ones((64, 64, 512), np.float32))  # 8 MiB
     mapped = np.load(path, mmap_mode="r")
     assert float(mapped[:, 10:20].sum()) == 64 * 10 * 512
-    assert _resident_kb_of_mapping(path) >= 64 * 10 * 512 * 4 // 1024  # the rows read are resident
+    assert resident_kb_of_mapping(path) >= 64 * 10 * 512 * 4 // 1024  # the rows read are resident
     release_mapped_pages(mapped[:, 10:20])  # through a view, as slabs are cut
-    assert _resident_kb_of_mapping(path) == 0
+    assert resident_kb_of_mapping(path) == 0
     assert float(mapped[:, 10:20].sum()) == 64 * 10 * 512  # read again from the page cache or the file
 
     scan = _scan(path=tmp_path / "scan.npy")
     reconstruct_out_of_core(scan, tmp_path / "ooc.zarr", memory_bytes=ANGLES * N * 4 * 3)  # slabs of 3 rows
-    assert _resident_kb_of_mapping(tmp_path / "scan.npy") == 0
+    assert resident_kb_of_mapping(tmp_path / "scan.npy") == 0
     expected, _ = reconstruct(_scan(), settings=Preprocessing())
     np.testing.assert_array_equal(_read(tmp_path / "ooc.zarr"), expected)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _mapped import needs_smaps, resident_kb_of_mapping
 from torch import nn
 
 from aiax_bench.data.torch_adapter import RandomPatches, SliceStacks
@@ -285,3 +286,19 @@ def test_losses():
     assert float(make_loss("l2", scale=0.5)(y, x)) == pytest.approx(float(((y - x) / 0.5).square().mean()))
     with pytest.raises(InputError, match="expected one of"):
         make_loss("l3")
+
+
+@needs_smaps
+def test_predict_volume_keeps_one_slab_of_a_memory_mapped_volume_resident(tmp_path):
+    """A ``.npy`` volume is read through its map: each slab's pages are dropped once read, and the
+    prediction is the one from the volume in memory."""
+    from aiax_bench.training.inference import predict_volume
+
+    path = tmp_path / "volume.npy"
+    np.save(path, np.random.default_rng(0).random((40, 64, 64), dtype=np.float32))
+    mapped = np.load(path, mmap_mode="r")
+    torch.manual_seed(0)
+    model = nn.Conv2d(5, 1, 3, padding=1)
+    from_map = predict_volume(model, mapped, slab=8, device="cpu")
+    assert resident_kb_of_mapping(path) == 0
+    np.testing.assert_array_equal(from_map, predict_volume(model, np.array(mapped), slab=8, device="cpu"))

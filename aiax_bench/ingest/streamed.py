@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import mmap
 import os
 import shutil
 import time
@@ -43,9 +42,9 @@ import numpy as np
 from aiax_bench.errors import InputError
 from aiax_bench.ingest.preprocess import ZINGER_SIZE, Preprocessing, preprocess
 from aiax_bench.ingest.scan import Projections
+from aiax_bench.mapped_files import release_mapped_pages
 
-__all__ = ["DEFAULT_MEMORY_BYTES", "StreamedReconstruction", "reconstruct_out_of_core", "release_mapped_pages",
-           "slab_rows_for"]
+__all__ = ["DEFAULT_MEMORY_BYTES", "StreamedReconstruction", "reconstruct_out_of_core", "slab_rows_for"]
 
 #: Memory the slabs may take by default (bytes): a laptop's share, well under the 4 GB a 2048³ run is held to.
 DEFAULT_MEMORY_BYTES = 2 << 30
@@ -130,24 +129,6 @@ def _slab(projections: Projections, lo: int, hi: int, columns: slice) -> Project
                        signal=projections.signal, flat_positions=projections.flat_positions,
                        geometry=projections.geometry, geometry_parameters=dict(projections.geometry_parameters),
                        pixel_size_um=projections.pixel_size_um, provenance=dict(projections.provenance))
-
-
-def release_mapped_pages(array: Any) -> None:
-    """Drop the pages a read-only memory-mapped array has read from this process's resident memory.
-
-    A slab of detector rows read from a memory-mapped file leaves its pages mapped: over a 25 GB scan the
-    process's resident memory grows to whatever the page cache holds (17 GB measured at 2048² × 1,500),
-    although nothing of it is needed again. The pages stay in the kernel's page cache (a later read finds
-    them there); only this process's mapping of them is dropped. Arrays not backed by a read-only
-    ``numpy.memmap`` (HDF5, zarr, in memory) are left alone.
-    """
-    while array is not None:
-        mapping = getattr(array, "_mmap", None)
-        if mapping is not None:
-            if getattr(array, "mode", None) == "r" and hasattr(mmap, "MADV_DONTNEED"):
-                mapping.madvise(mmap.MADV_DONTNEED)
-            return
-        array = getattr(array, "base", None)
 
 
 def reconstruct_out_of_core(projections: Projections, target: Path | str, *, settings: Preprocessing | None = None,

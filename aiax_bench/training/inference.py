@@ -25,6 +25,7 @@ from torch import nn
 
 from aiax_bench.data.torch_adapter import reflect_indices
 from aiax_bench.errors import InputError
+from aiax_bench.mapped_files import release_mapped_pages
 from aiax_bench.recon.device import default_device
 
 __all__ = ["CPU_BATCH_BYTES", "TILE_BYTES", "activation_bytes_per_pixel", "inference_plan", "predict_volume",
@@ -243,6 +244,7 @@ def predict_volume(model: nn.Module, volume: Any, *, slices: int = 5, batch_size
             zs = reflect_indices(z0 - h, z1 + h, nz)
             lo, hi = int(zs.min()), int(zs.max()) + 1
             block = torch.from_numpy(np.asarray(volume[lo:hi], dtype=np.float32)[zs - lo]).to(device)
+            release_mapped_pages(volume)  # a .npy volume read through its map: one slab resident at a time
             acc = torch.zeros((channels, z1 - z0, ny, nx), dtype=torch.float32, device=device)
             norm = torch.zeros((ny, nx), dtype=torch.float32, device=device)
             for y0, x0 in windows:
