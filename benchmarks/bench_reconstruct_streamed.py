@@ -44,6 +44,13 @@ HERE = Path(__file__).resolve().parent
 PHOTONS = 20000.0
 
 
+def scan_files(folder: Path, n_angles: int) -> dict[str, str]:
+    """The scan, flat and dark files of ``folder`` and the last of its ``n_angles`` angles over 180° (degrees)."""
+    files = {name: str(folder / f"{name}.npy") for name in ("scan", "flat", "dark")}
+    files["last_deg"] = repr(float(np.rad2deg(np.linspace(0.0, np.pi, n_angles, endpoint=False)[-1])))
+    return files
+
+
 def write_scan(folder: Path, rows: int, columns: int, n_angles: int) -> dict[str, str]:
     """Counts ``(A, rows, columns)`` of a cylinder (radius 0.4 D) with two holes that move with the row."""
     angles = np.linspace(0.0, np.pi, n_angles, endpoint=False)
@@ -85,8 +92,7 @@ def write_scan(folder: Path, rows: int, columns: int, n_angles: int) -> dict[str
     del data
     np.save(folder / "flat.npy", np.full((1, rows, columns), PHOTONS, np.float32))
     np.save(folder / "dark.npy", np.zeros((1, rows, columns), np.float32))
-    return {"scan": str(folder / "scan.npy"), "flat": str(folder / "flat.npy"), "dark": str(folder / "dark.npy"),
-            "last_deg": repr(float(np.rad2deg(angles[-1])))}
+    return scan_files(folder, n_angles)
 
 
 #: Runs a command and prints its peak resident memory: the children's high-water mark of a process that has
@@ -124,9 +130,7 @@ def run(files: dict[str, str], output: Path, *, out_of_core: bool, memory_gib: f
 def reuse_scan(folder: Path, rows: list[int], *, memory_gib: float, workdir: Path | None) -> list[dict]:
     """Out-of-core runs of the first ``rows`` rows of the scan in ``folder``, each a fresh process."""
     n_angles, n_rows, n_columns = np.load(folder / "scan.npy", mmap_mode="r").shape
-    angles = np.linspace(0.0, np.pi, n_angles, endpoint=False)
-    files = {name: str(folder / f"{name}.npy") for name in ("scan", "flat", "dark")}
-    files["last_deg"] = repr(float(np.rad2deg(angles[-1])))
+    files = scan_files(folder, n_angles)
     records = []
     for count in rows:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
