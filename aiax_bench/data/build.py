@@ -58,6 +58,7 @@ class _SampleContext:
     projector: Callable[[int, np.ndarray], ParallelBeamProjector]
     project: Callable[[np.ndarray], np.ndarray]
     noise_blocks: bool = False   # counting noise per block of detector rows (recipe acquisition.noise: row-blocks)
+    averaged_counts: bool = False  # binned and exposure averages inside the draw (noise: row-blocks-averaged)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rng(self, split: str) -> np.random.Generator:
@@ -67,6 +68,21 @@ class _SampleContext:
         """Scan ``scan`` (a split's name, or ``"reference"``) of these line integrals: Poisson counts from its
         own stream, or its own streams per block of rows."""
         return counting_noise(line_integrals, photons, seed=self.seed, scan=scan, blocks=self.noise_blocks)
+
+    def averaged_noise(self, scan: str, line_integrals: np.ndarray, photons: float, *, steps: int = 1,
+                       binning: int = 1) -> np.ndarray:
+        """Scan ``scan`` through a detector that averages the intensity of ``steps`` consecutive projections
+        (a continuous exposure) and of ``binning x binning`` pixels, ``photons`` per recorded pixel: inside
+        the noise draw where the recipe says so (``row-blocks-averaged``), else in line integrals first."""
+        if self.averaged_counts:
+            return poisson_noise_blocks(line_integrals, photons, key=sample_recipe.noise_key(self.seed, scan),
+                                        steps=steps, binning=binning)
+        averaged = line_integrals
+        if steps > 1:
+            averaged = continuous_rotation(averaged, steps)
+        if binning > 1:
+            averaged = bin_detector(averaged, binning)
+        return self.counting_noise(scan, averaged, photons)
 
     def fbp(self, sinogram: np.ndarray, angles: np.ndarray, *, size: int | None = None,
             voxel_cm: float | None = None) -> np.ndarray:
@@ -79,7 +95,10 @@ class _SampleContext:
 #: How a recipe's counting noise is drawn (``acquisition.noise``); absent: ``sequential``. ``row-blocks``
 #: applies to the reference, sparse, dose, binning, continuous and beam-hardening scans; a detector-artefact
 #: split draws its noise with its artefacts (gains, zingers, flats) from its one stream either way.
-NOISE_DRAWS = ("sequential", "row-blocks")
+#: ``row-blocks-averaged`` is ``row-blocks`` whose binned and continuous scans average the intensity of their
+#: fine pixels and sub-angles inside the draw, in the same compiled IEEE arithmetic (the same bits on every
+#: CPU, and no float32 line integrals between); ``row-blocks`` averages them with numpy first.
+NOISE_DRAWS = ("sequential", "row-blocks", "row-blocks-averaged")
 
 
 def counting_noise(line_integrals: np.ndarray, photons: float, *, seed: int, scan: str, blocks: bool) -> np.ndarray:
@@ -117,20 +136,34 @@ def _binning(ctx: _SampleContext, name: str, params: dict[str, Any]):
     from scipy import ndimage
 
     f = int(params["factor"])
-    sino = ctx.counting_noise(name, bin_detector(ctx.clean, f), ctx.photons * f * f)
+    sino = ctx.averaged_noise(name, ctx.clean, ctx.photons * f * f, binning=f)
     coarse = ctx.fbp(sino, ctx.angles, voxel_cm=ctx.voxel_cm * f)
     low = ndimage.zoom(coarse, f, order=1, mode="nearest", grid_mode=True).astype(np.float32)
     return low, sino, ctx.angles
 
 
 def _continuous(ctx: _SampleContext, name: str, params: dict[str, Any]):
-    """N projections while the sample keeps rotating: each is blurred over its exposure arc."""
+    """N projections while the sample keeps rotating: each is blurred over its exposure arc.
+
+    With ``sub_angles: reference`` the N arcs tile the half turn, and each exposure averages the reference
+    projections its arc covers (the reference's angles are its sub-angles): nothing is projected again.
+    Otherwise each arc is sampled at ``steps`` sub-angles of its own, projected for the split.
+    """
+    if params.get("sub_angles") == "reference":
+        n_ref, n_angles = ctx.angles.size, int(params["n_angles"])
+        if n_ref % n_angles:
+            raise InputError(f"split {name}: n_angles", f"is {n_angles}",
+                             f"a divisor of the {n_ref} reference angles (sub_angles: reference)")
+        steps = n_ref // n_angles
+        # The middle of each arc: the mean of its sub-angles.
+        angles = ctx.angles[::steps] + (steps - 1) / 2 * (np.pi / n_ref)
+        sino = ctx.averaged_noise(name, ctx.clean, ctx.photons, steps=steps)
+        return ctx.fbp(sino, angles), sino, angles
     idx = angle_subset(ctx.angles.size, params["n_angles"])
     angles = ctx.angles[idx]
     steps = int(params.get("steps", 8))
     sub = exposure_angles(angles, steps, arc=np.pi / angles.size)
-    blurred = continuous_rotation(ctx.project(sub), steps)
-    sino = ctx.counting_noise(name, blurred, ctx.photons)
+    sino = ctx.averaged_noise(name, ctx.project(sub), ctx.photons, steps=steps)
     return ctx.fbp(sino, angles), sino, angles
 
 
@@ -461,7 +494,7 @@ class _SampleBuilder:
         bar.update()
         bar.set_postfix_str(f"{sample_id}: reference reconstruction")
         independent = bool(acq.get("independent_noise", False))
-        blocks = acq.get("noise", "sequential") == "row-blocks"
+        blocks = acq.get("noise", "sequential") in ("row-blocks", "row-blocks-averaged")
         if blocks:
             noisy = counting_noise(clean, acq["photons"], seed=seed, scan="reference", blocks=True)
         else:
@@ -469,7 +502,8 @@ class _SampleBuilder:
         ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
                              noisy=noisy, independent_noise=independent, seed=seed, voxel_cm=self.voxel_um * 1e-4,
                              recon_filter=recipe["reconstruction"]["filter"], projector=self.projector_for,
-                             project=project, noise_blocks=blocks)
+                             project=project, noise_blocks=blocks,
+                             averaged_counts=acq.get("noise") == "row-blocks-averaged")
         # Each array is written as soon as it exists and dropped: memory holds one split's, not the sample's.
         writer = SampleWriter(root, sample_id, hashes=hashes, fingerprint=fingerprint)
         writer.add("truth", phantom.attenuation_map())

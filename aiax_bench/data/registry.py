@@ -136,7 +136,7 @@ RECIPE_SCHEMA: dict[str, Any] = {
                 # aiax_bench.sim.project.PROJECTION_METHODS; absent: "auto", what earlier recipes were built with
                 "projection": {"enum": ["auto", "analytic", "voxels"]},
                 # aiax_bench.data.build.NOISE_DRAWS; absent: "sequential", what earlier recipes were built with
-                "noise": {"enum": ["sequential", "row-blocks"]},
+                "noise": {"enum": ["sequential", "row-blocks", "row-blocks-averaged"]},
             },
         },
         "reconstruction": {
@@ -161,6 +161,8 @@ RECIPE_SCHEMA: dict[str, Any] = {
                     "dose_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     "factor": {"type": "integer", "minimum": 2},
                     "steps": {"type": "integer", "minimum": 1},
+                    # continuous: the exposure arcs tile the half turn, sampled at the reference's own angles
+                    "sub_angles": {"enum": ["reference"]},
                     **_DETECTOR_ARTEFACT_KEYS,
                     # propagation-based phase contrast (aiax_bench.sim.propagation.phase_contrast_scan)
                     "energy_kev": {"type": "number", "exclusiveMinimum": 0},
@@ -482,6 +484,9 @@ class SplitSpec:
         Detector binning factor per axis (``binning``).
     steps : int, optional
         Sub-steps integrated over each exposure arc (``continuous``).
+    sub_angles : str, optional
+        ``reference``: the exposure arcs tile the half turn and are sampled at the reference scan's own
+        angles, ``reference_angles / n_angles`` per arc (``continuous``; instead of ``steps``).
     every : int, optional
         Every ``every``-th measured view (``views``).
     arc_degrees : float, optional
@@ -527,6 +532,7 @@ class SplitSpec:
     dose_factor: float | None = None
     factor: int | None = None
     steps: int | None = None
+    sub_angles: str | None = None
     every: int | None = None
     arc_degrees: float | None = None
     detector: dict[str, Any] | None = None

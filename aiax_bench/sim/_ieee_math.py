@@ -19,8 +19,11 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
-__all__ = ["exp_ieee", "log_ieee", "negative_log_ieee", "transmitted_photons"]
+__all__ = ["exp_ieee", "expected_counts", "log_ieee", "negative_log_ieee", "transmitted_photons"]
 
 # Cody and Waite's split of ln 2: k * _LN2_HI is exact for |k| < 2**11.
 _LN2_HI = 6.93147180369123816490e-01
@@ -29,16 +32,34 @@ _INV_LN2 = 1.44269504088896338700e00
 _SQRT_HALF = 0.70710678118654752440
 #: Below this exponent e^x is taken as 0 (a transmission of e^-700 is no photon of any beam).
 _EXP_FLOOR = -700.0
-#: 2**k for k in [-1022, 1023]: above the floor e^x is normal, so scaling by a table entry is exact.
-_POW2 = np.array([math.ldexp(1.0, k) for k in range(-1022, 1024)])
+#: ``2**52 + 1023``: adding a small integer-valued float to it puts that integer plus the exponent bias in the
+#: low bits of the sum, exactly (the sum stays below ``2**53``).
+_BIAS_MAGIC = 4503599627370496.0 + 1023.0
+_MAGIC_BITS = 0x4330000000000000  # the bits of 2**52
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_HALF_BITS = 0x3FE0000000000000  # the exponent bits of [0.5, 1)
+
+
+@intrinsic
+def _bits(typingctx, x):  # pragma: no cover - compiled
+    """The IEEE bits of a float64 as an int64 (a reinterpretation, no arithmetic)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _float(typingctx, bits):  # pragma: no cover - compiled
+    """The float64 of these IEEE bits (the inverse of ``_bits``)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def exp_ieee(x: float) -> float:  # pragma: no cover - compiled
     """``e**x`` for ``x <= 709``; 0 below -700."""
-    if x < _EXP_FLOOR:
-        return 0.0
-    k = math.floor(x * _INV_LN2 + 0.5)
+    k = math.floor(max(x, _EXP_FLOOR) * _INV_LN2 + 0.5)
     r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= ln(2)/2: the Taylor series' 14th term is below 3e-18
     # Horner's rule on 1/k!, k = 13..0, written out: a loop over a tuple of them compiles to a branch per term.
     p = 1.6059043836821613e-10
@@ -55,16 +76,22 @@ def exp_ieee(x: float) -> float:  # pragma: no cover - compiled
     p = 0.5 + r * p
     p = 1.0 + r * p
     p = 1.0 + r * p
-    return p * _POW2[int(k) + 1022]
+    # 2**k built from its bits (k + 1023 in the exponent field): exact, as ldexp; no table, no branch, so
+    # loops over it vectorise. k >= -1010 above the floor: 2**k is normal.
+    scale = _float((_bits(k + _BIAS_MAGIC) - _MAGIC_BITS) << 52)
+    return 0.0 if x < _EXP_FLOOR else p * scale
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def log_ieee(x: float) -> float:  # pragma: no cover - compiled
     """Natural log of a positive, normal ``x``: ``e ln 2 + 2 atanh((m - 1) / (m + 1))``, ``x = m 2**e``."""
-    m, e = math.frexp(x)  # exact
-    if m < _SQRT_HALF:
-        m *= 2.0
-        e -= 1
+    bits = _bits(x)
+    # frexp from the bits (exact for a normal x): m in [0.5, 1), x = m 2**e; selects, not branches.
+    m = _float((bits & _MANTISSA) | _HALF_BITS)
+    e = np.float64((bits >> 52) - 1022)
+    small = m < _SQRT_HALF
+    m = m + m if small else m
+    e = e - 1.0 if small else e
     s = (m - 1.0) / (m + 1.0)  # |s| < 0.172: the series' 12th term is below 1e-19
     z = s * s
     # 1 + z/3 + z²/5 + ... + z¹¹/23 by Horner's rule, written out (as exp's).
@@ -91,6 +118,33 @@ def transmitted_photons(line_integrals: np.ndarray, photons: float) -> np.ndarra
     for i in range(flat.size):
         out[i] = photons * exp_ieee(-np.float64(flat[i]))
     return out.reshape(line_integrals.shape)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def expected_counts(line_integrals: np.ndarray, photons: float, steps: int, binning: int,
+                    out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out = photons * mean(exp(-p))`` over each recorded pixel's ``binning x steps x binning`` window.
+
+    ``line_integrals`` are ``(rows * binning, angles * steps, columns * binning)``, ``out`` float64
+    ``(rows, angles, columns)``: a binned detector pixel averages the intensity of its ``binning²`` fine
+    pixels, a continuous exposure that of its ``steps`` sub-angles. The terms are added in index order
+    of the window (fine rows, sub-angles, fine columns), so the bits depend on the data alone; ``steps =
+    binning = 1`` gives :func:`transmitted_photons`' bits.
+    """
+    rows, angles, cols = out.shape
+    n = np.float64(steps * binning * binning)
+    for r in range(rows):
+        for a in range(angles):
+            total = out[r, a]
+            total[:] = 0.0
+            for i in range(binning):
+                for j in range(steps):
+                    line = line_integrals[r * binning + i, a * steps + j]
+                    for k in range(binning):
+                        for c in range(cols):  # innermost over the recorded pixels: it vectorises
+                            total[c] += exp_ieee(-np.float64(line[c * binning + k]))
+            for c in range(cols):
+                total[c] = photons * (total[c] / n)
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")

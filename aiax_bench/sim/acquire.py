@@ -99,7 +99,7 @@ NOISE_BLOCK_ROWS = 8
 
 
 def poisson_noise_blocks(line_integrals: np.ndarray, photons: float, *, key: tuple[int, ...],
-                         threads: int | None = None) -> np.ndarray:
+                         threads: int | None = None, steps: int = 1, binning: int = 1) -> np.ndarray:
     """Counting noise as :func:`poisson_noise`, each block of detector rows from a stream of its own.
 
     Rows ``[8 b, 8 b + 8)`` (:data:`NOISE_BLOCK_ROWS`) are drawn from
@@ -119,33 +119,59 @@ def poisson_noise_blocks(line_integrals: np.ndarray, photons: float, *, key: tup
         The scan's stream key (e.g. the sample's seed and the hash of the split's name).
     threads : int, optional
         Blocks drawn at once; by default ``torch.get_num_threads()``.
+    steps : int
+        Projections of ``line_integrals`` averaged into one recorded exposure (continuous rotation: its
+        sub-angles), consecutive along the angle axis.
+    binning : int
+        Detector pixels binned along each axis (rows and columns). ``photons`` is then per binned pixel.
 
     Returns
     -------
     numpy.ndarray
-        ``float32`` ``-log(max(N, 1) / I0)`` with ``N ~ Poisson(I0 exp(-p))``, the shape of ``line_integrals``.
+        ``float32`` ``-log(max(N, 1) / I0)`` with ``N ~ Poisson(I0 mean(exp(-p)))``, the mean over each
+        recorded pixel's ``binning x steps x binning`` window (:func:`aiax_bench.sim._ieee_math.expected_counts`):
+        shape ``(Z / binning, A / steps, D / binning)``. With ``steps = binning = 1`` it is the counting noise
+        of ``line_integrals`` themselves.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
-    from aiax_bench.sim._ieee_math import negative_log_ieee, transmitted_photons
+    from aiax_bench.sim._ieee_math import expected_counts, negative_log_ieee
 
     if not np.isfinite(photons) or photons <= 0:
         raise InputError("photons", f"is {photons}", "expected a positive photon count per detector pixel")
+    steps = check_positive_int("steps", steps, "projections averaged into one exposure")
+    binning = check_positive_int("binning", binning, "detector pixels per binned pixel and axis")
     p = np.asarray(line_integrals)
     if p.ndim == 0:
         raise InputError("line_integrals", "are a scalar", "expected detector rows first, (rows, ...)")
-    out = np.empty(p.shape, dtype=np.float32)
+    if steps > 1 or binning > 1:
+        if p.ndim != 3:
+            raise InputError("line_integrals", f"have shape {p.shape}", "expected (rows, angles, columns)")
+        if p.shape[1] % steps:
+            raise InputError("steps", f"of {steps} does not divide the {p.shape[1]} projections",
+                             "expected a divisor of the number of projections")
+        if p.shape[0] % binning or p.shape[2] % binning:
+            raise InputError("binning", f"of {binning} does not divide the detector ({p.shape[0]} rows x "
+                             f"{p.shape[2]} columns)", "expected a common divisor of both")
+        shape = (p.shape[0] // binning, p.shape[1] // steps, p.shape[2] // binning)
+    else:
+        shape = p.shape
+    out = np.empty(shape, dtype=np.float32)
     photons = float(photons)
+    window = p if p.ndim == 3 else p.reshape(p.shape[0], 1, -1)  # (rows, angles, columns) for the kernel
 
     def draw(block: int) -> None:
         rows = slice(block * NOISE_BLOCK_ROWS, (block + 1) * NOISE_BLOCK_ROWS)
-        lam = transmitted_photons(np.ascontiguousarray(p[rows]), photons)
-        counts = np.random.default_rng([*key, block]).poisson(lam)
+        fine = np.ascontiguousarray(window[block * NOISE_BLOCK_ROWS * binning:
+                                           (block + 1) * NOISE_BLOCK_ROWS * binning])
+        lam = np.empty((fine.shape[0] // binning, fine.shape[1] // steps, fine.shape[2] // binning))
+        expected_counts(fine, photons, steps, binning, lam)
+        counts = np.random.default_rng([*key, block]).poisson(lam.reshape(out[rows].shape))
         negative_log_ieee(counts, photons, out[rows])
 
-    blocks = range(-(-p.shape[0] // NOISE_BLOCK_ROWS))
+    blocks = range(-(-shape[0] // NOISE_BLOCK_ROWS))
     threads = max(1, min(torch.get_num_threads() if threads is None else int(threads), len(blocks)))
     if threads == 1:
         for block in blocks:
