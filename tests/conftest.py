@@ -20,7 +20,7 @@ DATA_ROOT_DATASETS = ("foam@1.0", "foam@2.0", "composite@1.0")
 #: the tests need them: the dataset and the test module that reads it (nothing starts unless that module was
 #: collected). ``data_root``'s builds come after the first, when any collected test uses that fixture.
 STARTED_AHEAD = {"am-metal-lab@1.0": "test_am_metal_lab", "foam@2.2": "test_artefacts",
-                 "foam@3.0": "test_exact_projection",
+                 "foam@3.0": "test_exact_projection", "foam@3.1": "test_foam_3_1",
                  "mouse@1.0": "test_mouse_dataset", "foam-pc@1.1": "test_phase_contrast_dataset"}
 
 

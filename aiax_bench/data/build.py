@@ -57,8 +57,7 @@ class _SampleContext:
     recon_filter: str
     projector: Callable[[int, np.ndarray], ParallelBeamProjector]
     project: Callable[[np.ndarray], np.ndarray]
-    noise_blocks: bool = False   # counting noise per block of detector rows (recipe acquisition.noise: row-blocks)
-    averaged_counts: bool = False  # binned and exposure averages inside the draw (noise: row-blocks-averaged)
+    noise_draw: str = "sequential"  # how counting noise is drawn (recipe acquisition.noise, NOISE_DRAWS)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rng(self, split: str) -> np.random.Generator:
@@ -67,14 +66,14 @@ class _SampleContext:
     def counting_noise(self, scan: str, line_integrals: np.ndarray, photons: float) -> np.ndarray:
         """Scan ``scan`` (a split's name, or ``"reference"``) of these line integrals: Poisson counts from its
         own stream, or its own streams per block of rows."""
-        return counting_noise(line_integrals, photons, seed=self.seed, scan=scan, blocks=self.noise_blocks)
+        return counting_noise(line_integrals, photons, seed=self.seed, scan=scan, draw=self.noise_draw)
 
     def averaged_noise(self, scan: str, line_integrals: np.ndarray, photons: float, *, steps: int = 1,
                        binning: int = 1) -> np.ndarray:
         """Scan ``scan`` through a detector that averages the intensity of ``steps`` consecutive projections
         (a continuous exposure) and of ``binning x binning`` pixels, ``photons`` per recorded pixel: inside
         the noise draw where the recipe says so (``row-blocks-averaged``), else in line integrals first."""
-        if self.averaged_counts:
+        if self.noise_draw == "row-blocks-averaged":
             return poisson_noise_blocks(line_integrals, photons, key=sample_recipe.noise_key(self.seed, scan),
                                         steps=steps, binning=binning)
         averaged = line_integrals
@@ -96,15 +95,17 @@ class _SampleContext:
 #: applies to the reference, sparse, dose, binning, continuous and beam-hardening scans; a detector-artefact
 #: split draws its noise with its artefacts (gains, zingers, flats) from its one stream either way.
 #: ``row-blocks-averaged`` is ``row-blocks`` whose binned and continuous scans average the intensity of their
-#: fine pixels and sub-angles inside the draw, in the same compiled IEEE arithmetic (the same bits on every
-#: CPU, and no float32 line integrals between); ``row-blocks`` averages them with numpy first.
+#: fine pixels and sub-angles inside the draw, in the same compiled IEEE arithmetic as the expected counts (no
+#: float32 line integrals between, the same bits on every CPU); ``row-blocks`` averages them with numpy first.
 NOISE_DRAWS = ("sequential", "row-blocks", "row-blocks-averaged")
+#: The draws in blocks of rows (:func:`aiax_bench.sim.poisson_noise_blocks`).
+_BLOCK_DRAWS = ("row-blocks", "row-blocks-averaged")
 
 
-def counting_noise(line_integrals: np.ndarray, photons: float, *, seed: int, scan: str, blocks: bool) -> np.ndarray:
-    """A sample's scan ``scan`` of ``line_integrals`` with counting noise: numpy's generator over the whole
-    array in order (``sequential``), or per block of detector rows in threads (``row-blocks``)."""
-    if blocks:
+def counting_noise(line_integrals: np.ndarray, photons: float, *, seed: int, scan: str, draw: str) -> np.ndarray:
+    """A sample's scan ``scan`` of ``line_integrals`` with counting noise drawn as ``draw`` says
+    (:data:`NOISE_DRAWS`): numpy's generator over the whole array in order, or per block of detector rows."""
+    if draw in _BLOCK_DRAWS:
         return poisson_noise_blocks(line_integrals, photons, key=sample_recipe.noise_key(seed, scan))
     return poisson_noise(line_integrals, photons, rng=sample_recipe.split_rng(seed, scan))
 
@@ -151,6 +152,9 @@ def _continuous(ctx: _SampleContext, name: str, params: dict[str, Any]):
     """
     if params.get("sub_angles") == "reference":
         n_ref, n_angles = ctx.angles.size, int(params["n_angles"])
+        if "steps" in params:
+            raise InputError(f"split {name}: steps", "is given with sub_angles: reference",
+                             "one of the two: the reference angles an arc covers are its steps")
         if n_ref % n_angles:
             raise InputError(f"split {name}: n_angles", f"is {n_angles}",
                              f"a divisor of the {n_ref} reference angles (sub_angles: reference)")
@@ -494,16 +498,15 @@ class _SampleBuilder:
         bar.update()
         bar.set_postfix_str(f"{sample_id}: reference reconstruction")
         independent = bool(acq.get("independent_noise", False))
-        blocks = acq.get("noise", "sequential") in ("row-blocks", "row-blocks-averaged")
-        if blocks:
-            noisy = counting_noise(clean, acq["photons"], seed=seed, scan="reference", blocks=True)
+        draw = acq.get("noise", "sequential")
+        if draw in _BLOCK_DRAWS:
+            noisy = counting_noise(clean, acq["photons"], seed=seed, scan="reference", draw=draw)
         else:
             noisy = poisson_noise(clean, acq["photons"], rng=sample_recipe.reference_rng(seed, independent))
         ctx = _SampleContext(phantom=phantom, clean=clean, angles=ref_angles, photons=float(acq["photons"]),
                              noisy=noisy, independent_noise=independent, seed=seed, voxel_cm=self.voxel_um * 1e-4,
                              recon_filter=recipe["reconstruction"]["filter"], projector=self.projector_for,
-                             project=project, noise_blocks=blocks,
-                             averaged_counts=acq.get("noise") == "row-blocks-averaged")
+                             project=project, noise_draw=draw)
         # Each array is written as soon as it exists and dropped: memory holds one split's, not the sample's.
         writer = SampleWriter(root, sample_id, hashes=hashes, fingerprint=fingerprint)
         writer.add("truth", phantom.attenuation_map())
