@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _mapped import needs_smaps, resident_kb_of_mapping
 from scipy import ndimage
 
 from aiax_bench.errors import InputError
@@ -159,3 +160,23 @@ def test_dice_by_size_breaks_ties_in_raster_order_like_the_whole_volume():
     expected = dice_by_size(stats["method"].labels, stats["truth"].labels, strata)
     assert expected[2] > 0 and expected[1] == 0  # the tie went to the large pore
     np.testing.assert_allclose([got[f"dice_{name}/pore"] for name in SIZE_STRATA], expected, rtol=1e-12)
+
+
+@needs_smaps
+def test_memory_mapped_volumes_are_not_kept_resident(foam, tmp_path):
+    """``.npy`` volumes opened as maps: every block's pages are dropped once copied, and the record is the one
+    from the same volumes in memory."""
+    foam, _ = foam
+    paths = {}
+    for name, volume in (("method", foam.method()), ("reference", foam.reference())):
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], volume)
+    maps = {name: np.load(path, mmap_mode="r") for name, path in paths.items()}
+    options = {"data_range": DATA_RANGE, "voxel_size_um": VOXEL_UM, "chunks": 24, "workers": 2}
+    got = evaluate_chunked(maps["method"], maps["reference"], **options)
+    for path in paths.values():
+        assert resident_kb_of_mapping(path) == 0
+    expected = evaluate_chunked(np.array(maps["method"]), np.array(maps["reference"]), **options)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():  # the same numbers: NaN where the in-memory record has NaN
+        assert got[key] == value or (value != value and got[key] != got[key]), key

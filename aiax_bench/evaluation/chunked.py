@@ -56,6 +56,7 @@ from aiax_bench.errors import InputError
 from aiax_bench.evaluation import metrics
 from aiax_bench.evaluation import porosity as pz
 from aiax_bench.evaluation.segmentation import SIZE_STRATA, class_scores_record, scores_from_confusion, size_strata
+from aiax_bench.mapped_files import release_mapped_pages
 from aiax_bench.validation import check_positive
 
 __all__ = ["DEFAULT_CHUNK", "BitVolume", "UnionFind", "dice_by_size_chunked", "evaluate_chunked", "label_chunked",
@@ -81,7 +82,15 @@ def open_volume(volume: Any, name: str = "volume") -> Any:
 
 
 def _read(volume: Any, region: Region) -> np.ndarray:
-    return np.asarray(volume[region])
+    block = volume[region]
+    if isinstance(block, np.memmap):
+        # A copy, then the map's pages go: a pass over a volume larger than memory holds one block of it,
+        # not every page read so far. A thread still copying its own block meanwhile reads its dropped pages
+        # again from the page cache (the same bytes).
+        data = np.array(block)
+        release_mapped_pages(block)
+        return data
+    return np.asarray(block)
 
 
 def _axis_chunks(n: int, c: int) -> tuple[int, ...]:
