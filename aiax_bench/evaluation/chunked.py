@@ -736,7 +736,8 @@ def evaluate_chunked(prediction: Any, reference: Any, *, data_range: float, voxe
     Parameters
     ----------
     prediction, reference : zarr array, numpy array or path
-        Volumes (z, y, x) in 1/cm.
+        Volumes (z, y, x) in 1/cm. A memory-mapped ``.npy`` (``numpy.load(..., mmap_mode="r")``) is
+        copied block by block and its pages dropped after each, so it never stays resident.
     data_range : float
         The dataset's fixed intensity range (1/cm).
     voxel_size_um : float
