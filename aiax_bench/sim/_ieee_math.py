@@ -23,7 +23,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-__all__ = ["exp_ieee", "expected_counts", "log_ieee", "negative_log_ieee", "transmitted_photons"]
+__all__ = ["exp_ieee", "expected_counts", "log_ieee", "negative_log_ieee"]
 
 # Cody and Waite's split of ln 2: k * _LN2_HI is exact for |k| < 2**11.
 _LN2_HI = 6.93147180369123816490e-01
@@ -111,16 +111,6 @@ def log_ieee(x: float) -> float:  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def transmitted_photons(line_integrals: np.ndarray, photons: float) -> np.ndarray:  # pragma: no cover - compiled
-    """float64 ``photons * exp(-p)`` of float32 or float64 line integrals, the same shape."""
-    flat = line_integrals.ravel()
-    out = np.empty(flat.size)
-    for i in range(flat.size):
-        out[i] = photons * exp_ieee(-np.float64(flat[i]))
-    return out.reshape(line_integrals.shape)
-
-
-@numba.njit(nogil=True, cache=True, error_model="numpy")
 def expected_counts(line_integrals: np.ndarray, photons: float, steps: int, binning: int,
                     out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out = photons * mean(exp(-p))`` over each recorded pixel's ``binning x steps x binning`` window.
@@ -128,8 +118,8 @@ def expected_counts(line_integrals: np.ndarray, photons: float, steps: int, binn
     ``line_integrals`` are ``(rows * binning, angles * steps, columns * binning)``, ``out`` float64
     ``(rows, angles, columns)``: a binned detector pixel averages the intensity of its ``binning²`` fine
     pixels, a continuous exposure that of its ``steps`` sub-angles. The terms are added in index order
-    of the window (fine rows, sub-angles, fine columns), so the bits depend on the data alone; ``steps =
-    binning = 1`` gives :func:`transmitted_photons`' bits.
+    of the window (fine rows, sub-angles, fine columns), so the bits depend on the data alone; with ``steps =
+    binning = 1`` it is ``photons * exp(-p)`` pixel by pixel.
     """
     rows, angles, cols = out.shape
     n = np.float64(steps * binning * binning)
