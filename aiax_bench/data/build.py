@@ -63,25 +63,12 @@ class _SampleContext:
     def rng(self, split: str) -> np.random.Generator:
         return sample_recipe.split_rng(self.seed, split)
 
-    def counting_noise(self, scan: str, line_integrals: np.ndarray, photons: float) -> np.ndarray:
-        """Scan ``scan`` (a split's name, or ``"reference"``) of these line integrals: Poisson counts from its
-        own stream, or its own streams per block of rows."""
-        return counting_noise(line_integrals, photons, seed=self.seed, scan=scan, draw=self.noise_draw)
-
-    def averaged_noise(self, scan: str, line_integrals: np.ndarray, photons: float, *, steps: int = 1,
+    def counting_noise(self, scan: str, line_integrals: np.ndarray, photons: float, *, steps: int = 1,
                        binning: int = 1) -> np.ndarray:
-        """Scan ``scan`` through a detector that averages the intensity of ``steps`` consecutive projections
-        (a continuous exposure) and of ``binning x binning`` pixels, ``photons`` per recorded pixel: inside
-        the noise draw where the recipe says so (``row-blocks-averaged``), else in line integrals first."""
-        if self.noise_draw == "row-blocks-averaged":
-            return poisson_noise_blocks(line_integrals, photons, key=sample_recipe.noise_key(self.seed, scan),
-                                        steps=steps, binning=binning)
-        averaged = line_integrals
-        if steps > 1:
-            averaged = continuous_rotation(averaged, steps)
-        if binning > 1:
-            averaged = bin_detector(averaged, binning)
-        return self.counting_noise(scan, averaged, photons)
+        """Scan ``scan`` (a split's name, or ``"reference"``) of these line integrals, through a detector
+        averaging ``steps`` consecutive projections and ``binning x binning`` pixels (:func:`counting_noise`)."""
+        return counting_noise(line_integrals, photons, seed=self.seed, scan=scan, draw=self.noise_draw,
+                              steps=steps, binning=binning)
 
     def fbp(self, sinogram: np.ndarray, angles: np.ndarray, *, size: int | None = None,
             voxel_cm: float | None = None) -> np.ndarray:
@@ -102,11 +89,24 @@ NOISE_DRAWS = ("sequential", "row-blocks", "row-blocks-averaged")
 _BLOCK_DRAWS = ("row-blocks", "row-blocks-averaged")
 
 
-def counting_noise(line_integrals: np.ndarray, photons: float, *, seed: int, scan: str, draw: str) -> np.ndarray:
+def counting_noise(line_integrals: np.ndarray, photons: float, *, seed: int, scan: str, draw: str,
+                   steps: int = 1, binning: int = 1) -> np.ndarray:
     """A sample's scan ``scan`` of ``line_integrals`` with counting noise drawn as ``draw`` says
-    (:data:`NOISE_DRAWS`): numpy's generator over the whole array in order, or per block of detector rows."""
+    (:data:`NOISE_DRAWS`): numpy's generator over the whole array in order, or per block of detector rows.
+
+    The detector averages the intensity of ``steps`` consecutive projections (a continuous exposure) and of
+    ``binning x binning`` pixels, ``photons`` per recorded pixel: inside the draw for ``row-blocks-averaged``,
+    in float32 line integrals first for the others.
+    """
+    key = sample_recipe.noise_key(seed, scan)
+    if draw == "row-blocks-averaged":
+        return poisson_noise_blocks(line_integrals, photons, key=key, steps=steps, binning=binning)
+    if steps > 1:
+        line_integrals = continuous_rotation(line_integrals, steps)
+    if binning > 1:
+        line_integrals = bin_detector(line_integrals, binning)
     if draw in _BLOCK_DRAWS:
-        return poisson_noise_blocks(line_integrals, photons, key=sample_recipe.noise_key(seed, scan))
+        return poisson_noise_blocks(line_integrals, photons, key=key)
     return poisson_noise(line_integrals, photons, rng=sample_recipe.split_rng(seed, scan))
 
 
@@ -137,7 +137,7 @@ def _binning(ctx: _SampleContext, name: str, params: dict[str, Any]):
     from scipy import ndimage
 
     f = int(params["factor"])
-    sino = ctx.averaged_noise(name, ctx.clean, ctx.photons * f * f, binning=f)
+    sino = ctx.counting_noise(name, ctx.clean, ctx.photons * f * f, binning=f)
     coarse = ctx.fbp(sino, ctx.angles, voxel_cm=ctx.voxel_cm * f)
     low = ndimage.zoom(coarse, f, order=1, mode="nearest", grid_mode=True).astype(np.float32)
     return low, sino, ctx.angles
@@ -161,13 +161,13 @@ def _continuous(ctx: _SampleContext, name: str, params: dict[str, Any]):
         steps = n_ref // n_angles
         # The middle of each arc: the mean of its sub-angles.
         angles = ctx.angles[::steps] + (steps - 1) / 2 * (np.pi / n_ref)
-        sino = ctx.averaged_noise(name, ctx.clean, ctx.photons, steps=steps)
+        sino = ctx.counting_noise(name, ctx.clean, ctx.photons, steps=steps)
         return ctx.fbp(sino, angles), sino, angles
     idx = angle_subset(ctx.angles.size, params["n_angles"])
     angles = ctx.angles[idx]
     steps = int(params.get("steps", 8))
     sub = exposure_angles(angles, steps, arc=np.pi / angles.size)
-    sino = ctx.averaged_noise(name, ctx.project(sub), ctx.photons, steps=steps)
+    sino = ctx.counting_noise(name, ctx.project(sub), ctx.photons, steps=steps)
     return ctx.fbp(sino, angles), sino, angles
 
 
