@@ -18,10 +18,28 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 DATA_ROOT_DATASETS = ("foam@1.0", "foam@2.0", "composite@1.0")
 #: Tiny builds of one thread each started at the session's first test and run beside the others, in the order
 #: the tests need them: the dataset and the test module that reads it (nothing starts unless that module was
-#: collected). ``data_root``'s builds come after the first, when any collected test uses that fixture.
+#: collected). ``data_root``'s builds come first, when any collected test uses that fixture.
 STARTED_AHEAD = {"am-metal-lab@1.0": "test_am_metal_lab", "foam@2.2": "test_artefacts",
                  "foam@3.0": "test_exact_projection", "foam@3.1": "test_foam_3_1",
                  "mouse@1.0": "test_mouse_dataset", "foam-pc@1.1": "test_phase_contrast_dataset"}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the modules that wait for no tiny build first, then those reading ``data_root``, then each module of
+    :data:`STARTED_AHEAD` in the order its build is queued: the builds then run on the core the mostly
+    single-threaded tests before them leave idle, instead of being waited for. A module's tests stay together
+    (module fixtures are set up once), and each group keeps its collection order."""
+    waits_for = {module: 2 + rank for rank, module in enumerate(STARTED_AHEAD.values())}
+
+    def module_of(item) -> str:
+        return item.module.__name__ if getattr(item, "module", None) else ""
+
+    rank: dict[str, int] = {}
+    for item in items:
+        module = module_of(item)
+        own = waits_for.get(module, 1 if "data_root" in item.fixturenames else 0)
+        rank[module] = max(rank.get(module, 0), own)
+    items.sort(key=lambda item: rank[module_of(item)])
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +57,7 @@ def _builds_started_ahead(request, tmp_path_factory, _data_root_dir):
     collected = {item.module.__name__ for item in items}
     ahead = [(ref, tmp_path_factory.mktemp("ahead")) for ref, module in STARTED_AHEAD.items() if module in collected]
     if any("data_root" in item.fixturenames for item in items):
-        ahead[1:1] = [(ref, _data_root_dir) for ref in DATA_ROOT_DATASETS]
+        ahead[0:0] = [(ref, _data_root_dir) for ref in DATA_ROOT_DATASETS]
     start_ahead(ahead)
     yield
     stop_started_builds()

@@ -15,29 +15,42 @@ DATASET = "am-metal-lab@1.0"
 
 @pytest.fixture(scope="module")
 def lab_root(tmp_path_factory):
-    """A cache holding am-metal-lab@1.0 at the tiny profile, built once for this module."""
-    from aiax_bench.data.loader import load
+    """A cache holding am-metal-lab@1.0 at the tiny profile, built in a process of one thread per library (the
+    build started ahead at the session's start)."""
+    from _tiny import tiny_one_thread
 
-    root = tmp_path_factory.mktemp("lab-data")
-    load(DATASET, profile="tiny", root=root)
-    return root
+    return tiny_one_thread(DATASET, tmp_path_factory.mktemp("lab-data"))[0]
 
 
 @pytest.fixture(scope="module")
 def lab(lab_root):
     from aiax_bench.data.loader import load
 
-    return load(DATASET, profile="tiny", root=lab_root)
+    return load(DATASET, profile="tiny", root=lab_root, build=False)
 
 
 def test_tiny_builds_to_its_registered_content_sha256_whatever_the_thread_count(lab, tmp_path):
-    from _tiny import tiny_one_thread
+    """The whole store from one thread per library; its first sample again from two threads."""
+    import torch
+    import zarr
 
+    from aiax_bench.data.build import sample_ids
+    from aiax_bench.data.cone import build_cone_store
     from aiax_bench.data.registry import resolve
 
-    registered = resolve(DATASET).content_sha256["tiny"]
-    assert lab.content_sha256 == registered  # this process's threads
-    assert tiny_one_thread(DATASET, tmp_path / "t1")[1] == registered  # one thread per library
+    spec = resolve(DATASET)
+    assert lab.content_sha256 == spec.content_sha256["tiny"]
+    first = sample_ids(spec, "tiny")[:1]
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(2, before))  # not the whole store's one thread (more than the cores is valid too)
+    try:
+        build_cone_store(spec, "tiny", tmp_path / "again", ids=first, quiet=True)
+    finally:
+        torch.set_num_threads(before)
+    again = zarr.open_group(tmp_path / "again", mode="r")["samples"][first[0][0]].attrs["sha256"]
+    whole = lab.group["samples"][first[0][0]].attrs["sha256"]
+    assert len(whole) > 10 and any(name.startswith("splits/") for name in whole)
+    assert again == whole  # every array of the sample, splits included, bit for bit
 
 
 def test_the_scan_is_a_lab_cone_beam_with_a_polychromatic_tube(lab):

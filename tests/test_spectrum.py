@@ -148,6 +148,25 @@ def test_tube_spectrum_mean_energy_and_filtration(beam):
     assert effective_attenuation(harder, mu_harder) < effective_attenuation(*beam)
 
 
+def test_a_spectrum_asked_for_again_is_not_computed_again():
+    """A build asks for its tube's spectrum per sample and material: SpekPy runs once per process for the same
+    arguments, and each caller still gets read-only arrays of its own. An unusable filter is refused every time."""
+    from aiax_bench.sim.spectrum import _spekpy_bins
+
+    first = tube_spectrum(70.0, filters={"Al": 2.0})
+    before = _spekpy_bins.cache_info()
+    again = tube_spectrum(70.0, filters={"Al": 2.0})
+    after = _spekpy_bins.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    np.testing.assert_array_equal(again.fluence, first.fluence)
+    np.testing.assert_array_equal(again.energies_kev, first.energies_kev)
+    assert again.fluence is not first.fluence and not again.fluence.flags.writeable
+    assert tube_spectrum(70.0, filters={"Al": 3.0}).mean_energy_kev > first.mean_energy_kev
+    for _ in range(2):
+        with pytest.raises(InputError, match="SpekPy cannot use"):
+            tube_spectrum(70.0, filters={"Unobtainium": 1.0})
+
+
 @pytest.mark.parametrize(("call", "field"), [
     (lambda: tube_spectrum(-60.0), "kvp"),
     (lambda: tube_spectrum(600.0), "kvp"),

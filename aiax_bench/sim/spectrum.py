@@ -27,6 +27,7 @@ streaks between dense features, the beam-hardening artefacts of lab CT.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -195,13 +196,23 @@ def tube_spectrum(kvp: float, *, anode_angle_deg: float = 12.0, filters: Mapping
         if not is_number or not math.isfinite(mm) or mm < 0:
             raise InputError("filters", f"has {mm!r} mm of {material}", "expected a thickness >= 0 mm")
 
+    centres, photons = _spekpy_bins(kvp, angle, tuple((m, float(mm)) for m, mm in filters.items()), bin_kev)
+    return TubeSpectrum(energies_kev=centres, fluence=photons)
+
+
+# A build asks for its tube's spectrum once per sample and material (SpekPy takes about half a second each
+# time): the same arguments give the same bins, so they are kept for the process.
+@functools.lru_cache(maxsize=32)
+def _spekpy_bins(kvp: float, angle: float, filters: tuple[tuple[str, float], ...],
+                 bin_kev: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bin centres (keV, increasing) and photons per bin of :func:`tube_spectrum`, read-only."""
     import spekpy  # imported here: it takes a second and only lab-CT simulations need it
 
     subdivisions = math.ceil(bin_kev / _SPEKPY_DK_KEV - 1e-9)
     spek = spekpy.Spek(kvp=kvp, th=angle, dk=bin_kev / subdivisions)
-    for material, mm in filters.items():
+    for material, mm in filters:
         try:
-            spek.filter(material, float(mm))
+            spek.filter(material, mm)
         except Exception as err:  # SpekPy raises a bare Exception for an unknown material
             raise InputError("filters", f"has material {material!r} that SpekPy cannot use ({err})",
                              "expected an element symbol such as 'Al' or 'Cu', or a SpekPy material name") from None
@@ -217,7 +228,10 @@ def tube_spectrum(kvp: float, *, anode_angle_deg: float = 12.0, filters: Mapping
     if not keep.any():
         raise InputError("filters", f"{dict(filters)} absorb every photon of the {kvp:g} kV spectrum",
                          "expected thinner filtration")
-    return TubeSpectrum(energies_kev=centres[keep][::-1], fluence=photons[keep][::-1])
+    bins = centres[keep][::-1].copy(), photons[keep][::-1].copy()
+    for array in bins:
+        array.flags.writeable = False
+    return bins
 
 
 def bending_magnet_spectrum(*, ring_energy_gev: float, field_t: float, energies_kev: Any,
