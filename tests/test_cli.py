@@ -194,7 +194,6 @@ def test_several_seeds_give_one_result_with_mean_and_std(tiny_env, tmp_path, cap
 
     args = evaluate_args(tmp_path)
     args[args.index("100proj")] = "dose-1/4"
-    args[args.index("fbp")] = "fbp-ramp"  # what is checked is the seeds' aggregation, not the tuning
     assert main([*args, "--seeds", "0", "1"]) == 0
     assert "2 seeds [0, 1] × 2 test volumes, mean ± std over seeds" in capsys.readouterr().out
     [result_file] = list((tmp_path / "results").rglob("*.json"))
