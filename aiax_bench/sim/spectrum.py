@@ -200,8 +200,8 @@ def tube_spectrum(kvp: float, *, anode_angle_deg: float = 12.0, filters: Mapping
     return TubeSpectrum(energies_kev=centres, fluence=photons)
 
 
-# A build asks for its tube's spectrum once per sample and material (SpekPy takes about half a second each
-# time): the same arguments give the same bins, so they are kept for the process.
+# A build asks for its tube's spectrum once per sample and material, and SpekPy integrates its model anew at
+# every call: the same arguments give the same bins, so they are kept for the process.
 @functools.lru_cache(maxsize=32)
 def _spekpy_bins(kvp: float, angle: float, filters: tuple[tuple[str, float], ...],
                  bin_kev: float) -> tuple[np.ndarray, np.ndarray]:
