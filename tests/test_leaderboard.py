@@ -651,11 +651,12 @@ def test_portable_command(tmp_path):
 def committed_board():
     """The committed board's problems (every entry checked once: the check recomputes each entry's aggregates)
     and its entries as written."""
+    from aiax_bench.jsonio import read_json
     from aiax_bench.leaderboard.board import entry_files
     from aiax_bench.leaderboard.cli import check_board
 
     board = REPO / "leaderboard"
-    return board, check_board(board), [(path, json.loads(path.read_text())) for path in entry_files(board)]
+    return board, check_board(board), [(path, read_json(path)) for path in entry_files(board)]
 
 
 def test_committed_board_is_valid_and_rendered(committed_board):

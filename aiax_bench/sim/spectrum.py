@@ -205,7 +205,8 @@ def tube_spectrum(kvp: float, *, anode_angle_deg: float = 12.0, filters: Mapping
 @functools.lru_cache(maxsize=32)
 def _spekpy_bins(kvp: float, angle: float, filters: tuple[tuple[str, float], ...],
                  bin_kev: float) -> tuple[np.ndarray, np.ndarray]:
-    """Bin centres (keV, increasing) and photons per bin of :func:`tube_spectrum`, read-only."""
+    """Bin centres (keV, increasing) and photons per bin of :func:`tube_spectrum` (the cache's own arrays:
+    :class:`TubeSpectrum` copies them)."""
     import spekpy  # imported here: it takes a second and only lab-CT simulations need it
 
     subdivisions = math.ceil(bin_kev / _SPEKPY_DK_KEV - 1e-9)
@@ -228,10 +229,7 @@ def _spekpy_bins(kvp: float, angle: float, filters: tuple[tuple[str, float], ...
     if not keep.any():
         raise InputError("filters", f"{dict(filters)} absorb every photon of the {kvp:g} kV spectrum",
                          "expected thinner filtration")
-    bins = centres[keep][::-1].copy(), photons[keep][::-1].copy()
-    for array in bins:
-        array.flags.writeable = False
-    return bins
+    return centres[keep][::-1], photons[keep][::-1]
 
 
 def bending_magnet_spectrum(*, ring_energy_gev: float, field_t: float, energies_kev: Any,
