@@ -8,6 +8,8 @@
         --output benchmarks/build-foam-2.0-512.json
     python benchmarks/bench_build.py --dataset foam@3.0 --profile small --workers 2 --versus foam@2.0 \\
         --output benchmarks/build-foam-3.0-small.json
+    python benchmarks/bench_build.py --dataset foam@3.1 --profile small --workers 2 --versus foam@2.0 \\
+        --rounds 3 --output benchmarks/build-foam-3.1-small-rounds.json
     python benchmarks/bench_build.py --dataset foam@3.0 --profile large --discard-samples \\
         --progress large.jsonl --workdir DIR --output benchmarks/build-foam-3.0-large.json
 
@@ -21,6 +23,8 @@ for each of its samples, so its time is about the samples times this one.
 ``--versus DATASET`` (with ``--profile``) compares two versions of a dataset instead of two commits: the
 other dataset's profile is built with today's code in the same run (serially, and with ``--workers N`` also
 with N workers, as is the dataset's own), every row's ``speedup`` against the other one built serially.
+``--rounds R`` builds the compared pair (the dataset with its workers, the other one serially) R times in all,
+alternating; each row's ``round`` says which, and its ``speedup`` is against the other dataset of its round.
 
 With ``--profile`` the whole profile is built instead, in a fresh process,
 with today's code and, given ``--before``, with the code of that git commit
@@ -287,17 +291,25 @@ def _checked_against_registry(rows: list[dict], args: argparse.Namespace) -> lis
 
 def _versus_rows(args: argparse.Namespace, rows: list[dict]) -> None:
     """``--versus``: the other dataset's profile, and each dataset serially where ``--workers`` is given, all with
-    today's code in this run; every row's ``speedup`` is the other dataset's serial time over its own."""
+    today's code in this run; every row's ``speedup`` is the other dataset's serial time in the same round over its
+    own. ``--rounds R`` builds the dataset (with its workers) and the other one (serially) R - 1 more times."""
     plan = ([(args.dataset, 1)] if args.workers > 1 else []) + [(args.versus, 1)] + (
         [(args.versus, args.workers)] if args.workers > 1 else [])
-    rows[0]["dataset"] = args.dataset
-    for dataset, workers in plan:
-        rows.append({"code": "today", "profile": args.profile, "dataset": dataset,
-                     **_run(PROFILE_CHILD, dataset, args.profile, args.workdir or "", str(workers))})
-        print(json.dumps(rows[-1]), flush=True)
-    baseline = next(row["seconds"] for row in rows if row["dataset"] == args.versus and "workers" not in row)
-    for row in rows:
-        row["speedup"] = round(baseline / row["seconds"], 2)
+    # Further rounds build the compared pair again, alternating, so that a drift of the machine's speed during
+    # the run shows as a spread of the ratio instead of moving it.
+    pair = [(args.dataset, args.workers), (args.versus, 1)]
+    rounds = [plan] + [pair] * (args.rounds - 1)
+    rows[0].update(dataset=args.dataset, round=1)
+    for k, round_plan in enumerate(rounds, start=1):
+        for dataset, workers in round_plan:
+            rows.append({"code": "today", "profile": args.profile, "dataset": dataset, "round": k,
+                         **_run(PROFILE_CHILD, dataset, args.profile, args.workdir or "", str(workers))})
+            print(json.dumps(rows[-1]), flush=True)
+    for k in range(1, args.rounds + 1):
+        in_round = [row for row in rows if row["round"] == k]
+        baseline = next(row["seconds"] for row in in_round if row["dataset"] == args.versus and "workers" not in row)
+        for row in in_round:
+            row["speedup"] = round(baseline / row["seconds"], 2)
 
 
 def main() -> None:
@@ -312,6 +324,8 @@ def main() -> None:
                         help="with --profile: today's build runs this many sample processes (before: one)")
     parser.add_argument("--versus", default=None, metavar="DATASET",
                         help="with --profile: also build this dataset's profile with today's code, the ratio's peer")
+    parser.add_argument("--rounds", type=int, default=1, metavar="R",
+                        help="with --versus: build the compared pair R times in all, alternating")
     parser.add_argument("--sample-rss", type=float, default=None, metavar="S",
                         help="one sample per size: also record its resident memory every S seconds")
     parser.add_argument("--progress", type=Path, default=None, metavar="FILE",
@@ -325,6 +339,8 @@ def main() -> None:
         parser.error("--discard-samples needs --profile, --progress (its record, to resume from) and --workdir")
     if args.discard_samples and (args.versus or args.before or args.workers > 1):
         parser.error("--discard-samples builds one profile serially: no --versus, --before or --workers")
+    if args.rounds < 1 or (args.rounds > 1 and not args.versus):
+        parser.error("--rounds needs --versus and is at least 1")
     if args.versus and args.before:
         parser.error("--versus and --before each name the peer: give one")
     if args.progress is not None and not (args.sample_rss or args.discard_samples):

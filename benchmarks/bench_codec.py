@@ -1,11 +1,12 @@
 """Codecs for the stores' arrays: write and read time, and compression, on one built sample.
 
-    python benchmarks/bench_codec.py --dataset foam@3.0 --size 128 --output benchmarks/codec.json
+    python benchmarks/bench_codec.py --dataset foam@3.1 --size 128 --output benchmarks/codec-every-chunk.json
 
 One sample of the dataset is built at ``--size`` (its phantom, reference scan and every split, as
 ``datasets build`` makes them) into a temporary store; then all of that sample's arrays are written
 again with each codec, chunked as the stores chunk them, and read back, ``--repeat`` times, keeping
-each codec's fastest. The codec the stores use is :func:`aiax_bench.data.store.compressor`.
+each codec's fastest. The codec the stores use is :func:`aiax_bench.data.store.compressor`; they write
+every chunk, those equal to the fill value too (:func:`aiax_bench.data.store.write_array`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from pathlib import Path
 
 
 def _codecs() -> dict:
+    """Each row's codec and whether it writes the chunks equal to the fill value (zarr skips them by default,
+    after comparing every chunk with it)."""
     from zarr.codecs import BloscCodec
 
+    lz4 = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
     return {
-        "zstd-5 bitshuffle (before)": BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),
-        "zstd-1 shuffle": BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),
-        "lz4-5 bitshuffle (now)": BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
-        "lz4-5 shuffle": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
-        "none": None,
+        "zstd-5 bitshuffle": (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), False),
+        "zstd-1 shuffle": (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"), False),
+        "lz4-5 bitshuffle, empty chunks skipped": (lz4, False),
+        "lz4-5 bitshuffle, every chunk written (the stores')": (lz4, True),
+        "lz4-5 shuffle": (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), False),
+        "none": (None, False),
     }
 
 
@@ -65,7 +70,7 @@ def main() -> None:
         arrays.update({f"{split}/{name}": np.asarray(a[...]) for split, group in sample["splits"].groups()
                        for name, a in group.arrays()})
         raw = sum(a.nbytes for a in arrays.values())
-        for label, codec in _codecs().items():
+        for label, (codec, every_chunk) in _codecs().items():
             best_write = best_read = float("inf")
             for _ in range(args.repeat):
                 target = Path(folder) / "codec"
@@ -74,7 +79,7 @@ def main() -> None:
                 start = time.perf_counter()
                 for name, data in arrays.items():
                     group.create_array(name, data=data, chunks=tuple(min(CHUNK, s) for s in data.shape),
-                                       compressors=codec)
+                                       compressors=codec, config={"write_empty_chunks": every_chunk})
                 best_write = min(best_write, time.perf_counter() - start)
                 start = time.perf_counter()
                 for name in arrays:

@@ -133,6 +133,32 @@ def test_samples_built_in_two_worker_processes_give_the_serial_store(tiny_datase
     assert not (tmp_path / "none.zarr").exists()
 
 
+def test_a_worker_takes_the_idle_workers_threads_once_fewer_samples_are_left_than_workers():
+    """Between splits a worker sets its torch threads to its share of the cores among the samples still being
+    built: its own share while every worker builds one, all the cores when it builds the last sample."""
+    import multiprocessing
+
+    import torch
+
+    from aiax_bench.data import build
+    from aiax_bench.data.registry import resolve
+
+    threads_before = torch.get_num_threads()
+    building = multiprocessing.get_context("spawn").Value("i", 3, lock=False)
+    try:
+        build._start_worker(resolve("foam@1.0"), "tiny", 2, 6, building)  # 3 workers of 2 threads on 6 cores
+        assert torch.get_num_threads() == 2
+        shares = {}
+        for still_building in (3, 2, 1):
+            building.value = still_building
+            build._WORKER.before_split()
+            shares[still_building] = torch.get_num_threads()
+        assert shares == {3: 2, 2: 3, 1: 6}
+    finally:
+        torch.set_num_threads(threads_before)
+        build._WORKER = None
+
+
 def test_a_sample_failing_in_a_worker_process_fails_the_build_in_one_line_and_leaves_nothing(tmp_path):
     """The worker's error comes back whole (its own type and one-line message) and no store appears."""
     import copy

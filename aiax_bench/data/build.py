@@ -464,8 +464,9 @@ class _SampleBuilder:
     sample's arrays are written as soon as they are made and dropped.
     """
 
-    def __init__(self, spec: DatasetVersion, profile: str) -> None:
+    def __init__(self, spec: DatasetVersion, profile: str, *, before_split: Callable[[], None] | None = None) -> None:
         self.spec, self.recipe = spec, spec.recipe
+        self.before_split = before_split  # called as each split starts (a worker adopts idle cores there)
         self.size = int(spec.profiles[profile]["size"])
         self.voxel_um = spec.voxel_size_um(profile)
         self.acq = self.recipe["acquisition"]
@@ -522,9 +523,13 @@ class _SampleBuilder:
             # The ceiling of any method trained on independent noise: the same FBP without noise.
             writer.add("clean", ctx.fbp(clean, ref_angles))
         bar.update()
-        sample_recipe.write_splits(writer, spec.splits,
-                                   lambda split, params: SPLIT_KINDS[params["kind"]](ctx, split, params),
-                                   bar=bar, sample_id=sample_id)
+
+        def make_split(split: str, params: dict[str, Any]) -> tuple:
+            if self.before_split is not None:
+                self.before_split()
+            return SPLIT_KINDS[params["kind"]](ctx, split, params)
+
+        sample_recipe.write_splits(writer, spec.splits, make_split, bar=bar, sample_id=sample_id)
         writer.finish({**attrs, **ctx.extra})
         return hashes, fingerprint
 
@@ -533,13 +538,20 @@ class _SampleBuilder:
 _WORKER: _SampleBuilder | None = None
 
 
-def _start_worker(spec: DatasetVersion, profile: str, threads: int) -> None:
+def _start_worker(spec: DatasetVersion, profile: str, threads: int, cores: int, building) -> None:
     import torch
 
     use_compatible_mkl()  # before any computation, as in the parent
     torch.set_num_threads(threads)
+
+    def adopt_idle_cores() -> None:
+        # Once fewer samples are left than workers, the idle workers' cores go to the ones still building
+        # (the store's last samples, else built on one core while the others wait). Threads never change
+        # a byte (see build_store), so a sample may change its count between splits.
+        torch.set_num_threads(max(threads, cores // max(1, building.value)))
+
     global _WORKER
-    _WORKER = _SampleBuilder(spec, profile)
+    _WORKER = _SampleBuilder(spec, profile, before_split=adopt_idle_cores)
 
 
 def _build_in_worker(target: str, sample_id: str, part: str, seed: int) -> tuple[dict[str, str], dict[str, Any]]:
@@ -578,7 +590,8 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
     workers : int
         Processes building samples side by side (parallel-beam recipes; the others build serially):
         each holds what one sample's build holds (``benchmarks/README.md`` gives it per size) and gets
-        an equal share of this process's torch threads. The store's bytes are the same for any number:
+        an equal share of this process's torch threads; once fewer samples are left than workers, the
+        ones still building share the idle workers' threads too. The store's bytes are the same for any number:
         a sample's bytes depend on its recipe and seed alone, never on threads or on where it was
         built. The workers are spawned, so a script calling this with ``workers > 1`` needs the usual
         ``if __name__ == "__main__":`` guard.
@@ -634,14 +647,18 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            threads = max(1, torch.get_num_threads() // workers)
+            cores = torch.get_num_threads()
+            threads = max(1, cores // workers)
             # Spawned, not forked: a fork of a process whose OpenMP threads have started may hang.
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_start_worker, initargs=(spec, profile, threads)) as pool:
+            context = multiprocessing.get_context("spawn")
+            building = context.Value("i", workers, lock=False)  # samples not yet written, up to one per worker
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                     initargs=(spec, profile, threads, cores, building)) as pool:
                 futures = {pool.submit(_build_in_worker, str(tmp), *sample): k for k, sample in enumerate(ids)}
                 results: list = [None] * len(ids)
                 try:
                     for done, future in enumerate(as_completed(futures), start=1):
+                        building.value = min(workers, len(ids) - done)
                         results[futures[future]] = future.result()
                         if done == 1:  # the samples being written meanwhile are counted as not started
                             check_room_for_samples(tmp, ids[futures[future]][0], len(ids) - 1, target=target)
