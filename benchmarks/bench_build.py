@@ -24,7 +24,8 @@ for each of its samples, so its time is about the samples times this one.
 other dataset's profile is built with today's code in the same run (serially, and with ``--workers N`` also
 with N workers, as is the dataset's own), every row's ``speedup`` against the other one built serially.
 ``--rounds R`` builds the compared pair (the dataset with its workers, the other one serially) R times in all,
-alternating; each row's ``round`` says which, and its ``speedup`` is against the other dataset of its round.
+the other one first in even rounds; each row's ``round`` says which, and its ``speedup`` is against the other
+dataset of its round.
 
 With ``--profile`` the whole profile is built instead, in a fresh process,
 with today's code and, given ``--before``, with the code of that git commit
@@ -295,10 +296,10 @@ def _versus_rows(args: argparse.Namespace, rows: list[dict]) -> None:
     own. ``--rounds R`` builds the dataset (with its workers) and the other one (serially) R - 1 more times."""
     plan = ([(args.dataset, 1)] if args.workers > 1 else []) + [(args.versus, 1)] + (
         [(args.versus, args.workers)] if args.workers > 1 else [])
-    # Further rounds build the compared pair again, alternating, so that a drift of the machine's speed during
-    # the run shows as a spread of the ratio instead of moving it.
+    # Further rounds build the compared pair again, the other one first in every second round, so that a steady
+    # drift of the machine's speed during the run pushes the rounds' ratios apart instead of all one way.
     pair = [(args.dataset, args.workers), (args.versus, 1)]
-    rounds = [plan] + [pair] * (args.rounds - 1)
+    rounds = [plan] + [pair[::-1] if k % 2 == 0 else pair for k in range(2, args.rounds + 1)]
     rows[0].update(dataset=args.dataset, round=1)
     for k, round_plan in enumerate(rounds, start=1):
         for dataset, workers in round_plan:

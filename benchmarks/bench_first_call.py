@@ -1,6 +1,6 @@
 """What an evaluation process pays once: its imports, and its first call's excess over the next ones.
 
-    python benchmarks/bench_first_call.py --sizes 64 128 256 --before 7507533^ \\
+    python benchmarks/bench_first_call.py --sizes 64 128 --before 7507533^ \\
         --output benchmarks/first-call.json
 
 Each process starts from nothing, imports the Evaluator, makes one synthetic pair
@@ -45,7 +45,9 @@ for _ in range(calls):
     start = time.perf_counter()
     record = evaluate_arrays(method, reference, **options)
     seconds.append(time.perf_counter() - start)
+import aiax_bench
 print(json.dumps({"import_s": imported, "calls_s": seconds, "keys": len([k for k in record if k != "distributions"]),
+                  "imported_from": str(__import__("pathlib").Path(aiax_bench.__file__).resolve().parent.parent),
                   "modules": sorted(m for m in ("scipy.stats", "porespy", "numba", "skimage") if m in sys.modules)}))
 """
 
@@ -58,7 +60,11 @@ def _process(size: int, calls: int, source: Path | None) -> dict:
                           env=env, cwd=str(source or HERE.parent))
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    imported_from = Path(row.pop("imported_from"))
+    if source is not None and imported_from != source.resolve():  # else both rows would time today's code
+        raise SystemExit(f"the earlier commit's run imported aiax_bench from {imported_from}, not its worktree")
+    return row
 
 
 def _summary(code: str, size: int, runs: list[dict]) -> dict:

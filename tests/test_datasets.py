@@ -133,9 +133,10 @@ def test_samples_built_in_two_worker_processes_give_the_serial_store(tiny_datase
     assert not (tmp_path / "none.zarr").exists()
 
 
-def test_a_worker_takes_the_idle_workers_threads_once_fewer_samples_are_left_than_workers():
+def test_a_worker_takes_the_idle_workers_threads_once_fewer_samples_are_left_than_workers(monkeypatch):
     """Between splits a worker sets its torch threads to its share of the cores among the samples still being
-    built: its own share while every worker builds one, all the cores when it builds the last sample."""
+    built: its own share while every worker builds one, all the cores when it builds the last sample. The
+    parent counts a sample as building from when it is handed out until it is written."""
     import multiprocessing
 
     import torch
@@ -143,6 +144,10 @@ def test_a_worker_takes_the_idle_workers_threads_once_fewer_samples_are_left_tha
     from aiax_bench.data import build
     from aiax_bench.data.registry import resolve
 
+    # 5 samples on 3 workers: 3 building until the third is written, then the last two, then none.
+    assert [build._samples_building(3, 5, written) for written in range(6)] == [3, 3, 3, 2, 1, 0]
+    assert build._samples_building(4, 2, 0) == 2
+    monkeypatch.setattr(build, "use_compatible_mkl", lambda: None)  # a worker's start-up, not this process's
     threads_before = torch.get_num_threads()
     building = multiprocessing.get_context("spawn").Value("i", 3, lock=False)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import math
@@ -538,7 +539,12 @@ class _SampleBuilder:
 _WORKER: _SampleBuilder | None = None
 
 
-def _start_worker(spec: DatasetVersion, profile: str, threads: int, cores: int, building) -> None:
+def _samples_building(workers: int, samples: int, written: int) -> int:
+    """Samples being built once ``written`` of ``samples`` are: one per worker while any is queued, then the rest."""
+    return max(0, min(workers, samples - written))
+
+
+def _start_worker(spec: DatasetVersion, profile: str, threads: int, cores: int, building: ctypes.c_int) -> None:
     import torch
 
     use_compatible_mkl()  # before any computation, as in the parent
@@ -651,14 +657,15 @@ def build_store(spec: DatasetVersion, profile: str, target: Path, *, quiet: bool
             threads = max(1, cores // workers)
             # Spawned, not forked: a fork of a process whose OpenMP threads have started may hang.
             context = multiprocessing.get_context("spawn")
-            building = context.Value("i", workers, lock=False)  # samples not yet written, up to one per worker
+            # Samples being built (see _samples_building): one writer, readers that only size their threads.
+            building = context.Value("i", _samples_building(workers, len(ids), 0), lock=False)
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                      initargs=(spec, profile, threads, cores, building)) as pool:
                 futures = {pool.submit(_build_in_worker, str(tmp), *sample): k for k, sample in enumerate(ids)}
                 results: list = [None] * len(ids)
                 try:
                     for done, future in enumerate(as_completed(futures), start=1):
-                        building.value = min(workers, len(ids) - done)
+                        building.value = _samples_building(workers, len(ids), done)
                         results[futures[future]] = future.result()
                         if done == 1:  # the samples being written meanwhile are counted as not started
                             check_room_for_samples(tmp, ids[futures[future]][0], len(ids) - 1, target=target)

@@ -85,8 +85,8 @@ def _layout(shape: tuple[int, ...]) -> dict[str, Any]:
     """The chunks, compressor and write options of every stored array of ``shape``.
 
     Every chunk is written, empty or not: zarr's default compares each chunk with the fill value before
-    writing it, a pass over all the data for the few chunks of zeros outside a sample (``benchmarks/codec.json``
-    times both), and a store with every chunk on disk has none missing by design.
+    writing it, a pass over all the data for the few chunks of zeros outside a sample
+    (``benchmarks/codec-every-chunk.json`` times both), and a store with every chunk on disk has none missing by design.
     """
     return {"chunks": tuple(min(CHUNK, s) for s in shape), "compressors": compressor(),
             "config": {"write_empty_chunks": True}}
