@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
 from aiax_bench.errors import InputError
 from aiax_bench.sim import foam_phantom, make_phantom, poisson_noise_blocks, project_phantom, reference_angles
+from aiax_bench.sim._ieee_math import exp_ieee, log_ieee
 from aiax_bench.sim.phantoms.physical import foam_um_phantom
 
 DATASET = "foam@3.0"
@@ -18,27 +20,27 @@ def _ulps(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.abs(values - reference) / np.spacing(np.abs(reference))
 
 
+@numba.njit
+def _ieee_elementwise(use_exp, x):
+    """The library's IEEE ``exp`` (or ``log``) of each element: the kernels inline into compiled loops, so they
+    are called from one (compiled on first use)."""
+    out = np.empty_like(x)
+    flat, target = x.ravel(), out.ravel()
+    for i in range(flat.size):
+        target[i] = exp_ieee(flat[i]) if use_exp else log_ieee(flat[i])
+    return out
+
+
 def test_ieee_exp_and_log_are_within_a_few_ulp_of_numpys():
-    import numba
-
-    from aiax_bench.sim._ieee_math import exp_ieee, log_ieee
-
-    @numba.njit
-    def apply(kernel_exp, x):  # the kernels inline into compiled loops; call them from one
-        out = np.empty_like(x)
-        for i in range(x.size):
-            out[i] = exp_ieee(x[i]) if kernel_exp else log_ieee(x[i])
-        return out
-
     x = np.concatenate([-np.random.default_rng(0).uniform(0, 700, 200_000), np.linspace(-1, 1, 100_001),
                         [0.0, -1e-300, math.log(2.0), 700.0]])
-    assert _ulps(apply(True, x), np.exp(x)).max() <= 1.0
-    assert apply(True, np.array([0.0, -701.0])).tolist() == [1.0, 0.0]
+    assert _ulps(_ieee_elementwise(True, x), np.exp(x)).max() <= 1.0
+    assert _ieee_elementwise(True, np.array([0.0, -701.0])).tolist() == [1.0, 0.0]
     y = np.concatenate([np.exp(-np.random.default_rng(1).uniform(0, 700, 200_000)), np.linspace(0.5, 2, 100_001),
                         [1.0, 0.5, 1e-300, 3.0e300]])
     y = y[y != 1.0]
-    assert _ulps(apply(False, y), np.log(y)).max() <= 3.0
-    assert apply(False, np.array([1.0]))[0] == 0.0
+    assert _ulps(_ieee_elementwise(False, y), np.log(y)).max() <= 3.0
+    assert _ieee_elementwise(False, np.array([1.0]))[0] == 0.0
 
 
 def _numeric_path(u: float, angle: float, *, radius: float, void: tuple[float, float, float], z: float,
@@ -121,18 +123,7 @@ def _plain_pixel_values(phantom, angles, *, su: int = 4, sz: int = 2) -> np.ndar
     less each void's chord (clipped to the cylinder where the surface opens the void), in the voids' order;
     then each pixel's running sum of ``exp(-mu path)`` over its sub-rays, rows then columns, and ``-log`` of
     the mean, with the kernels' IEEE ``exp`` and ``log``."""
-    import numba
-
-    from aiax_bench.sim._ieee_math import exp_ieee, log_ieee
     from aiax_bench.sim.project import _analytic_voids, _chord_geometry
-
-    @numba.njit
-    def elementwise(use_exp, x):  # the kernels inline into compiled loops; call them from one
-        out = np.empty_like(x)
-        flat, target = x.ravel(), out.ravel()
-        for i in range(flat.size):
-            target[i] = exp_ieee(flat[i]) if use_exp else log_ieee(flat[i])
-        return out
 
     spheres, clip_radius = _analytic_voids(phantom)
     n_z, n, mu, radius, centre, u = _chord_geometry(phantom, su)
@@ -156,22 +147,22 @@ def _plain_pixel_values(phantom, angles, *, su: int = 4, sz: int = 2) -> np.ndar
                                                     - np.maximum(tc - chord, -half[hit]), 0.0)
                 else:
                     path[row, a, hit] -= 2.0 * chord
-    intensity = elementwise(True, -mu * np.maximum(path, 0.0)).reshape(n_z, sz, angles.size, n, su)
+    intensity = _ieee_elementwise(True, -mu * np.maximum(path, 0.0)).reshape(n_z, sz, angles.size, n, su)
     total = np.zeros((n_z, angles.size, n))
     for k in range(sz):
         for j in range(su):
             total += intensity[:, k, :, :, j]
-    return (-elementwise(False, np.maximum(total * (1.0 / (sz * su)), 1e-304))).astype(np.float32)
+    return (-_ieee_elementwise(False, np.maximum(total * (1.0 / (sz * su)), 1e-304))).astype(np.float32)
 
 
 def test_exact_projection_is_the_plain_sum_over_each_pixels_sub_rays():
     """The compiled pass (intensities in place, then each pixel's sum across a row at once, only the rows near
     each void visited) gives the bytes of the plain definition: path, then one running sum per pixel."""
+    from aiax_bench.sim.project import _analytic_voids
+
     ph = foam_um_phantom(24, seed=5, surface="cut", porosity=0.3, max_void_radius_um=100.0)
     angles = reference_angles(12)
     expected = _plain_pixel_values(ph, angles)
-    from aiax_bench.sim.project import _analytic_voids
-
     spheres, clip_radius = _analytic_voids(ph)
     from_axis = np.hypot(spheres[:, 1] - (ph.shape[1] - 1) / 2, spheres[:, 2] - (ph.shape[2] - 1) / 2)
     assert (from_axis + spheres[:, 3] > clip_radius).any()  # some voids are opened by the surface: clipped chords
